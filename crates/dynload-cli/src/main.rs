@@ -1,0 +1,5 @@
+//! The `dynload` command.
+
+fn main() {
+    println!("dynload");
+}

@@ -1,0 +1,400 @@
+//! The public Rust API: [`Library`], [`Symbol`], [`OpenFlags`], address
+//! lookup and iteration over loaded objects.
+
+use std::ffi::{c_int, c_void, OsStr};
+use std::marker::PhantomData;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use crate::error::{Error, ErrorKind};
+use crate::find::FoundVia;
+use crate::load;
+use crate::object::ObjId;
+use crate::query::{self, Target};
+use crate::registry::{registry, LOADER};
+
+/// How to open a library: when to bind (`NOW`/`LAZY`), where its symbols
+/// are visible (`LOCAL`/`GLOBAL`), and the modifiers of `dlopen`.
+///
+/// ```
+/// use dynload::OpenFlags;
+/// let flags = OpenFlags::NOW | OpenFlags::GLOBAL;
+/// assert_eq!(flags.bits(), 0x102);
+/// assert_eq!(OpenFlags::default(), OpenFlags::NOW | OpenFlags::LOCAL);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenFlags(c_int);
+
+impl OpenFlags {
+    /// Resolve functions on first call. dynload currently binds every
+    /// symbol at load time even with `LAZY` (see the README).
+    pub const LAZY: OpenFlags = OpenFlags(load::RTLD_LAZY);
+    /// Resolve every symbol before `open` returns.
+    pub const NOW: OpenFlags = OpenFlags(load::RTLD_NOW);
+    /// Keep the library's symbols out of the global scope (the default).
+    pub const LOCAL: OpenFlags = OpenFlags(0);
+    /// Add the library and its dependencies to the global scope.
+    pub const GLOBAL: OpenFlags = OpenFlags(load::RTLD_GLOBAL);
+    /// Only return the library if it is already loaded.
+    pub const NOLOAD: OpenFlags = OpenFlags(load::RTLD_NOLOAD);
+    /// Never unload the library.
+    pub const NODELETE: OpenFlags = OpenFlags(load::RTLD_NODELETE);
+    /// Resolve the library's references in its own dependencies first.
+    pub const DEEPBIND: OpenFlags = OpenFlags(load::RTLD_DEEPBIND);
+
+    /// The `dlopen` mode bits.
+    pub const fn bits(self) -> c_int {
+        self.0
+    }
+
+    /// Flags from raw `dlopen` mode bits (checked when opening).
+    pub const fn from_bits(bits: c_int) -> OpenFlags {
+        OpenFlags(bits)
+    }
+}
+
+impl Default for OpenFlags {
+    fn default() -> OpenFlags {
+        OpenFlags::NOW
+    }
+}
+
+impl std::ops::BitOr for OpenFlags {
+    type Output = OpenFlags;
+    fn bitor(self, rhs: OpenFlags) -> OpenFlags {
+        OpenFlags(self.0 | rhs.0)
+    }
+}
+
+/// A library opened by dynload. Closing it (explicitly with
+/// [`Library::close`], or by dropping it) releases one reference; the
+/// library is unloaded when nothing else uses it.
+///
+/// ```
+/// use dynload::{Library, OpenFlags};
+/// // SAFETY: zlib's initialisers are sound.
+/// let zlib = unsafe { Library::open("libz.so.1", OpenFlags::NOW) }.unwrap();
+/// // SAFETY: zlibVersion has this signature.
+/// let version = unsafe { zlib.get::<unsafe extern "C" fn() -> *const std::ffi::c_char>("zlibVersion") }.unwrap();
+/// let v = unsafe { std::ffi::CStr::from_ptr(version()) };
+/// assert!(v.to_str().unwrap().starts_with('1'));
+/// zlib.close().unwrap();
+/// ```
+#[derive(Debug)]
+pub struct Library {
+    id: ObjId,
+    handle: usize,
+    closed: bool,
+}
+
+// SAFETY: a Library is a counted reference to a loaded object; the loader
+// serialises all access to its state.
+unsafe impl Send for Library {}
+// SAFETY: as above.
+unsafe impl Sync for Library {}
+
+/// A symbol of a [`Library`], typed, and valid only while the library is.
+///
+/// ```
+/// use dynload::{Library, OpenFlags};
+/// let zlib = unsafe { Library::open("libz.so.1", OpenFlags::NOW) }.unwrap();
+/// // SAFETY: crc32 has this signature.
+/// let crc32 = unsafe { zlib.get::<unsafe extern "C" fn(u64, *const u8, u32) -> u64>("crc32") }.unwrap();
+/// let data = b"hello";
+/// assert_eq!(unsafe { crc32(0, data.as_ptr(), data.len() as u32) }, 0x3610a686);
+/// ```
+pub struct Symbol<'lib, T> {
+    ptr: *mut c_void,
+    _lib: PhantomData<&'lib Library>,
+    _t: PhantomData<T>,
+}
+
+impl<T> Symbol<'_, T> {
+    /// The symbol's address.
+    pub fn as_ptr(&self) -> *mut c_void {
+        self.ptr
+    }
+}
+
+impl<T> std::ops::Deref for Symbol<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: `get` checked that T is pointer-sized, and the caller of
+        // `get` promised that the symbol has type T.
+        unsafe { &*(&self.ptr as *const *mut c_void as *const T) }
+    }
+}
+
+impl<T> std::fmt::Debug for Symbol<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Symbol({:p})", self.ptr)
+    }
+}
+
+/// The "loader" of libraries opened through the Rust API, for DT_RPATH and
+/// DT_RUNPATH: the object (executable or shared library) that contains
+/// dynload.
+fn api_caller() -> usize {
+    api_caller as *const () as usize
+}
+
+impl Library {
+    /// Open a library by path or by name, with glibc's `dlopen` search and
+    /// semantics. A library already loaded — by dynload or by glibc — is
+    /// returned again, never loaded twice.
+    ///
+    /// # Safety
+    /// Opening a library runs its initialisers, and binds it to symbols of
+    /// the process; the caller must trust the library's code.
+    ///
+    /// ```
+    /// use dynload::{Library, OpenFlags};
+    /// let err = unsafe { Library::open("libdoes-not-exist.so", OpenFlags::NOW) }.unwrap_err();
+    /// assert_eq!(err.to_string(), "libdoes-not-exist.so: cannot open shared object file: No such file or directory");
+    /// ```
+    pub unsafe fn open(name: impl AsRef<OsStr>, flags: OpenFlags) -> Result<Library, Error> {
+        let name = name.as_ref().as_bytes();
+        if name.is_empty() {
+            return Ok(Library::this());
+        }
+        match load::dlopen(Some(name), flags.bits(), api_caller())? {
+            Some(o) => Ok(Library {
+                id: o.id,
+                handle: o.handle,
+                closed: false,
+            }),
+            None => Err(Error::load(
+                ErrorKind::NotOpen,
+                String::from_utf8_lossy(name),
+                "not loaded (RTLD_NOLOAD)",
+            )),
+        }
+    }
+
+    /// The process's global scope, like `dlopen(NULL)`: lookups search the
+    /// main program, its dependencies, and everything opened `GLOBAL`.
+    ///
+    /// ```
+    /// let global = dynload::Library::this();
+    /// // SAFETY: strlen has this signature.
+    /// let strlen = unsafe { global.get::<unsafe extern "C" fn(*const std::ffi::c_char) -> usize>("strlen") }.unwrap();
+    /// assert_eq!(unsafe { strlen(c"four".as_ptr()) }, 4);
+    /// ```
+    pub fn this() -> Library {
+        let o = load::dlopen(None, load::RTLD_NOW, api_caller())
+            .ok()
+            .flatten()
+            .expect("dlopen(NULL) cannot fail");
+        Library {
+            id: o.id,
+            handle: o.handle,
+            closed: false,
+        }
+    }
+
+    /// Look up a symbol in this library and its dependencies (the default
+    /// version for versioned symbols, as `dlsym`).
+    ///
+    /// # Safety
+    /// `T` must be the symbol's real type (a function pointer type, or a
+    /// raw pointer for data); `T` must be pointer-sized.
+    pub unsafe fn get<T>(&self, name: &str) -> Result<Symbol<'_, T>, Error> {
+        // SAFETY: forwarded contract.
+        unsafe { self.lookup(name, None) }
+    }
+
+    /// Look up a symbol of a given version (`dlvsym`), hidden versions
+    /// (`f@V1`) included.
+    ///
+    /// # Safety
+    /// As for [`Library::get`].
+    pub unsafe fn get_versioned<T>(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Symbol<'_, T>, Error> {
+        // SAFETY: forwarded contract.
+        unsafe { self.lookup(name, Some(version)) }
+    }
+
+    unsafe fn lookup<T>(&self, name: &str, version: Option<&str>) -> Result<Symbol<'_, T>, Error> {
+        if std::mem::size_of::<T>() != std::mem::size_of::<*mut c_void>() {
+            return Err(Error::load(
+                ErrorKind::InvalidArgument,
+                "",
+                "the symbol type must be pointer-sized",
+            ));
+        }
+        let addr = query::lookup_symbol(
+            Target::Handle(self.handle),
+            name.as_bytes(),
+            version.map(str::as_bytes),
+            api_caller(),
+        )?;
+        Ok(Symbol {
+            ptr: addr as *mut c_void,
+            _lib: PhantomData,
+            _t: PhantomData,
+        })
+    }
+
+    /// Release this reference now, reporting failure.
+    pub fn close(mut self) -> Result<(), Error> {
+        self.closed = true;
+        crate::unload::dlclose(self.id)
+    }
+
+    /// The path the library was loaded from ("" for the main program).
+    pub fn path(&self) -> PathBuf {
+        let guard = LOADER.lock();
+        registry(&guard)
+            .map(|r| PathBuf::from(OsStr::from_bytes(r.obj(self.id).name.to_bytes())))
+            .unwrap_or_default()
+    }
+
+    /// The load bias (`l_addr`).
+    pub fn base_address(&self) -> usize {
+        let guard = LOADER.lock();
+        registry(&guard)
+            .map(|r| r.obj(self.id).view.image.base)
+            .unwrap_or(0)
+    }
+
+    /// The handle as the C ABI (`libdynload.so`) knows it.
+    pub fn as_raw(&self) -> *mut c_void {
+        self.handle as *mut c_void
+    }
+}
+
+impl Drop for Library {
+    fn drop(&mut self) {
+        if !self.closed {
+            let _ = crate::unload::dlclose(self.id);
+        }
+    }
+}
+
+/// The object id behind a C handle, if it names an open object.
+pub(crate) fn id_for(handle: usize) -> Option<ObjId> {
+    let guard = LOADER.lock();
+    let reg = registry(&guard).ok()?;
+    reg.by_handle(handle)
+}
+
+/// Which loader mapped an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadedBy {
+    /// dynload mapped it.
+    Dynload,
+    /// glibc's ld.so loaded it (at start-up or through glibc's dlopen).
+    Glibc,
+}
+
+/// One loaded object, as [`loaded_objects`] reports it.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    /// Its path ("" for the main program).
+    pub path: PathBuf,
+    /// Its DT_SONAME.
+    pub soname: Option<String>,
+    /// The load bias.
+    pub base: usize,
+    /// Who mapped it.
+    pub loaded_by: LoadedBy,
+    /// How dynload found it (dynload's objects only).
+    pub found_via: Option<FoundVia>,
+    /// Its number of direct opens through dynload.
+    pub open_count: u32,
+    /// Whether it is in the global scope.
+    pub global: bool,
+}
+
+/// Every loaded object: glibc's in its load order, then dynload's.
+///
+/// ```
+/// let objects = dynload::loaded_objects();
+/// assert!(objects.iter().any(|o| o.soname.as_deref() == Some("libc.so.6")));
+/// ```
+pub fn loaded_objects() -> Vec<ObjectInfo> {
+    let guard = LOADER.lock();
+    let Ok(mut reg) = crate::registry::registry_mut(&guard) else {
+        return Vec::new();
+    };
+    reg.refresh_host();
+    reg.all_in_load_order()
+        .map(|id| reg.obj(id))
+        .filter(|o| !o.host().is_some_and(|h| h.is_vdso))
+        .map(|o| ObjectInfo {
+            path: PathBuf::from(OsStr::from_bytes(o.name.to_bytes())),
+            soname: o
+                .soname
+                .as_ref()
+                .map(|s| String::from_utf8_lossy(s).into_owned()),
+            base: o.view.image.base,
+            loaded_by: if o.is_ours() {
+                LoadedBy::Dynload
+            } else {
+                LoadedBy::Glibc
+            },
+            found_via: o.via.clone(),
+            open_count: o.direct_opencount,
+            global: o.global,
+        })
+        .collect()
+}
+
+/// What [`find_address`] knows about an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressInfo {
+    /// The object containing the address.
+    pub object: PathBuf,
+    /// The object's lowest mapped address.
+    pub object_base: usize,
+    /// The nearest symbol at or below the address that contains it.
+    pub symbol: Option<String>,
+    /// That symbol's address.
+    pub symbol_address: Option<usize>,
+}
+
+/// Which object, and which symbol, an address belongs to (`dladdr`).
+///
+/// ```
+/// let strlen = libc::strlen as usize;
+/// let info = dynload::find_address(strlen as *const _).unwrap();
+/// assert!(info.object.to_string_lossy().contains("libc.so.6"));
+/// ```
+pub fn find_address(addr: *const c_void) -> Option<AddressInfo> {
+    if let Some(a) = query::address_info(addr as usize) {
+        // SAFETY: the strings belong to a loaded object's tables.
+        let cstr = |p: *const std::ffi::c_char| unsafe { std::ffi::CStr::from_ptr(p) };
+        return Some(AddressInfo {
+            object: PathBuf::from(OsStr::from_bytes(cstr(a.fname).to_bytes())),
+            object_base: a.fbase,
+            symbol: (!a.sname.is_null()).then(|| cstr(a.sname).to_string_lossy().into_owned()),
+            symbol_address: (!a.sname.is_null()).then_some(a.saddr),
+        });
+    }
+    let mut info = libc::Dl_info {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    };
+    // SAFETY: glibc's dladdr with a valid out-pointer.
+    if unsafe { (crate::host::glibc().dladdr)(addr, &mut info) } == 0 {
+        return None;
+    }
+    // SAFETY: glibc's strings for a loaded object.
+    let cstr = |p: *const std::ffi::c_char| unsafe { std::ffi::CStr::from_ptr(p) };
+    Some(AddressInfo {
+        object: if info.dli_fname.is_null() {
+            PathBuf::new()
+        } else {
+            PathBuf::from(OsStr::from_bytes(cstr(info.dli_fname).to_bytes()))
+        },
+        object_base: info.dli_fbase as usize,
+        symbol: (!info.dli_sname.is_null())
+            .then(|| cstr(info.dli_sname).to_string_lossy().into_owned()),
+        symbol_address: (!info.dli_sname.is_null()).then_some(info.dli_saddr as usize),
+    })
+}

@@ -1,0 +1,403 @@
+//! The dlfcn C ABI: `dlopen`, `dlsym`, `dlvsym`, `dlclose`, `dlerror`,
+//! `dladdr`, `dladdr1`, `dlinfo`, `dlmopen` and `dl_iterate_phdr`, with
+//! glibc's prototypes, per-thread `dlerror` and error wording.
+//!
+//! These functions are not exported under their C names from this crate
+//! (a Rust program using dynload must keep glibc's); `libdynload.so`
+//! exports them, and every object dynload loads is bound to them (see
+//! [`replacement`]), whether or not libdynload.so is preloaded.
+//!
+//! `dlopen`, `dlsym`, `dlvsym` and `dlmopen` need their caller's address
+//! (search paths and RTLD_NEXT depend on it). Stable Rust cannot read a
+//! return address, so their entry points are naked functions that pass the
+//! word at the top of the stack as an extra argument.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, c_long, c_void, CStr, CString};
+
+use crate::error::{Error, ErrorKind};
+use crate::query::{self, Target};
+
+/// dynload's version, NUL-terminated for C.
+pub static VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
+) {
+    Ok(s) => s,
+    Err(_) => panic!("version string"),
+};
+
+thread_local! {
+    /// This thread's dlerror state: the message, and whether it was read.
+    static LAST_ERROR: RefCell<(Option<CString>, bool)> = const { RefCell::new((None, false)) };
+    /// The long explanation of the last error (`dynload_explain_error`).
+    static LAST_EXPLANATION: RefCell<Option<CString>> = const { RefCell::new(None) };
+}
+
+/// This thread's last error, explained (NULL if the last call succeeded).
+pub fn last_explanation() -> *const c_char {
+    LAST_EXPLANATION
+        .try_with(|e| e.borrow().as_ref().map_or(std::ptr::null(), |s| s.as_ptr()))
+        .unwrap_or(std::ptr::null())
+}
+
+/// Every dl* call clears a pending error on entry, as glibc's
+/// `_dlerror_run` does.
+fn clear_error() {
+    let _ = LAST_ERROR.try_with(|e| {
+        if let Ok(mut e) = e.try_borrow_mut() {
+            *e = (None, false);
+        }
+    });
+    let _ = LAST_EXPLANATION.try_with(|e| {
+        if let Ok(mut e) = e.try_borrow_mut() {
+            *e = None;
+        }
+    });
+}
+
+fn set_error(err: &Error) {
+    let text = CString::new(err.to_string().replace('\0', "")).unwrap_or_default();
+    let long = CString::new(err.explain().replace('\0', "")).unwrap_or_default();
+    let _ = LAST_EXPLANATION.try_with(|e| {
+        if let Ok(mut e) = e.try_borrow_mut() {
+            *e = Some(long);
+        }
+    });
+    let _ = LAST_ERROR.try_with(|e| {
+        if let Ok(mut e) = e.try_borrow_mut() {
+            *e = (Some(text), false);
+        }
+    });
+}
+
+/// Run `f`, turning a panic into an error: a Rust panic must never unwind
+/// into C callers.
+fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            Err(Error::load(
+                ErrorKind::InvalidArgument,
+                "",
+                format!("dynload: internal error: {what}"),
+            ))
+        }
+    }
+}
+
+fn bytes<'a>(p: *const c_char) -> Option<&'a [u8]> {
+    // SAFETY: C callers pass NUL-terminated strings (or NULL).
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_bytes())
+}
+
+/// `dlopen` with the caller's address.
+pub unsafe extern "C" fn dlopen_from(
+    file: *const c_char,
+    mode: c_int,
+    caller: *const c_void,
+) -> *mut c_void {
+    clear_error();
+    let r = guarded(|| {
+        let opened = crate::load::dlopen(bytes(file), mode, caller as usize)?;
+        Ok(opened.map(|o| o.handle as *mut c_void))
+    });
+    match r {
+        Ok(Some(h)) => h,
+        Ok(None) => std::ptr::null_mut(),
+        Err(e) => {
+            set_error(&e);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+fn target_of(handle: *mut c_void) -> Target {
+    match handle as isize {
+        0 => Target::Default,
+        -1 => Target::Next,
+        h => Target::Handle(h as usize),
+    }
+}
+
+/// `dlsym` with the caller's address.
+pub unsafe extern "C" fn dlsym_from(
+    handle: *mut c_void,
+    name: *const c_char,
+    caller: *const c_void,
+) -> *mut c_void {
+    clear_error();
+    let r = guarded(|| {
+        let name = bytes(name)
+            .ok_or_else(|| Error::load(ErrorKind::InvalidArgument, "", "symbol name is NULL"))?;
+        query::lookup_symbol(target_of(handle), name, None, caller as usize)
+    });
+    match r {
+        Ok(v) => v as *mut c_void,
+        Err(e) => {
+            set_error(&e);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// `dlvsym` with the caller's address.
+pub unsafe extern "C" fn dlvsym_from(
+    handle: *mut c_void,
+    name: *const c_char,
+    version: *const c_char,
+    caller: *const c_void,
+) -> *mut c_void {
+    clear_error();
+    let r = guarded(|| {
+        let name = bytes(name)
+            .ok_or_else(|| Error::load(ErrorKind::InvalidArgument, "", "symbol name is NULL"))?;
+        let version = bytes(version)
+            .ok_or_else(|| Error::load(ErrorKind::InvalidArgument, "", "version is NULL"))?;
+        query::lookup_symbol(target_of(handle), name, Some(version), caller as usize)
+    });
+    match r {
+        Ok(v) => v as *mut c_void,
+        Err(e) => {
+            set_error(&e);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// `dlmopen` with the caller's address. dynload has one namespace, shared
+/// with glibc's base namespace: LM_ID_BASE works, new namespaces do not.
+pub unsafe extern "C" fn dlmopen_from(
+    lmid: c_long,
+    file: *const c_char,
+    mode: c_int,
+    caller: *const c_void,
+) -> *mut c_void {
+    if lmid == 0 {
+        // SAFETY: forwarding the caller's own arguments.
+        return unsafe { dlopen_from(file, mode, caller) };
+    }
+    clear_error();
+    let name = bytes(file)
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
+    let e = if lmid == -1 {
+        Error::unsupported(name, "dlmopen(LM_ID_NEWLM) is not supported by dynload")
+            .with_why("dynload shares glibc's base namespace; it cannot make a second copy of libc")
+    } else {
+        Error::load(
+            ErrorKind::InvalidArgument,
+            name,
+            "invalid target namespace in dlmopen()",
+        )
+    };
+    set_error(&e);
+    std::ptr::null_mut()
+}
+
+/// `dlclose`.
+pub unsafe extern "C" fn dl_close(handle: *mut c_void) -> c_int {
+    clear_error();
+    let r = guarded(|| {
+        let id = crate::api::id_for(handle as usize)
+            .ok_or_else(|| Error::load(ErrorKind::NotOpen, "", "shared object not open"))?;
+        crate::unload::dlclose(id)
+    });
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            set_error(&e);
+            -1
+        }
+    }
+}
+
+/// `dlerror`: the pending message once, then NULL.
+pub unsafe extern "C" fn dl_error() -> *mut c_char {
+    LAST_ERROR
+        .try_with(|e| {
+            let Ok(mut e) = e.try_borrow_mut() else {
+                return std::ptr::null_mut();
+            };
+            match &e.0 {
+                None => std::ptr::null_mut(),
+                Some(_) if e.1 => {
+                    *e = (None, false);
+                    std::ptr::null_mut()
+                }
+                Some(msg) => {
+                    let p = msg.as_ptr() as *mut c_char;
+                    e.1 = true;
+                    p
+                }
+            }
+        })
+        .unwrap_or(std::ptr::null_mut())
+}
+
+/// `dladdr`: dynload's objects answered here, all others by glibc.
+pub unsafe extern "C" fn dl_addr(addr: *const c_void, info: *mut libc::Dl_info) -> c_int {
+    // SAFETY: forwarding the caller's arguments; flags 0 ignores `extra`.
+    unsafe { dl_addr1(addr, info, std::ptr::null_mut(), 0) }
+}
+
+const RTLD_DL_SYMENT: c_int = 1;
+const RTLD_DL_LINKMAP: c_int = 2;
+
+/// `dladdr1`.
+pub unsafe extern "C" fn dl_addr1(
+    addr: *const c_void,
+    info: *mut libc::Dl_info,
+    extra: *mut *mut c_void,
+    flags: c_int,
+) -> c_int {
+    let ours = guarded(|| Ok(query::address_info(addr as usize)))
+        .ok()
+        .flatten();
+    let Some(a) = ours else {
+        let g = crate::host::glibc();
+        // SAFETY: glibc's dladdr1 with the caller's arguments.
+        return unsafe { (g.dladdr1)(addr, info, extra, flags) };
+    };
+    // SAFETY: the caller passes a valid Dl_info (and `extra` when flags ask).
+    unsafe {
+        (*info).dli_fname = a.fname;
+        (*info).dli_fbase = a.fbase as *mut c_void;
+        (*info).dli_sname = a.sname;
+        (*info).dli_saddr = a.saddr as *mut c_void;
+        match flags {
+            RTLD_DL_SYMENT if !extra.is_null() => *extra = a.sym as *mut c_void,
+            RTLD_DL_LINKMAP if !extra.is_null() => *extra = a.link_map,
+            _ => {}
+        }
+    }
+    1
+}
+
+/// `dlinfo`.
+pub unsafe extern "C" fn dl_info(handle: *mut c_void, request: c_int, arg: *mut c_void) -> c_int {
+    clear_error();
+    // SAFETY: the caller's `arg` matches the request, as for glibc.
+    match guarded(|| unsafe { query::info(handle as usize, request, arg) }) {
+        Ok(r) => r,
+        Err(e) => {
+            set_error(&e);
+            -1
+        }
+    }
+}
+
+type Callback = unsafe extern "C" fn(*mut libc::dl_phdr_info, usize, *mut c_void) -> c_int;
+
+/// `dl_iterate_phdr`: glibc's objects, then dynload's, with `dlpi_adds` and
+/// `dlpi_subs` counting both worlds so that unwinder caches see changes.
+pub unsafe extern "C" fn dl_iterate_phdr(callback: Option<Callback>, data: *mut c_void) -> c_int {
+    let Some(callback) = callback else { return 0 };
+    let (ours, adds, subs) = query::phdr_infos();
+    struct Fwd {
+        callback: Callback,
+        data: *mut c_void,
+        adds: u64,
+        subs: u64,
+        glibc_counters: (u64, u64),
+    }
+    unsafe extern "C" fn fwd(
+        info: *mut libc::dl_phdr_info,
+        size: usize,
+        data: *mut c_void,
+    ) -> c_int {
+        // SAFETY: glibc passes a valid info of `size` bytes; `data` is our
+        // `Fwd`, alive for the whole call.
+        unsafe {
+            let f = &mut *(data as *mut Fwd);
+            let mut copy = *info;
+            f.glibc_counters = (copy.dlpi_adds, copy.dlpi_subs);
+            copy.dlpi_adds = copy.dlpi_adds.wrapping_add(f.adds);
+            copy.dlpi_subs = copy.dlpi_subs.wrapping_add(f.subs);
+            (f.callback)(
+                &mut copy,
+                size.min(std::mem::size_of::<libc::dl_phdr_info>()),
+                f.data,
+            )
+        }
+    }
+    let mut f = Fwd {
+        callback,
+        data,
+        adds,
+        subs,
+        glibc_counters: (0, 0),
+    };
+    let g = crate::host::glibc();
+    // SAFETY: glibc's dl_iterate_phdr with our forwarding callback.
+    let r = unsafe { (g.dl_iterate_phdr)(Some(fwd), &mut f as *mut Fwd as *mut c_void) };
+    if r != 0 {
+        return r;
+    }
+    let (glibc_adds, glibc_subs) = f.glibc_counters;
+    for mut info in ours {
+        info.dlpi_adds = info.dlpi_adds.wrapping_add(glibc_adds);
+        info.dlpi_subs = info.dlpi_subs.wrapping_add(glibc_subs);
+        // SAFETY: the caller's callback with a valid info for one of our
+        // objects (kept mapped by the loader while it is listed).
+        let r = unsafe { callback(&mut info, std::mem::size_of::<libc::dl_phdr_info>(), data) };
+        if r != 0 {
+            return r;
+        }
+    }
+    0
+}
+
+/// Entry point: `dlopen(file, mode)`; passes its return address on.
+#[unsafe(naked)]
+pub unsafe extern "C" fn dlopen_entry(file: *const c_char, mode: c_int) -> *mut c_void {
+    core::arch::naked_asm!("mov rdx, [rsp]", "jmp {}", sym dlopen_from)
+}
+
+/// Entry point: `dlsym(handle, name)`.
+#[unsafe(naked)]
+pub unsafe extern "C" fn dlsym_entry(handle: *mut c_void, name: *const c_char) -> *mut c_void {
+    core::arch::naked_asm!("mov rdx, [rsp]", "jmp {}", sym dlsym_from)
+}
+
+/// Entry point: `dlvsym(handle, name, version)`.
+#[unsafe(naked)]
+pub unsafe extern "C" fn dlvsym_entry(
+    handle: *mut c_void,
+    name: *const c_char,
+    version: *const c_char,
+) -> *mut c_void {
+    core::arch::naked_asm!("mov rcx, [rsp]", "jmp {}", sym dlvsym_from)
+}
+
+/// Entry point: `dlmopen(lmid, file, mode)`.
+#[unsafe(naked)]
+pub unsafe extern "C" fn dlmopen_entry(
+    lmid: c_long,
+    file: *const c_char,
+    mode: c_int,
+) -> *mut c_void {
+    core::arch::naked_asm!("mov rcx, [rsp]", "jmp {}", sym dlmopen_from)
+}
+
+/// The dl* functions objects loaded by dynload are bound to, instead of
+/// glibc's (which would treat them as part of the main program).
+pub(crate) fn replacement(name: &[u8]) -> Option<usize> {
+    Some(match name {
+        b"dlopen" => dlopen_entry as *const () as usize,
+        b"dlsym" => dlsym_entry as *const () as usize,
+        b"dlvsym" => dlvsym_entry as *const () as usize,
+        b"dlmopen" => dlmopen_entry as *const () as usize,
+        b"dlclose" => dl_close as *const () as usize,
+        b"dlerror" => dl_error as *const () as usize,
+        b"dladdr" => dl_addr as *const () as usize,
+        b"dladdr1" => dl_addr1 as *const () as usize,
+        b"dlinfo" => dl_info as *const () as usize,
+        b"dl_iterate_phdr" => dl_iterate_phdr as *const () as usize,
+        _ => return None,
+    })
+}

@@ -1,0 +1,100 @@
+//! An object as it lies in memory: the address ranges of its readable
+//! PT_LOAD segments, and reads that are checked against them.
+
+use super::{elf, Phdr, LE};
+
+/// The readable memory of one loaded object.
+///
+/// Every read goes through [`Image::bytes`], which refuses ranges that do
+/// not lie entirely inside one readable segment. This is what keeps a
+/// hostile dynamic section from making the loader read unmapped memory.
+#[derive(Debug, Clone)]
+pub(crate) struct Image {
+    /// The load bias (`l_addr`): file virtual address + base = address.
+    pub base: usize,
+    /// Absolute [start, end) of each readable segment, sorted by start.
+    readable: Vec<(usize, usize)>,
+    /// Absolute [start, end) of each writable segment.
+    writable: Vec<(usize, usize)>,
+}
+
+impl Image {
+    /// Describe an object loaded at `base` with these program headers.
+    ///
+    /// # Safety
+    /// Every PT_LOAD segment with PF_R must be mapped readable at
+    /// `base + p_vaddr` for `p_memsz` bytes for as long as the returned
+    /// `Image` (or anything borrowed from it) is used.
+    pub(crate) unsafe fn new(base: usize, phdrs: &[Phdr]) -> Image {
+        let mut readable = Vec::new();
+        let mut writable = Vec::new();
+        for ph in phdrs.iter().filter(|p| p.p_type.get(LE) == elf::PT_LOAD) {
+            let start = base.wrapping_add(ph.p_vaddr.get(LE) as usize);
+            let Some(end) = start.checked_add(ph.p_memsz.get(LE) as usize) else {
+                continue;
+            };
+            let flags = ph.p_flags.get(LE);
+            if flags & elf::PF_R != 0 {
+                readable.push((start, end));
+            }
+            if flags & elf::PF_W != 0 {
+                writable.push((start, end));
+            }
+        }
+        readable.sort_unstable();
+        Image {
+            base,
+            readable,
+            writable,
+        }
+    }
+
+    /// Does `[addr, addr+len)` lie inside one readable segment?
+    pub(crate) fn contains(&self, addr: usize, len: usize) -> bool {
+        let Some(end) = addr.checked_add(len) else {
+            return false;
+        };
+        self.readable.iter().any(|&(s, e)| s <= addr && end <= e)
+    }
+
+    /// Is `[addr, addr+len)` writable memory of this object (a data or
+    /// RELRO segment), as a relocation target must be?
+    pub(crate) fn is_writable(&self, addr: usize, len: usize) -> bool {
+        let Some(end) = addr.checked_add(len) else {
+            return false;
+        };
+        self.writable.iter().any(|&(s, e)| s <= addr && end <= e)
+    }
+
+    /// The absolute address of file virtual address `vaddr`.
+    pub(crate) fn addr(&self, vaddr: u64) -> usize {
+        self.base.wrapping_add(vaddr as usize)
+    }
+
+    /// `len` bytes at absolute address `addr`, if they are all mapped.
+    pub(crate) fn bytes(&self, addr: usize, len: usize) -> Option<&[u8]> {
+        if len == 0 {
+            return Some(&[]);
+        }
+        if !self.contains(addr, len) {
+            return None;
+        }
+        // SAFETY: the range lies inside a readable segment, which the
+        // contract of `Image::new` keeps mapped while `self` is borrowed.
+        Some(unsafe { std::slice::from_raw_parts(addr as *const u8, len) })
+    }
+
+    /// `count` values of `T` at absolute address `addr`.
+    pub(crate) fn slice<T: object::Pod>(&self, addr: usize, count: usize) -> Option<&[T]> {
+        let len = count.checked_mul(std::mem::size_of::<T>())?;
+        let bytes = self.bytes(addr, len)?;
+        object::pod::slice_from_bytes(bytes, count)
+            .ok()
+            .map(|(s, _)| s)
+    }
+
+    /// One `T` at absolute address `addr`.
+    pub(crate) fn read<T: object::Pod>(&self, addr: usize) -> Option<&T> {
+        self.slice::<T>(addr, 1).map(|s| &s[0])
+    }
+}

@@ -1,0 +1,80 @@
+//! Typed, bounds-checked views of ELF data.
+//!
+//! Two sources feed these views: the file header and program headers read
+//! from a file before anything is mapped ([`header`]), and the dynamic
+//! section, symbol, hash and version tables of an object once it is in
+//! memory ([`image`], [`dynamic`], [`symbols`], [`versions`]). Every offset
+//! and count that comes from the object is checked before it is used.
+
+pub(crate) mod dynamic;
+pub(crate) mod hash;
+pub(crate) mod header;
+pub(crate) mod image;
+pub(crate) mod symbols;
+pub(crate) mod versions;
+
+pub(crate) use object::elf;
+
+/// x86_64 is little-endian; `object`'s field accessors take the byte order.
+pub(crate) type E = object::LittleEndian;
+pub(crate) const LE: E = object::LittleEndian;
+
+pub(crate) type Ehdr = elf::FileHeader64<E>;
+pub(crate) type Phdr = elf::ProgramHeader64<E>;
+pub(crate) type Dyn = elf::Dyn64<E>;
+pub(crate) type Sym = elf::Sym64<E>;
+pub(crate) type Rela = elf::Rela64<E>;
+
+/// The page size this loader maps with (x86_64 base pages).
+pub(crate) const PAGE_SIZE: usize = 4096;
+
+pub(crate) fn page_down(v: usize) -> usize {
+    v & !(PAGE_SIZE - 1)
+}
+
+pub(crate) fn page_up(v: usize) -> Option<usize> {
+    v.checked_add(PAGE_SIZE - 1).map(page_down)
+}
+
+/// The parts of a symbol table entry the loader looks at, decoded once.
+pub(crate) trait SymExt {
+    fn name_offset(&self) -> usize;
+    fn value(&self) -> u64;
+    fn size(&self) -> u64;
+    fn shndx(&self) -> u16;
+    fn bind(&self) -> u8;
+    fn kind(&self) -> u8;
+    fn visibility(&self) -> u8;
+    fn is_undefined(&self) -> bool {
+        self.shndx() == elf::SHN_UNDEF
+    }
+    /// Hidden and internal symbols bind inside their object and are never
+    /// found by a lookup from elsewhere.
+    fn binds_locally(&self) -> bool {
+        matches!(self.visibility(), elf::STV_HIDDEN | elf::STV_INTERNAL)
+    }
+}
+
+impl SymExt for Sym {
+    fn name_offset(&self) -> usize {
+        self.st_name.get(LE) as usize
+    }
+    fn value(&self) -> u64 {
+        self.st_value.get(LE)
+    }
+    fn size(&self) -> u64 {
+        self.st_size.get(LE)
+    }
+    fn shndx(&self) -> u16 {
+        self.st_shndx.get(LE)
+    }
+    fn bind(&self) -> u8 {
+        self.st_info >> 4
+    }
+    fn kind(&self) -> u8 {
+        self.st_info & 0xf
+    }
+    fn visibility(&self) -> u8 {
+        self.st_other & 0x3
+    }
+}

@@ -1,0 +1,405 @@
+//! The dynamic symbol table of an object in memory, with its GNU or SysV
+//! hash table.
+//!
+//! This is one of the loader's hot paths (every symbolic relocation and every
+//! `dlsym` walks it), so it keeps raw pointers to tables that were checked
+//! once at load, instead of re-checking bounds per probe.
+
+use super::dynamic::DynInfo;
+use super::image::Image;
+use super::{Sym, SymExt};
+
+/// Both hashes of a name, computed once per lookup.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NameHash {
+    pub gnu: u32,
+    /// The SysV hash is only needed for objects without DT_GNU_HASH;
+    /// computed on demand.
+    sysv: Option<u32>,
+}
+
+impl NameHash {
+    pub(crate) fn new(name: &[u8]) -> NameHash {
+        NameHash {
+            gnu: super::hash::gnu_hash(name),
+            sysv: None,
+        }
+    }
+    fn sysv(&mut self, name: &[u8]) -> u32 {
+        *self.sysv.get_or_insert_with(|| super::hash::elf_hash(name))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum HashTable {
+    Gnu {
+        nbuckets: u32,
+        symoffset: u32,
+        bloom: *const u64,
+        bloom_mask: u32,
+        shift: u32,
+        buckets: *const u32,
+        /// `chain[i]` is the hash word of symbol `symoffset + i`.
+        chain: *const u32,
+    },
+    Sysv {
+        nbuckets: u32,
+        buckets: *const u32,
+        chains: *const u32,
+    },
+    /// No hash table: nothing can be looked up (glibc: `l_nbuckets == 0`).
+    None,
+}
+
+/// The dynamic symbols of one loaded object.
+#[derive(Debug)]
+pub(crate) struct SymbolTable {
+    base: usize,
+    syms: *const Sym,
+    nsyms: u32,
+    strtab: *const u8,
+    strsz: usize,
+    versym: *const u16,
+    hash: HashTable,
+}
+
+// SAFETY: the pointers refer to the object's own read-only tables, which are
+// never written after load; sharing them between threads is sound.
+unsafe impl Send for SymbolTable {}
+// SAFETY: as above, all access is read-only.
+unsafe impl Sync for SymbolTable {}
+
+impl SymbolTable {
+    /// A table with no symbols, for objects without DT_SYMTAB.
+    pub(crate) fn empty(base: usize) -> SymbolTable {
+        SymbolTable {
+            base,
+            syms: std::ptr::null(),
+            nsyms: 0,
+            strtab: std::ptr::null(),
+            strsz: 0,
+            versym: std::ptr::null(),
+            hash: HashTable::None,
+        }
+    }
+
+    /// Check and describe the symbol tables that `d` points to.
+    ///
+    /// The returned table borrows memory described by `image`; the caller
+    /// keeps that memory mapped for as long as the table is used (both are
+    /// owned by the same loaded object).
+    pub(crate) fn parse(image: &Image, d: &DynInfo) -> Result<SymbolTable, String> {
+        let (Some(symtab), Some(strtab)) = (d.symtab, d.strtab) else {
+            return Ok(SymbolTable::empty(image.base));
+        };
+        let strtab_addr = image.addr(strtab.vaddr);
+        if image.bytes(strtab_addr, strtab.size as usize).is_none() {
+            return Err("DT_STRTAB lies outside the loaded segments".into());
+        }
+        let (hash, nsyms) = if let Some(gnu) = d.gnu_hash {
+            parse_gnu(image, image.addr(gnu))?
+        } else if let Some(sysv) = d.hash {
+            parse_sysv(image, image.addr(sysv))?
+        } else {
+            (HashTable::None, 0)
+        };
+        let syms_addr = image.addr(symtab);
+        let syms: &[Sym] = image.slice(syms_addr, nsyms as usize).ok_or_else(|| {
+            format!("DT_SYMTAB with {nsyms} symbols lies outside the loaded segments")
+        })?;
+        let versym = match d.versym {
+            Some(v) => image
+                .slice::<u16>(image.addr(v), nsyms as usize)
+                .ok_or_else(|| "DT_VERSYM lies outside the loaded segments".to_string())?
+                .as_ptr(),
+            None => std::ptr::null(),
+        };
+        Ok(SymbolTable {
+            base: image.base,
+            syms: syms.as_ptr(),
+            nsyms,
+            strtab: strtab_addr as *const u8,
+            strsz: strtab.size as usize,
+            versym,
+            hash,
+        })
+    }
+
+    /// Symbol number `i`. Panics if out of range: indices come from hash
+    /// chains and relocations that were checked against `len()`.
+    #[inline]
+    pub(crate) fn sym(&self, i: u32) -> &Sym {
+        assert!(i < self.nsyms, "symbol index {i} out of range");
+        // SAFETY: `syms` points to `nsyms` symbols inside the mapping.
+        unsafe { &*self.syms.add(i as usize) }
+    }
+
+    /// Symbol number `i`, or None when out of range.
+    pub(crate) fn get(&self, i: u32) -> Option<&Sym> {
+        (i < self.nsyms).then(|| self.sym(i))
+    }
+
+    /// The version index of symbol `i` (with the hidden bit), if the object
+    /// has a DT_VERSYM table.
+    #[inline]
+    pub(crate) fn versym(&self, i: u32) -> Option<u16> {
+        if self.versym.is_null() || i >= self.nsyms {
+            return None;
+        }
+        // SAFETY: `versym` has `nsyms` entries inside the mapping.
+        Some(unsafe { *self.versym.add(i as usize) })
+    }
+
+    /// The string at `offset` in the string table, without its NUL.
+    pub(crate) fn string(&self, offset: usize) -> Option<&[u8]> {
+        if offset >= self.strsz {
+            return None;
+        }
+        // SAFETY: `strtab` has `strsz` bytes inside the mapping.
+        let rest =
+            unsafe { std::slice::from_raw_parts(self.strtab.add(offset), self.strsz - offset) };
+        let nul = memchr(rest)?;
+        Some(&rest[..nul])
+    }
+
+    /// The name of `sym`.
+    pub(crate) fn name(&self, sym: &Sym) -> &[u8] {
+        self.string(sym.name_offset()).unwrap_or(b"")
+    }
+
+    /// Does the string at `offset` equal `name`? (Bounded compare, no scan.)
+    #[inline]
+    fn string_eq(&self, offset: usize, name: &[u8]) -> bool {
+        let Some(end) = offset.checked_add(name.len()) else {
+            return false;
+        };
+        if end >= self.strsz {
+            return false;
+        }
+        // SAFETY: offset..=end lies inside the `strsz` bytes of `strtab`.
+        let s = unsafe { std::slice::from_raw_parts(self.strtab.add(offset), name.len() + 1) };
+        &s[..name.len()] == name && s[name.len()] == 0
+    }
+
+    /// The address `sym` stands for in this object (SHN_ABS values are not
+    /// relocated).
+    #[inline]
+    pub(crate) fn address(&self, sym: &Sym) -> usize {
+        if sym.shndx() == super::elf::SHN_ABS {
+            sym.value() as usize
+        } else {
+            self.base.wrapping_add(sym.value() as usize)
+        }
+    }
+
+    /// Call `f` with the index of every symbol named `name`, in hash-chain
+    /// order, until it returns `true`; returns that index.
+    #[inline]
+    pub(crate) fn find(
+        &self,
+        name: &[u8],
+        hash: &mut NameHash,
+        mut f: impl FnMut(u32, &Sym) -> bool,
+    ) -> Option<u32> {
+        match self.hash {
+            HashTable::Gnu {
+                nbuckets,
+                symoffset,
+                bloom,
+                bloom_mask,
+                shift,
+                buckets,
+                chain,
+            } => {
+                let h = hash.gnu;
+                // SAFETY: all three arrays were bounds-checked in parse_gnu:
+                // bloom has bloom_mask+1 words, buckets has nbuckets entries,
+                // and every chain walked from a bucket ends (end bit) before
+                // index nsyms - symoffset.
+                unsafe {
+                    let word = *bloom.add(((h / 64) & bloom_mask) as usize);
+                    if (word >> (h % 64)) & (word >> ((h >> shift) % 64)) & 1 == 0 {
+                        return None;
+                    }
+                    let mut idx = *buckets.add((h % nbuckets) as usize);
+                    if idx == 0 {
+                        return None;
+                    }
+                    loop {
+                        let ch = *chain.add((idx - symoffset) as usize);
+                        if (ch ^ h) >> 1 == 0 {
+                            let sym = self.sym(idx);
+                            if self.string_eq(sym.name_offset(), name) && f(idx, sym) {
+                                return Some(idx);
+                            }
+                        }
+                        if ch & 1 != 0 {
+                            return None;
+                        }
+                        idx += 1;
+                    }
+                }
+            }
+            HashTable::Sysv {
+                nbuckets,
+                buckets,
+                chains,
+            } => {
+                let h = hash.sysv(name);
+                // SAFETY: buckets has nbuckets entries and chains has nsyms
+                // entries (checked in parse_sysv); indices are checked below.
+                unsafe {
+                    let mut idx = *buckets.add((h % nbuckets) as usize);
+                    let mut steps = 0;
+                    while idx != 0 && idx < self.nsyms && steps <= self.nsyms {
+                        let sym = self.sym(idx);
+                        if self.string_eq(sym.name_offset(), name) && f(idx, sym) {
+                            return Some(idx);
+                        }
+                        idx = *chains.add(idx as usize);
+                        steps += 1;
+                    }
+                    None
+                }
+            }
+            HashTable::None => None,
+        }
+    }
+
+    /// Every symbol, for address lookups and diagnostics.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &Sym)> + '_ {
+        (0..self.nsyms).map(move |i| (i, self.sym(i)))
+    }
+}
+
+fn memchr(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b == 0)
+}
+
+fn parse_gnu(image: &Image, addr: usize) -> Result<(HashTable, u32), String> {
+    let bad = |what: &str| format!("DT_GNU_HASH: {what}");
+    let header: &[u32] = image
+        .slice(addr, 4)
+        .ok_or_else(|| bad("header outside the loaded segments"))?;
+    let (nbuckets, symoffset, bloom_size, shift) = (header[0], header[1], header[2], header[3]);
+    if bloom_size == 0 {
+        return Err(bad("empty Bloom filter"));
+    }
+    if shift >= 32 {
+        return Err(bad("Bloom shift of 32 or more"));
+    }
+    let bloom_addr = addr + 16;
+    let bloom: &[u64] = image
+        .slice(bloom_addr, bloom_size as usize)
+        .ok_or_else(|| bad("Bloom filter outside the loaded segments"))?;
+    let buckets_addr = bloom_addr + 8 * bloom_size as usize;
+    let buckets: &[u32] = image
+        .slice(buckets_addr, nbuckets as usize)
+        .ok_or_else(|| bad("buckets outside the loaded segments"))?;
+    let chain_addr = buckets_addr + 4 * nbuckets as usize;
+    if nbuckets == 0 {
+        return Ok((HashTable::None, symoffset));
+    }
+    // The symbol count is not stored: it is one past the end of the chain
+    // that starts at the highest bucket.
+    let max_bucket = buckets.iter().copied().max().unwrap_or(0);
+    if buckets.iter().any(|&b| b != 0 && b < symoffset) {
+        return Err(bad("bucket below the first hashed symbol"));
+    }
+    let mut nsyms = symoffset;
+    if max_bucket != 0 {
+        let mut i = max_bucket;
+        loop {
+            let off = (i - symoffset) as usize;
+            let word: &u32 = image
+                .read(chain_addr + 4 * off)
+                .ok_or_else(|| bad("hash chain runs outside the loaded segments"))?;
+            if word & 1 != 0 {
+                break;
+            }
+            i = i
+                .checked_add(1)
+                .ok_or_else(|| bad("hash chain does not end"))?;
+        }
+        nsyms = i + 1;
+    }
+    let chain_len = (nsyms - symoffset) as usize;
+    let chain: &[u32] = image
+        .slice(chain_addr, chain_len)
+        .ok_or_else(|| bad("hash chains outside the loaded segments"))?;
+    Ok((
+        HashTable::Gnu {
+            nbuckets,
+            symoffset,
+            bloom: bloom.as_ptr(),
+            // As glibc: `nwords - 1` masks the index into range whatever
+            // the size, so a non-power-of-two filter stays in bounds.
+            bloom_mask: bloom_size - 1,
+            shift,
+            buckets: buckets.as_ptr(),
+            chain: chain.as_ptr(),
+        },
+        nsyms,
+    ))
+}
+
+fn parse_sysv(image: &Image, addr: usize) -> Result<(HashTable, u32), String> {
+    let bad = |what: &str| format!("DT_HASH: {what}");
+    let header: &[u32] = image
+        .slice(addr, 2)
+        .ok_or_else(|| bad("header outside the loaded segments"))?;
+    let (nbuckets, nchain) = (header[0], header[1]);
+    let buckets: &[u32] = image
+        .slice(addr + 8, nbuckets as usize)
+        .ok_or_else(|| bad("buckets outside the loaded segments"))?;
+    let chains: &[u32] = image
+        .slice(addr + 8 + 4 * nbuckets as usize, nchain as usize)
+        .ok_or_else(|| bad("chains outside the loaded segments"))?;
+    if nbuckets == 0 {
+        return Ok((HashTable::None, nchain));
+    }
+    Ok((
+        HashTable::Sysv {
+            nbuckets,
+            buckets: buckets.as_ptr(),
+            chains: chains.as_ptr(),
+        },
+        nchain,
+    ))
+}
+
+impl SymbolTable {
+    /// Symbol indices in the order glibc's `dladdr` scan visits them: the
+    /// GNU hash buckets and their chains, or every symbol for SysV.
+    pub(crate) fn hash_order(&self) -> Vec<u32> {
+        match self.hash {
+            HashTable::Gnu {
+                nbuckets,
+                symoffset,
+                buckets,
+                chain,
+                ..
+            } => {
+                let mut out = Vec::with_capacity(self.nsyms.saturating_sub(symoffset) as usize);
+                for b in 0..nbuckets {
+                    // SAFETY: checked in parse_gnu (see `find`).
+                    let mut idx = unsafe { *buckets.add(b as usize) };
+                    if idx == 0 {
+                        continue;
+                    }
+                    while idx < self.nsyms {
+                        out.push(idx);
+                        // SAFETY: idx - symoffset < nsyms - symoffset.
+                        let ch = unsafe { *chain.add((idx - symoffset) as usize) };
+                        if ch & 1 != 0 {
+                            break;
+                        }
+                        idx += 1;
+                    }
+                }
+                out
+            }
+            _ => (0..self.nsyms).collect(),
+        }
+    }
+}

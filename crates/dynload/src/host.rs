@@ -1,0 +1,327 @@
+//! The objects glibc loaded, and glibc's own dl* functions, reached only
+//! through public interfaces: `getauxval(AT_BASE)` and the ELF tables of
+//! ld.so, the debugger interface `_r_debug` (to find libc.so.6 once),
+//! `dl_iterate_phdr`, and the exported symbols of libc.so.6. Nothing here
+//! writes to glibc's data.
+//!
+//! Why not call `dlsym` to find glibc's functions? Under LD_PRELOAD,
+//! libdynload.so exports `dlopen`, `dlsym`, ... itself, and every reference
+//! to those names — including dynload's own — binds to the first definition
+//! in the global scope, which is dynload's. So glibc's entry points are
+//! looked up in libc.so.6's symbol table directly.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::sync::OnceLock;
+
+use crate::elf::dynamic::{self, DynInfo};
+use crate::elf::image::Image;
+use crate::elf::symbols::{NameHash, SymbolTable};
+use crate::elf::versions::Versions;
+use crate::elf::{elf, Ehdr, Phdr, SymExt, LE};
+
+/// What an object in memory offers for lookups: its tables, checked.
+pub(crate) struct View {
+    pub image: Image,
+    pub dyn_info: DynInfo,
+    pub symbols: SymbolTable,
+    pub versions: Versions,
+    pub dynamic_addr: usize,
+}
+
+impl View {
+    /// Read the tables of an object mapped at `base` with the program
+    /// headers at `phdr`.
+    ///
+    /// # Safety
+    /// `phdr` must point to `phnum` program headers, and the object's
+    /// segments must stay mapped while the view is used.
+    pub(crate) unsafe fn of_mapped(
+        base: usize,
+        phdr: *const Phdr,
+        phnum: usize,
+        maybe_relocated: bool,
+    ) -> Result<View, String> {
+        // SAFETY: guaranteed by the caller.
+        let phdrs = unsafe { std::slice::from_raw_parts(phdr, phnum) };
+        // SAFETY: the caller keeps the segments mapped.
+        let image = unsafe { Image::new(base, phdrs) };
+        let dynamic = phdrs.iter().find(|p| p.p_type.get(LE) == elf::PT_DYNAMIC);
+        let Some(d) = dynamic else {
+            return Ok(View {
+                symbols: SymbolTable::empty(base),
+                image,
+                dyn_info: DynInfo::default(),
+                versions: Versions::default(),
+                dynamic_addr: 0,
+            });
+        };
+        let dyn_addr = base.wrapping_add(d.p_vaddr.get(LE) as usize);
+        let dyn_info = dynamic::parse(
+            &image,
+            dyn_addr,
+            d.p_memsz.get(LE) as usize,
+            maybe_relocated,
+        )?;
+        let symbols = SymbolTable::parse(&image, &dyn_info)?;
+        let versions = Versions::parse(&image, &dyn_info, &symbols)?;
+        Ok(View {
+            image,
+            dyn_info,
+            symbols,
+            versions,
+            dynamic_addr: dyn_addr,
+        })
+    }
+
+    /// Read an object from its ELF header in memory (ld.so, libc.so.6).
+    ///
+    /// # Safety
+    /// `map_start` must be the mapped ELF header of an object whose program
+    /// headers are mapped too, and which stays loaded.
+    unsafe fn of_header(base: usize, map_start: usize) -> Result<View, String> {
+        // SAFETY: per the contract, an ELF header is mapped at map_start.
+        let ehdr = unsafe { &*(map_start as *const Ehdr) };
+        if ehdr.e_ident.magic != elf::ELFMAG {
+            return Err("no ELF header".into());
+        }
+        let phdr = (map_start + ehdr.e_phoff.get(LE) as usize) as *const Phdr;
+        // SAFETY: the program headers of a loaded object are mapped.
+        unsafe { View::of_mapped(base, phdr, usize::from(ehdr.e_phnum.get(LE)), true) }
+    }
+
+    /// The address of the default-version definition of `name`.
+    fn default_definition(&self, name: &[u8]) -> Option<usize> {
+        let mut hash = NameHash::new(name);
+        let idx = self.symbols.find(name, &mut hash, |i, sym| {
+            !sym.is_undefined() && self.symbols.versym(i).is_none_or(|v| v & 0x8000 == 0)
+        })?;
+        Some(self.symbols.address(self.symbols.sym(idx)))
+    }
+}
+
+/// `struct r_debug` from <link.h>.
+#[repr(C)]
+struct RDebug {
+    r_version: c_int,
+    r_map: *mut LinkMapPrefix,
+    r_brk: usize,
+    r_state: c_int,
+    r_ldbase: usize,
+}
+
+/// The public prefix of glibc's `struct link_map` (<link.h>).
+#[repr(C)]
+pub(crate) struct LinkMapPrefix {
+    pub l_addr: usize,
+    pub l_name: *const c_char,
+    pub l_ld: *const c_void,
+    pub l_next: *mut LinkMapPrefix,
+    pub l_prev: *mut LinkMapPrefix,
+}
+
+type IterateCallback = unsafe extern "C" fn(*mut libc::dl_phdr_info, usize, *mut c_void) -> c_int;
+
+/// glibc's own entry points.
+pub(crate) struct Glibc {
+    pub dl_iterate_phdr: unsafe extern "C" fn(Option<IterateCallback>, *mut c_void) -> c_int,
+    pub dlopen: unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void,
+    pub dlclose: unsafe extern "C" fn(*mut c_void) -> c_int,
+    pub dlsym: unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void,
+    pub dlerror: unsafe extern "C" fn() -> *mut c_char,
+    pub dladdr: unsafe extern "C" fn(*const c_void, *mut libc::Dl_info) -> c_int,
+    pub dladdr1:
+        unsafe extern "C" fn(*const c_void, *mut libc::Dl_info, *mut *mut c_void, c_int) -> c_int,
+    pub dlinfo: unsafe extern "C" fn(*mut c_void, c_int, *mut c_void) -> c_int,
+    /// glibc's handle for the main program (`dlopen(NULL)`).
+    pub main_handle: *mut c_void,
+    /// ld.so's `__tls_get_addr`, for TLS symbols of glibc's modules.
+    pub tls_get_addr: Option<unsafe extern "C" fn(*const [usize; 2]) -> *mut c_void>,
+}
+
+// SAFETY: function pointers and an opaque glibc handle, used from any thread
+// exactly as glibc allows.
+unsafe impl Send for Glibc {}
+// SAFETY: as above.
+unsafe impl Sync for Glibc {}
+
+/// glibc's functions, found once.
+pub(crate) fn glibc() -> &'static Glibc {
+    static GLIBC: OnceLock<Glibc> = OnceLock::new();
+    GLIBC.get_or_init(|| match find_glibc() {
+        Ok(g) => g,
+        Err(e) => {
+            // Without glibc's entry points nothing can work; this only
+            // happens outside a dynamically linked glibc process.
+            eprintln!("dynload: cannot find glibc's dynamic-linking functions: {e}");
+            std::process::abort();
+        }
+    })
+}
+
+fn find_glibc() -> Result<Glibc, String> {
+    // SAFETY: getauxval has no preconditions.
+    let ld_base = unsafe { libc::getauxval(libc::AT_BASE) } as usize;
+    if ld_base == 0 {
+        return Err("no AT_BASE: not a dynamically linked program".into());
+    }
+    // SAFETY: AT_BASE is where the kernel mapped ld.so, ELF header first;
+    // ld.so is never unloaded.
+    let ld = unsafe { View::of_header(ld_base, ld_base)? };
+    // `_r_debug` is the debugger interface of <link.h>: its list of
+    // link_maps (public prefix only) is read, never written, to find
+    // libc.so.6, which was loaded at start-up and is never unloaded.
+    let r_debug = ld
+        .default_definition(b"_r_debug")
+        .ok_or("ld.so has no _r_debug")? as *const RDebug;
+    let in_libc = libc::gnu_get_libc_version as *const () as usize;
+    let mut libc_view = None;
+    // SAFETY: `_r_debug.r_map` is the head of glibc's link_map list; the
+    // public prefix of each entry is ABI, and start-up entries (libc among
+    // them) are never freed.
+    unsafe {
+        let mut lm = (*r_debug).r_map;
+        let mut guard = 0;
+        while !lm.is_null() && guard < 4096 {
+            let name = if (*lm).l_name.is_null() {
+                &b""[..]
+            } else {
+                CStr::from_ptr((*lm).l_name).to_bytes()
+            };
+            if name.ends_with(b"/libc.so.6") || name == b"libc.so.6" {
+                let base = (*lm).l_addr;
+                if let Ok(v) = View::of_header(base, base) {
+                    if v.image.contains(in_libc, 1) {
+                        libc_view = Some(v);
+                        break;
+                    }
+                }
+            }
+            lm = (*lm).l_next;
+            guard += 1;
+        }
+    }
+    let libc_view = libc_view.ok_or("libc.so.6 is not in _r_debug's list")?;
+    let get = |name: &str| {
+        libc_view
+            .default_definition(name.as_bytes())
+            .ok_or_else(|| format!("libc.so.6 lacks {name}"))
+    };
+    // SAFETY: these are glibc's exported functions with the prototypes of
+    // <dlfcn.h> and <link.h>.
+    unsafe {
+        let dlopen: unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void =
+            std::mem::transmute(get("dlopen")?);
+        let main_handle = dlopen(std::ptr::null(), libc::RTLD_LAZY);
+        let tls_get_addr = ld
+            .default_definition(b"__tls_get_addr")
+            .map(|a| std::mem::transmute::<usize, _>(a));
+        Ok(Glibc {
+            dl_iterate_phdr: std::mem::transmute(get("dl_iterate_phdr")?),
+            dlopen,
+            dlclose: std::mem::transmute(get("dlclose")?),
+            dlsym: std::mem::transmute(get("dlsym")?),
+            dlerror: std::mem::transmute(get("dlerror")?),
+            dladdr: std::mem::transmute(get("dladdr")?),
+            dladdr1: std::mem::transmute(get("dladdr1")?),
+            dlinfo: std::mem::transmute(get("dlinfo")?),
+            main_handle,
+            tls_get_addr,
+        })
+    }
+}
+
+/// One object in glibc's list, as `dl_iterate_phdr` reports it.
+#[derive(Debug, Clone)]
+pub(crate) struct HostEntry {
+    pub addr: usize,
+    pub name: Vec<u8>,
+    pub phdr: *const Phdr,
+    pub phnum: usize,
+    pub tls_modid: usize,
+}
+
+/// glibc's loaded objects in load order, with its (adds, subs) counters.
+pub(crate) fn host_objects() -> (Vec<HostEntry>, u64, u64) {
+    struct Acc {
+        list: Vec<HostEntry>,
+        adds: u64,
+        subs: u64,
+    }
+    unsafe extern "C" fn cb(
+        info: *mut libc::dl_phdr_info,
+        size: usize,
+        data: *mut c_void,
+    ) -> c_int {
+        // SAFETY: glibc passes a valid info of `size` bytes and our `data`.
+        unsafe {
+            let acc = &mut *(data as *mut Acc);
+            let info = &*info;
+            let name = if info.dlpi_name.is_null() {
+                Vec::new()
+            } else {
+                CStr::from_ptr(info.dlpi_name).to_bytes().to_vec()
+            };
+            let tls_modid = if size >= std::mem::size_of::<libc::dl_phdr_info>() {
+                info.dlpi_tls_modid
+            } else {
+                0
+            };
+            acc.adds = info.dlpi_adds;
+            acc.subs = info.dlpi_subs;
+            acc.list.push(HostEntry {
+                addr: info.dlpi_addr as usize,
+                name,
+                phdr: info.dlpi_phdr as *const Phdr,
+                phnum: usize::from(info.dlpi_phnum),
+                tls_modid,
+            });
+        }
+        0
+    }
+    let mut acc = Acc {
+        list: Vec::new(),
+        adds: 0,
+        subs: 0,
+    };
+    // SAFETY: the callback only copies out of `info`; `acc` outlives the call.
+    unsafe { (glibc().dl_iterate_phdr)(Some(cb), &mut acc as *mut Acc as *mut c_void) };
+    (acc.list, acc.adds, acc.subs)
+}
+
+/// The sonames glibc itself provides. dynload never maps these: a second
+/// libc in one process is a broken process.
+const C_RUNTIME: &[&str] = &[
+    "libc.so.6",
+    "ld-linux-x86-64.so.2",
+    "libm.so.6",
+    "libmvec.so.1",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "librt.so.1",
+    "libresolv.so.2",
+    "libutil.so.1",
+    "libanl.so.1",
+    "libBrokenLocale.so.1",
+    "libthread_db.so.1",
+    "libc_malloc_debug.so.0",
+    "libnss_files.so.2",
+    "libnss_dns.so.2",
+    "libnss_compat.so.2",
+    "libnss_db.so.2",
+    "libnss_hesiod.so.2",
+];
+
+/// Is `name` (a soname or a path) part of glibc itself?
+pub(crate) fn is_c_runtime(name: &[u8]) -> bool {
+    let base = name.rsplit(|&c| c == b'/').next().unwrap_or(name);
+    C_RUNTIME.iter().any(|c| c.as_bytes() == base)
+}
+
+/// The text of glibc's pending dlerror, if any (consumes it).
+pub(crate) fn glibc_error() -> Option<String> {
+    // SAFETY: dlerror returns NULL or a string valid until the next call.
+    unsafe {
+        let p = (glibc().dlerror)();
+        (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}

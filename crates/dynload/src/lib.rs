@@ -1,0 +1,49 @@
+//! dynload: a dynamic loader for Linux, written in Rust, that lives inside
+//! an ordinary glibc process.
+//!
+//! It maps ELF shared objects itself — `dlopen` semantics, search order,
+//! error texts and all — and cooperates with glibc's loader: objects glibc
+//! already loaded (libc, libpython, libstdc++ ...) are reused, never mapped
+//! twice, and glibc is only ever talked to through its public interfaces.
+//!
+//! The stages an object goes through are the modules: [`find`](crate::find)
+//! (search order, ld.so.cache), `map` (validate and map), `relocate` and
+//! `link` (symbol lookup), `init` (constructors), `unload`; `host` is the
+//! interface to glibc's objects; `registry` holds the loaded set; `dlfcn`
+//! is the C ABI that `libdynload.so` exports.
+//!
+//! ```
+//! use dynload::{Library, OpenFlags};
+//! let zlib = unsafe { Library::open("libz.so.1", OpenFlags::NOW | OpenFlags::LOCAL) }?;
+//! let compress_bound = unsafe { zlib.get::<unsafe extern "C" fn(u64) -> u64>("compressBound")? };
+//! assert!(unsafe { compress_bound(1000) } >= 1000);
+//! # Ok::<(), dynload::Error>(())
+//! ```
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod api;
+mod debug;
+pub mod dlfcn;
+mod elf;
+mod error;
+mod find;
+mod host;
+mod init;
+mod link;
+mod load;
+mod map;
+mod object;
+mod process;
+mod query;
+mod registry;
+mod relocate;
+mod unload;
+
+pub use api::{
+    find_address, loaded_objects, AddressInfo, Library, LoadedBy, ObjectInfo, OpenFlags, Symbol,
+};
+pub use error::{Error, ErrorKind, Result};
+pub use find::FoundVia;
+pub use object::LinkMap;

@@ -1,0 +1,307 @@
+//! Symbol lookup: scopes, glibc's `check_match` rules (types, versions,
+//! hidden and default versions), binding kinds, protected symbols, and the
+//! version requirements checked when an object is loaded.
+//!
+//! This is the loader's hottest path; it works on the checked tables of
+//! [`crate::elf::symbols`] and allocates nothing unless a lookup fails.
+
+use crate::debug::{self, debug};
+use crate::elf::symbols::NameHash;
+use crate::elf::versions::VersionEntry;
+use crate::elf::{elf, SymExt};
+use crate::error::Error;
+use crate::object::{ObjId, Object, Scope};
+use crate::registry::Registry;
+
+/// How a lookup treats versions and undefined entries.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Flags {
+    /// `dlsym` semantics: an unversioned request takes the default version
+    /// (glibc's DL_LOOKUP_RETURN_NEWEST); relocations take the oldest.
+    pub return_newest: bool,
+    /// PLT class (JUMP_SLOT): undefined entries with a value (canonical PLT
+    /// addresses of executables) do not satisfy it.
+    pub plt: bool,
+}
+
+/// A definition found by a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Found {
+    pub obj: ObjId,
+    pub sym: u32,
+}
+
+const ALLOWED_TYPES: u32 = (1 << elf::STT_NOTYPE)
+    | (1 << elf::STT_OBJECT)
+    | (1 << elf::STT_FUNC)
+    | (1 << elf::STT_COMMON)
+    | (1 << elf::STT_TLS)
+    | (1 << elf::STT_GNU_IFUNC);
+
+/// glibc's `do_lookup_x` for one object: the index of the definition of
+/// `name` this object provides, if any.
+#[inline]
+pub(crate) fn lookup_in_object(
+    obj: &Object,
+    name: &[u8],
+    hash: &mut NameHash,
+    version: Option<&VersionEntry>,
+    flags: Flags,
+) -> Option<u32> {
+    let syms = &obj.view.symbols;
+    let mut versioned: Option<u32> = None;
+    let mut num_versions = 0u32;
+    let found = syms.find(name, hash, |idx, sym| {
+        let stt = sym.kind();
+        if (sym.value() == 0 && sym.shndx() != elf::SHN_ABS && stt != elf::STT_TLS)
+            || (flags.plt && sym.is_undefined())
+            || (ALLOWED_TYPES & (1 << stt)) == 0
+        {
+            return false;
+        }
+        let versym = syms.versym(idx);
+        match (version, versym) {
+            (Some(_), None) => true,
+            (Some(want), Some(vs)) => {
+                let (h, n) = obj.view.versions.at(vs);
+                !((h != want.hash || n != &*want.name)
+                    && (want.hidden || h != 0 || vs & 0x8000 != 0))
+            }
+            (None, Some(vs)) => {
+                let limit = if flags.return_newest { 2 } else { 3 };
+                if vs & 0x7fff >= limit {
+                    if vs & 0x8000 == 0 {
+                        num_versions += 1;
+                        if num_versions == 1 {
+                            versioned = Some(idx);
+                        }
+                    }
+                    false
+                } else {
+                    true
+                }
+            }
+            (None, None) => true,
+        }
+    });
+    // Exactly one non-hidden versioned definition and an unversioned
+    // request: no ambiguity, take it.
+    let idx = found.or(if num_versions == 1 { versioned } else { None })?;
+    let sym = syms.sym(idx);
+    if sym.binds_locally() {
+        return None;
+    }
+    match sym.bind() {
+        elf::STB_GLOBAL | elf::STB_WEAK | elf::STB_GNU_UNIQUE => Some(idx),
+        _ => None,
+    }
+}
+
+/// The lists of objects a lookup walks, in order. The global scope is two
+/// lists (glibc's part, then dynload's), which count as one scope.
+pub(crate) type ScopeChunks<'a> = Vec<[&'a [ObjId]; 2]>;
+
+impl Registry {
+    /// The concrete lists behind an object's scope.
+    pub(crate) fn scope_chunks<'a>(
+        &'a self,
+        scope: &[Scope],
+        symbolic_self: &'a [ObjId],
+    ) -> ScopeChunks<'a> {
+        scope
+            .iter()
+            .map(|s| match *s {
+                Scope::Global => [self.host_global.as_slice(), self.our_global.as_slice()],
+                Scope::Local(root) => [self.obj(root).searchlist.as_deref().unwrap_or(&[]), &[]],
+                Scope::Symbolic(_) => [symbolic_self, &[]],
+            })
+            .collect()
+    }
+
+    /// glibc's `_dl_lookup_symbol_x` without the error: walk the scopes and
+    /// return the first acceptable definition. `skip` is RTLD_NEXT's caller.
+    pub(crate) fn lookup(
+        &self,
+        scopes: &ScopeChunks<'_>,
+        name: &[u8],
+        version: Option<&VersionEntry>,
+        flags: Flags,
+        undef: Option<ObjId>,
+    ) -> Option<Found> {
+        let mut hash = NameHash::new(name);
+        let undef_removed = undef.is_some_and(|u| self.obj(u).removed);
+        for chunks in scopes {
+            for chunk in chunks {
+                for &id in *chunk {
+                    let obj = self.obj(id);
+                    // Objects being unloaded are skipped, unless the reference
+                    // comes from one of them (glibc bug 30425's fix).
+                    if obj.removed && !undef_removed {
+                        continue;
+                    }
+                    if debug::enabled(debug::SYMBOLS) {
+                        debug!(
+                            debug::SYMBOLS,
+                            "symbol={};  lookup in file={} [0]",
+                            String::from_utf8_lossy(name),
+                            obj.display_name()
+                        );
+                    }
+                    if let Some(sym) = lookup_in_object(obj, name, &mut hash, version, flags) {
+                        return Some(Found { obj: id, sym });
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// A lookup on behalf of a reference from `undef` whose own symbol entry
+    /// is `ref_sym`: adds glibc's rule that a reference to a protected symbol
+    /// binds inside the referencing object.
+    pub(crate) fn lookup_reference(
+        &self,
+        scopes: &ScopeChunks<'_>,
+        name: &[u8],
+        version: Option<&VersionEntry>,
+        flags: Flags,
+        undef: ObjId,
+        ref_sym: u32,
+    ) -> Option<Found> {
+        let found = self.lookup(scopes, name, version, flags, Some(undef))?;
+        let uobj = self.obj(undef);
+        let rsym = uobj.view.symbols.sym(ref_sym);
+        if rsym.visibility() == elf::STV_PROTECTED && found.obj != undef {
+            let local = Found {
+                obj: undef,
+                sym: ref_sym,
+            };
+            if flags.plt {
+                return Some(local);
+            }
+            // For data, glibc repeats the lookup as a PLT-class one and keeps
+            // the local definition if that finds another object.
+            let plt = Flags { plt: true, ..flags };
+            if self
+                .lookup(scopes, name, version, plt, Some(undef))
+                .is_some_and(|f| f.obj != undef)
+            {
+                return Some(local);
+            }
+        }
+        Some(found)
+    }
+
+    /// Build the "undefined symbol" error, with what dynload knows: the
+    /// objects searched and definitions that exist but did not match.
+    pub(crate) fn undefined_error(
+        &self,
+        scopes: &ScopeChunks<'_>,
+        object: String,
+        name: &[u8],
+        version: Option<&VersionEntry>,
+    ) -> Error {
+        let mut searched = Vec::new();
+        let mut near_misses = Vec::new();
+        for chunks in scopes {
+            for chunk in chunks {
+                for &id in *chunk {
+                    let obj = self.obj(id);
+                    let shown = obj.display_name();
+                    if !searched.contains(&shown) {
+                        searched.push(shown.clone());
+                    }
+                    let syms = &obj.view.symbols;
+                    for (i, s) in syms.iter() {
+                        if syms.name(s) != name || s.is_undefined() {
+                            continue;
+                        }
+                        let ver = syms
+                            .versym(i)
+                            .map(|v| {
+                                let (_, n) = obj.view.versions.at(v);
+                                let sep = if v & 0x8000 != 0 { "@" } else { "@@" };
+                                if n.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!("{sep}{}", String::from_utf8_lossy(n))
+                                }
+                            })
+                            .unwrap_or_default();
+                        let why = match (s.bind(), s.visibility()) {
+                            (elf::STB_LOCAL, _) => " (local)",
+                            (_, elf::STV_HIDDEN) | (_, elf::STV_INTERNAL) => " (hidden visibility)",
+                            _ => "",
+                        };
+                        let entry = format!("{shown}: {}{ver}{why}", String::from_utf8_lossy(name));
+                        if !near_misses.contains(&entry) {
+                            near_misses.push(entry);
+                        }
+                    }
+                }
+            }
+        }
+        Error::UndefinedSymbol {
+            object,
+            symbol: String::from_utf8_lossy(name).into_owned(),
+            version: version.map(|v| String::from_utf8_lossy(&v.name).into_owned()),
+            searched,
+            near_misses,
+        }
+    }
+
+    /// glibc's `_dl_check_map_versions`: every version `id` requires must be
+    /// defined by the dependency it names.
+    pub(crate) fn check_versions(&self, id: ObjId) -> Result<(), Error> {
+        let obj = self.obj(id);
+        for needed in &obj.view.versions.needed {
+            let Some(dep) = self.find_needed(&needed.file, id) else {
+                continue;
+            };
+            let dep = self.obj(dep);
+            if !dep.view.versions.has_verdef {
+                continue;
+            }
+            for req in &needed.versions {
+                debug!(
+                    debug::VERSIONS,
+                    "checking for version `{}' in file {} [0] required by file {} [0]",
+                    String::from_utf8_lossy(&req.name),
+                    dep.display_name(),
+                    obj.display_name()
+                );
+                if !dep.view.versions.defines(req.hash, &req.name) && !req.weak {
+                    return Err(Error::VersionNotFound {
+                        library: dep.display_name(),
+                        version: String::from_utf8_lossy(&req.name).into_owned(),
+                        required_by: obj.display_name(),
+                        available: dep
+                            .view
+                            .versions
+                            .defined
+                            .iter()
+                            .skip(1)
+                            .map(|(_, n, _)| String::from_utf8_lossy(n).into_owned())
+                            .collect(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// glibc's `find_needed`: the loaded object answering to `name`, first
+    /// in load order, else in `of`'s search list.
+    pub(crate) fn find_needed(&self, name: &[u8], of: ObjId) -> Option<ObjId> {
+        self.all_in_load_order()
+            .find(|&id| self.obj(id).answers_to(name))
+            .or_else(|| {
+                self.obj(of)
+                    .searchlist
+                    .as_ref()?
+                    .iter()
+                    .copied()
+                    .find(|&id| self.obj(id).answers_to(name))
+            })
+    }
+}

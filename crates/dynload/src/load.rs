@@ -1,0 +1,728 @@
+//! dlopen: find the object and its dependencies, map them, check their
+//! versions, relocate them dependencies-first, run constructors, and only
+//! then make them global. Any failure before the constructors rolls back
+//! everything this call did: nothing stays mapped, no count changes.
+
+use std::ffi::{c_int, c_void, CString};
+
+use crate::debug::{self, debug};
+use crate::elf::{dynamic, elf};
+use crate::error::{Error, ErrorKind};
+use crate::find::{self, dst};
+use crate::host::{self, View};
+use crate::init;
+use crate::map;
+use crate::object::{Kind, LinkMap, NoDelete, ObjId, Object, Scope};
+use crate::registry::{self, registry, registry_mut, Registry, LOADER};
+use crate::relocate;
+
+pub(crate) const RTLD_LAZY: c_int = 0x1;
+pub(crate) const RTLD_NOW: c_int = 0x2;
+pub(crate) const RTLD_BINDING_MASK: c_int = 0x3;
+pub(crate) const RTLD_NOLOAD: c_int = 0x4;
+pub(crate) const RTLD_DEEPBIND: c_int = 0x8;
+pub(crate) const RTLD_GLOBAL: c_int = 0x100;
+pub(crate) const RTLD_NODELETE: c_int = 0x1000;
+
+/// Everything one dlopen call created or changed, for rollback.
+#[derive(Default)]
+struct Tx {
+    new_objects: Vec<ObjId>,
+    root: Option<ObjId>,
+    /// The root existed before: its search list and counts to restore.
+    root_before: Option<(Option<Vec<ObjId>>, Vec<ObjId>, u32, NoDelete)>,
+}
+
+/// Validate a dlopen mode as glibc does.
+pub(crate) fn check_mode(name: &str, mode: c_int) -> Result<(), Error> {
+    let valid = RTLD_BINDING_MASK | RTLD_NOLOAD | RTLD_DEEPBIND | RTLD_GLOBAL | RTLD_NODELETE;
+    if mode & !valid != 0 {
+        return Err(Error::load(
+            ErrorKind::InvalidArgument,
+            "",
+            "invalid mode parameter",
+        ));
+    }
+    if mode & RTLD_BINDING_MASK == 0 {
+        return Err(Error::system(
+            name,
+            "invalid mode for dlopen()",
+            libc::EINVAL,
+        ));
+    }
+    Ok(())
+}
+
+/// An object a dlopen returned: its id and its handle.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Opened {
+    pub id: ObjId,
+    pub handle: usize,
+}
+
+/// Open `name` (None: the main program) on behalf of code at `caller`.
+/// Returns None for RTLD_NOLOAD when the object is not loaded.
+pub(crate) fn dlopen(
+    name: Option<&[u8]>,
+    mode: c_int,
+    caller: usize,
+) -> Result<Option<Opened>, Error> {
+    let shown = name
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .unwrap_or_default();
+    check_mode(&shown, mode)?;
+    let guard = LOADER.lock();
+    let start = std::time::Instant::now();
+    let mut tx = Tx::default();
+    let stage1 = {
+        let mut reg = registry_mut(&guard)?;
+        reg.refresh_host();
+        let r = open_stage1(&mut reg, name, mode, caller, &mut tx);
+        if r.is_err() {
+            rollback(&mut reg, &mut tx);
+        }
+        r?
+    };
+    let root = match stage1 {
+        Stage1::NotLoaded => return Ok(None),
+        Stage1::Done(id) => {
+            let reg = registry(&guard)?;
+            return Ok(Some(Opened {
+                id,
+                handle: reg.handle_of(id) as usize,
+            }));
+        }
+        Stage1::Continue(id) => id,
+    };
+    if let Err(e) = relocate_all(&guard, root, &mut tx) {
+        let mut reg = registry_mut(&guard)?;
+        rollback(&mut reg, &mut tx);
+        return Err(e);
+    }
+    // Demarcation point: from here on nothing fails.
+    let order = {
+        let mut reg = registry_mut(&guard)?;
+        for &id in &tx.new_objects {
+            let o = reg.obj_mut(id);
+            if o.nodelete == NoDelete::Pending {
+                o.nodelete = NoDelete::Active;
+            }
+            reg.adds += 1;
+            reg.stats.objects_loaded += 1;
+        }
+        if reg.obj(root).nodelete == NoDelete::Pending {
+            reg.obj_mut(root).nodelete = NoDelete::Active;
+        }
+        let mut order = reg.obj(root).initfini.clone();
+        order.reverse();
+        order
+    };
+    run_constructors(&guard, &order);
+    let mut reg = registry_mut(&guard)?;
+    if mode & RTLD_GLOBAL != 0 {
+        reg.add_to_global(root);
+    }
+    reg.stats.nanos += start.elapsed().as_nanos() as u64;
+    let o = reg.obj(root);
+    debug!(
+        debug::FILES,
+        "opening file={} [0]; direct_opencount={}\n",
+        o.display_name(),
+        o.direct_opencount
+    );
+    Ok(Some(Opened {
+        id: root,
+        handle: reg.handle_of(root) as usize,
+    }))
+}
+
+/// Run the constructors of `order` that have not run, without holding the
+/// registry borrowed (they may call dlopen, dlsym or dlclose).
+pub(crate) fn run_constructors(guard: &registry::Guard, order: &[ObjId]) {
+    for &id in order {
+        let (fns, name) = {
+            let Ok(mut reg) = registry_mut(guard) else {
+                return;
+            };
+            let Some(o) = reg.get(id) else { continue };
+            if o.init_called || !o.is_ours() {
+                continue;
+            }
+            let fns = init::constructors(o);
+            let name = o.display_name();
+            reg.obj_mut(id).init_called = true;
+            (fns, name)
+        };
+        debug!(debug::LIBS, "\ncalling init: {name}\n");
+        // SAFETY: constructors of a relocated object, checked to lie in its
+        // executable segments before the demarcation point.
+        unsafe { init::call_constructors(&fns) };
+    }
+}
+
+enum Stage1 {
+    NotLoaded,
+    Done(ObjId),
+    Continue(ObjId),
+}
+
+fn open_stage1(
+    reg: &mut Registry,
+    name: Option<&[u8]>,
+    mode: c_int,
+    caller: usize,
+    tx: &mut Tx,
+) -> Result<Stage1, Error> {
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        let main = reg.main;
+        reg.obj_mut(main).direct_opencount += 1;
+        if reg.obj(main).searchlist.is_none() {
+            reg.obj_mut(main).searchlist = Some(Vec::new());
+        }
+        return Ok(Stage1::Done(main));
+    };
+    let caller_obj = reg.caller_object(caller);
+    let requester = reg.obj(caller_obj).display_name();
+    let Some(root) = map_object(reg, name, caller_obj, &requester, true, mode, tx)? else {
+        return Ok(Stage1::NotLoaded);
+    };
+    tx.root = Some(root);
+    let new_root = tx.new_objects.contains(&root);
+    if !new_root {
+        let o = reg.obj(root);
+        tx.root_before = Some((
+            o.searchlist.clone(),
+            o.initfini.clone(),
+            o.direct_opencount,
+            o.nodelete,
+        ));
+    }
+    reg.obj_mut(root).direct_opencount += 1;
+    let already_open = reg.obj(root).searchlist.is_some();
+    let is_host = !reg.obj(root).is_ours();
+    if already_open || is_host {
+        if is_host {
+            open_host(reg, root, mode)?;
+        }
+        if mode & RTLD_NODELETE != 0 && reg.obj(root).is_ours() {
+            if reg.obj(root).nodelete != NoDelete::Active {
+                debug!(
+                    debug::FILES,
+                    "marking {} [0] as NODELETE",
+                    reg.obj(root).display_name()
+                );
+            }
+            reg.obj_mut(root).nodelete = NoDelete::Active;
+        }
+        if mode & RTLD_GLOBAL != 0 && !reg.obj(root).global {
+            reg.add_to_global(root);
+        }
+        let o = reg.obj(root);
+        debug!(
+            debug::FILES,
+            "opening file={} [0]; direct_opencount={}\n",
+            o.display_name(),
+            o.direct_opencount
+        );
+        tx.new_objects.clear();
+        return Ok(Stage1::Done(root));
+    }
+    if mode & RTLD_NODELETE != 0 {
+        reg.obj_mut(root).nodelete = NoDelete::Pending;
+    }
+    let list = map_deps(reg, root, mode, tx)?;
+    reg.obj_mut(root).searchlist = Some(list.clone());
+    // The initialisation list: the search list sorted so that dependencies
+    // come after their dependents (constructors run from the end).
+    let mut initfini = list.clone();
+    if new_root {
+        reg.obj_mut(root).initfini.clear();
+    }
+    init::sort(reg, &mut initfini, false, true);
+    reg.obj_mut(root).initfini = initfini;
+    for &id in &list {
+        if !reg.obj(id).versions_checked {
+            reg.check_versions(id)?;
+            reg.obj_mut(id).versions_checked = true;
+        }
+    }
+    Ok(Stage1::Continue(root))
+}
+
+/// A glibc-loaded object opened through dynload: give it a search list and
+/// hold a glibc reference while dynload users have it open.
+fn open_host(reg: &mut Registry, id: ObjId, mode: c_int) -> Result<(), Error> {
+    if reg.obj(id).searchlist.is_none() {
+        let list = if reg.obj(id).is_main() {
+            Vec::new()
+        } else {
+            reg.bfs(id)
+        };
+        reg.obj_mut(id).searchlist = Some(list);
+    }
+    let startup = reg.obj(id).host().is_some_and(|h| h.startup);
+    if !startup {
+        if let Kind::Host(h) = &reg.obj(id).kind {
+            if h.pin.is_null() {
+                let name = reg.obj(id).name.clone();
+                let g = host::glibc();
+                // SAFETY: glibc's dlopen with RTLD_NOLOAD only takes a
+                // reference on an object it already has.
+                let pin = unsafe {
+                    (g.dlopen)(
+                        name.as_ptr(),
+                        libc::RTLD_LAZY | libc::RTLD_NOLOAD | (mode & RTLD_NODELETE),
+                    )
+                };
+                if let Kind::Host(h) = &mut reg.obj_mut(id).kind {
+                    h.pin = pin;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Undo a failed dlopen.
+fn rollback(reg: &mut Registry, tx: &mut Tx) {
+    if let (Some(root), Some((searchlist, initfini, count, nodelete))) =
+        (tx.root, tx.root_before.take())
+    {
+        if let Some(o) = reg.get_mut(root) {
+            o.searchlist = searchlist;
+            o.initfini = initfini;
+            o.direct_opencount = count;
+            o.nodelete = nodelete;
+        }
+    }
+    for &id in tx.new_objects.iter().rev() {
+        let obj = reg.remove(id);
+        release_pins(&obj);
+        debug!(
+            debug::FILES,
+            "file={} [0];  destroying link map (failed load)",
+            obj.display_name()
+        );
+        drop(obj);
+    }
+    tx.new_objects.clear();
+}
+
+/// Release the glibc references an object held on glibc-loaded objects.
+pub(crate) fn release_pins(obj: &Object) {
+    let g = host::glibc();
+    for &p in &obj.glibc_pins {
+        if !p.is_null() {
+            // SAFETY: a handle returned by glibc's dlopen, closed once.
+            unsafe { (g.dlclose)(p) };
+        }
+    }
+}
+
+/// glibc's `_dl_map_object_deps`: breadth-first over DT_NEEDED, mapping
+/// what is not loaded yet; returns the search list (root first).
+fn map_deps(
+    reg: &mut Registry,
+    root: ObjId,
+    mode: c_int,
+    tx: &mut Tx,
+) -> Result<Vec<ObjId>, Error> {
+    let mut list = vec![root];
+    let mut i = 0;
+    while i < list.len() {
+        let l = list[i];
+        i += 1;
+        let deps: Vec<ObjId> = if reg.obj(l).is_ours() && tx.new_objects.contains(&l) {
+            let names: Vec<Vec<u8>> = {
+                let o = reg.obj(l);
+                o.view
+                    .dyn_info
+                    .needed
+                    .iter()
+                    .filter_map(|&off| reg.dyn_string(o, off).map(<[u8]>::to_vec))
+                    .collect()
+            };
+            let requester = reg.obj(l).display_name();
+            let mut deps = Vec::new();
+            for n in names {
+                let expanded = if dst::has_dst(&n) {
+                    let o = reg.obj(l);
+                    dst::expand(&n, &reg.dst_values(o)).ok_or_else(|| {
+                        Error::invalid(
+                            String::from_utf8_lossy(&n),
+                            "empty dynamic string token substitution",
+                        )
+                    })?
+                } else {
+                    n
+                };
+                let dep = map_object(
+                    reg,
+                    &expanded,
+                    l,
+                    &requester,
+                    false,
+                    mode & !RTLD_NOLOAD,
+                    tx,
+                )?
+                .expect("not NOLOAD");
+                // A C-runtime dependency loaded on this object's behalf is
+                // held with a glibc reference until this object unloads.
+                pin_host_dependency(reg, l, dep);
+                deps.push(dep);
+            }
+            deps
+        } else {
+            reg.obj(l).needed.clone()
+        };
+        for &d in &deps {
+            if !list.contains(&d) {
+                list.push(d);
+            }
+        }
+        if tx.new_objects.contains(&l) {
+            let mut unique = Vec::new();
+            for d in deps {
+                if !unique.contains(&d) {
+                    unique.push(d);
+                }
+            }
+            let o = reg.obj_mut(l);
+            o.needed = unique.clone();
+            if l != root {
+                let mut initfini = vec![l];
+                initfini.extend(unique);
+                o.initfini = initfini;
+            }
+        }
+    }
+    Ok(list)
+}
+
+/// Take a glibc reference on a glibc-loaded dependency that glibc might
+/// otherwise unload (anything not loaded at start-up).
+fn pin_host_dependency(reg: &mut Registry, of: ObjId, dep: ObjId) {
+    let Some(h) = reg.obj(dep).host() else { return };
+    if h.startup {
+        return;
+    }
+    let name = reg.obj(dep).name.clone();
+    let g = host::glibc();
+    // SAFETY: RTLD_NOLOAD only references an object glibc already has.
+    let pin = unsafe { (g.dlopen)(name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
+    if !pin.is_null() {
+        reg.obj_mut(of).glibc_pins.push(pin);
+    }
+}
+
+/// glibc's `_dl_map_object`: an already-loaded object answering to `name`,
+/// or the file found for it, mapped. `loader` supplies RPATH/RUNPATH.
+/// With `callmap` (a dlopen), the caller is not recorded as the loader.
+fn map_object(
+    reg: &mut Registry,
+    name: &[u8],
+    loader: ObjId,
+    requester: &str,
+    callmap: bool,
+    mode: c_int,
+    tx: &mut Tx,
+) -> Result<Option<ObjId>, Error> {
+    if let Some(id) = reg.find_loaded(name) {
+        return Ok(Some(id));
+    }
+    let shown = String::from_utf8_lossy(name).into_owned();
+    debug!(
+        debug::FILES,
+        "\nfile={shown} [0];  {} {requester} [0]",
+        if callmap {
+            "dynamically loaded by"
+        } else {
+            "needed by"
+        }
+    );
+    if host::is_c_runtime(name) {
+        return load_via_glibc(reg, name, mode).map(Some);
+    }
+    let opened = if name.contains(&b'/') {
+        let path = if dst::has_dst(name) {
+            let lo = reg.obj(loader);
+            dst::expand(name, &reg.dst_values(lo)).ok_or_else(|| Error::NotFound {
+                name: shown.clone(),
+                reason: crate::error::strerror(libc::ENOENT),
+                tried: vec![],
+            })?
+        } else {
+            name.to_vec()
+        };
+        find::open_path(&path)?
+    } else {
+        let input = reg.search_input(name, loader);
+        let lp = reg.library_path.clone();
+        reg.finder.search(&input, lp.as_ref())?
+    };
+    if let Some(id) = reg.find_by_file(opened.dev, opened.ino) {
+        let o = reg.obj_mut(id);
+        if !o.names.iter().any(|n| n == name) {
+            o.names.push(name.to_vec());
+        }
+        return Ok(Some(id));
+    }
+    if mode & RTLD_NOLOAD != 0 {
+        return Ok(None);
+    }
+    let path_shown = String::from_utf8_lossy(&opened.path).into_owned();
+    let mapped = map::map(&opened, &path_shown)?;
+    let obj = build_object(
+        reg,
+        mapped,
+        &opened,
+        name,
+        if callmap { None } else { Some(loader) },
+        mode,
+    )?;
+    if obj.soname.as_deref().is_some_and(host::is_c_runtime) {
+        // A copy of a glibc library under another name: glibc's own copy
+        // must be used instead. Unmap ours and hand the path to glibc.
+        drop(obj);
+        return load_via_glibc(reg, &opened.path, mode).map(Some);
+    }
+    let id = reg.insert(obj);
+    tx.new_objects.push(id);
+    {
+        let o = reg.obj(id);
+        debug!(
+            debug::FILES,
+            "file={} [0];  generating link map\n  dynamic: {:#018x}  base: {:#018x}   size: {:#018x}\n    entry: {:#018x}  phdr: {:#018x}  phnum: {:>10}\n",
+            o.display_name(),
+            o.view.dynamic_addr,
+            o.view.image.base,
+            o.map_end - o.map_start,
+            o.view.image.base,
+            o.phdr as usize,
+            o.phnum
+        );
+    }
+    Ok(Some(id))
+}
+
+/// Hand a C-runtime library to glibc and return its (host) record.
+fn load_via_glibc(reg: &mut Registry, name: &[u8], mode: c_int) -> Result<ObjId, Error> {
+    if let Some(id) = reg.find_loaded(name) {
+        return Ok(id);
+    }
+    let c = CString::new(name)
+        .map_err(|_| Error::invalid(String::from_utf8_lossy(name), "name contains a NUL byte"))?;
+    let g = host::glibc();
+    let flags =
+        (mode & (RTLD_BINDING_MASK | RTLD_GLOBAL | RTLD_NODELETE | RTLD_NOLOAD)) | libc::RTLD_LAZY;
+    // SAFETY: glibc's dlopen with a C string.
+    let h = unsafe { (g.dlopen)(c.as_ptr(), flags) };
+    if h.is_null() {
+        let text = host::glibc_error()
+            .unwrap_or_else(|| format!("{}: cannot open shared object file", c.to_string_lossy()));
+        return Err(Error::load(ErrorKind::System, "", text));
+    }
+    reg.refresh_host();
+    let id = reg.find_loaded(name).or_else(|| {
+        let mut lm: *mut LinkMap = std::ptr::null_mut();
+        // SAFETY: RTLD_DI_LINKMAP on glibc's own handle.
+        unsafe { (g.dlinfo)(h, libc::RTLD_DI_LINKMAP, &mut lm as *mut _ as *mut c_void) };
+        // SAFETY: glibc's link_map public prefix.
+        let path = unsafe { std::ffi::CStr::from_ptr((*lm).l_name) }
+            .to_bytes()
+            .to_vec();
+        reg.find_loaded(&path)
+    });
+    let Some(id) = id else {
+        // SAFETY: closing the handle just opened.
+        unsafe { (g.dlclose)(h) };
+        return Err(Error::invalid(
+            String::from_utf8_lossy(name),
+            "glibc loaded it but dl_iterate_phdr does not list it",
+        ));
+    };
+    debug!(
+        debug::FILES,
+        "file={} [0];  C runtime, loaded by glibc",
+        reg.obj(id).display_name()
+    );
+    // The handle keeps it loaded; it is released with glibc's other
+    // references when the last dynload user goes (see pin handling).
+    if let Kind::Host(hs) = &mut reg.obj_mut(id).kind {
+        if hs.pin.is_null() {
+            hs.pin = h;
+        } else {
+            // SAFETY: an extra reference from this call; drop it.
+            unsafe { (g.dlclose)(h) };
+        }
+    }
+    Ok(id)
+}
+
+/// Build the record for a freshly mapped object, checking its dynamic
+/// section and tables. Dropping the result unmaps it.
+fn build_object(
+    reg: &Registry,
+    mapped: map::Mapped,
+    opened: &find::Opened,
+    asked: &[u8],
+    loader: Option<ObjId>,
+    mode: c_int,
+) -> Result<Object, Error> {
+    let path = String::from_utf8_lossy(&opened.path).into_owned();
+    let base = mapped.base;
+    // SAFETY: the segments were just mapped by `map::map` and stay mapped
+    // while `mapped` (moved into the record below) lives.
+    let image = unsafe { crate::elf::image::Image::new(base, &mapped.phdrs) };
+    let (dyn_addr, dyn_size) = mapped.dynamic;
+    let dyn_info = dynamic::parse(&image, dyn_addr, dyn_size, false)
+        .map_err(|e| Error::invalid(path.clone(), e))?;
+    dynamic::check_tables(&image, &dyn_info).map_err(|e| Error::invalid(path.clone(), e))?;
+    let view = {
+        // SAFETY: as above; the phdr copy lives in `mapped`.
+        let v = unsafe { View::of_mapped(base, mapped.phdrs.as_ptr(), mapped.phdrs.len(), false) };
+        v.map_err(|e| Error::invalid(path.clone(), e))?
+    };
+    if dyn_info.flag_1(elf::DF_1_PIE) {
+        return Err(Error::invalid(
+            path,
+            "cannot dynamically load position-independent executable",
+        ));
+    }
+    if dyn_info.flag_1(elf::DF_1_NOOPEN) {
+        return Err(Error::invalid(path, "shared object cannot be dlopen()ed"));
+    }
+    if dyn_info.filter {
+        return Err(Error::unsupported(
+            path,
+            "filter objects (DT_FILTER/DT_AUXILIARY) are not supported by dynload",
+        ));
+    }
+    let soname = dyn_info
+        .soname
+        .and_then(|o| view.symbols.string(o as usize))
+        .map(<[u8]>::to_vec);
+    let mut names = vec![asked.to_vec()];
+    if opened.path != asked {
+        names.push(opened.path.clone());
+    }
+    let name = CString::new(opened.path.clone())
+        .map_err(|_| Error::invalid(path.clone(), "path contains a NUL byte"))?;
+    // Scopes (glibc's `_dl_new_object`): the global scope, then the search
+    // list of the root this object was loaded for; RTLD_DEEPBIND swaps
+    // them; DT_SYMBOLIC puts the object itself first.
+    let root = {
+        let mut cur = loader;
+        let mut root = None;
+        while let Some(c) = cur {
+            root = Some(c);
+            cur = reg.obj(c).loader;
+        }
+        root
+    };
+    let deepbind = mode & RTLD_DEEPBIND != 0;
+    let mut scope = Vec::new();
+    let phdrs_ptr = mapped.phdrs.as_ptr();
+    let phnum = mapped.phdrs.len();
+    let (map_start, map_end) = (mapped.mapping.start(), mapped.mapping.end());
+    let mut obj = Object {
+        id: 0,
+        kind: Kind::Ours(mapped),
+        link_map: Box::new(LinkMap {
+            l_addr: base,
+            l_name: std::ptr::null(),
+            l_ld: dyn_addr as *const c_void,
+            l_next: std::ptr::null_mut(),
+            l_prev: std::ptr::null_mut(),
+        }),
+        name,
+        names,
+        soname,
+        view,
+        file_id: Some((opened.dev, opened.ino)),
+        origin: registry::origin_of(&opened.path),
+        phdr: phdrs_ptr,
+        phnum,
+        map_start,
+        map_end,
+        via: Some(opened.via.clone()),
+        loader,
+        needed: Vec::new(),
+        initfini: Vec::new(),
+        searchlist: None,
+        scope: Vec::new(),
+        reldeps: Vec::new(),
+        direct_opencount: 0,
+        global: false,
+        nodelete: if dyn_info.flag_1(elf::DF_1_NODELETE) {
+            NoDelete::Pending
+        } else {
+            NoDelete::No
+        },
+        versions_checked: false,
+        relocated: false,
+        init_called: false,
+        removed: false,
+        glibc_pins: Vec::new(),
+        addr_index: Default::default(),
+    };
+    obj.link_map.l_name = obj.name.as_ptr();
+    // The root of a dependency chain is the object whose dlopen loaded it;
+    // for the dlopened object itself, that is the object: Local(self) is
+    // patched by the caller once the id is known (see `insert`).
+    let local = root.map(Scope::Local);
+    if obj.view.dyn_info.is_symbolic() && !deepbind {
+        scope.push(Scope::Symbolic(usize::MAX));
+    }
+    if deepbind {
+        scope.push(local.unwrap_or(Scope::Local(usize::MAX)));
+        scope.push(Scope::Global);
+    } else {
+        scope.push(Scope::Global);
+        scope.push(local.unwrap_or(Scope::Local(usize::MAX)));
+    }
+    obj.scope = scope;
+    Ok(obj)
+}
+
+/// Relocate every object of the new search list that needs it, from the
+/// end of the initialisation list (dependencies first).
+fn relocate_all(guard: &registry::Guard, root: ObjId, tx: &mut Tx) -> Result<(), Error> {
+    let order: Vec<ObjId> = {
+        let reg = registry(guard)?;
+        reg.obj(root)
+            .initfini
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&id| !reg.obj(id).relocated)
+            .collect()
+    };
+    for id in order {
+        let outcome = {
+            let reg = registry(guard)?;
+            relocate::relocate(&reg, id)?
+        };
+        let mut reg = registry_mut(guard)?;
+        let o = reg.obj(id);
+        init::check_entry_points(o).map_err(|e| Error::invalid(o.display_name(), e))?;
+        if let Kind::Ours(m) = &o.kind {
+            map::protect_relro(m, &o.display_name())?;
+        }
+        reg.stats.relocations += outcome.relocations;
+        reg.stats.relative_relocations += outcome.relative;
+        reg.stats.lookups_cached += outcome.cached;
+        for d in outcome.unique_definers {
+            reg.mark_nodelete(d, "unique symbol");
+        }
+        let o = reg.obj_mut(id);
+        o.relocated = true;
+        for d in outcome.reldeps {
+            if !o.reldeps.contains(&d) {
+                o.reldeps.push(d);
+            }
+        }
+    }
+    let _ = tx;
+    Ok(())
+}

@@ -1,0 +1,358 @@
+//! Mapping an object: validate its program headers, reserve its whole span
+//! once, map each PT_LOAD with its own permissions, zero the bss, and later
+//! make PT_GNU_RELRO read-only.
+//!
+//! Nothing of the object runs here, and every failure unmaps what was
+//! mapped (the [`Mapping`] guard does it on drop).
+
+use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
+
+use crate::elf::{elf, page_down, page_up, Phdr, LE, PAGE_SIZE};
+use crate::error::Error;
+use crate::find::Opened;
+
+/// An address range this loader mapped; unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    start: usize,
+    len: usize,
+}
+
+impl Mapping {
+    pub(crate) fn start(&self) -> usize {
+        self.start
+    }
+    pub(crate) fn end(&self) -> usize {
+        self.start + self.len
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.len != 0 {
+            // SAFETY: the range was reserved by this loader in `map` and no
+            // one else owns it; after drop nothing refers to it.
+            unsafe {
+                let _ = rustix::mm::munmap(self.start as *mut _, self.len);
+            }
+        }
+    }
+}
+
+/// A PT_LOAD segment, with page-rounded addresses (relative to the base).
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    mapstart: usize,
+    mapend: usize,
+    dataend: usize,
+    allocend: usize,
+    mapoff: u64,
+    prot: ProtFlags,
+}
+
+/// The result of mapping one file.
+#[derive(Debug)]
+pub(crate) struct Mapped {
+    pub mapping: Mapping,
+    /// The load bias (`l_addr`).
+    pub base: usize,
+    /// The program headers, kept in memory for `dl_iterate_phdr` (a copy:
+    /// their address stays valid however the file laid them out).
+    pub phdrs: Box<[Phdr]>,
+    /// Absolute address and size of the dynamic section.
+    pub dynamic: (usize, usize),
+    /// PT_GNU_RELRO as (vaddr, memsz).
+    pub relro: Option<(u64, u64)>,
+}
+
+fn prot_of(flags: u32) -> ProtFlags {
+    let mut p = ProtFlags::empty();
+    if flags & elf::PF_R != 0 {
+        p |= ProtFlags::READ;
+    }
+    if flags & elf::PF_W != 0 {
+        p |= ProtFlags::WRITE;
+    }
+    if flags & elf::PF_X != 0 {
+        p |= ProtFlags::EXEC;
+    }
+    p
+}
+
+/// Check the program headers of `o` before anything is mapped.
+fn plan(
+    o: &Opened,
+    name: &str,
+) -> Result<(Vec<Load>, usize, usize, (u64, u64), Option<(u64, u64)>), Error> {
+    let mut loads = Vec::new();
+    let mut align_max = PAGE_SIZE;
+    let mut dynamic: Option<(u64, u64)> = None;
+    let mut empty_dynamic = false;
+    let mut stack_flags = elf::PF_R | elf::PF_W | elf::PF_X; // x86_64 default without PT_GNU_STACK
+    let mut relro = None;
+    let mut last_end = 0usize;
+    for ph in o.phdrs.iter() {
+        let (vaddr, memsz, filesz, offset) = (
+            ph.p_vaddr.get(LE),
+            ph.p_memsz.get(LE),
+            ph.p_filesz.get(LE),
+            ph.p_offset.get(LE),
+        );
+        match ph.p_type.get(LE) {
+            elf::PT_LOAD => {
+                if (vaddr.wrapping_sub(offset)) as usize & (PAGE_SIZE - 1) != 0 {
+                    return Err(Error::invalid(
+                        name,
+                        "ELF load command address/offset not page-aligned",
+                    ));
+                }
+                if filesz > memsz {
+                    return Err(Error::invalid(
+                        name,
+                        "ELF load command with p_filesz > p_memsz",
+                    ));
+                }
+                let end_in_file = offset.checked_add(filesz);
+                if end_in_file.is_none_or(|e| e > o.size) {
+                    return Err(Error::invalid(
+                        name,
+                        "ELF load command extends beyond the end of the file",
+                    )
+                    .with_why(format!(
+                        "segment at offset {offset:#x} with {filesz:#x} bytes; the file has {:#x}",
+                        o.size
+                    )));
+                }
+                let (Some(dataend), Some(allocend)) =
+                    (vaddr.checked_add(filesz), vaddr.checked_add(memsz))
+                else {
+                    return Err(Error::invalid(name, "ELF load command address overflows"));
+                };
+                if allocend > (1u64 << 46) {
+                    return Err(Error::invalid(
+                        name,
+                        "ELF load command address out of range",
+                    ));
+                }
+                let flags = ph.p_flags.get(LE);
+                if flags & elf::PF_W != 0 && flags & elf::PF_X != 0 {
+                    return Err(Error::unsupported(
+                        name,
+                        "ELF load command is both writable and executable",
+                    )
+                    .with_why("dynload never maps a page writable and executable at once (W^X)"));
+                }
+                let l = Load {
+                    mapstart: page_down(vaddr as usize),
+                    mapend: page_up(dataend as usize).unwrap_or(usize::MAX),
+                    dataend: dataend as usize,
+                    allocend: allocend as usize,
+                    mapoff: page_down(offset as usize) as u64,
+                    prot: prot_of(flags),
+                };
+                if !loads.is_empty() && l.mapstart < last_end {
+                    return Err(Error::invalid(
+                        name,
+                        "ELF load commands are not in ascending order or overlap",
+                    ));
+                }
+                last_end = page_up(l.allocend).unwrap_or(usize::MAX);
+                let align = ph.p_align.get(LE) as usize;
+                if align.is_power_of_two() && align > align_max {
+                    // glibc aligns the whole object to the largest p_align;
+                    // more than 1 GiB would only waste address space.
+                    align_max = align.min(1 << 30);
+                }
+                loads.push(l);
+            }
+            elf::PT_DYNAMIC => {
+                if filesz == 0 {
+                    empty_dynamic = true;
+                } else {
+                    dynamic = Some((vaddr, memsz));
+                }
+            }
+            elf::PT_GNU_STACK => stack_flags = ph.p_flags.get(LE),
+            elf::PT_GNU_RELRO => relro = Some((vaddr, memsz)),
+            elf::PT_TLS if memsz > 0 => {
+                return Err(Error::unsupported(name, "cannot handle TLS data").with_why(
+                    "thread-local storage in objects loaded by dynload is not supported yet (it arrives with the TLS work)",
+                ));
+            }
+            _ => {}
+        }
+    }
+    if loads.is_empty() {
+        return Err(Error::invalid(name, "object file has no loadable segments"));
+    }
+    if o.header.e_type != elf::ET_DYN {
+        return Err(Error::invalid(name, "cannot dynamically load executable"));
+    }
+    let dynamic = match dynamic {
+        Some(d) if !empty_dynamic => d,
+        _ => return Err(Error::invalid(name, "object file has no dynamic section")),
+    };
+    if stack_flags & elf::PF_X != 0 {
+        return Err(Error::system(name, "cannot enable executable stack as shared object requires", libc::EINVAL).with_why(
+            "the object asks for an executable stack (PT_GNU_STACK with PF_X, or no PT_GNU_STACK); dynload refuses it, as glibc 2.41 and later do",
+        ));
+    }
+    let span = loads.last().map(|l| l.allocend).unwrap_or(0) - loads[0].mapstart;
+    Ok((loads, align_max, span, dynamic, relro))
+}
+
+/// Map the file `o` (already opened and checked by `find`).
+pub(crate) fn map(o: &Opened, name: &str) -> Result<Mapped, Error> {
+    let (loads, align, span, dynamic, relro) = plan(o, name)?;
+    let span = page_up(span).ok_or_else(|| Error::invalid(name, "object too large"))?;
+    let reserve = span + (align - PAGE_SIZE);
+    // Reserve the whole span at once, PROT_NONE: gaps between segments stay
+    // inaccessible, and nothing else can be mapped in between.
+    // SAFETY: a fresh anonymous mapping at an address the kernel chooses.
+    let raw = unsafe {
+        rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            reserve,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::NORESERVE,
+        )
+    }
+    .map_err(|e| {
+        Error::system(
+            name,
+            "failed to map segment from shared object",
+            e.raw_os_error(),
+        )
+    })? as usize;
+    let aligned = (raw + align - 1) & !(align - 1);
+    // SAFETY: trimming the parts of our own reservation outside the
+    // aligned span; nothing refers to them.
+    unsafe {
+        if aligned > raw {
+            let _ = rustix::mm::munmap(raw as *mut _, aligned - raw);
+        }
+        let tail = raw + reserve - (aligned + span);
+        if tail > 0 {
+            let _ = rustix::mm::munmap((aligned + span) as *mut _, tail);
+        }
+    }
+    let mapping = Mapping {
+        start: aligned,
+        len: span,
+    };
+    let base = aligned.wrapping_sub(loads[0].mapstart);
+    for l in &loads {
+        map_segment(o, base, l)
+            .map_err(|e| Error::system(name, "failed to map segment from shared object", e))?;
+    }
+    let (dyn_vaddr, dyn_size) = dynamic;
+    Ok(Mapped {
+        mapping,
+        base,
+        phdrs: o.phdrs.clone().into_boxed_slice(),
+        dynamic: (base.wrapping_add(dyn_vaddr as usize), dyn_size as usize),
+        relro,
+    })
+}
+
+fn map_segment(o: &Opened, base: usize, l: &Load) -> Result<(), i32> {
+    let err = |e: rustix::io::Errno| e.raw_os_error();
+    if l.mapend > l.mapstart {
+        // SAFETY: the target range lies inside the reservation made in `map`
+        // (checked by `plan`: ascending, non-overlapping, within the span),
+        // so MAP_FIXED replaces only our own PROT_NONE pages.
+        unsafe {
+            rustix::mm::mmap(
+                (base + l.mapstart) as *mut _,
+                l.mapend - l.mapstart,
+                l.prot,
+                MapFlags::PRIVATE | MapFlags::FIXED,
+                &o.file,
+                l.mapoff,
+            )
+            .map_err(err)?;
+        }
+    }
+    if l.allocend > l.dataend {
+        // The bss: zero the rest of the last file page, then map anonymous
+        // zero pages for the remainder.
+        let zero = base + l.dataend;
+        let zeropage = page_up(zero).ok_or(libc::EINVAL)?;
+        let zeroend = page_up(base + l.allocend).ok_or(libc::EINVAL)?;
+        if zeropage > zero && l.mapend > l.mapstart {
+            let page = page_down(zero);
+            let writable = l.prot.contains(ProtFlags::WRITE);
+            // SAFETY: `page` is a page of this segment, mapped just above.
+            // A read-only segment is made writable (never also executable)
+            // for the duration of the memset.
+            unsafe {
+                if !writable {
+                    rustix::mm::mprotect(
+                        page as *mut _,
+                        PAGE_SIZE,
+                        MprotectFlags::READ | MprotectFlags::WRITE,
+                    )
+                    .map_err(err)?;
+                }
+                std::ptr::write_bytes(zero as *mut u8, 0, zeropage - zero);
+                if !writable {
+                    rustix::mm::mprotect(page as *mut _, PAGE_SIZE, mprotect_flags(l.prot))
+                        .map_err(err)?;
+                }
+            }
+        }
+        let anon_start = zeropage.max(base + l.mapend);
+        if zeroend > anon_start {
+            // SAFETY: inside our reservation, as above.
+            unsafe {
+                rustix::mm::mmap_anonymous(
+                    anon_start as *mut _,
+                    zeroend - anon_start,
+                    l.prot,
+                    MapFlags::PRIVATE | MapFlags::FIXED,
+                )
+                .map_err(err)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn mprotect_flags(p: ProtFlags) -> MprotectFlags {
+    let mut m = MprotectFlags::empty();
+    if p.contains(ProtFlags::READ) {
+        m |= MprotectFlags::READ;
+    }
+    if p.contains(ProtFlags::WRITE) {
+        m |= MprotectFlags::WRITE;
+    }
+    if p.contains(ProtFlags::EXEC) {
+        m |= MprotectFlags::EXEC;
+    }
+    m
+}
+
+/// Make PT_GNU_RELRO read-only after relocation. The end is rounded down,
+/// as glibc does: the partial page at the end stays writable.
+pub(crate) fn protect_relro(mapped: &Mapped, name: &str) -> Result<(), Error> {
+    let Some((vaddr, memsz)) = mapped.relro else {
+        return Ok(());
+    };
+    let start = page_down(mapped.base.wrapping_add(vaddr as usize));
+    let end = page_down(mapped.base.wrapping_add((vaddr + memsz) as usize));
+    if end > start {
+        if start < mapped.mapping.start() || end > mapped.mapping.end() {
+            return Err(Error::invalid(name, "PT_GNU_RELRO lies outside the object"));
+        }
+        // SAFETY: the range lies inside this object's own mapping.
+        unsafe { rustix::mm::mprotect(start as *mut _, end - start, MprotectFlags::READ) }
+            .map_err(|e| {
+                Error::system(
+                    name,
+                    "cannot apply additional memory protection after relocation",
+                    e.raw_os_error(),
+                )
+            })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! Facts about the process the loader lives in, read once: the program's
+//! arguments (passed to constructors), the auxiliary vector, secure mode and
+//! the environment variables that steer loading.
+
+use std::ffi::{c_char, c_int, OsString};
+use std::os::unix::ffi::OsStringExt;
+use std::sync::atomic::{AtomicIsize, AtomicPtr, Ordering};
+use std::sync::OnceLock;
+
+static ARGC: AtomicIsize = AtomicIsize::new(-1);
+static ARGV: AtomicPtr<*mut c_char> = AtomicPtr::new(std::ptr::null_mut());
+
+/// glibc calls `.init_array` entries of the executable and of every shared
+/// object with (argc, argv, envp); this is how a loader that is not ld.so
+/// learns the arguments it must pass on to constructors.
+extern "C" fn capture_args(argc: c_int, argv: *mut *mut c_char, _envp: *mut *mut c_char) {
+    ARGC.store(argc as isize, Ordering::Relaxed);
+    ARGV.store(argv, Ordering::Relaxed);
+}
+
+#[used]
+#[link_section = ".init_array"]
+static CAPTURE_ARGS: extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_char) = capture_args;
+
+/// The (argc, argv) glibc gave the program, for constructors.
+pub(crate) fn args() -> (c_int, *mut *mut c_char) {
+    let argc = ARGC.load(Ordering::Relaxed);
+    let argv = ARGV.load(Ordering::Relaxed);
+    if argc < 0 || argv.is_null() {
+        // Not captured (should not happen in a glibc process): pass an empty
+        // vector rather than garbage.
+        static EMPTY: [usize; 1] = [0];
+        return (0, EMPTY.as_ptr() as *mut *mut c_char);
+    }
+    (argc as c_int, argv)
+}
+
+/// The current environment, as glibc passes it to constructors.
+pub(crate) fn environ() -> *mut *mut c_char {
+    extern "C" {
+        static mut environ: *mut *mut c_char;
+    }
+    // SAFETY: reading the `environ` pointer itself; glibc keeps it valid.
+    unsafe { std::ptr::addr_of!(environ).read() }
+}
+
+/// `argv[0]`, which glibc reports as the main program's name.
+pub(crate) fn program_name() -> String {
+    let (argc, argv) = args();
+    if argc < 1 {
+        return String::new();
+    }
+    // SAFETY: argv has argc valid C strings (from glibc's start-up code).
+    unsafe {
+        let p = *argv;
+        if p.is_null() {
+            return String::new();
+        }
+        std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+    }
+}
+
+/// Settings read once, the first time the loader is used.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    /// AT_SECURE: a set-user-ID or set-group-ID program (or similar).
+    pub secure: bool,
+    /// LD_LIBRARY_PATH, split (empty elements mean the current directory).
+    pub library_path: Option<Vec<Vec<u8>>>,
+    /// DYNLOAD_DEBUG
+    pub debug: Option<String>,
+    /// DYNLOAD_DEBUG_OUTPUT
+    pub debug_output: Option<OsString>,
+    /// LD_PRELOAD entries, to recognise preloaded objects in glibc's list.
+    pub preload: Vec<Vec<u8>>,
+}
+
+fn env_bytes(name: &str) -> Option<Vec<u8>> {
+    std::env::var_os(name).map(OsString::into_vec)
+}
+
+pub(crate) fn settings() -> &'static Settings {
+    static SETTINGS: OnceLock<Settings> = OnceLock::new();
+    SETTINGS.get_or_init(|| {
+        // SAFETY: getauxval has no preconditions.
+        let secure = unsafe { libc::getauxval(libc::AT_SECURE) } != 0;
+        // In secure mode glibc scrubs these variables from the environment;
+        // dynload ignores its own and glibc's alike.
+        let trusted = |name: &str| if secure { None } else { env_bytes(name) };
+        let library_path = trusted("LD_LIBRARY_PATH").map(|v| split_path(&v));
+        let mut preload: Vec<Vec<u8>> = env_bytes("LD_PRELOAD")
+            .map(|v| {
+                v.split(|&c| c == b' ' || c == b':')
+                    .filter(|s| !s.is_empty())
+                    .map(<[u8]>::to_vec)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Ok(text) = std::fs::read("/etc/ld.so.preload") {
+            preload.extend(
+                text.split(|&c| c == b' ' || c == b'\t' || c == b'\n' || c == b':')
+                    .filter(|s| !s.is_empty())
+                    .map(<[u8]>::to_vec),
+            );
+        }
+        Settings {
+            secure,
+            library_path,
+            debug: trusted("DYNLOAD_DEBUG").map(|v| String::from_utf8_lossy(&v).into_owned()),
+            debug_output: trusted("DYNLOAD_DEBUG_OUTPUT").map(OsString::from_vec),
+            preload,
+        }
+    })
+}
+
+/// Split a path list at ':' and ';' as glibc does for LD_LIBRARY_PATH.
+pub(crate) fn split_path(v: &[u8]) -> Vec<Vec<u8>> {
+    v.split(|&c| c == b':' || c == b';')
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// The kernel's AT_PLATFORM string ("x86_64").
+pub(crate) fn at_platform() -> Option<String> {
+    // SAFETY: getauxval has no preconditions; a non-zero AT_PLATFORM is a
+    // pointer to a NUL-terminated string on the initial stack.
+    unsafe {
+        let p = libc::getauxval(libc::AT_PLATFORM) as *const c_char;
+        if p.is_null() {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}

@@ -1,0 +1,410 @@
+//! Questions asked of loaded objects, shared by the Rust API and the C ABI:
+//! symbol lookup (`dlsym`/`dlvsym` with handles, RTLD_DEFAULT, RTLD_NEXT),
+//! address lookup (`dladdr`), object information (`dlinfo`) and iteration
+//! (`dl_iterate_phdr`).
+
+use std::ffi::{c_char, c_int, c_void};
+
+use crate::dlfcn;
+use crate::elf::versions::VersionEntry;
+use crate::elf::{elf, hash, SymExt};
+use crate::error::{Error, ErrorKind};
+use crate::host;
+use crate::link::{Flags, Found};
+use crate::object::{Kind, ObjId};
+use crate::registry::{registry, registry_mut, Registry, LOADER};
+
+/// Where `dlsym` looks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target {
+    /// RTLD_DEFAULT: the caller's scope.
+    Default,
+    /// RTLD_NEXT: after the caller in its root's scope.
+    Next,
+    /// A handle's own search list.
+    Handle(usize),
+}
+
+/// What a lookup found, before post-processing.
+struct Hit {
+    found: Found,
+    value: usize,
+    ifunc: bool,
+    tls: Option<(usize, u64)>,
+    /// Record a dependency of the caller on the definer (RTLD_DEFAULT).
+    dependency: Option<(ObjId, ObjId)>,
+}
+
+/// `dlsym`/`dlvsym`: the address of `name` (of `version`), from `caller`'s
+/// point of view.
+pub(crate) fn lookup_symbol(
+    target: Target,
+    name: &[u8],
+    version: Option<&[u8]>,
+    caller: usize,
+) -> Result<usize, Error> {
+    let guard = LOADER.lock();
+    let hit = {
+        let reg = registry(&guard)?;
+        find(&reg, target, name, version, caller)?
+    };
+    if let Some((from, to)) = hit.dependency {
+        let mut reg = registry_mut(&guard)?;
+        add_dependency(&mut reg, from, to);
+    }
+    if let Some((modid, offset)) = hit.tls {
+        let tga = host::glibc().tls_get_addr.ok_or_else(|| {
+            Error::unsupported("", "cannot resolve a TLS symbol without __tls_get_addr")
+        })?;
+        let index = [modid, offset as usize];
+        // SAFETY: glibc's __tls_get_addr with a module id glibc assigned.
+        return Ok(unsafe { tga(&index) } as usize);
+    }
+    if hit.ifunc {
+        // SAFETY: the resolver of a relocated object; no arguments.
+        return Ok(unsafe { crate::relocate::call_resolver(hit.value) });
+    }
+    let _ = hit.found;
+    Ok(hit.value)
+}
+
+fn find(
+    reg: &Registry,
+    target: Target,
+    name: &[u8],
+    version: Option<&[u8]>,
+    caller: usize,
+) -> Result<Hit, Error> {
+    let want = version.map(|v| VersionEntry {
+        name: v.into(),
+        hash: hash::elf_hash(v),
+        hidden: true,
+        filename: None,
+    });
+    // glibc: plain dlsym returns the default (newest) version; dlvsym asks
+    // for an exact one, hidden versions included.
+    let flags = Flags {
+        return_newest: want.is_none(),
+        plt: false,
+    };
+    let caller_obj = reg.caller_object(caller);
+    let (scopes_owned, undef, dep_from): (Vec<Vec<ObjId>>, ObjId, Option<ObjId>) = match target {
+        Target::Default => {
+            let c = reg.obj(caller_obj);
+            let lists = reg
+                .scope_chunks(&c.scope, std::slice::from_ref(&c.id))
+                .into_iter()
+                .map(|chunks| chunks.iter().flat_map(|c| c.iter().copied()).collect())
+                .collect();
+            (lists, caller_obj, Some(caller_obj))
+        }
+        Target::Next => {
+            let c = reg.obj(caller_obj);
+            if caller_obj == reg.main && !c.contains(caller) {
+                return Err(Error::load(
+                    ErrorKind::InvalidArgument,
+                    "",
+                    "RTLD_NEXT used in code not dynamically loaded",
+                ));
+            }
+            let mut root = caller_obj;
+            while let Some(l) = reg.obj(root).loader {
+                root = l;
+            }
+            let list: Vec<ObjId> = if reg.obj(root).is_ours() {
+                reg.obj(root)
+                    .searchlist
+                    .clone()
+                    .unwrap_or_else(|| reg.bfs(root))
+            } else if reg.obj(root).global || reg.obj(root).is_main() {
+                reg.global_scope()
+            } else {
+                reg.bfs(root)
+            };
+            let after = match list.iter().position(|&o| o == caller_obj) {
+                Some(p) => list[p + 1..].to_vec(),
+                None => list.into_iter().filter(|&o| o != caller_obj).collect(),
+            };
+            (vec![after], caller_obj, None)
+        }
+        Target::Handle(h) => {
+            let id = reg.by_handle(h).ok_or_else(invalid_handle)?;
+            let o = reg.obj(id);
+            let list = if o.is_main() {
+                reg.global_scope()
+            } else {
+                o.searchlist.clone().unwrap_or_else(|| reg.bfs(id))
+            };
+            (vec![list], id, None)
+        }
+    };
+    let chunks: Vec<[&[ObjId]; 2]> = scopes_owned
+        .iter()
+        .map(|l| [l.as_slice(), &[][..]])
+        .collect();
+    let Some(found) = reg.lookup(&chunks, name, want.as_ref(), flags, Some(undef)) else {
+        return Err(reg.undefined_error(
+            &chunks,
+            reg.obj(undef).display_name(),
+            name,
+            want.as_ref(),
+        ));
+    };
+    let def = reg.obj(found.obj);
+    let sym = def.view.symbols.sym(found.sym);
+    let value = def.view.symbols.address(sym);
+    if !def.is_ours() {
+        if let Some(ours) = dlfcn::replacement(name) {
+            return Ok(Hit {
+                found,
+                value: ours,
+                ifunc: false,
+                tls: None,
+                dependency: None,
+            });
+        }
+    }
+    let tls = (sym.kind() == elf::STT_TLS).then(|| match &def.kind {
+        Kind::Host(h) => (h.tls_modid, sym.value()),
+        Kind::Ours(_) => (0, sym.value()),
+    });
+    let ifunc = sym.kind() == elf::STT_GNU_IFUNC && !sym.is_undefined();
+    let dependency = dep_from
+        .filter(|&c| c != found.obj && def.is_ours())
+        .map(|c| (c, found.obj));
+    Ok(Hit {
+        found,
+        value,
+        ifunc,
+        tls,
+        dependency,
+    })
+}
+
+/// glibc's `add_dependency` for RTLD_DEFAULT lookups: a dynload object the
+/// caller now uses stays loaded as long as the caller; if the caller can
+/// never be unloaded (glibc's objects), the target becomes NODELETE.
+fn add_dependency(reg: &mut Registry, from: ObjId, to: ObjId) {
+    let f = reg.obj(from);
+    if f.initfini.contains(&to)
+        || f.reldeps.contains(&to)
+        || reg.obj(to).nodelete == crate::object::NoDelete::Active
+    {
+        return;
+    }
+    if f.is_ours() {
+        reg.obj_mut(from).reldeps.push(to);
+    } else {
+        let why = if f.is_main() {
+            "reference from main program".to_string()
+        } else {
+            format!("reference from {} [0]", f.display_name())
+        };
+        reg.mark_nodelete(to, &why);
+    }
+}
+
+fn invalid_handle() -> Error {
+    Error::load(ErrorKind::NotOpen, "", "invalid handle")
+        .with_why("the handle was not returned by dynload's dlopen, or was closed")
+}
+
+/// What `dladdr` reports for an address inside one of dynload's objects.
+pub(crate) struct AddrInfo {
+    pub fname: *const c_char,
+    pub fbase: usize,
+    pub sname: *const c_char,
+    pub saddr: usize,
+    pub sym: *const c_void,
+    pub link_map: *mut c_void,
+}
+
+/// `dladdr` for dynload's objects (None: not one of them).
+pub(crate) fn address_info(addr: usize) -> Option<AddrInfo> {
+    let guard = LOADER.lock();
+    let reg = registry(&guard).ok()?;
+    let id = reg.object_at(addr)?;
+    let o = reg.obj(id);
+    if !o.is_ours() {
+        return None;
+    }
+    let mut info = AddrInfo {
+        fname: o.name.as_ptr(),
+        fbase: o.map_start,
+        sname: std::ptr::null(),
+        saddr: 0,
+        sym: std::ptr::null(),
+        link_map: reg.handle_of(id) as *mut c_void,
+    };
+    if let Some(i) = o.nearest_symbol(addr) {
+        let syms = &o.view.symbols;
+        let s = syms.sym(i);
+        info.sname = syms.name(s).as_ptr() as *const c_char;
+        info.saddr = syms.address(s);
+        info.sym = s as *const _ as *const c_void;
+    }
+    Some(info)
+}
+
+/// A snapshot of `dl_phdr_info` records for dynload's objects.
+pub(crate) fn phdr_infos() -> (Vec<libc::dl_phdr_info>, u64, u64) {
+    let guard = LOADER.lock();
+    let Ok(reg) = registry(&guard) else {
+        return (Vec::new(), 0, 0);
+    };
+    let (adds, subs) = reg.counters();
+    let infos = reg
+        .loaded
+        .iter()
+        .map(|&id| reg.obj(id))
+        .filter(|o| !o.removed && o.relocated)
+        .map(|o| libc::dl_phdr_info {
+            dlpi_addr: o.view.image.base as u64,
+            dlpi_name: o.name.as_ptr(),
+            dlpi_phdr: o.phdr as *const libc::Elf64_Phdr,
+            dlpi_phnum: o.phnum as u16,
+            dlpi_adds: adds,
+            dlpi_subs: subs,
+            dlpi_tls_modid: 0,
+            dlpi_tls_data: std::ptr::null_mut(),
+        })
+        .collect();
+    (infos, adds, subs)
+}
+
+/// `dlinfo` request numbers (<dlfcn.h>).
+pub(crate) mod di {
+    pub const LMID: i32 = 1;
+    pub const LINKMAP: i32 = 2;
+    pub const SERINFO: i32 = 4;
+    pub const SERINFOSIZE: i32 = 5;
+    pub const ORIGIN: i32 = 6;
+    pub const TLS_MODID: i32 = 9;
+    pub const TLS_DATA: i32 = 10;
+    pub const PHDR: i32 = 11;
+}
+
+#[repr(C)]
+struct DlSerpath {
+    dls_name: *mut c_char,
+    dls_flags: u32,
+}
+
+#[repr(C)]
+struct DlSerinfo {
+    dls_size: usize,
+    dls_cnt: u32,
+    dls_serpath: [DlSerpath; 0],
+}
+
+/// `dlinfo`. Returns the C return value (0, or phnum for RTLD_DI_PHDR).
+///
+/// # Safety
+/// `arg` must point to what the request expects, as for glibc's dlinfo.
+pub(crate) unsafe fn info(handle: usize, request: c_int, arg: *mut c_void) -> Result<c_int, Error> {
+    let guard = LOADER.lock();
+    let reg = registry(&guard)?;
+    let id = reg.by_handle(handle).ok_or_else(invalid_handle)?;
+    let o = reg.obj(id);
+    if let Kind::Host(h) = &o.kind {
+        // glibc knows its own objects best: ask it, with a glibc handle.
+        let g = host::glibc();
+        let (gh, temporary) = if h.is_main {
+            (g.main_handle, false)
+        } else if !h.pin.is_null() {
+            (h.pin, false)
+        } else {
+            // SAFETY: RTLD_NOLOAD only references an object glibc has.
+            (
+                unsafe { (g.dlopen)(o.name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD) },
+                true,
+            )
+        };
+        if gh.is_null() {
+            return Err(invalid_handle());
+        }
+        drop(reg);
+        // SAFETY: glibc's dlinfo with glibc's handle and the caller's arg.
+        let r = unsafe { (g.dlinfo)(gh, request, arg) };
+        let err = (r == -1).then(host::glibc_error).flatten();
+        if temporary {
+            // SAFETY: closing the temporary reference taken above.
+            unsafe { (g.dlclose)(gh) };
+        }
+        return match err {
+            Some(text) => Err(Error::load(ErrorKind::InvalidArgument, "", text)),
+            None => Ok(r),
+        };
+    }
+    // SAFETY (all writes): the caller promises `arg` fits the request.
+    unsafe {
+        match request {
+            di::LMID => *(arg as *mut libc::c_long) = 0,
+            di::LINKMAP => *(arg as *mut *mut c_void) = reg.handle_of(id) as *mut c_void,
+            di::ORIGIN => {
+                let origin = o.origin.clone().unwrap_or_default();
+                std::ptr::copy_nonoverlapping(origin.as_ptr(), arg as *mut u8, origin.len());
+                *(arg as *mut u8).add(origin.len()) = 0;
+            }
+            di::TLS_MODID => *(arg as *mut usize) = 0,
+            di::TLS_DATA => *(arg as *mut *mut c_void) = std::ptr::null_mut(),
+            di::PHDR => {
+                *(arg as *mut *const c_void) = o.phdr as *const c_void;
+                return Ok(o.phnum as c_int);
+            }
+            di::SERINFO | di::SERINFOSIZE => {
+                let dirs = search_dirs(&reg, id);
+                let si = arg as *mut DlSerinfo;
+                if request == di::SERINFOSIZE {
+                    (*si).dls_cnt = dirs.len() as u32;
+                    let strings: usize = dirs.iter().map(|d| d.len().max(1) + 1).sum();
+                    (*si).dls_size = std::mem::size_of::<DlSerinfo>()
+                        + dirs.len() * std::mem::size_of::<DlSerpath>()
+                        + strings;
+                } else {
+                    let cnt = (*si).dls_cnt as usize;
+                    let paths = std::ptr::addr_of_mut!((*si).dls_serpath) as *mut DlSerpath;
+                    let mut alloc = paths.add(cnt) as *mut u8;
+                    for (i, d) in dirs.iter().take(cnt).enumerate() {
+                        let p = paths.add(i);
+                        (*p).dls_name = alloc as *mut c_char;
+                        (*p).dls_flags = 0;
+                        let text: &[u8] = if d.is_empty() { b"." } else { d };
+                        std::ptr::copy_nonoverlapping(text.as_ptr(), alloc, text.len());
+                        alloc = alloc.add(text.len());
+                        *alloc = 0;
+                        alloc = alloc.add(1);
+                    }
+                }
+            }
+            _ => {
+                return Err(Error::load(
+                    ErrorKind::InvalidArgument,
+                    "",
+                    "unsupported dlinfo request",
+                ))
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// The directories a bare-name dlopen from `id` would search, in order
+/// (glibc's `_dl_rtld_di_serinfo`: the cache is not listed).
+pub(crate) fn search_dirs(reg: &Registry, id: ObjId) -> Vec<Vec<u8>> {
+    let input = reg.search_input(b"", id);
+    let mut out = Vec::new();
+    for l in &input.rpaths {
+        out.extend(l.dirs.iter().cloned());
+    }
+    if let Some(l) = &reg.library_path {
+        out.extend(l.dirs.iter().cloned());
+    }
+    if let Some(l) = &input.runpath {
+        out.extend(l.dirs.iter().cloned());
+    }
+    if !input.nodeflib {
+        out.extend(crate::find::Finder::system_list().dirs);
+    }
+    out
+}

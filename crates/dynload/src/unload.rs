@@ -1,0 +1,184 @@
+//! dlclose: drop a reference; when an object's direct count reaches zero,
+//! find every dynload object no longer reachable from a live root (open
+//! handles, NODELETE objects, and their dependencies and relocation
+//! dependencies), run their destructors in glibc's order, and unmap them.
+
+use crate::debug::{self, debug};
+use crate::error::{Error, ErrorKind};
+use crate::init;
+use crate::load;
+use crate::object::{Kind, NoDelete, ObjId, Scope};
+use crate::registry::{registry_mut, Registry, LOADER};
+
+/// Close one reference to `id`.
+pub(crate) fn dlclose(id: ObjId) -> Result<(), Error> {
+    let guard = LOADER.lock();
+    let victims = {
+        let mut reg = registry_mut(&guard)?;
+        let Some(o) = reg.get(id) else {
+            return Err(Error::load(
+                ErrorKind::NotOpen,
+                "",
+                "shared object not open",
+            ));
+        };
+        if o.direct_opencount == 0 {
+            return Err(Error::load(
+                ErrorKind::NotOpen,
+                o.display_name(),
+                "shared object not open",
+            ));
+        }
+        let o = reg.obj_mut(id);
+        o.direct_opencount -= 1;
+        let (count, name) = (o.direct_opencount, o.display_name());
+        if !o.is_ours() {
+            release_host(&mut reg, id);
+            debug!(
+                debug::FILES,
+                "\nclosing file={name}; direct_opencount={count}"
+            );
+            return Ok(());
+        }
+        if count > 0 || CLOSING.with(|c| c.get()) {
+            if count == 0 {
+                RERUN.with(|r| r.set(true));
+            }
+            debug!(
+                debug::FILES,
+                "\nclosing file={name}; direct_opencount={count}"
+            );
+            return Ok(());
+        }
+        CLOSING.with(|c| c.set(true));
+        collect(&mut reg)
+    };
+    finish(&guard, victims);
+    Ok(())
+}
+
+thread_local! {
+    /// A dlclose from a destructor is recorded and the collection re-run
+    /// afterwards, as glibc's `dl_close_state`.
+    static CLOSING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static RERUN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A host object's count reached zero: drop the glibc reference dynload held.
+fn release_host(reg: &mut Registry, id: ObjId) {
+    let o = reg.obj_mut(id);
+    if o.direct_opencount > 0 {
+        return;
+    }
+    o.searchlist = None;
+    if let Kind::Host(h) = &mut o.kind {
+        let pin = std::mem::replace(&mut h.pin, std::ptr::null_mut());
+        if !pin.is_null() {
+            // SAFETY: glibc's handle, taken when the object was opened.
+            unsafe { (crate::host::glibc().dlclose)(pin) };
+        }
+    }
+}
+
+/// Mark and sweep: the objects to unload, in destructor order. They are
+/// marked `removed` (lookups skip them) but stay mapped until `finish`.
+fn collect(reg: &mut Registry) -> Vec<ObjId> {
+    let loaded = reg.loaded.clone();
+    let mut used: std::collections::HashSet<ObjId> = std::collections::HashSet::new();
+    let mut stack: Vec<ObjId> = loaded
+        .iter()
+        .copied()
+        .filter(|&id| {
+            let o = reg.obj(id);
+            o.direct_opencount > 0 || o.nodelete == NoDelete::Active
+        })
+        .collect();
+    while let Some(id) = stack.pop() {
+        if !used.insert(id) {
+            continue;
+        }
+        let o = reg.obj(id);
+        for &d in o.initfini.iter().chain(o.reldeps.iter()) {
+            if reg.obj(d).is_ours() && !used.contains(&d) {
+                stack.push(d);
+            }
+        }
+    }
+    let mut order: Vec<ObjId> = loaded.clone();
+    init::sort(reg, &mut order, true, false);
+    let victims: Vec<ObjId> = order.into_iter().filter(|id| !used.contains(id)).collect();
+    for &id in &victims {
+        reg.obj_mut(id).removed = true;
+    }
+    // Survivors whose local scope was the search list of an object being
+    // removed get a search list of their own ([self, direct deps]).
+    for &id in &loaded {
+        if victims.contains(&id) {
+            continue;
+        }
+        let needs_own = reg
+            .obj(id)
+            .scope
+            .iter()
+            .any(|s| matches!(s, Scope::Local(r) if victims.contains(r)));
+        if needs_own {
+            let o = reg.obj_mut(id);
+            if o.searchlist.is_none() {
+                let mut own = vec![id];
+                own.extend(o.needed.iter().copied());
+                o.searchlist = Some(own);
+            }
+            for s in &mut o.scope {
+                if let Scope::Local(r) = s {
+                    if victims.contains(r) {
+                        *r = id;
+                    }
+                }
+            }
+        }
+    }
+    victims
+}
+
+/// Run destructors of `victims` (registry not borrowed), then unmap them.
+fn finish(guard: &crate::registry::Guard, victims: Vec<ObjId>) {
+    for &id in &victims {
+        let (fns, name) = {
+            let Ok(reg) = registry_mut(guard) else {
+                continue;
+            };
+            let o = reg.obj(id);
+            if !o.init_called {
+                continue;
+            }
+            (init::destructors(o), o.display_name())
+        };
+        debug!(debug::LIBS, "\ncalling fini: {name} [0]\n");
+        // SAFETY: destructors of an initialised object that is still mapped.
+        unsafe { init::call_destructors(&fns) };
+    }
+    if let Ok(mut reg) = registry_mut(guard) {
+        for id in victims {
+            let obj = reg.remove(id);
+            load::release_pins(&obj);
+            reg.subs += 1;
+            debug!(
+                debug::FILES,
+                "\nfile={} [0];  destroying link map",
+                obj.display_name()
+            );
+            drop(obj);
+        }
+    }
+    CLOSING.with(|c| c.set(false));
+    if RERUN.with(|r| r.replace(false)) {
+        let victims = match registry_mut(guard) {
+            Ok(mut reg) => {
+                CLOSING.with(|c| c.set(true));
+                collect(&mut reg)
+            }
+            Err(_) => return,
+        };
+        finish(guard, victims);
+    }
+}

@@ -1,0 +1,359 @@
+//! Test support shared by dynload's test suites.
+//!
+//! Fixtures are built from `fixtures/*.c` with gcc at test time, into
+//! `target/test-fixtures/<set>/`, with file names prefixed by the set name
+//! so that tests running in one process never share an object by accident.
+//! The scripted driver (`fixtures/driver.c`) runs the same scenario under
+//! glibc and, with `LD_PRELOAD=libdynload.so`, under dynload.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+/// The directory with the fixture sources.
+pub fn fixtures_src() -> PathBuf {
+    root().join("fixtures")
+}
+
+/// Where built fixtures go.
+pub fn out_root() -> PathBuf {
+    let d = root().join("target/test-fixtures");
+    std::fs::create_dir_all(&d).expect("create target/test-fixtures");
+    d
+}
+
+/// Run a command, panicking with its output if it fails.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// One shared object of a fixture set.
+#[derive(Debug, Clone)]
+pub struct Lib {
+    name: String,
+    src: String,
+    defines: Vec<(String, String)>,
+    deps: Vec<String>,
+    flags: Vec<String>,
+    subdir: Option<String>,
+    log: bool,
+    origin_runpath: bool,
+}
+
+impl Lib {
+    /// A `node.c` object named `name` whose `which()` returns `value`.
+    pub fn node(name: &str, value: i32) -> Lib {
+        Lib::src(name, "node.c")
+            .define("ID", name)
+            .define("VALUE", &value.to_string())
+    }
+
+    /// A `node.c` object that defines no symbol shared with other nodes
+    /// (so that nothing binds across objects).
+    pub fn plain(name: &str) -> Lib {
+        Lib::node(name, 0).define("NO_SHARED", "1")
+    }
+
+    /// An object built from `fixtures/<src>`.
+    pub fn src(name: &str, src: &str) -> Lib {
+        Lib {
+            name: name.into(),
+            src: src.into(),
+            defines: Vec::new(),
+            deps: Vec::new(),
+            flags: Vec::new(),
+            subdir: None,
+            log: true,
+            origin_runpath: true,
+        }
+    }
+
+    /// Add a DT_NEEDED on another object of the set.
+    pub fn dep(mut self, name: &str) -> Lib {
+        self.deps.push(name.into());
+        self
+    }
+
+    /// Add a `-D` definition.
+    pub fn define(mut self, k: &str, v: &str) -> Lib {
+        self.defines.push((k.into(), v.into()));
+        self
+    }
+
+    /// Add a compiler or linker flag (`{dir}` is the set's directory).
+    pub fn flag(mut self, f: &str) -> Lib {
+        self.flags.push(f.into());
+        self
+    }
+
+    /// Put the object in a subdirectory of the set.
+    pub fn subdir(mut self, d: &str) -> Lib {
+        self.subdir = Some(d.into());
+        self
+    }
+
+    /// Do not link the set's liblog.
+    pub fn no_log(mut self) -> Lib {
+        self.log = false;
+        self
+    }
+
+    /// Do not give the object the default DT_RUNPATH `$ORIGIN`.
+    pub fn no_runpath(mut self) -> Lib {
+        self.origin_runpath = false;
+        self
+    }
+}
+
+/// A built fixture set.
+#[derive(Debug, Clone)]
+pub struct Set {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The prefix of its file names (the set name).
+    pub prefix: String,
+}
+
+impl Set {
+    /// Build liblog and `libs` (in order: dependencies first) as set `name`.
+    pub fn build(name: &str, libs: &[Lib]) -> Set {
+        let dir = out_root().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let set = Set {
+            dir: dir.clone(),
+            prefix: name.replace('-', "_"),
+        };
+        set.compile(&Lib::src("log", "log.c").no_log());
+        for l in libs {
+            set.compile(l);
+        }
+        set
+    }
+
+    /// The file name of object `name`.
+    pub fn file(&self, name: &str) -> String {
+        format!("lib{}_{}.so", self.prefix, name)
+    }
+
+    /// The absolute path of object `name` (in the set's directory).
+    pub fn path(&self, name: &str) -> String {
+        self.dir
+            .join(self.file(name))
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// Compile one more object into the set.
+    pub fn compile(&self, l: &Lib) {
+        let out_dir = match &l.subdir {
+            Some(s) => self.dir.join(s),
+            None => self.dir.clone(),
+        };
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let out = out_dir.join(self.file(&l.name));
+        let mut cmd = Command::new("gcc");
+        cmd.args([
+            "-shared",
+            "-fPIC",
+            "-O1",
+            "-g0",
+            "-Wall",
+            "-Wl,--no-as-needed",
+            "-Wl,-z,noexecstack",
+        ]);
+        cmd.arg("-o").arg(&out);
+        cmd.arg(fixtures_src().join(&l.src));
+        for (k, v) in &l.defines {
+            cmd.arg(format!("-D{k}={v}"));
+        }
+        if l.origin_runpath {
+            cmd.arg("-Wl,-rpath,$ORIGIN");
+        }
+        for f in &l.flags {
+            cmd.arg(
+                f.replace("{dir}", &self.dir.to_string_lossy())
+                    .replace("{prefix}", &self.prefix),
+            );
+        }
+        cmd.arg(format!("-L{}", self.dir.display()));
+        for s in ["sub", "other"] {
+            cmd.arg(format!("-L{}", self.dir.join(s).display()));
+        }
+        for d in &l.deps {
+            cmd.arg(format!("-l{}_{}", self.prefix, d));
+        }
+        if l.log {
+            cmd.arg(format!("-l{}_log", self.prefix));
+        }
+        run(&mut cmd);
+    }
+
+    /// Expand a script line: `$x` is object x's absolute path, `@x` its bare
+    /// file name, `{dir}` the set directory.
+    pub fn expand(&self, line: &str) -> String {
+        let mut out = String::new();
+        for (i, word) in line.split(' ').enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            let w = word.replace("{dir}", &self.dir.to_string_lossy());
+            if let Some(n) = w.strip_prefix('$') {
+                out.push_str(&self.path(n));
+            } else if let Some(n) = w.strip_prefix('@') {
+                out.push_str(&self.file(n));
+            } else {
+                out.push_str(&w);
+            }
+        }
+        out
+    }
+}
+
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+/// The scripted driver, compiled once per test process.
+pub fn driver() -> PathBuf {
+    static DRIVER: OnceLock<PathBuf> = OnceLock::new();
+    DRIVER
+        .get_or_init(|| {
+            let _g = BUILD_LOCK.lock().unwrap();
+            let out = out_root().join(format!("driver-{}", std::process::id()));
+            run(Command::new("gcc")
+                .args(["-O1", "-o"])
+                .arg(&out)
+                .arg(fixtures_src().join("driver.c")));
+            out
+        })
+        .clone()
+}
+
+/// `libdynload.so`, built (or brought up to date) once per test process by
+/// `cargo build -p dynload-capi` in the profile the tests run in.
+pub fn libdynload() -> PathBuf {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let _g = BUILD_LOCK.lock().unwrap();
+        let release = !cfg!(debug_assertions);
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.current_dir(root())
+            .args(["build", "-q", "-p", "dynload-capi"]);
+        if release {
+            cmd.arg("--release");
+        }
+        run(&mut cmd);
+        let p = root()
+            .join("target")
+            .join(if release { "release" } else { "debug" })
+            .join("libdynload.so");
+        assert!(p.exists(), "{} was not built", p.display());
+        p
+    })
+    .clone()
+}
+
+/// Which loader a driver run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loader {
+    /// glibc's own dlopen.
+    Glibc,
+    /// dynload, through LD_PRELOAD=libdynload.so.
+    Dynload,
+}
+
+/// The result of one driver run.
+#[derive(Debug)]
+pub struct Run {
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+    /// DYNLOAD_DEBUG=files output (dynload runs only).
+    pub debug: String,
+}
+
+/// Run the driver on `script` (lines expanded by `set`).
+pub fn run_driver(set: &Set, script: &[&str], loader: Loader, env: &[(&str, &str)]) -> Run {
+    let args: Vec<String> = script.iter().map(|l| set.expand(l)).collect();
+    let mut cmd = Command::new(driver());
+    cmd.args(&args).current_dir(&set.dir);
+    let debug_file = set.dir.join(format!("debug-{}", std::process::id()));
+    if loader == Loader::Dynload {
+        cmd.env("LD_PRELOAD", libdynload());
+        cmd.env("DYNLOAD_DEBUG", "files");
+        cmd.env("DYNLOAD_DEBUG_OUTPUT", &debug_file);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run driver");
+    let mut debug = String::new();
+    if loader == Loader::Dynload {
+        if let Ok(entries) = std::fs::read_dir(&set.dir) {
+            for e in entries.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with(&format!("debug-{}.", std::process::id())) {
+                    debug.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "driver ({loader:?}) failed with {}:\nscript: {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    Run {
+        stdout,
+        stderr,
+        debug,
+    }
+}
+
+/// Run `script` under glibc and under dynload, assert the outputs are
+/// identical, and return them (glibc's run first).
+pub fn compare(set: &Set, script: &[&str]) -> (Run, Run) {
+    compare_env(set, script, &[])
+}
+
+/// [`compare`] with extra environment variables.
+pub fn compare_env(set: &Set, script: &[&str], env: &[(&str, &str)]) -> (Run, Run) {
+    let g = run_driver(set, script, Loader::Glibc, env);
+    let d = run_driver(set, script, Loader::Dynload, env);
+    assert_eq!(
+        g.stdout, d.stdout,
+        "glibc and dynload disagree on {script:?}\n--- glibc\n{}\n--- dynload\n{}\n--- dynload stderr\n{}",
+        g.stdout, d.stdout, d.stderr
+    );
+    (g, d)
+}
+
+/// Did dynload (not glibc) map the object whose path contains `needle`?
+/// (DYNLOAD_DEBUG=files names every object dynload maps.)
+pub fn dynload_mapped(run: &Run, needle: &str) -> bool {
+    run.debug
+        .lines()
+        .any(|l| l.contains("generating link map") && l.contains(needle))
+}
