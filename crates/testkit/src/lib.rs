@@ -99,7 +99,8 @@ impl Lib {
         self
     }
 
-    /// Add a compiler or linker flag (`{dir}` is the set's directory).
+    /// Add a compiler or linker flag (`{dir}` is the set's directory,
+    /// `{src}` the fixture sources, `{prefix}` the file-name prefix).
     pub fn flag(mut self, f: &str) -> Lib {
         self.flags.push(f.into());
         self
@@ -192,7 +193,8 @@ impl Set {
         for f in &l.flags {
             cmd.arg(
                 f.replace("{dir}", &self.dir.to_string_lossy())
-                    .replace("{prefix}", &self.prefix),
+                    .replace("{prefix}", &self.prefix)
+                    .replace("{src}", &fixtures_src().to_string_lossy()),
             );
         }
         cmd.arg(format!("-L{}", self.dir.display()));
@@ -356,4 +358,42 @@ pub fn dynload_mapped(run: &Run, needle: &str) -> bool {
     run.debug
         .lines()
         .any(|l| l.contains("generating link map") && l.contains(needle))
+}
+
+/// Removes the cache-only test library (and refreshes the cache) on drop.
+pub struct CacheCleanup(Option<PathBuf>);
+
+impl Drop for CacheCleanup {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(&p);
+            let _ = Command::new("ldconfig").status();
+        }
+    }
+}
+
+/// A library name that only /etc/ld.so.cache can find (it is in none of the
+/// default directories): one this test installs into /usr/local/lib (listed
+/// in Debian's ld.so.conf) and registers with `ldconfig` when running as
+/// root, as CI does. It exports `id_cached`.
+pub fn cache_only_library() -> (String, CacheCleanup) {
+    // SAFETY: geteuid has no preconditions.
+    let root_user = unsafe { geteuid() } == 0;
+    assert!(root_user, "this test installs a library into /usr/local/lib and runs ldconfig: run it as root (CI does)");
+    let name = format!("libdynload_cachetest_{}.so.1", std::process::id());
+    let dir = PathBuf::from("/usr/local/lib");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(&name);
+    run(Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&path)
+        .arg(fixtures_src().join("cached.c"))
+        .arg(format!("-Wl,-soname,{name}")));
+    let cleanup = CacheCleanup(Some(path));
+    run(&mut Command::new("ldconfig"));
+    (name, cleanup)
+}
+
+extern "C" {
+    fn geteuid() -> u32;
 }
