@@ -488,16 +488,15 @@ fn map_object(
     }
     let id = reg.insert(obj);
     tx.new_objects.push(id);
-    {
+    if debug::enabled(debug::FILES) {
         let o = reg.obj(id);
         debug!(
             debug::FILES,
-            "file={} [0];  generating link map\n  dynamic: {:#018x}  base: {:#018x}   size: {:#018x}\n    entry: {:#018x}  phdr: {:#018x}  phnum: {:>10}\n",
-            o.display_name(),
+            "file={shown} [0];  generating link map\n  dynamic: {:#018x}  base: {:#018x}   size: {:#018x}\n    entry: {:#018x}  phdr: {:#018x}  phnum:   {:>16}\n",
             o.view.dynamic_addr,
             o.view.image.base,
             o.map_end - o.map_start,
-            o.view.image.base,
+            o.view.image.base.wrapping_add(opened.header.entry as usize),
             o.phdr as usize,
             o.phnum
         );

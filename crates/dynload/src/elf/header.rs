@@ -59,6 +59,7 @@ impl HeaderProblem {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FileHeader {
     pub e_type: u16,
+    pub entry: u64,
     pub phoff: u64,
     pub phnum: u16,
 }
@@ -111,6 +112,7 @@ pub(crate) fn check(buf: &[u8]) -> Result<FileHeader, HeaderProblem> {
     }
     Ok(FileHeader {
         e_type,
+        entry: ehdr.e_entry.get(LE),
         phoff: ehdr.e_phoff.get(LE),
         phnum: ehdr.e_phnum.get(LE),
     })
