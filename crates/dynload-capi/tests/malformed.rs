@@ -44,13 +44,30 @@ fn header_damage_gets_glibcs_messages() {
     let magic = variant(&set, "magic", |b| b[1] = b'X');
     let class = variant(&set, "class32", |b| b[4] = 1);
     let data = variant(&set, "bigendian", |b| b[5] = 2);
-    let machine = variant(&set, "machine", |b| b[18..20].copy_from_slice(&3u16.to_le_bytes()));
-    let etype = variant(&set, "etype", |b| b[16..18].copy_from_slice(&1u16.to_le_bytes()));
-    let phentsize = variant(&set, "phentsize", |b| b[54..56].copy_from_slice(&32u16.to_le_bytes()));
+    let machine = variant(&set, "machine", |b| {
+        b[18..20].copy_from_slice(&3u16.to_le_bytes())
+    });
+    let etype = variant(&set, "etype", |b| {
+        b[16..18].copy_from_slice(&1u16.to_le_bytes())
+    });
+    let phentsize = variant(&set, "phentsize", |b| {
+        b[54..56].copy_from_slice(&32u16.to_le_bytes())
+    });
     let phoff = variant(&set, "phoff", |b| put_u64(b, 32, 1 << 30));
     let text = set.dir.join("script.so");
     std::fs::write(&text, "/* GNU ld script\n   Use the shared library, but some functions are only in\n   the static library.  */\nGROUP ( /lib/x86_64-linux-gnu/libc.so.6 )\n").unwrap();
-    let cases = [&truncated, &empty, &magic, &class, &data, &machine, &etype, &phentsize, &phoff, &text.to_string_lossy().into_owned()];
+    let cases = [
+        &truncated,
+        &empty,
+        &magic,
+        &class,
+        &data,
+        &machine,
+        &etype,
+        &phentsize,
+        &phoff,
+        &text.to_string_lossy().into_owned(),
+    ];
     let mut script: Vec<String> = cases.iter().map(|p| format!("open {p} NOW")).collect();
     script.push("maps capi-bad-header".into());
     script.push("open $good NOW".into());
@@ -71,7 +88,11 @@ fn header_damage_gets_glibcs_messages() {
         "maps capi-bad-header: 0\n",
         "call id_good: 1",
     ] {
-        assert!(g.stdout.contains(want), "missing {want:?} in:\n{}", g.stdout);
+        assert!(
+            g.stdout.contains(want),
+            "missing {want:?} in:\n{}",
+            g.stdout
+        );
     }
 }
 
@@ -82,15 +103,41 @@ fn executables_and_nodlopen_objects_are_refused_like_glibc() {
     let pie = set.dir.join("pie");
     let main = set.dir.join("main.c");
     std::fs::write(&main, "int main(void) { return 0; }\n").unwrap();
-    run(std::process::Command::new("gcc").args(["-no-pie", "-o"]).arg(&exe).arg(&main));
-    run(std::process::Command::new("gcc").args(["-pie", "-fPIE", "-o"]).arg(&pie).arg(&main));
+    run(std::process::Command::new("gcc")
+        .args(["-no-pie", "-o"])
+        .arg(&exe)
+        .arg(&main));
+    run(std::process::Command::new("gcc")
+        .args(["-pie", "-fPIE", "-o"])
+        .arg(&pie)
+        .arg(&main));
     set.compile(&Lib::node("noopen", 1).no_log().flag("-Wl,-z,nodlopen"));
-    let script = [format!("open {} NOW", exe.display()), format!("open {} NOW", pie.display()), "open $noopen NOW".into(), "maps capi-exec".into()];
+    let script = [
+        format!("open {} NOW", exe.display()),
+        format!("open {} NOW", pie.display()),
+        "open $noopen NOW".into(),
+        "maps capi-exec".into(),
+    ];
     let script: Vec<&str> = script.iter().map(String::as_str).collect();
     let (g, _) = compare(&set, &script);
-    assert!(g.stdout.contains("nopie: cannot dynamically load executable)"), "{}", g.stdout);
-    assert!(g.stdout.contains("pie: cannot dynamically load position-independent executable)"), "{}", g.stdout);
-    assert!(g.stdout.contains("libcapi_exec_noopen.so: shared object cannot be dlopen()ed)"), "{}", g.stdout);
+    assert!(
+        g.stdout
+            .contains("nopie: cannot dynamically load executable)"),
+        "{}",
+        g.stdout
+    );
+    assert!(
+        g.stdout
+            .contains("pie: cannot dynamically load position-independent executable)"),
+        "{}",
+        g.stdout
+    );
+    assert!(
+        g.stdout
+            .contains("libcapi_exec_noopen.so: shared object cannot be dlopen()ed)"),
+        "{}",
+        g.stdout
+    );
     assert!(g.stdout.ends_with("maps capi-exec: 0\n"), "{}", g.stdout);
 }
 
@@ -124,9 +171,18 @@ fn damage_glibc_does_not_check_is_refused() {
     let script: Vec<&str> = script.iter().map(String::as_str).collect();
     let d = run_driver(&set, &script, Loader::Dynload, &[]);
     let out = &d.stdout;
-    assert!(out.contains("load-past-eof.so: ELF load command extends beyond the end of the file)"), "{out}");
-    assert!(out.contains("dyn-outside.so: dynamic section at 0x"), "{out}");
-    assert!(out.contains("unaligned.so: ELF load command address/offset not page-aligned)"), "{out}");
+    assert!(
+        out.contains("load-past-eof.so: ELF load command extends beyond the end of the file)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("dyn-outside.so: dynamic section at 0x"),
+        "{out}"
+    );
+    assert!(
+        out.contains("unaligned.so: ELF load command address/offset not page-aligned)"),
+        "{out}"
+    );
     assert!(out.contains("maps capi-bad-body: 0\n"), "{out}");
     assert!(out.contains("call id_good: 1"), "{out}");
     assert!(Path::new(&load_past_eof).exists());

@@ -9,7 +9,11 @@ use std::process::{Command, ExitCode};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "dynload", version, about = "A dynamic loader for Linux, written in Rust")]
+#[command(
+    name = "dynload",
+    version,
+    about = "A dynamic loader for Linux, written in Rust"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -30,7 +34,12 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         debug_output: Option<PathBuf>,
         /// The program and its arguments.
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "PROGRAM"
+        )]
         program: Vec<OsString>,
     },
 }
@@ -53,7 +62,11 @@ fn libdynload() -> Result<PathBuf, String> {
     }
 }
 
-fn run(debug: Option<String>, debug_output: Option<PathBuf>, program: Vec<OsString>) -> Result<(), String> {
+fn run(
+    debug: Option<String>,
+    debug_output: Option<PathBuf>,
+    program: Vec<OsString>,
+) -> Result<(), String> {
     let lib = libdynload()?;
     let mut preload = OsString::from(lib.as_os_str());
     if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
@@ -76,7 +89,11 @@ fn run(debug: Option<String>, debug_output: Option<PathBuf>, program: Vec<OsStri
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Run { debug, debug_output, program } => run(debug, debug_output, program),
+        Cmd::Run {
+            debug,
+            debug_output,
+            program,
+        } => run(debug, debug_output, program),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

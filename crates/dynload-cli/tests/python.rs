@@ -8,11 +8,23 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const C_RUNTIME: &[&str] = &["libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1", "libutil.so.1", "ld-linux-x86-64.so.2"];
+const C_RUNTIME: &[&str] = &[
+    "libc.so.6",
+    "libm.so.6",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "librt.so.1",
+    "libutil.so.1",
+    "ld-linux-x86-64.so.2",
+];
 
 /// A tiny JSON reader for the script's flat output (no dependency needed).
 fn json_field<'a>(text: &'a str, key: &str) -> &'a str {
-    let start = text.find(&format!("\"{key}\": ")).unwrap_or_else(|| panic!("no {key} in {text}")) + key.len() + 4;
+    let start = text
+        .find(&format!("\"{key}\": "))
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+        + key.len()
+        + 4;
     &text[start..]
 }
 
@@ -45,18 +57,32 @@ fn needed(path: &Path) -> Vec<String> {
 
 /// The real executable behind `python3` on PATH (pyenv's shim execs it).
 fn pyenv_python() -> PathBuf {
-    let out = testkit::run(Command::new("python3").args(["-c", "import sys; print(sys.executable)"]));
+    let out =
+        testkit::run(Command::new("python3").args(["-c", "import sys; print(sys.executable)"]));
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 fn check_interpreter(python: &Path, expect_shared_libpython: bool) {
     assert!(python.exists(), "{} is missing", python.display());
     let shared = needed(python).iter().any(|n| n.starts_with("libpython"));
-    assert_eq!(shared, expect_shared_libpython, "{}: libpython in DT_NEEDED = {shared}", python.display());
+    assert_eq!(
+        shared,
+        expect_shared_libpython,
+        "{}: libpython in DT_NEEDED = {shared}",
+        python.display()
+    );
     let script = testkit::fixtures_src().join("python_imports.py");
     let plain = testkit::run(Command::new(python).arg(&script));
     let plain = String::from_utf8_lossy(&plain.stdout).into_owned();
-    let tag = format!("python-debug-{}-{}", std::process::id(), if expect_shared_libpython { "shared" } else { "static" });
+    let tag = format!(
+        "python-debug-{}-{}",
+        std::process::id(),
+        if expect_shared_libpython {
+            "shared"
+        } else {
+            "static"
+        }
+    );
     let debug_file = testkit::out_root().join(&tag);
     let under = testkit::run(
         Command::new(env!("CARGO_BIN_EXE_dynload"))
@@ -78,24 +104,35 @@ fn check_interpreter(python: &Path, expect_shared_libpython: bool) {
     }
     let (g, d) = (modules(&plain), modules(&under));
     assert!(g.len() > 30, "too few modules found: {g:?}");
-    let lib_dynload = json_field(&plain, "lib_dynload").split('"').nth(1).unwrap().to_string();
-    let ldd = String::from_utf8_lossy(&testkit::run(Command::new("ldd").arg(python)).stdout).into_owned();
+    let lib_dynload = json_field(&plain, "lib_dynload")
+        .split('"')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let ldd =
+        String::from_utf8_lossy(&testkit::run(Command::new("ldd").arg(python)).stdout).into_owned();
     let mut mapped = 0;
     for (name, status) in &g {
         if !status.starts_with("ok") {
             continue;
         }
         let file = status.trim_start_matches("ok ").to_string();
-        let dstatus = d.get(name).unwrap_or_else(|| panic!("{name} missing under dynload"));
+        let dstatus = d
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing under dynload"));
         if !dstatus.starts_with("ok") {
             // The one documented gap of the core loader: objects that use
             // thread-local storage are refused until the TLS work lands.
-            assert!(dstatus.contains("cannot handle TLS data"), "{name} imports under glibc but not under dynload: {dstatus}");
+            assert!(
+                dstatus.contains("cannot handle TLS data"),
+                "{name} imports under glibc but not under dynload: {dstatus}"
+            );
             continue;
         }
         let path = Path::new(&lib_dynload).join(&file);
         assert!(
-            debug.lines().any(|l| l.contains("generating link map") && l.contains(&path.to_string_lossy().into_owned())),
+            debug.lines().any(|l| l.contains("generating link map")
+                && l.contains(&path.to_string_lossy().into_owned())),
             "{name}: dynload did not map {}",
             path.display()
         );
@@ -105,25 +142,59 @@ fn check_interpreter(python: &Path, expect_shared_libpython: bool) {
             }
             // Either dynload mapped it (file=DEP ... generating link map), or
             // glibc had already loaded it for the interpreter.
-            let by_dynload = debug.lines().any(|l| l.contains(&format!("file={dep} [0];  generating link map")));
+            let by_dynload = debug
+                .lines()
+                .any(|l| l.contains(&format!("file={dep} [0];  generating link map")));
             let by_glibc = ldd.contains(&dep);
-            assert!(by_dynload || by_glibc, "{name}: dependency {dep} was not loaded by dynload");
+            assert!(
+                by_dynload || by_glibc,
+                "{name}: dependency {dep} was not loaded by dynload"
+            );
         }
         mapped += 1;
     }
     assert!(mapped > 30, "only {mapped} modules mapped by dynload");
-    for dep in ["libffi.so.8", "libsqlite3.so.0", "libcrypto.so.3", "libz.so.1", "libbz2.so.1.0", "liblzma.so.5"] {
+    for dep in [
+        "libffi.so.8",
+        "libsqlite3.so.0",
+        "libcrypto.so.3",
+        "libz.so.1",
+        "libbz2.so.1.0",
+        "liblzma.so.5",
+    ] {
         let by_dynload = debug.contains(&format!("file={dep} [0];  generating link map"));
         // Debian's interpreter links libz itself: glibc's copy is reused.
-        assert!(by_dynload || ldd.contains(dep), "{dep} not mapped by dynload");
+        assert!(
+            by_dynload || ldd.contains(dep),
+            "{dep} not mapped by dynload"
+        );
         assert!(!(by_dynload && ldd.contains(dep)), "{dep} was loaded twice");
     }
     for dep in ["libffi.so.8", "libsqlite3.so.0", "libcrypto.so.3"] {
-        assert!(debug.contains(&format!("file={dep} [0];  generating link map")), "{dep} not mapped by dynload");
+        assert!(
+            debug.contains(&format!("file={dep} [0];  generating link map")),
+            "{dep} not mapped by dynload"
+        );
     }
-    assert_eq!(checks(&plain), checks(&under), "the modules behave differently under dynload");
-    for want in ["\"json\": \"{\\\"a\\\"", "\"sqlite3\": [[45,", "openssl_sha256", "\"compression\": [true, true, true,", "\"ctypes\": 14", "\"elementtree\": [\"1\", \"2\", \"t\"]", "\"decimal\": \"2.6428"] {
-        assert!(checks(&under).contains(want), "check {want} failed: {}", checks(&under));
+    assert_eq!(
+        checks(&plain),
+        checks(&under),
+        "the modules behave differently under dynload"
+    );
+    for want in [
+        "\"json\": \"{\\\"a\\\"",
+        "\"sqlite3\": [[45,",
+        "openssl_sha256",
+        "\"compression\": [true, true, true,",
+        "\"ctypes\": 14",
+        "\"elementtree\": [\"1\", \"2\", \"t\"]",
+        "\"decimal\": \"2.6428",
+    ] {
+        assert!(
+            checks(&under).contains(want),
+            "check {want} failed: {}",
+            checks(&under)
+        );
     }
     assert!(!checks(&under).contains("error"), "{}", checks(&under));
 }

@@ -6,6 +6,8 @@
 //! The scripted driver (`fixtures/driver.c`) runs the same scenario under
 //! glibc and, with `LD_PRELOAD=libdynload.so`, under dynload.
 
+pub mod scenarios;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
@@ -208,6 +210,31 @@ impl Set {
             cmd.arg(format!("-l{}_log", self.prefix));
         }
         run(&mut cmd);
+    }
+
+    /// Expand `$x`, `@x` and `{dir}` anywhere in a text (for expected
+    /// output): `$x` followed by an identifier.
+    pub fn expand_text(&self, text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(i) = rest.find(['$', '@']) {
+            out.push_str(&rest[..i]);
+            let sigil = rest.as_bytes()[i];
+            let tail = &rest[i + 1..];
+            let n = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            if n == 0 {
+                out.push(sigil as char);
+            } else if sigil == b'$' {
+                out.push_str(&self.path(&tail[..n]));
+            } else {
+                out.push_str(&self.file(&tail[..n]));
+            }
+            rest = &tail[n..];
+        }
+        out.push_str(rest);
+        out.replace("{dir}", &self.dir.to_string_lossy())
     }
 
     /// Expand a script line: `$x` is object x's absolute path, `@x` its bare

@@ -1,0 +1,139 @@
+//! C ABI behaviour with no Rust API counterpart: per-thread dlerror state,
+//! RTLD_NEXT and RTLD_DEFAULT from the main program, dlinfo, dlopen(NULL),
+//! relative paths, dl_iterate_phdr, and a name found only through
+//! /etc/ld.so.cache — compared with glibc.
+
+use testkit::{compare, dynload_mapped, Lib, Set};
+
+#[test]
+fn dlerror_is_cleared_and_reported_once() {
+    let set = Set::build("capi-dlerror", &[]);
+    // The last error wins, is reported once, and the next successful call
+    // clears it; a failed dladdr sets none.
+    let script = [
+        "openq libnope-1.so NOW",
+        "openq libnope-2.so NOW",
+        "dlerror",
+        "dlerror",
+        "openq libnope-3.so NOW",
+        "openq NULL NOW",
+        "dlerror",
+        "symq h1 no_such_symbol_xyz",
+        "dlerror",
+        "dlerror",
+        "addr DEFAULT no_such_symbol_xyz",
+        "dlerror",
+    ];
+    let (g, _) = compare(&set, &script);
+    assert!(g.stdout.contains("dlerror: libnope-2.so: cannot open shared object file: No such file or directory\ndlerror: NULL\n"), "{}", g.stdout);
+    assert!(
+        g.stdout.contains("openq NULL: h1\ndlerror: NULL\n"),
+        "{}",
+        g.stdout
+    );
+    assert!(
+        g.stdout
+            .contains("undefined symbol: no_such_symbol_xyz\ndlerror: NULL\n"),
+        "{}",
+        g.stdout
+    );
+}
+
+#[test]
+fn rtld_next_and_default_from_the_main_program() {
+    let set = Set::build("capi-next", &[]);
+    let script = [
+        "sym NEXT puts",
+        "sym DEFAULT puts",
+        "sym DEFAULT no_such_symbol_anywhere",
+        "dlerror",
+    ];
+    let (g, _) = compare(&set, &script);
+    assert!(
+        g.stdout.contains("sym puts: found\nsym puts: found"),
+        "{}",
+        g.stdout
+    );
+}
+
+#[test]
+fn rtld_default_from_the_main_program_marks_the_definer_nodelete() {
+    // glibc records a dependency of the caller on the object a RTLD_DEFAULT
+    // lookup found; the main program can never be unloaded, so the object
+    // becomes NODELETE and survives its last dlclose.
+    let set = Set::build("capi-defaultpin", &[Lib::node("a", 1)]);
+    let script = [
+        "open $a NOW|GLOBAL",
+        "call DEFAULT id_a",
+        "close h1",
+        "maps @a",
+        "open $a NOW|NOLOAD",
+    ];
+    let (g, _) = compare(&set, &script);
+    assert!(g.stdout.contains("call id_a: 1\nclose h1: 0\nmaps libcapi_defaultpin_a.so: 1\nopen libcapi_defaultpin_a.so: h2"), "{}", g.stdout);
+}
+
+#[test]
+fn dlinfo_origin_and_relative_paths() {
+    let set = Set::build("capi-dlinfo", &[Lib::node("a", 1)]);
+    std::os::unix::fs::symlink(set.path("a"), set.dir.join("alias.so")).unwrap();
+    // A relative name's origin is the current directory plus its directory.
+    let script = [
+        "open ./alias.so NOW",
+        "origin h1",
+        "open $a NOW",
+        "origin h1",
+    ];
+    let (g, d) = compare(&set, &script);
+    assert!(
+        g.stdout.contains(&format!(
+            "open alias.so: h1\norigin: {}/.\n",
+            set.dir.display()
+        )),
+        "{}",
+        g.stdout
+    );
+    assert!(dynload_mapped(&d, "alias.so"), "{}", d.debug);
+}
+
+#[test]
+fn dl_iterate_phdr_sees_both_worlds() {
+    let set = Set::build("capi-iterate", &[Lib::node("a", 1)]);
+    let script = [
+        "iterate libc.so",
+        "open $a NOW",
+        "iterate _iterate_",
+        "iterate libc.so",
+        "close h1",
+        "iterate _iterate_",
+    ];
+    let (g, _) = compare(&set, &script);
+    assert!(
+        g.stdout
+            .contains("iterate: libcapi_iterate_a.so libcapi_iterate_log.so\n"),
+        "{}",
+        g.stdout
+    );
+    assert!(g.stdout.ends_with("iterate:\n"), "{}", g.stdout);
+}
+
+#[test]
+fn a_name_found_only_through_ld_so_cache() {
+    let (name, cleanup) = testkit::cache_only_library();
+    let set = Set::build("capi-cache", &[]);
+    let script = [
+        format!("open {name} NOW"),
+        "call h1 id_cached".to_string(),
+        "close h1".to_string(),
+    ];
+    let script: Vec<&str> = script.iter().map(String::as_str).collect();
+    let (g, d) = compare(&set, &script);
+    drop(cleanup);
+    assert!(
+        g.stdout
+            .starts_with(&format!("open {name}: h1\ncall id_cached: 77\n")),
+        "{}",
+        g.stdout
+    );
+    assert!(dynload_mapped(&d, &name), "{}", d.debug);
+}

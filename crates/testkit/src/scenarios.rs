@@ -1,0 +1,855 @@
+//! The loader scenarios of the test suite, defined once and run three ways:
+//! with glibc's dlopen, through dynload's C ABI (LD_PRELOAD), and through
+//! dynload's Rust API. Each builds its own fixture set, named after the
+//! runner (`prefix`) so that runs never share files.
+//!
+//! Scripts use the driver's commands (see `fixtures/driver.c`); `$x` is
+//! object x's path and `@x` its file name. `expect` lists what glibc's own
+//! output must contain, so a scenario also checks that it tests what it
+//! says.
+
+use crate::{Lib, Set};
+
+/// One scenario: its objects, its script, and what glibc's run shows.
+pub struct Scenario {
+    pub set: Set,
+    pub script: Vec<String>,
+    pub expect: Vec<String>,
+    /// Extra environment for the process (runs that need it are children).
+    pub env: Vec<(String, String)>,
+}
+
+impl Scenario {
+    fn new(set: Set, script: &[&str], expect: &[&str]) -> Scenario {
+        Scenario {
+            set,
+            script: script.iter().map(|s| s.to_string()).collect(),
+            expect: expect.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn script(&self) -> Vec<&str> {
+        self.script.iter().map(String::as_str).collect()
+    }
+
+    /// Check glibc's output against the scenario's expectations.
+    pub fn check(&self, glibc_output: &str) {
+        for e in &self.expect {
+            let e = self.set.expand_text(e);
+            assert!(
+                glibc_output.contains(&e),
+                "expected {e:?} in glibc's output:\n{glibc_output}"
+            );
+        }
+    }
+}
+
+/// Every scenario that runs through both the C ABI and the Rust API.
+pub const ALL: &[(&str, fn(&str) -> Scenario)] = &[
+    ("chain", chain),
+    ("held_dependency", held_dependency),
+    ("relocation_dependency", relocation_dependency),
+    ("diamond", diamond),
+    ("cycle", cycle),
+    ("reopen_dependency", reopen_dependency),
+    ("global_before_local", global_before_local),
+    ("deepbind", deepbind),
+    ("symbolic", symbolic),
+    ("protected", protected),
+    ("local_isolation", local_isolation),
+    ("promotion", promotion),
+    ("main_handle", main_handle),
+    ("handle_scope", handle_scope),
+    ("noload", noload),
+    ("refcount", refcount),
+    ("nodelete", nodelete),
+    ("nodelete_later", nodelete_later),
+    ("df_1_nodelete", df_1_nodelete),
+    ("invalid_modes", invalid_modes),
+    ("same_file", same_file),
+    ("versions", versions),
+    ("ifunc", ifunc),
+    ("relr", relr),
+    ("missing_dependency", missing_dependency),
+    ("undefined_symbol", undefined_symbol),
+    ("missing_version", missing_version),
+    ("origin_runpath", origin_runpath),
+    ("origin_rpath", origin_rpath),
+    ("runpath_not_inherited", runpath_not_inherited),
+    ("plugin_runpath", plugin_runpath),
+    ("ld_library_path", ld_library_path),
+    ("ld_library_path_vs_rpath", ld_library_path_vs_rpath),
+    ("dladdr", dladdr),
+];
+
+fn set(prefix: &str, name: &str, libs: &[Lib]) -> Set {
+    Set::build(&format!("{prefix}-{name}"), libs)
+}
+
+pub fn chain(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "chain",
+        &[
+            Lib::node("c", 3),
+            Lib::node("b", 2).dep("c"),
+            Lib::node("a", 1).dep("b"),
+        ],
+    );
+    Scenario::new(
+        s,
+        &[
+            "open $log NOW",
+            "open $a NOW",
+            "log h1",
+            "close h2",
+            "log h1",
+            "maps @a",
+            "maps @c",
+        ],
+        &["log: ctor c,ctor b,ctor a,dtor a,dtor b,dtor c\nmaps @a: 0\nmaps @c: 0"],
+    )
+}
+
+/// With b held by its own handle, closing a runs only a's destructor (the
+/// objects share no symbols, so no relocation dependency keeps a).
+pub fn held_dependency(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "held",
+        &[
+            Lib::plain("c"),
+            Lib::plain("b").dep("c"),
+            Lib::plain("a").dep("b"),
+        ],
+    );
+    Scenario::new(
+        s,
+        &[
+            "open $log NOW",
+            "open $a NOW",
+            "open $b NOW",
+            "close h2",
+            "log h1",
+            "close h3",
+            "log h1",
+        ],
+        &[
+            "log: ctor c,ctor b,ctor a,dtor a\n",
+            "dtor a,dtor b,dtor c\n",
+        ],
+    )
+}
+
+/// b and c bind `which` to a (first in a's search list): closing a while b
+/// is held keeps a loaded.
+pub fn relocation_dependency(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "reldep",
+        &[
+            Lib::node("c", 3),
+            Lib::node("b", 2).dep("c"),
+            Lib::node("a", 1).dep("b"),
+        ],
+    );
+    Scenario::new(
+        s,
+        &[
+            "open $log NOW",
+            "open $a NOW",
+            "open $b NOW",
+            "close h2",
+            "log h1",
+            "maps @a",
+            "close h3",
+            "log h1",
+            "maps @a",
+        ],
+        &[
+            "log: ctor c,ctor b,ctor a\nmaps @a: 1",
+            "dtor a,dtor b,dtor c\nmaps @a: 0\n",
+        ],
+    )
+}
+
+pub fn diamond(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "diamond",
+        &[
+            Lib::node("bottom", 4),
+            Lib::node("right", 3).dep("bottom"),
+            Lib::node("left", 2).dep("bottom"),
+            Lib::node("top", 1).dep("left").dep("right"),
+        ],
+    );
+    Scenario::new(
+        s,
+        &[
+            "open $log NOW",
+            "open $top NOW",
+            "log h1",
+            "close h2",
+            "log h1",
+        ],
+        &[
+            "log: ctor bottom,ctor right,ctor left,ctor top\n",
+            "dtor top,dtor right,dtor left,dtor bottom",
+        ],
+    )
+}
+
+/// x needs y and y needs x.
+pub fn cycle(p: &str) -> Scenario {
+    let s = set(p, "cycle", &[Lib::node("y", 2), Lib::node("x", 1).dep("y")]);
+    s.compile(&Lib::node("y", 2).dep("x"));
+    Scenario::new(
+        s,
+        &[
+            "open $log NOW",
+            "open $x NOW",
+            "log h1",
+            "close h2",
+            "log h1",
+            "open $y NOW",
+            "log h1",
+            "close h3",
+            "log h1",
+        ],
+        &["log: ctor y,ctor x\n", "ctor x,ctor y,dtor x,dtor y\n"],
+    )
+}
+
+/// dlopen of an object loaded as a dependency runs nothing again.
+pub fn reopen_dependency(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "depopen",
+        &[Lib::node("b", 2), Lib::node("a", 1).dep("b")],
+    );
+    Scenario::new(
+        s,
+        &[
+            "open $log NOW",
+            "open $a NOW",
+            "open $b NOW",
+            "log h1",
+            "close h2",
+            "log h1",
+            "close h3",
+            "log h1",
+        ],
+        &["log: ctor b,ctor a\n"],
+    )
+}
+
+/// g (global) and x (local) both define `which`; x's own reference binds
+/// to g's, because the global scope is searched first.
+pub fn global_before_local(p: &str) -> Scenario {
+    let s = set(p, "order", &[Lib::node("g", 100), Lib::node("x", 1)]);
+    Scenario::new(
+        s,
+        &[
+            "open $g NOW|GLOBAL",
+            "open $x NOW",
+            "call h2 call_which_x",
+            "call h2 read_data_x",
+            "call h2 which",
+            "call DEFAULT which",
+        ],
+        &["call call_which_x: 100\ncall read_data_x: 100\ncall which: 1\ncall which: 100"],
+    )
+}
+
+pub fn deepbind(p: &str) -> Scenario {
+    let s = set(p, "deep", &[Lib::node("g", 100), Lib::node("x", 1)]);
+    Scenario::new(
+        s,
+        &[
+            "open $g NOW|GLOBAL",
+            "open $x NOW|DEEPBIND",
+            "call h2 call_which_x",
+            "call h2 read_data_x",
+        ],
+        &["call call_which_x: 1\ncall read_data_x: 1"],
+    )
+}
+
+pub fn symbolic(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "symbolic",
+        &[
+            Lib::node("g", 100),
+            Lib::node("s", 1).flag("-Wl,-Bsymbolic"),
+        ],
+    );
+    Scenario::new(
+        s,
+        &[
+            "open $g NOW|GLOBAL",
+            "open $s NOW",
+            "call h2 call_which_s",
+            "call h2 read_data_s",
+        ],
+        &["call call_which_s: 1\ncall read_data_s: 1"],
+    )
+}
+
+pub fn protected(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "protected",
+        &[Lib::node("g", 100), Lib::src("p", "protected.c")],
+    );
+    Scenario::new(
+        s,
+        &[
+            "open $g NOW|GLOBAL",
+            "open $p NOW",
+            "call h2 call_which_p",
+            "call h2 read_data_p",
+            "call h2 which",
+        ],
+        &["call call_which_p: 7\ncall read_data_p: 7"],
+    )
+}
+
+/// a is RTLD_LOCAL: neither the main program nor a later object sees its
+/// symbols, until a is promoted to global.
+pub fn local_isolation(p: &str) -> Scenario {
+    let s = set(p, "local", &[Lib::node("a", 1), Lib::src("u", "uses_a.c")]);
+    Scenario::new(
+        s,
+        &[
+            "open $a NOW",
+            "call DEFAULT id_a",
+            "open $u NOW",
+            "open $a NOW|NOLOAD|GLOBAL",
+            "open $u NOW",
+            "call h2 call_id_a",
+            "close h2",
+            "close h1",
+            "close h1",
+            "maps @a",
+        ],
+        &[
+            "call id_a: NULL (",
+            "open @u: NULL ($u: undefined symbol: id_a)",
+            "call call_id_a: 1",
+            "close h1: 0\nmaps @a: 0",
+        ],
+    )
+}
+
+/// A later RTLD_GLOBAL open promotes without re-running constructors.
+pub fn promotion(p: &str) -> Scenario {
+    let s = set(p, "promote", &[Lib::node("a", 1)]);
+    Scenario::new(
+        s,
+        &[
+            "open $log NOW",
+            "open $a NOW",
+            "call DEFAULT id_a",
+            "open $a NOW|GLOBAL",
+            "call DEFAULT id_a",
+            "log h1",
+        ],
+        &["call id_a: 1\nlog: ctor a\n"],
+    )
+}
+
+/// dlopen(NULL) searches the global scope, including later RTLD_GLOBAL
+/// objects.
+pub fn main_handle(p: &str) -> Scenario {
+    let s = set(p, "mainhandle", &[Lib::node("a", 1)]);
+    Scenario::new(
+        s,
+        &[
+            "open NULL NOW",
+            "call h1 id_a",
+            "open $a NOW|GLOBAL",
+            "call h1 id_a",
+            "call h1 strlen_missing",
+            "sym h1 getpid",
+            "open NULL LAZY|GLOBAL",
+            "close h1",
+            "close h1",
+        ],
+        &[
+            "call id_a: 1",
+            "undefined symbol: strlen_missing",
+            "sym getpid: found",
+        ],
+    )
+}
+
+/// A handle lookup searches only the object and its dependencies.
+pub fn handle_scope(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "handle",
+        &[
+            Lib::node("b", 2),
+            Lib::node("a", 1).dep("b"),
+            Lib::node("c", 3),
+        ],
+    );
+    Scenario::new(
+        s,
+        &[
+            "open $a NOW",
+            "open $c NOW",
+            "call h1 id_b",
+            "call h1 id_c",
+            "call h1 which",
+            "call h2 which",
+            "sym h1 malloc",
+            "same h1 h2 malloc",
+        ],
+        &[
+            "call id_b: 2\ncall id_c: NULL ($a: undefined symbol: id_c)",
+            "call which: 1\ncall which: 3",
+            "same malloc: yes",
+        ],
+    )
+}
+
+pub fn noload(p: &str) -> Scenario {
+    let s = set(p, "noload", &[Lib::node("a", 1)]);
+    Scenario::new(
+        s,
+        &["open $a NOW|NOLOAD", "maps @a", "open $a NOW", "open $a NOW|NOLOAD", "open @a NOW|NOLOAD", "close h1", "close h1", "maps @a", "open $a LAZY|NOLOAD|NODELETE"],
+        // A bare name is searched for even with RTLD_NOLOAD, and this one is
+        // in no search directory.
+        &[
+            "open @a: NULL (no error)\nmaps @a: 0\n",
+            "open @a: h1\nopen @a: h1\nopen @a: NULL (@a: cannot open shared object file: No such file or directory)",
+            "maps @a: 0\nopen @a: NULL (no error)",
+        ],
+    )
+}
+
+pub fn refcount(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "refcount",
+        &[Lib::node("b", 2), Lib::node("a", 1).dep("b")],
+    );
+    Scenario::new(
+        s,
+        &["open $log NOW", "open $a NOW", "open $a LAZY", "close h2", "maps @a", "maps @b", "close h2", "maps @a", "maps @b", "log h1"],
+        &["maps @a: 1\nmaps @b: 1\nclose h2: 0\nmaps @a: 0\nmaps @b: 0\nlog: ctor b,ctor a,dtor a,dtor b"],
+    )
+}
+
+pub fn nodelete(p: &str) -> Scenario {
+    let s = set(p, "nodelete", &[Lib::node("a", 1)]);
+    Scenario::new(
+        s,
+        &[
+            "open $log NOW",
+            "open $a NOW|NODELETE",
+            "close h2",
+            "maps @a",
+            "open $a NOW|NOLOAD",
+            "log h1",
+        ],
+        &["maps @a: 1\nopen @a: h3", "log: ctor a\n"],
+    )
+}
+
+pub fn nodelete_later(p: &str) -> Scenario {
+    let s = set(p, "nodelete2", &[Lib::node("a", 1)]);
+    Scenario::new(
+        s,
+        &[
+            "open $a NOW",
+            "open $a NOW|NOLOAD|NODELETE",
+            "close h1",
+            "close h1",
+            "maps @a",
+        ],
+        &["maps @a: 1\n"],
+    )
+}
+
+pub fn df_1_nodelete(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "dfnodelete",
+        &[Lib::node("a", 1).flag("-Wl,-z,nodelete")],
+    );
+    Scenario::new(
+        s,
+        &["open $a NOW", "close h1", "maps @a", "open $a NOW|NOLOAD"],
+        &["maps @a: 1\nopen @a: h"],
+    )
+}
+
+pub fn invalid_modes(p: &str) -> Scenario {
+    let s = set(p, "modes", &[Lib::node("a", 1)]);
+    Scenario::new(
+        s,
+        &[
+            "open $a 0",
+            "open $a GLOBAL",
+            "open $a NOW|0x40000",
+            "maps @a",
+        ],
+        &[
+            "open @a: NULL ($a: invalid mode for dlopen(): Invalid argument)",
+            "NULL (invalid mode parameter)",
+            "maps @a: 0",
+        ],
+    )
+}
+
+/// By name, through a symlink (device and inode), by path again.
+pub fn same_file(p: &str) -> Scenario {
+    let s = set(p, "samefile", &[Lib::node("a", 1)]);
+    std::os::unix::fs::symlink(s.path("a"), s.dir.join("alias.so")).unwrap();
+    Scenario::new(
+        s,
+        &[
+            "open $a NOW",
+            "open {dir}/alias.so NOW",
+            "open $a NOW",
+            "close h1",
+            "close h1",
+            "maps @a",
+            "close h1",
+            "maps @a",
+        ],
+        &[
+            "open @a: h1\nopen alias.so: h1\nopen @a: h1\n",
+            "maps @a: 1\nclose h1: 0\nmaps @a: 0\n",
+        ],
+    )
+}
+
+/// f@V1 (hidden) and f@@V2 in one library; consumers linked against each;
+/// a consumer requiring a version that does not exist.
+pub fn versions(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "ver",
+        &[Lib::src("ver", "ver.c")
+            .flag("-Wl,--version-script={src}/ver.map")
+            .no_log()],
+    );
+    s.compile(
+        &Lib::src("ver", "ver_old.c")
+            .flag("-Wl,--version-script={src}/ver_old.map")
+            .subdir("old")
+            .no_log(),
+    );
+    s.compile(
+        &Lib::src("ver", "ver_future.c")
+            .flag("-Wl,--version-script={src}/ver_future.map")
+            .subdir("future")
+            .no_log(),
+    );
+    s.compile(
+        &Lib::src("c1", "use_f.c")
+            .flag("-L{dir}/old")
+            .dep("ver")
+            .no_log(),
+    );
+    s.compile(&Lib::src("c2", "use_f.c").dep("ver").no_log());
+    s.compile(
+        &Lib::src("c3", "use_f.c")
+            .flag("-L{dir}/future")
+            .dep("ver")
+            .no_log(),
+    );
+    Scenario::new(
+        s,
+        &[
+            "open $c1 NOW",
+            "call h1 use_f",
+            "open $c2 NOW",
+            "call h2 use_f",
+            "open $c3 NOW",
+            "maps @c3",
+            "open $ver NOW",
+            "call h3 f",
+            "vcall h3 f V1",
+            "vcall h3 f V2",
+            "vcall h3 f V3",
+            "vcall h3 g V1",
+            "vcall h3 g V2",
+            "call DEFAULT f",
+        ],
+        &[
+            "call use_f: 1\nopen @c2: h2\ncall use_f: 2\n",
+            "open @c3: NULL ({dir}/@ver: version `V3' not found (required by $c3))\nmaps @c3: 0",
+            "call f: 2\nvcall f: 1\nvcall f: 2\nvcall f: NULL ($ver: undefined symbol: f, version V3)",
+            "vcall g: 7\nvcall g: NULL ($ver: undefined symbol: g, version V2)",
+        ],
+    )
+}
+
+pub fn ifunc(p: &str) -> Scenario {
+    let s = set(p, "ifunc", &[Lib::src("i", "ifunc.c")]);
+    Scenario::new(
+        s,
+        &["open $i NOW", "call h1 call_pick", "call h1 pick", "call h1 memcpy_works", "call h1 memcpy_matches_dlsym", "call h1 strlen_works", "same h1 DEFAULT memcpy"],
+        &["call call_pick: 11\ncall pick: 11\ncall memcpy_works: 1\ncall memcpy_matches_dlsym: 1\ncall strlen_works: 7\nsame memcpy: yes"],
+    )
+}
+
+pub fn relr(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "relr",
+        &[Lib::src("r", "relr.c").flag("-Wl,-z,pack-relative-relocs")],
+    );
+    let dynamic = crate::run(
+        std::process::Command::new("readelf")
+            .arg("-d")
+            .arg(s.path("r")),
+    );
+    assert!(
+        String::from_utf8_lossy(&dynamic.stdout).contains("(RELR)"),
+        "the fixture must use DT_RELR"
+    );
+    Scenario::new(
+        s,
+        &["open $r NOW", "call h1 relr_ok", "close h1", "maps @r"],
+        &["call relr_ok: 1\nclose h1: 0\nmaps @r: 0"],
+    )
+}
+
+/// A dependency that is missing: nothing stays, and an object that was
+/// already open keeps exactly its count.
+pub fn missing_dependency(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "missing",
+        &[
+            Lib::node("dep", 1),
+            Lib::node("gone", 2),
+            Lib::node("top", 3).dep("dep").dep("gone"),
+        ],
+    );
+    std::fs::remove_file(s.path("gone")).unwrap();
+    Scenario::new(
+        s,
+        &[
+            "open $log NOW",
+            "open $top NOW",
+            "maps @top",
+            "maps @dep",
+            "log h1",
+            "open $dep NOW",
+            "open $top NOW",
+            "close h2",
+            "maps @dep",
+            "log h1",
+        ],
+        &[
+            "open @top: NULL (@gone: cannot open shared object file: No such file or directory)",
+            "maps @top: 0\nmaps @dep: 0\nlog: \n",
+            "close h2: 0\nmaps @dep: 0\nlog: ctor dep,dtor dep\n",
+        ],
+    )
+}
+
+pub fn undefined_symbol(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "undef",
+        &[Lib::node("dep", 1), Lib::src("u", "undef.c").dep("dep")],
+    );
+    Scenario::new(
+        s,
+        &["open $log NOW", "open $u NOW", "maps @u", "maps @dep", "log h1", "open $dep NOW", "log h1"],
+        &["open @u: NULL ($u: undefined symbol: missing_function)\nmaps @u: 0\nmaps @dep: 0\nlog: \n", "log: ctor dep\n"],
+    )
+}
+
+pub fn missing_version(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "vermiss",
+        &[Lib::src("ver", "ver.c")
+            .flag("-Wl,--version-script={src}/ver.map")
+            .no_log()],
+    );
+    s.compile(
+        &Lib::src("ver", "ver_future.c")
+            .flag("-Wl,--version-script={src}/ver_future.map")
+            .subdir("future")
+            .no_log(),
+    );
+    s.compile(&Lib::src("c", "use_f.c").flag("-L{dir}/future").dep("ver"));
+    Scenario::new(
+        s,
+        &["open $c NOW", "maps @ver", "maps @c"],
+        &[
+            ": version `V3' not found (required by $c)",
+            "maps @ver: 0\nmaps @c: 0",
+        ],
+    )
+}
+
+pub fn origin_runpath(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "runpath",
+        &[
+            Lib::node("osub", 5).subdir("sub").no_log(),
+            Lib::node("o", 1)
+                .no_runpath()
+                .no_log()
+                .flag("-Wl,-rpath,$ORIGIN/sub")
+                .dep("osub"),
+        ],
+    );
+    Scenario::new(s, &["open $o NOW", "call h1 id_osub"], &["call id_osub: 5"])
+}
+
+/// r's DT_RPATH finds rsub, and also rsub's own dependency rsub2.
+pub fn origin_rpath(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "rpath",
+        &[
+            Lib::node("rsub2", 7).subdir("other").no_runpath().no_log(),
+            Lib::node("rsub", 6)
+                .subdir("other")
+                .no_runpath()
+                .no_log()
+                .dep("rsub2"),
+            Lib::node("r", 1)
+                .no_runpath()
+                .no_log()
+                .flag("-Wl,--disable-new-dtags,-rpath,$ORIGIN/other")
+                .dep("rsub"),
+        ],
+    );
+    Scenario::new(
+        s,
+        &["open $r NOW", "call h1 id_rsub2"],
+        &["call id_rsub2: 7"],
+    )
+}
+
+pub fn runpath_not_inherited(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "noinherit",
+        &[
+            Lib::node("nsub2", 7).subdir("sub").no_runpath().no_log(),
+            Lib::node("nsub", 6)
+                .subdir("sub")
+                .no_runpath()
+                .no_log()
+                .dep("nsub2"),
+            Lib::node("n", 1)
+                .no_runpath()
+                .no_log()
+                .flag("-Wl,-rpath,$ORIGIN/sub")
+                .dep("nsub"),
+        ],
+    );
+    Scenario::new(s, &["open $n NOW", "maps @nsub"], &["NULL (@nsub2: cannot open shared object file: No such file or directory)\nmaps @nsub: 0"])
+}
+
+/// dlopen by bare name from inside an object uses that object's RUNPATH.
+pub fn plugin_runpath(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "plugin",
+        &[Lib::node("plugin", 42).subdir("plugins").no_log()],
+    );
+    let plugin = format!("\"{}\"", s.file("plugin"));
+    s.compile(
+        &Lib::src("opener", "opener.c")
+            .no_runpath()
+            .no_log()
+            .flag("-Wl,-rpath,$ORIGIN/plugins")
+            .define("PLUGIN", &plugin),
+    );
+    Scenario::new(
+        s,
+        &["open @plugin NOW", "open $opener NOW", "call h1 open_plugin", "call h1 plugin_which", "call h1 next_which"],
+        &["open @plugin: NULL (@plugin: cannot open shared object file: No such file or directory)", "call open_plugin: 1\ncall plugin_which: 42"],
+    )
+}
+
+/// twin exists in sub/ (10) and other/ (20); p finds it through its RUNPATH
+/// (sub) unless LD_LIBRARY_PATH (other) comes first.
+pub fn ld_library_path(p: &str) -> Scenario {
+    let s = twins(p, "ldpath");
+    let other = s.dir.join("other").to_string_lossy().into_owned();
+    let mut sc = Scenario::new(
+        s,
+        &["open $p NOW", "call h1 id_twin", "open @q NOW"],
+        &["call id_twin: 20"],
+    );
+    sc.env
+        .push(("LD_LIBRARY_PATH".into(), format!("/nonexistent;{other}::")));
+    sc
+}
+
+/// q's DT_RPATH (sub) comes before LD_LIBRARY_PATH (other).
+pub fn ld_library_path_vs_rpath(p: &str) -> Scenario {
+    let s = twins(p, "ldrpath");
+    let other = s.dir.join("other").to_string_lossy().into_owned();
+    let mut sc = Scenario::new(
+        s,
+        &["open $q NOW", "call h1 id_twin"],
+        &["call id_twin: 10"],
+    );
+    sc.env.push(("LD_LIBRARY_PATH".into(), other));
+    sc
+}
+
+fn twins(p: &str, name: &str) -> Set {
+    set(
+        p,
+        name,
+        &[
+            Lib::node("twin", 10).subdir("sub").no_runpath().no_log(),
+            Lib::node("twin", 20).subdir("other").no_runpath().no_log(),
+            Lib::node("p", 1)
+                .no_runpath()
+                .no_log()
+                .flag("-Wl,-rpath,$ORIGIN/sub")
+                .flag("-L{dir}/sub")
+                .dep("twin"),
+            Lib::node("q", 2)
+                .no_runpath()
+                .no_log()
+                .flag("-Wl,--disable-new-dtags,-rpath,$ORIGIN/sub")
+                .flag("-L{dir}/sub")
+                .dep("twin"),
+        ],
+    )
+}
+
+/// dladdr of dynload's objects: the nearest symbol, exact and inside.
+pub fn dladdr(p: &str) -> Scenario {
+    let s = set(p, "dladdr", &[Lib::node("a", 1)]);
+    Scenario::new(
+        s,
+        &[
+            "open $a NOW",
+            "addr h1 id_a",
+            "addr h1 which 2",
+            "addr h1 shared_data",
+            "addr DEFAULT printf",
+            "addr DEFAULT printf 3",
+        ],
+        &[
+            "addr id_a: @a id_a exact",
+            "addr which: @a which exact",
+            "addr shared_data: @a shared_data exact",
+            "addr printf: libc.so.6 ",
+        ],
+    )
+}
