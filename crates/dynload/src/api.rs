@@ -363,6 +363,8 @@ pub struct AddressInfo {
 /// let info = dynload::find_address(strlen as *const _).unwrap();
 /// assert!(info.object.to_string_lossy().contains("libc.so.6"));
 /// ```
+// The address is only compared with object ranges, never dereferenced.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn find_address(addr: *const c_void) -> Option<AddressInfo> {
     if let Some(a) = query::address_info(addr as usize) {
         // SAFETY: the strings belong to a loaded object's tables.

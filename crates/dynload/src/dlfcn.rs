@@ -96,6 +96,9 @@ fn bytes<'a>(p: *const c_char) -> Option<&'a [u8]> {
 }
 
 /// `dlopen` with the caller's address.
+///
+/// # Safety
+/// As for the C function: valid C strings and pointers, as glibc requires.
 pub unsafe extern "C" fn dlopen_from(
     file: *const c_char,
     mode: c_int,
@@ -125,6 +128,9 @@ fn target_of(handle: *mut c_void) -> Target {
 }
 
 /// `dlsym` with the caller's address.
+///
+/// # Safety
+/// As for the C function: valid C strings and pointers, as glibc requires.
 pub unsafe extern "C" fn dlsym_from(
     handle: *mut c_void,
     name: *const c_char,
@@ -146,6 +152,9 @@ pub unsafe extern "C" fn dlsym_from(
 }
 
 /// `dlvsym` with the caller's address.
+///
+/// # Safety
+/// As for the C function: valid C strings and pointers, as glibc requires.
 pub unsafe extern "C" fn dlvsym_from(
     handle: *mut c_void,
     name: *const c_char,
@@ -171,6 +180,9 @@ pub unsafe extern "C" fn dlvsym_from(
 
 /// `dlmopen` with the caller's address. dynload has one namespace, shared
 /// with glibc's base namespace: LM_ID_BASE works, new namespaces do not.
+///
+/// # Safety
+/// As for the C function: valid C strings and pointers, as glibc requires.
 pub unsafe extern "C" fn dlmopen_from(
     lmid: c_long,
     file: *const c_char,
@@ -200,6 +212,9 @@ pub unsafe extern "C" fn dlmopen_from(
 }
 
 /// `dlclose`.
+///
+/// # Safety
+/// As for the C function: valid C strings and pointers, as glibc requires.
 pub unsafe extern "C" fn dl_close(handle: *mut c_void) -> c_int {
     clear_error();
     let r = guarded(|| {
@@ -217,6 +232,9 @@ pub unsafe extern "C" fn dl_close(handle: *mut c_void) -> c_int {
 }
 
 /// `dlerror`: the pending message once, then NULL.
+///
+/// # Safety
+/// As for the C function: valid C strings and pointers, as glibc requires.
 pub unsafe extern "C" fn dl_error() -> *mut c_char {
     LAST_ERROR
         .try_with(|e| {
@@ -240,6 +258,9 @@ pub unsafe extern "C" fn dl_error() -> *mut c_char {
 }
 
 /// `dladdr`: dynload's objects answered here, all others by glibc.
+///
+/// # Safety
+/// As for the C function: valid C strings and pointers, as glibc requires.
 pub unsafe extern "C" fn dl_addr(addr: *const c_void, info: *mut libc::Dl_info) -> c_int {
     // SAFETY: forwarding the caller's arguments; flags 0 ignores `extra`.
     unsafe { dl_addr1(addr, info, std::ptr::null_mut(), 0) }
@@ -249,6 +270,9 @@ const RTLD_DL_SYMENT: c_int = 1;
 const RTLD_DL_LINKMAP: c_int = 2;
 
 /// `dladdr1`.
+///
+/// # Safety
+/// As for the C function: valid C strings and pointers, as glibc requires.
 pub unsafe extern "C" fn dl_addr1(
     addr: *const c_void,
     info: *mut libc::Dl_info,
@@ -279,6 +303,9 @@ pub unsafe extern "C" fn dl_addr1(
 }
 
 /// `dlinfo`.
+///
+/// # Safety
+/// As for the C function: valid C strings and pointers, as glibc requires.
 pub unsafe extern "C" fn dl_info(handle: *mut c_void, request: c_int, arg: *mut c_void) -> c_int {
     clear_error();
     // SAFETY: the caller's `arg` matches the request, as for glibc.
@@ -295,6 +322,9 @@ type Callback = unsafe extern "C" fn(*mut libc::dl_phdr_info, usize, *mut c_void
 
 /// `dl_iterate_phdr`: glibc's objects, then dynload's, with `dlpi_adds` and
 /// `dlpi_subs` counting both worlds so that unwinder caches see changes.
+///
+/// # Safety
+/// As for the C function: valid C strings and pointers, as glibc requires.
 pub unsafe extern "C" fn dl_iterate_phdr(callback: Option<Callback>, data: *mut c_void) -> c_int {
     let Some(callback) = callback else { return 0 };
     let (ours, adds, subs) = query::phdr_infos();
@@ -353,18 +383,27 @@ pub unsafe extern "C" fn dl_iterate_phdr(callback: Option<Callback>, data: *mut 
 }
 
 /// Entry point: `dlopen(file, mode)`; passes its return address on.
+///
+/// # Safety
+/// As for the C function: valid C strings and pointers, as glibc requires.
 #[unsafe(naked)]
 pub unsafe extern "C" fn dlopen_entry(file: *const c_char, mode: c_int) -> *mut c_void {
     core::arch::naked_asm!("mov rdx, [rsp]", "jmp {}", sym dlopen_from)
 }
 
 /// Entry point: `dlsym(handle, name)`.
+///
+/// # Safety
+/// As for the C function: valid C strings and pointers, as glibc requires.
 #[unsafe(naked)]
 pub unsafe extern "C" fn dlsym_entry(handle: *mut c_void, name: *const c_char) -> *mut c_void {
     core::arch::naked_asm!("mov rdx, [rsp]", "jmp {}", sym dlsym_from)
 }
 
 /// Entry point: `dlvsym(handle, name, version)`.
+///
+/// # Safety
+/// As for the C function: valid C strings and pointers, as glibc requires.
 #[unsafe(naked)]
 pub unsafe extern "C" fn dlvsym_entry(
     handle: *mut c_void,
@@ -375,6 +414,9 @@ pub unsafe extern "C" fn dlvsym_entry(
 }
 
 /// Entry point: `dlmopen(lmid, file, mode)`.
+///
+/// # Safety
+/// As for the C function: valid C strings and pointers, as glibc requires.
 #[unsafe(naked)]
 pub unsafe extern "C" fn dlmopen_entry(
     lmid: c_long,

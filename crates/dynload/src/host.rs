@@ -120,22 +120,31 @@ pub(crate) struct LinkMapPrefix {
 }
 
 type IterateCallback = unsafe extern "C" fn(*mut libc::dl_phdr_info, usize, *mut c_void) -> c_int;
+type IterateFn = unsafe extern "C" fn(Option<IterateCallback>, *mut c_void) -> c_int;
+type DlopenFn = unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void;
+type DlcloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+type DlsymFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
+type DlerrorFn = unsafe extern "C" fn() -> *mut c_char;
+type DladdrFn = unsafe extern "C" fn(*const c_void, *mut libc::Dl_info) -> c_int;
+type Dladdr1Fn =
+    unsafe extern "C" fn(*const c_void, *mut libc::Dl_info, *mut *mut c_void, c_int) -> c_int;
+type DlinfoFn = unsafe extern "C" fn(*mut c_void, c_int, *mut c_void) -> c_int;
+type TlsGetAddrFn = unsafe extern "C" fn(*const [usize; 2]) -> *mut c_void;
 
 /// glibc's own entry points.
 pub(crate) struct Glibc {
-    pub dl_iterate_phdr: unsafe extern "C" fn(Option<IterateCallback>, *mut c_void) -> c_int,
-    pub dlopen: unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void,
-    pub dlclose: unsafe extern "C" fn(*mut c_void) -> c_int,
-    pub dlsym: unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void,
-    pub dlerror: unsafe extern "C" fn() -> *mut c_char,
-    pub dladdr: unsafe extern "C" fn(*const c_void, *mut libc::Dl_info) -> c_int,
-    pub dladdr1:
-        unsafe extern "C" fn(*const c_void, *mut libc::Dl_info, *mut *mut c_void, c_int) -> c_int,
-    pub dlinfo: unsafe extern "C" fn(*mut c_void, c_int, *mut c_void) -> c_int,
+    pub dl_iterate_phdr: IterateFn,
+    pub dlopen: DlopenFn,
+    pub dlclose: DlcloseFn,
+    pub dlsym: DlsymFn,
+    pub dlerror: DlerrorFn,
+    pub dladdr: DladdrFn,
+    pub dladdr1: Dladdr1Fn,
+    pub dlinfo: DlinfoFn,
     /// glibc's handle for the main program (`dlopen(NULL)`).
     pub main_handle: *mut c_void,
     /// ld.so's `__tls_get_addr`, for TLS symbols of glibc's modules.
-    pub tls_get_addr: Option<unsafe extern "C" fn(*const [usize; 2]) -> *mut c_void>,
+    pub tls_get_addr: Option<TlsGetAddrFn>,
 }
 
 // SAFETY: function pointers and an opaque glibc handle, used from any thread
@@ -209,21 +218,20 @@ fn find_glibc() -> Result<Glibc, String> {
     // SAFETY: these are glibc's exported functions with the prototypes of
     // <dlfcn.h> and <link.h>.
     unsafe {
-        let dlopen: unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void =
-            std::mem::transmute(get("dlopen")?);
+        let dlopen = std::mem::transmute::<usize, DlopenFn>(get("dlopen")?);
         let main_handle = dlopen(std::ptr::null(), libc::RTLD_LAZY);
         let tls_get_addr = ld
             .default_definition(b"__tls_get_addr")
-            .map(|a| std::mem::transmute::<usize, _>(a));
+            .map(|a| std::mem::transmute::<usize, TlsGetAddrFn>(a));
         Ok(Glibc {
-            dl_iterate_phdr: std::mem::transmute(get("dl_iterate_phdr")?),
+            dl_iterate_phdr: std::mem::transmute::<usize, IterateFn>(get("dl_iterate_phdr")?),
             dlopen,
-            dlclose: std::mem::transmute(get("dlclose")?),
-            dlsym: std::mem::transmute(get("dlsym")?),
-            dlerror: std::mem::transmute(get("dlerror")?),
-            dladdr: std::mem::transmute(get("dladdr")?),
-            dladdr1: std::mem::transmute(get("dladdr1")?),
-            dlinfo: std::mem::transmute(get("dlinfo")?),
+            dlclose: std::mem::transmute::<usize, DlcloseFn>(get("dlclose")?),
+            dlsym: std::mem::transmute::<usize, DlsymFn>(get("dlsym")?),
+            dlerror: std::mem::transmute::<usize, DlerrorFn>(get("dlerror")?),
+            dladdr: std::mem::transmute::<usize, DladdrFn>(get("dladdr")?),
+            dladdr1: std::mem::transmute::<usize, Dladdr1Fn>(get("dladdr1")?),
+            dlinfo: std::mem::transmute::<usize, DlinfoFn>(get("dlinfo")?),
             main_handle,
             tls_get_addr,
         })

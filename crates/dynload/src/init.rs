@@ -35,7 +35,7 @@ pub(crate) fn sort(reg: &Registry, maps: &mut [ObjId], for_fini: bool, force_fir
                 dfs(reg, dep, visited, rpo, flag.as_deref_mut());
             }
         }
-        if let Some(f) = flag.as_deref_mut() {
+        if let Some(f) = flag {
             if !obj.reldeps.is_empty() {
                 *f = true;
                 for &dep in obj.reldeps.iter().rev() {

@@ -29,8 +29,16 @@ pub(crate) const RTLD_NODELETE: c_int = 0x1000;
 struct Tx {
     new_objects: Vec<ObjId>,
     root: Option<ObjId>,
-    /// The root existed before: its search list and counts to restore.
-    root_before: Option<(Option<Vec<ObjId>>, Vec<ObjId>, u32, NoDelete)>,
+    /// The root existed before: its state to restore.
+    root_before: Option<RootState>,
+}
+
+/// What a dlopen may change on an object that was already loaded.
+struct RootState {
+    searchlist: Option<Vec<ObjId>>,
+    initfini: Vec<ObjId>,
+    direct_opencount: u32,
+    nodelete: NoDelete,
 }
 
 /// Validate a dlopen mode as glibc does.
@@ -190,12 +198,12 @@ fn open_stage1(
     let new_root = tx.new_objects.contains(&root);
     if !new_root {
         let o = reg.obj(root);
-        tx.root_before = Some((
-            o.searchlist.clone(),
-            o.initfini.clone(),
-            o.direct_opencount,
-            o.nodelete,
-        ));
+        tx.root_before = Some(RootState {
+            searchlist: o.searchlist.clone(),
+            initfini: o.initfini.clone(),
+            direct_opencount: o.direct_opencount,
+            nodelete: o.nodelete,
+        });
     }
     reg.obj_mut(root).direct_opencount += 1;
     let already_open = reg.obj(root).searchlist.is_some();
@@ -285,14 +293,12 @@ fn open_host(reg: &mut Registry, id: ObjId, mode: c_int) -> Result<(), Error> {
 
 /// Undo a failed dlopen.
 fn rollback(reg: &mut Registry, tx: &mut Tx) {
-    if let (Some(root), Some((searchlist, initfini, count, nodelete))) =
-        (tx.root, tx.root_before.take())
-    {
+    if let (Some(root), Some(before)) = (tx.root, tx.root_before.take()) {
         if let Some(o) = reg.get_mut(root) {
-            o.searchlist = searchlist;
-            o.initfini = initfini;
-            o.direct_opencount = count;
-            o.nodelete = nodelete;
+            o.searchlist = before.searchlist;
+            o.initfini = before.initfini;
+            o.direct_opencount = before.direct_opencount;
+            o.nodelete = before.nodelete;
         }
     }
     for &id in tx.new_objects.iter().rev() {

@@ -80,10 +80,17 @@ fn prot_of(flags: u32) -> ProtFlags {
 }
 
 /// Check the program headers of `o` before anything is mapped.
-fn plan(
-    o: &Opened,
-    name: &str,
-) -> Result<(Vec<Load>, usize, usize, (u64, u64), Option<(u64, u64)>), Error> {
+/// What `plan` decided: the segments, the alignment and size of the whole
+/// span, and where PT_DYNAMIC and PT_GNU_RELRO are (vaddr, memsz).
+struct Plan {
+    loads: Vec<Load>,
+    align: usize,
+    span: usize,
+    dynamic: (u64, u64),
+    relro: Option<(u64, u64)>,
+}
+
+fn plan(o: &Opened, name: &str) -> Result<Plan, Error> {
     let mut loads = Vec::new();
     let mut align_max = PAGE_SIZE;
     let mut dynamic: Option<(u64, u64)> = None;
@@ -198,12 +205,24 @@ fn plan(
         ));
     }
     let span = loads.last().map(|l| l.allocend).unwrap_or(0) - loads[0].mapstart;
-    Ok((loads, align_max, span, dynamic, relro))
+    Ok(Plan {
+        loads,
+        align: align_max,
+        span,
+        dynamic,
+        relro,
+    })
 }
 
 /// Map the file `o` (already opened and checked by `find`).
 pub(crate) fn map(o: &Opened, name: &str) -> Result<Mapped, Error> {
-    let (loads, align, span, dynamic, relro) = plan(o, name)?;
+    let Plan {
+        loads,
+        align,
+        span,
+        dynamic,
+        relro,
+    } = plan(o, name)?;
     let span = page_up(span).ok_or_else(|| Error::invalid(name, "object too large"))?;
     let reserve = span + (align - PAGE_SIZE);
     // Reserve the whole span at once, PROT_NONE: gaps between segments stay

@@ -268,7 +268,7 @@ impl Registry {
     pub(crate) fn find_by_file(&self, dev: u64, ino: u64) -> Option<ObjId> {
         self.all_in_load_order().find(|&id| {
             let o = self.obj(id);
-            o.file_id == Some((dev, ino)) && !o.host().is_some_and(|h| !h.present)
+            o.file_id == Some((dev, ino)) && o.host().is_none_or(|h| h.present)
         })
     }
 

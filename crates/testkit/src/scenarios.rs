@@ -46,7 +46,10 @@ impl Scenario {
 }
 
 /// Every scenario that runs through both the C ABI and the Rust API.
-pub const ALL: &[(&str, fn(&str) -> Scenario)] = &[
+/// Builds a scenario for a runner prefix.
+pub type Make = fn(&str) -> Scenario;
+
+pub const ALL: &[(&str, Make)] = &[
     ("chain", chain),
     ("held_dependency", held_dependency),
     ("relocation_dependency", relocation_dependency),

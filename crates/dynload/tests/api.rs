@@ -1,0 +1,260 @@
+//! The Rust API in-process: typed errors and their explanations, objects
+//! dynload refuses, the C runtime handed to glibc, address lookup and the
+//! list of loaded objects, and concurrent use from many threads.
+
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use dynload::{Error, Library, LoadedBy, OpenFlags};
+use testkit::{Lib, Set};
+
+fn mapped(needle: &str) -> bool {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(needle))
+}
+
+#[test]
+fn not_found_says_where_it_looked() {
+    let err = unsafe { Library::open("libdynload-api-nope.so.7", OpenFlags::NOW) }.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "libdynload-api-nope.so.7: cannot open shared object file: No such file or directory"
+    );
+    let Error::NotFound { tried, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        tried
+            .iter()
+            .any(|t| t == "/lib/x86_64-linux-gnu/libdynload-api-nope.so.7"),
+        "{tried:?}"
+    );
+    assert!(
+        tried.iter().any(|t| t.contains("glibc-hwcaps/")),
+        "{tried:?}"
+    );
+    assert!(
+        err.explain().contains("tried, in order:\n    "),
+        "{}",
+        err.explain()
+    );
+}
+
+#[test]
+fn undefined_symbol_lists_scopes_and_near_misses() {
+    let set = Set::build(
+        "api-err-ver",
+        &[Lib::src("ver", "ver.c")
+            .flag("-Wl,--version-script={src}/ver.map")
+            .no_log()],
+    );
+    let lib = unsafe { Library::open(set.path("ver"), OpenFlags::NOW) }.unwrap();
+    let f = unsafe { lib.get::<extern "C" fn() -> i32>("f") }.unwrap();
+    assert_eq!(f(), 2);
+    let old = unsafe { lib.get_versioned::<extern "C" fn() -> i32>("f", "V1") }.unwrap();
+    assert_eq!(old(), 1);
+    let err = unsafe { lib.get_versioned::<extern "C" fn() -> i32>("f", "V9") }.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("{}: undefined symbol: f, version V9", set.path("ver"))
+    );
+    let Error::UndefinedSymbol {
+        searched,
+        near_misses,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert!(
+        searched
+            .iter()
+            .any(|s| s.ends_with("libapi_err_ver_ver.so")),
+        "{searched:?}"
+    );
+    assert!(
+        near_misses.iter().any(|m| m.ends_with("f@V1"))
+            && near_misses.iter().any(|m| m.ends_with("f@@V2")),
+        "{near_misses:?}"
+    );
+    assert!(
+        err.explain().contains("definitions that did not match"),
+        "{}",
+        err.explain()
+    );
+    // A type that is not pointer-sized is refused rather than transmuted.
+    assert!(unsafe { lib.get::<u8>("f") }.is_err());
+}
+
+#[test]
+fn missing_version_names_what_exists() {
+    let set = Set::build(
+        "api-err-vermiss",
+        &[Lib::src("ver", "ver.c")
+            .flag("-Wl,--version-script={src}/ver.map")
+            .no_log()],
+    );
+    set.compile(
+        &Lib::src("ver", "ver_future.c")
+            .flag("-Wl,--version-script={src}/ver_future.map")
+            .subdir("future")
+            .no_log(),
+    );
+    set.compile(
+        &Lib::src("c", "use_f.c")
+            .flag("-L{dir}/future")
+            .dep("ver")
+            .no_log(),
+    );
+    let err = unsafe { Library::open(set.path("c"), OpenFlags::NOW) }.unwrap_err();
+    let Error::VersionNotFound {
+        version, available, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(version, "V3");
+    assert_eq!(available, &["V1", "V2"]);
+    assert!(!mapped("libapi_err_vermiss_"));
+}
+
+#[test]
+fn refused_objects_leave_nothing_mapped() {
+    let set = Set::build(
+        "api-refused",
+        &[
+            Lib::node("execstack", 1).no_log().flag("-Wl,-z,execstack"),
+            Lib::src("textrel", "textrel.c")
+                .no_log()
+                .flag("-Wl,-z,notext"),
+            Lib::src("tls", "tls.c").no_log(),
+        ],
+    );
+    let cases = [
+        (
+            "execstack",
+            "cannot enable executable stack as shared object requires: Invalid argument",
+        ),
+        (
+            "textrel",
+            "cannot load an object with text relocations (DT_TEXTREL)",
+        ),
+        ("tls", "cannot handle TLS data"),
+    ];
+    for (name, want) in cases {
+        let err = unsafe { Library::open(set.path(name), OpenFlags::NOW) }.unwrap_err();
+        assert_eq!(err.to_string(), format!("{}: {want}", set.path(name)));
+        assert!(!err.explain().is_empty());
+        assert!(!mapped(&set.file(name)), "{name} stayed mapped");
+    }
+}
+
+#[test]
+fn the_c_runtime_is_glibcs() {
+    let libm = unsafe { Library::open("libm.so.6", OpenFlags::NOW) }.unwrap();
+    let cos = unsafe { libm.get::<extern "C" fn(f64) -> f64>("cos") }.unwrap();
+    assert_eq!(cos(0.0), 1.0);
+    let objects = dynload::loaded_objects();
+    let m: Vec<_> = objects
+        .iter()
+        .filter(|o| o.soname.as_deref() == Some("libm.so.6"))
+        .collect();
+    assert_eq!(m.len(), 1, "{objects:?}");
+    assert_eq!(m[0].loaded_by, LoadedBy::Glibc);
+    // A dependency on the C runtime is satisfied by glibc's copy too.
+    let set = Set::build("api-cruntime", &[Lib::node("m", 1).no_log().flag("-lm")]);
+    let lib = unsafe { Library::open(set.path("m"), OpenFlags::NOW) }.unwrap();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let libm_files: std::collections::BTreeSet<&str> = maps
+        .lines()
+        .filter(|l| l.contains("libm.so.6"))
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .collect();
+    assert_eq!(libm_files.len(), 1, "{libm_files:?}");
+    lib.close().unwrap();
+    libm.close().unwrap();
+}
+
+#[test]
+fn same_file_same_library_and_address_lookup() {
+    let set = Set::build("api-addr", &[Lib::node("a", 1)]);
+    let a1 = unsafe { Library::open(set.path("a"), OpenFlags::NOW) }.unwrap();
+    let a2 = unsafe { Library::open(set.path("a"), OpenFlags::LAZY) }.unwrap();
+    assert_eq!(a1.as_raw(), a2.as_raw());
+    assert_eq!(a1.path().to_string_lossy(), set.path("a"));
+    let id = unsafe { a1.get::<extern "C" fn() -> i32>("id_a") }.unwrap();
+    let p = id.as_ptr();
+    let info = dynload::find_address(p as *const c_void).unwrap();
+    assert_eq!(info.object.to_string_lossy(), set.path("a"));
+    assert_eq!(info.symbol.as_deref(), Some("id_a"));
+    assert_eq!(info.symbol_address, Some(p as usize));
+    let inside = dynload::find_address((p as usize + 1) as *const c_void).unwrap();
+    assert_eq!(inside.symbol.as_deref(), Some("id_a"));
+    let objects = dynload::loaded_objects();
+    let me = objects
+        .iter()
+        .find(|o| o.path.to_string_lossy() == set.path("a"))
+        .unwrap();
+    assert_eq!(me.loaded_by, LoadedBy::Dynload);
+    assert_eq!(me.open_count, 2);
+    assert!(a1.base_address() != 0);
+    drop(a2);
+    a1.close().unwrap();
+    assert!(!mapped(&set.file("a")));
+    assert!(dynload::find_address(p as *const c_void)
+        .is_none_or(|i| !i.object.to_string_lossy().contains("api_addr")));
+}
+
+#[test]
+fn the_global_scope_handle() {
+    let global = Library::this();
+    let getpid = unsafe { global.get::<extern "C" fn() -> i32>("getpid") }.unwrap();
+    assert_eq!(getpid() as u32, std::process::id());
+    let err = unsafe { global.get::<*mut c_void>("dynload_no_such_symbol") }.unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with(": undefined symbol: dynload_no_such_symbol"),
+        "{err}"
+    );
+}
+
+/// 8 threads open, look up, call and close overlapping sets of libraries
+/// that share dependencies; at the end nothing of them is mapped.
+#[test]
+fn concurrent_open_get_close() {
+    let set = Arc::new(Set::build(
+        "api-threads",
+        &[
+            Lib::node("base", 1),
+            Lib::node("left", 2).dep("base"),
+            Lib::node("right", 3).dep("base"),
+            Lib::node("top", 4).dep("left").dep("right"),
+        ],
+    ));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let set = Arc::clone(&set);
+            std::thread::spawn(move || {
+                let names = ["top", "left", "right", "base"];
+                for i in 0..60 {
+                    let name = names[(t + i) % 4];
+                    let lib = unsafe { Library::open(set.path(name), OpenFlags::NOW) }.unwrap();
+                    let f = unsafe { lib.get::<extern "C" fn() -> i32>(&format!("id_{name}")) }
+                        .unwrap();
+                    assert_eq!(f(), [4, 2, 3, 1][(t + i) % 4]);
+                    let base = unsafe { lib.get::<extern "C" fn() -> i32>("id_base") }.unwrap();
+                    assert_eq!(base(), 1);
+                    if i % 3 == 0 {
+                        lib.close().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(!mapped("libapi_threads_top") && !mapped("libapi_threads_base"));
+}
