@@ -21,6 +21,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Load libraries with dynload (through its Rust API, in this process)
+    /// and report what was loaded and from where, or why loading failed.
+    ///
+    /// Example: dynload load --symbol deflate libz.so.1
+    Load {
+        /// Bind lazily (RTLD_LAZY) instead of at load time.
+        #[arg(long)]
+        lazy: bool,
+        /// Open with RTLD_GLOBAL.
+        #[arg(long)]
+        global: bool,
+        /// Look these symbols up in each library after loading it.
+        #[arg(long = "symbol", value_name = "NAME")]
+        symbols: Vec<String>,
+        /// Libraries, by path or by name (searched like dlopen does).
+        #[arg(required = true, value_name = "LIBRARY")]
+        libraries: Vec<OsString>,
+    },
     /// Run PROGRAM with libdynload.so preloaded, so that its dlopen, dlsym,
     /// dlclose... go through dynload.
     ///
@@ -86,20 +104,83 @@ fn run(
     Err(format!("cannot run {}: {err}", prog.to_string_lossy()))
 }
 
+fn load(lazy: bool, global: bool, symbols: &[String], libraries: &[OsString]) -> Result<(), String> {
+    use dynload::{Library, LoadedBy, OpenFlags};
+    let before: std::collections::HashSet<PathBuf> =
+        dynload::loaded_objects().into_iter().map(|o| o.path).collect();
+    let mut flags = if lazy { OpenFlags::LAZY } else { OpenFlags::NOW };
+    if global {
+        flags = flags | OpenFlags::GLOBAL;
+    }
+    let mut failed = false;
+    let mut keep = Vec::new();
+    for name in libraries {
+        // SAFETY: loading a library the user named runs its initialisers;
+        // that is what this command is for.
+        match unsafe { Library::open(name, flags) } {
+            Ok(lib) => {
+                println!("{}: {}", name.to_string_lossy(), lib.path().display());
+                for sym in symbols {
+                    // SAFETY: the address is only printed, never called.
+                    match unsafe { lib.get::<*mut std::ffi::c_void>(sym) } {
+                        Ok(p) => println!("  {sym} = {:p}", *p),
+                        Err(e) => {
+                            println!("  {sym}: {}", e.explain().replace('\n', "\n  "));
+                            failed = true;
+                        }
+                    }
+                }
+                keep.push(lib);
+            }
+            Err(e) => {
+                println!("{}: error: {}", name.to_string_lossy(), e.explain().replace('\n', "\n  "));
+                failed = true;
+            }
+        }
+    }
+    let objects = dynload::loaded_objects();
+    let new: Vec<_> = objects.iter().filter(|o| !before.contains(&o.path)).collect();
+    if !new.is_empty() {
+        println!("objects loaded:");
+        for o in new {
+            let who = match (o.loaded_by, &o.found_via) {
+                (LoadedBy::Dynload, Some(via)) => format!("dynload, found via {via}"),
+                (LoadedBy::Dynload, None) => "dynload".to_string(),
+                (LoadedBy::Glibc, _) => "glibc (C runtime)".to_string(),
+            };
+            println!("  {} [{who}]", o.path.display());
+        }
+    }
+    drop(keep);
+    if failed {
+        Err("some libraries or symbols could not be loaded".into())
+    } else {
+        Ok(())
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `run` fails only when the program cannot be started: 127, as a shell.
+    let status = if matches!(cli.command, Cmd::Run { .. }) { 127 } else { 1 };
     let result = match cli.command {
         Cmd::Run {
             debug,
             debug_output,
             program,
         } => run(debug, debug_output, program),
+        Cmd::Load {
+            lazy,
+            global,
+            symbols,
+            libraries,
+        } => load(lazy, global, &symbols, &libraries),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dynload: {e}");
-            ExitCode::from(127)
+            ExitCode::from(status)
         }
     }
 }

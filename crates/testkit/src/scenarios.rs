@@ -779,8 +779,20 @@ pub fn plugin_runpath(p: &str) -> Scenario {
     );
     Scenario::new(
         s,
-        &["open @plugin NOW", "open $opener NOW", "call h1 open_plugin", "call h1 plugin_which", "call h1 next_which"],
-        &["open @plugin: NULL (@plugin: cannot open shared object file: No such file or directory)", "call open_plugin: 1\ncall plugin_which: 42"],
+        &[
+            "open @plugin NOW",
+            "open $opener NOW",
+            "call h1 open_plugin",
+            "call h1 plugin_which",
+            "call h1 next_which",
+            "call h1 iterate_sees_self",
+            "call h1 dladdr_knows_self",
+        ],
+        &[
+            "open @plugin: NULL (@plugin: cannot open shared object file: No such file or directory)",
+            "call open_plugin: 1\ncall plugin_which: 42",
+            "call iterate_sees_self: 1\ncall dladdr_knows_self: 1",
+        ],
     )
 }
 

@@ -118,7 +118,9 @@ pub(crate) fn expand_list(
             continue;
         };
         if elem.is_empty() {
-            dir = b".".to_vec();
+            // An empty element is the current directory: glibc keeps it as
+            // an empty prefix, so the name is opened relative to the cwd.
+            dir.clear();
         } else if dir.is_empty() {
             continue;
         }
@@ -299,7 +301,7 @@ impl Finder {
             for sub in &self.hwcaps.subdirs {
                 let mut d = dir.clone();
                 if !sub.is_empty() {
-                    if !d.ends_with(b"/") {
+                    if !d.is_empty() && !d.ends_with(b"/") {
                         d.push(b'/');
                     }
                     d.extend_from_slice(sub.trim_end_matches('/').as_bytes());
@@ -336,7 +338,7 @@ impl Finder {
         }
         for dir in dirs {
             let mut path = dir.clone();
-            if !path.ends_with(b"/") {
+            if !path.is_empty() && !path.ends_with(b"/") {
                 path.push(b'/');
             }
             path.extend_from_slice(name);
@@ -355,10 +357,13 @@ impl Finder {
                         att.eacces = true;
                     }
                     // Remember directories that do not exist, as glibc does,
-                    // so that later searches do not try them again.
-                    self.missing_dirs.entry(dir.clone()).or_insert_with(|| {
-                        !std::path::Path::new(std::ffi::OsStr::from_bytes(&dir)).is_dir()
-                    });
+                    // so that later searches do not try them again (not
+                    // relative ones: the current directory may change).
+                    if dir.starts_with(b"/") {
+                        self.missing_dirs.entry(dir.clone()).or_insert_with(|| {
+                            !std::path::Path::new(std::ffi::OsStr::from_bytes(&dir)).is_dir()
+                        });
+                    }
                 }
                 Err(Rejected::Fatal(e)) => return Err(e),
             }
@@ -399,7 +404,11 @@ impl Finder {
         }
         if found.is_none() {
             debug!(debug::LIBS, " search cache={CACHE_FILE}");
-            if let Some(path) = self.cache_lookup(name) {
+            let cached = self.cache_lookup(name);
+            if cached.is_none() {
+                att.tried.push(format!("{CACHE_FILE} (no entry)"));
+            }
+            if let Some(path) = cached {
                 let in_system_dir = DEFAULT_DIRS
                     .iter()
                     .any(|d| path.starts_with(d.as_bytes()) && path.get(d.len()) == Some(&b'/'));
