@@ -71,6 +71,11 @@ scenario_tests!(
     ld_library_path,
     ld_library_path_vs_rpath,
     dladdr,
+    nodeflib,
+    sysv_hash,
+    weak_references,
+    constructor_arguments,
+    constructor_reenters_the_loader,
 );
 
 #[test]

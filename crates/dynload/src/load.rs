@@ -81,6 +81,7 @@ pub(crate) fn dlopen(
     check_mode(&shown, mode)?;
     let guard = LOADER.lock();
     let start = std::time::Instant::now();
+    let stats_before = registry(&guard)?.stats;
     let mut tx = Tx::default();
     let stage1 = {
         let mut reg = registry_mut(&guard)?;
@@ -130,7 +131,19 @@ pub(crate) fn dlopen(
     if mode & RTLD_GLOBAL != 0 {
         reg.add_to_global(root);
     }
-    reg.stats.nanos += start.elapsed().as_nanos() as u64;
+    let nanos = start.elapsed().as_nanos() as u64;
+    reg.stats.nanos += nanos;
+    if debug::enabled(debug::STATISTICS) {
+        let (now, name) = (reg.stats, reg.obj(root).display_name());
+        debug!(
+            debug::STATISTICS,
+            "\n             time needed to load {name}: {nanos} ns\n                 number of relocations: {}\n      number of relocations from cache: {}\n        number of relative relocations: {}\n           objects loaded by dynload: {}\n",
+            now.relocations - stats_before.relocations,
+            now.lookups_cached - stats_before.lookups_cached,
+            now.relative_relocations - stats_before.relative_relocations,
+            now.objects_loaded,
+        );
+    }
     let o = reg.obj(root);
     debug!(
         debug::FILES,

@@ -11,7 +11,7 @@ use crate::elf::{elf, hash, SymExt};
 use crate::error::{Error, ErrorKind};
 use crate::host;
 use crate::link::{Flags, Found};
-use crate::object::{Kind, ObjId};
+use crate::object::{Kind, LinkMap, ObjId};
 use crate::registry::{registry, registry_mut, Registry, LOADER};
 
 /// Where `dlsym` looks.
@@ -323,7 +323,34 @@ pub(crate) unsafe fn info(handle: usize, request: c_int, arg: *mut c_void) -> Re
         if gh.is_null() {
             return Err(invalid_handle());
         }
+        let handle_ptr = reg.handle_of(id);
         drop(reg);
+        if request == di::LINKMAP {
+            // Keep glibc's invariant that a handle is its link_map: return
+            // dynload's record for the object, whose l_next and l_prev are
+            // refreshed from glibc's own link_map so that a walk from it
+            // goes on through glibc's list.
+            let mut real: *mut host::LinkMapPrefix = std::ptr::null_mut();
+            // SAFETY: RTLD_DI_LINKMAP on glibc's handle writes a pointer.
+            let r = unsafe { (g.dlinfo)(gh, request, &mut real as *mut _ as *mut c_void) };
+            if temporary {
+                // SAFETY: closing the temporary reference taken above.
+                unsafe { (g.dlclose)(gh) };
+            }
+            if r != 0 || real.is_null() {
+                return Err(invalid_handle());
+            }
+            let mut reg = registry_mut(&guard)?;
+            let record = &mut reg.obj_mut(id).link_map;
+            // SAFETY: `real` is glibc's link_map for this object (public
+            // prefix, ABI); `arg` points to a `struct link_map *`.
+            unsafe {
+                record.l_next = (*real).l_next as *mut LinkMap;
+                record.l_prev = (*real).l_prev as *mut LinkMap;
+                *(arg as *mut *mut c_void) = handle_ptr as *mut c_void;
+            }
+            return Ok(0);
+        }
         // SAFETY: glibc's dlinfo with glibc's handle and the caller's arg.
         let r = unsafe { (g.dlinfo)(gh, request, arg) };
         let err = (r == -1).then(host::glibc_error).flatten();

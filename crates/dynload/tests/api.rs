@@ -258,3 +258,54 @@ fn concurrent_open_get_close() {
     }
     assert!(!mapped("libapi_threads_top") && !mapped("libapi_threads_base"));
 }
+
+/// PT_GNU_RELRO is read-only after relocation, and no page of a dynload
+/// object is ever writable and executable.
+#[test]
+fn relro_is_read_only_and_nothing_is_writable_and_executable() {
+    let set = Set::build("api-relro", &[Lib::src("r", "relro.c")]);
+    let lib = unsafe { Library::open(set.path("r"), OpenFlags::NOW) }.unwrap();
+    let value = unsafe { lib.get::<extern "C" fn() -> i32>("relro_value") }.unwrap();
+    assert_eq!(value(), 42);
+    let addr = unsafe { lib.get::<extern "C" fn() -> usize>("relro_address") }.unwrap()();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let mut saw = false;
+    for line in maps.lines().filter(|l| l.contains(&set.file("r"))) {
+        let mut parts = line.split_whitespace();
+        let range = parts.next().unwrap();
+        let perms = parts.next().unwrap();
+        assert!(!(perms.contains('w') && perms.contains('x')), "W+X mapping: {line}");
+        let (lo, hi) = range.split_once('-').unwrap();
+        let (lo, hi) = (usize::from_str_radix(lo, 16).unwrap(), usize::from_str_radix(hi, 16).unwrap());
+        if (lo..hi).contains(&addr) {
+            assert!(perms.starts_with("r--"), "RELRO page is {perms}: {line}");
+            saw = true;
+        }
+    }
+    assert!(saw, "no mapping holds the RELRO data at {addr:#x}");
+}
+
+/// An object glibc already loaded (here libgcc_s, a dependency of this
+/// test program) is reused by path, through a symlink, and by soname.
+#[test]
+fn objects_glibc_loaded_are_reused_never_mapped_twice() {
+    let glibc_copy = dynload::loaded_objects()
+        .into_iter()
+        .find(|o| o.soname.as_deref() == Some("libgcc_s.so.1"))
+        .expect("libgcc_s is a dependency of Rust test programs");
+    assert_eq!(glibc_copy.loaded_by, LoadedBy::Glibc);
+    let link = std::env::temp_dir().join(format!("dynload-gcc-link-{}.so", std::process::id()));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&glibc_copy.path, &link).unwrap();
+    for name in [glibc_copy.path.clone(), link.clone(), "libgcc_s.so.1".into()] {
+        let lib = unsafe { Library::open(&name, OpenFlags::NOW) }.unwrap();
+        assert_eq!(lib.path(), glibc_copy.path, "{}", name.display());
+        let unwind = unsafe { lib.get::<*mut c_void>("_Unwind_RaiseException") }.unwrap();
+        assert!(!unwind.as_ptr().is_null());
+        lib.close().unwrap();
+    }
+    std::fs::remove_file(&link).unwrap();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let files: std::collections::BTreeSet<&str> = maps.lines().filter(|l| l.contains("libgcc_s")).filter_map(|l| l.split_whitespace().nth(5)).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+}

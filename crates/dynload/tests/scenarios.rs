@@ -31,7 +31,8 @@ fn run(name: &str, make: fn(&str) -> Scenario) {
         .env(CHILD, &sc.set.dir)
         .env("DYNLOAD_TEST_PREFIX", &sc.set.prefix)
         .env("DYNLOAD_TEST_SCRIPT", sc.script.join("\n"))
-        .current_dir(&sc.set.dir);
+        .current_dir(&sc.set.dir)
+        .env_remove("LD_LIBRARY_PATH");
     for (k, v) in &sc.env {
         cmd.env(k, v);
     }
@@ -94,6 +95,11 @@ scenario_tests!(
     ld_library_path,
     ld_library_path_vs_rpath,
     dladdr,
+    nodeflib,
+    sysv_hash,
+    weak_references,
+    constructor_arguments,
+    constructor_reenters_the_loader,
 );
 
 #[test]

@@ -84,6 +84,11 @@ pub const ALL: &[(&str, Make)] = &[
     ("ld_library_path", ld_library_path),
     ("ld_library_path_vs_rpath", ld_library_path_vs_rpath),
     ("dladdr", dladdr),
+    ("nodeflib", nodeflib),
+    ("sysv_hash", sysv_hash),
+    ("weak_references", weak_references),
+    ("constructor_arguments", constructor_arguments),
+    ("constructor_reenters_the_loader", constructor_reenters_the_loader),
 ];
 
 fn set(prefix: &str, name: &str, libs: &[Lib]) -> Set {
@@ -866,5 +871,66 @@ pub fn dladdr(p: &str) -> Scenario {
             "addr shared_data: @a shared_data exact",
             "addr printf: libc.so.6 ",
         ],
+    )
+}
+
+/// DF_1_NODEFLIB: neither ld.so.cache entries in system directories nor
+/// the default directories are searched for this object's dependencies.
+pub fn nodeflib(p: &str) -> Scenario {
+    let s = set(p, "nodeflib", &[Lib::node("n", 1).no_log().flag("-Wl,-z,nodefaultlib").flag("-lz")]);
+    Scenario::new(
+        s,
+        &["open $n NOW", "maps @n"],
+        &["open @n: NULL (libz.so.1: cannot open shared object file: No such file or directory)\nmaps @n: 0"],
+    )
+}
+
+/// An object with only a SysV DT_HASH table (no DT_GNU_HASH).
+pub fn sysv_hash(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "sysv",
+        &[Lib::node("b", 2).flag("-Wl,--hash-style=sysv"), Lib::node("a", 1).dep("b").flag("-Wl,--hash-style=sysv")],
+    );
+    Scenario::new(
+        s,
+        &["open $a NOW", "call h1 id_a", "call h1 id_b", "call h1 call_which_a", "call h1 no_such_symbol"],
+        &["call id_a: 1\ncall id_b: 2\ncall call_which_a: 1\ncall no_such_symbol: NULL ("],
+    )
+}
+
+/// An undefined weak reference is 0; a weak definition is used.
+pub fn weak_references(p: &str) -> Scenario {
+    let s = set(p, "weak", &[Lib::src("w", "weak.c")]);
+    Scenario::new(s, &["open $w NOW", "call h1 weak_is_null", "call h1 call_weak"], &["call weak_is_null: 1\ncall call_weak: 4"])
+}
+
+/// Constructors are called with the program's (argc, argv, envp).
+pub fn constructor_arguments(p: &str) -> Scenario {
+    let s = set(p, "ctorargs", &[Lib::src("c", "ctor_args.c")]);
+    Scenario::new(
+        s,
+        &["open $c NOW", "call h1 ctor_argc_ok", "call h1 ctor_argv_ok", "call h1 ctor_env_ok"],
+        &["call ctor_argc_ok: 1\ncall ctor_argv_ok: 1\ncall ctor_env_ok: 1"],
+    )
+}
+
+/// A constructor that dlopens and dlsyms (no deadlock), and does not see
+/// its own object in the global scope yet, even when opened RTLD_GLOBAL.
+pub fn constructor_reenters_the_loader(p: &str) -> Scenario {
+    let s = set(p, "ctorreenter", &[Lib::src("inner", "probe.c").no_log()]);
+    let inner = format!("\"{}\"", s.path("inner"));
+    s.compile(&Lib::src("outer", "ctor_dlopen.c").define("INNER", &inner));
+    Scenario::new(
+        s,
+        &[
+            "open $outer NOW|GLOBAL",
+            "call h1 ctor_inner_value",
+            "call h1 ctor_saw_itself",
+            "call DEFAULT self_marker",
+            "open $inner NOW|NOLOAD",
+            "call h2 probe_marker",
+        ],
+        &["call ctor_inner_value: 9\ncall ctor_saw_itself: 0\ncall self_marker: 1\nopen @inner: h2\ncall probe_marker: 1"],
     )
 }

@@ -1,0 +1,88 @@
+//! DYNLOAD_DEBUG through `dynload run --debug`: every category produces
+//! its lines, in glibc's LD_DEBUG shapes where glibc has them, to the file
+//! DYNLOAD_DEBUG_OUTPUT names (with the pid appended, as glibc does).
+
+use std::process::Command;
+use testkit::{Lib, Set};
+
+fn run_with(set: &Set, categories: &str, script: &[&str]) -> (String, String) {
+    let out_file = set.dir.join("dbg");
+    let args: Vec<String> = script.iter().map(|l| set.expand(l)).collect();
+    let out = testkit::run(
+        Command::new(env!("CARGO_BIN_EXE_dynload"))
+            .env("DYNLOAD_LIBRARY", testkit::libdynload())
+            .env_remove("LD_LIBRARY_PATH")
+            .args(["run", "--debug", categories, "--debug-output"])
+            .arg(&out_file)
+            .arg("--")
+            .arg(testkit::driver())
+            .args(&args),
+    );
+    let mut text = String::new();
+    for e in std::fs::read_dir(&set.dir).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with("dbg.") {
+            text.push_str(&std::fs::read_to_string(e.path()).unwrap());
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    (String::from_utf8_lossy(&out.stdout).into_owned(), text)
+}
+
+#[test]
+fn every_category_reports() {
+    let set = Set::build(
+        "cli-debug",
+        &[
+            Lib::src("ver", "ver.c").flag("-Wl,--version-script={src}/ver.map").no_log(),
+            Lib::src("c", "use_f.c").dep("ver"),
+            Lib::node("b", 2),
+            Lib::node("a", 1).dep("b").dep("c"),
+        ],
+    );
+    let script = ["open $a NOW|GLOBAL", "call h1 id_b", "open @nothere NOW", "close h1"];
+    let (stdout, text) = run_with(&set, "all,statistics", &script);
+    assert!(stdout.contains("call id_b: 2"), "{stdout}");
+    let pid_prefix = text.lines().next().unwrap_or_default();
+    assert!(pid_prefix.trim_start().split(':').next().unwrap().parse::<u32>().is_ok(), "lines start with the pid: {pid_prefix:?}");
+    for want in [
+        "file=libcli_debug_b.so [0];  needed by",
+        "file=libcli_debug_b.so [0];  generating link map",
+        "find library=libcli_debug_b.so [0]; searching",
+        " search path=",
+        "(RUNPATH from file ",
+        "  trying file=",
+        " search cache=/etc/ld.so.cache",
+        "relocation processing: ",
+        "symbol=id_b;  lookup in file=",
+        "binding file ",
+        "normal symbol `log_event'",
+        "checking for version `V2' in file ",
+        "add ",
+        "calling init: ",
+        "calling fini: ",
+        "opening file=",
+        "number of relocations: ",
+        "number of relative relocations: ",
+        "destroying link map",
+    ] {
+        assert!(text.contains(want), "no {want:?} in the debug output:\n{text}");
+    }
+}
+
+#[test]
+fn help_lists_the_categories_and_unknown_ones_are_reported() {
+    let set = Set::build("cli-debug-help", &[]);
+    let out = testkit::run(
+        Command::new(env!("CARGO_BIN_EXE_dynload"))
+            .env("DYNLOAD_LIBRARY", testkit::libdynload())
+            .args(["run", "--debug", "help,nonsense", "--"])
+            .arg(testkit::driver())
+            .arg("open libnope.so NOW")
+            .current_dir(&set.dir),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    for c in ["libs", "reloc", "files", "symbols", "bindings", "versions", "scopes", "statistics", "all"] {
+        assert!(err.contains(&format!("  {c} ")), "{c} missing from:\n{err}");
+    }
+    assert!(err.contains("debug option `nonsense' unknown"), "{err}");
+}
