@@ -137,3 +137,13 @@ pub extern "C" fn dynload_version() -> *const c_char {
 pub extern "C" fn dynload_explain_error() -> *const c_char {
     dlfcn::last_explanation()
 }
+
+/// At exit, `dynload run --stats` wants a summary: glibc runs this
+/// object's `.fini_array` after the program's `atexit` handlers.
+extern "C" fn report_at_exit() {
+    dlfcn::report_at_exit();
+}
+
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static REPORT_AT_EXIT: extern "C" fn() = report_at_exit;

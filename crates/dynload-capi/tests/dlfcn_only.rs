@@ -143,7 +143,12 @@ fn dlerror_is_per_thread() {
     let set = Set::build("capi-tdlerror", &[]);
     let script = ["openq libnope-thread.so NOW", "tdlerror", "dlerror"];
     let (g, _) = compare(&set, &script);
-    assert!(g.stdout.contains("tdlerror: NULL\ndlerror: libnope-thread.so: cannot open"), "{}", g.stdout);
+    assert!(
+        g.stdout
+            .contains("tdlerror: NULL\ndlerror: libnope-thread.so: cannot open"),
+        "{}",
+        g.stdout
+    );
 }
 
 #[test]
@@ -151,9 +156,32 @@ fn dlinfo_requests() {
     // SERINFO lists DT_RUNPATH ($ORIGIN of a) and the default directories;
     // LMID, LINKMAP (the handle itself), PHDR, and an unsupported request.
     let set = Set::build("capi-serinfo", &[Lib::node("a", 1)]);
-    let script = ["open $a NOW", "serinfo h1", "dlinfo h1", "open NULL NOW", "dlinfo h2"];
+    let script = [
+        "open $a NOW",
+        "serinfo h1",
+        "dlinfo h1",
+        "open NULL NOW",
+        "dlinfo h2",
+    ];
     let (g, _) = compare(&set, &script);
-    assert!(g.stdout.contains(&format!("serinfo: 5 dirs: {} /lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu /lib /usr/lib", set.dir.display())), "{}", g.stdout);
-    assert!(g.stdout.contains("dlinfo: lmid 0/0 linkmap 0 libcapi_serinfo_a.so handle=yes phnum 9 phdr ok"), "{}", g.stdout);
-    assert!(g.stdout.contains("dlinfo bad request: -1 (unsupported dlinfo request)"), "{}", g.stdout);
+    assert!(
+        g.stdout.contains(&format!(
+            "serinfo: 5 dirs: {} /lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu /lib /usr/lib",
+            set.dir.display()
+        )),
+        "{}",
+        g.stdout
+    );
+    assert!(
+        g.stdout
+            .contains("dlinfo: lmid 0/0 linkmap 0 libcapi_serinfo_a.so handle=yes phnum 9 phdr ok"),
+        "{}",
+        g.stdout
+    );
+    assert!(
+        g.stdout
+            .contains("dlinfo bad request: -1 (unsupported dlinfo request)"),
+        "{}",
+        g.stdout
+    );
 }

@@ -51,6 +51,10 @@ enum Cmd {
         /// Write debug output to FILE.<pid> instead of standard error.
         #[arg(long, value_name = "FILE")]
         debug_output: Option<PathBuf>,
+        /// At exit, print what dynload loaded, how many relocations it
+        /// applied and the time it spent (to standard error).
+        #[arg(long)]
+        stats: bool,
         /// The program and its arguments.
         #[arg(
             required = true,
@@ -83,6 +87,7 @@ fn libdynload() -> Result<PathBuf, String> {
 fn run(
     debug: Option<String>,
     debug_output: Option<PathBuf>,
+    stats: bool,
     program: Vec<OsString>,
 ) -> Result<(), String> {
     let lib = libdynload()?;
@@ -100,15 +105,29 @@ fn run(
     if let Some(o) = debug_output {
         cmd.env("DYNLOAD_DEBUG_OUTPUT", o);
     }
+    if stats {
+        cmd.env("DYNLOAD_STATS", "1");
+    }
     let err = cmd.exec();
     Err(format!("cannot run {}: {err}", prog.to_string_lossy()))
 }
 
-fn load(lazy: bool, global: bool, symbols: &[String], libraries: &[OsString]) -> Result<(), String> {
+fn load(
+    lazy: bool,
+    global: bool,
+    symbols: &[String],
+    libraries: &[OsString],
+) -> Result<(), String> {
     use dynload::{Library, LoadedBy, OpenFlags};
-    let before: std::collections::HashSet<PathBuf> =
-        dynload::loaded_objects().into_iter().map(|o| o.path).collect();
-    let mut flags = if lazy { OpenFlags::LAZY } else { OpenFlags::NOW };
+    let before: std::collections::HashSet<PathBuf> = dynload::loaded_objects()
+        .into_iter()
+        .map(|o| o.path)
+        .collect();
+    let mut flags = if lazy {
+        OpenFlags::LAZY
+    } else {
+        OpenFlags::NOW
+    };
     if global {
         flags = flags | OpenFlags::GLOBAL;
     }
@@ -133,13 +152,20 @@ fn load(lazy: bool, global: bool, symbols: &[String], libraries: &[OsString]) ->
                 keep.push(lib);
             }
             Err(e) => {
-                println!("{}: error: {}", name.to_string_lossy(), e.explain().replace('\n', "\n  "));
+                println!(
+                    "{}: error: {}",
+                    name.to_string_lossy(),
+                    e.explain().replace('\n', "\n  ")
+                );
                 failed = true;
             }
         }
     }
     let objects = dynload::loaded_objects();
-    let new: Vec<_> = objects.iter().filter(|o| !before.contains(&o.path)).collect();
+    let new: Vec<_> = objects
+        .iter()
+        .filter(|o| !before.contains(&o.path))
+        .collect();
     if !new.is_empty() {
         println!("objects loaded:");
         for o in new {
@@ -162,13 +188,18 @@ fn load(lazy: bool, global: bool, symbols: &[String], libraries: &[OsString]) ->
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // `run` fails only when the program cannot be started: 127, as a shell.
-    let status = if matches!(cli.command, Cmd::Run { .. }) { 127 } else { 1 };
+    let status = if matches!(cli.command, Cmd::Run { .. }) {
+        127
+    } else {
+        1
+    };
     let result = match cli.command {
         Cmd::Run {
             debug,
             debug_output,
+            stats,
             program,
-        } => run(debug, debug_output, program),
+        } => run(debug, debug_output, stats, program),
         Cmd::Load {
             lazy,
             global,

@@ -33,17 +33,33 @@ fn every_category_reports() {
     let set = Set::build(
         "cli-debug",
         &[
-            Lib::src("ver", "ver.c").flag("-Wl,--version-script={src}/ver.map").no_log(),
+            Lib::src("ver", "ver.c")
+                .flag("-Wl,--version-script={src}/ver.map")
+                .no_log(),
             Lib::src("c", "use_f.c").dep("ver"),
             Lib::node("b", 2),
             Lib::node("a", 1).dep("b").dep("c"),
         ],
     );
-    let script = ["open $a NOW|GLOBAL", "call h1 id_b", "open @nothere NOW", "close h1"];
+    let script = [
+        "open $a NOW|GLOBAL",
+        "call h1 id_b",
+        "open @nothere NOW",
+        "close h1",
+    ];
     let (stdout, text) = run_with(&set, "all,statistics", &script);
     assert!(stdout.contains("call id_b: 2"), "{stdout}");
     let pid_prefix = text.lines().next().unwrap_or_default();
-    assert!(pid_prefix.trim_start().split(':').next().unwrap().parse::<u32>().is_ok(), "lines start with the pid: {pid_prefix:?}");
+    assert!(
+        pid_prefix
+            .trim_start()
+            .split(':')
+            .next()
+            .unwrap()
+            .parse::<u32>()
+            .is_ok(),
+        "lines start with the pid: {pid_prefix:?}"
+    );
     for want in [
         "file=libcli_debug_b.so [0];  needed by",
         "file=libcli_debug_b.so [0];  generating link map",
@@ -65,7 +81,10 @@ fn every_category_reports() {
         "number of relative relocations: ",
         "destroying link map",
     ] {
-        assert!(text.contains(want), "no {want:?} in the debug output:\n{text}");
+        assert!(
+            text.contains(want),
+            "no {want:?} in the debug output:\n{text}"
+        );
     }
 }
 
@@ -81,7 +100,17 @@ fn help_lists_the_categories_and_unknown_ones_are_reported() {
             .current_dir(&set.dir),
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    for c in ["libs", "reloc", "files", "symbols", "bindings", "versions", "scopes", "statistics", "all"] {
+    for c in [
+        "libs",
+        "reloc",
+        "files",
+        "symbols",
+        "bindings",
+        "versions",
+        "scopes",
+        "statistics",
+        "all",
+    ] {
         assert!(err.contains(&format!("  {c} ")), "{c} missing from:\n{err}");
     }
     assert!(err.contains("debug option `nonsense' unknown"), "{err}");

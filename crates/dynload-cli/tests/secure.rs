@@ -12,13 +12,18 @@ use testkit::{Lib, Set};
 
 fn as_nobody(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> (String, String) {
     let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(exe).args(args);
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(exe)
+        .args(args);
     cmd.env_clear().env("PATH", "/usr/bin:/bin");
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("setpriv");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Copy `exe` into a world-readable directory, owned by root, with mode.
@@ -32,12 +37,28 @@ fn install(dir: &Path, exe: &Path, mode: u32) -> PathBuf {
 #[test]
 fn setuid_programs_ignore_the_environment_and_untrusted_origin() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "this test makes set-user-ID binaries: run it as root (CI does)");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test makes set-user-ID binaries: run it as root (CI does)"
+    );
     let set = Set::build("cli-secure", &[Lib::node("dep", 5).subdir("sub").no_log()]);
     // o finds dep through "$ORIGIN/sub" (allowed in secure mode) and p
     // through "/.$ORIGIN/sub" ($ORIGIN not at the start: dropped).
-    set.compile(&Lib::node("o", 1).no_log().no_runpath().flag("-Wl,-rpath,$ORIGIN/sub").dep("dep"));
-    set.compile(&Lib::node("p", 2).no_log().no_runpath().flag("-Wl,-rpath,/.$ORIGIN/sub").dep("dep"));
+    set.compile(
+        &Lib::node("o", 1)
+            .no_log()
+            .no_runpath()
+            .flag("-Wl,-rpath,$ORIGIN/sub")
+            .dep("dep"),
+    );
+    set.compile(
+        &Lib::node("p", 2)
+            .no_log()
+            .no_runpath()
+            .flag("-Wl,-rpath,/.$ORIGIN/sub")
+            .dep("dep"),
+    );
     let root = PathBuf::from(format!("/tmp/dynload-secure-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(root.join("lib/sub")).unwrap();
@@ -54,14 +75,25 @@ fn setuid_programs_ignore_the_environment_and_untrusted_origin() {
     let o = format!("{lib}/{}", set.file("o"));
     let p = format!("{lib}/{}", set.file("p"));
     let bare = set.file("o");
-    let env = [("LD_LIBRARY_PATH", lib.as_str()), ("DYNLOAD_DEBUG", "libs,files")];
+    let env = [
+        ("LD_LIBRARY_PATH", lib.as_str()),
+        ("DYNLOAD_DEBUG", "libs,files"),
+    ];
 
     for setuid in [false, true] {
         let mode = if setuid { 0o4755 } else { 0o755 };
         let driver = install(&root, &testkit::driver(), mode);
         let dynload = install(&root, Path::new(env!("CARGO_BIN_EXE_dynload")), mode);
         // p first: once o is loaded, its dependency is found by name.
-        let (g, _) = as_nobody(&driver, &[&format!("open {bare} NOW"), &format!("open {p} NOW"), &format!("open {o} NOW")], &env);
+        let (g, _) = as_nobody(
+            &driver,
+            &[
+                &format!("open {bare} NOW"),
+                &format!("open {p} NOW"),
+                &format!("open {o} NOW"),
+            ],
+            &env,
+        );
         let (d_bare, d_bare_err) = as_nobody(&dynload, &["load", &bare], &env);
         let (d_o, _) = as_nobody(&dynload, &["load", &o], &env);
         let (d_p, _) = as_nobody(&dynload, &["load", &p], &env);
@@ -71,14 +103,29 @@ fn setuid_programs_ignore_the_environment_and_untrusted_origin() {
         let dynload_found = |out: &str| !out.contains("error:");
         // The bare name is only on LD_LIBRARY_PATH.
         assert_eq!(glibc_found(0), !setuid, "glibc, setuid={setuid}: {g}");
-        assert_eq!(dynload_found(&d_bare), !setuid, "dynload, setuid={setuid}: {d_bare}");
+        assert_eq!(
+            dynload_found(&d_bare),
+            !setuid,
+            "dynload, setuid={setuid}: {d_bare}"
+        );
         // $ORIGIN at the start of an element works either way.
-        assert!(glibc_found(2) && dynload_found(&d_o), "setuid={setuid}: {g}\n{d_o}");
+        assert!(
+            glibc_found(2) && dynload_found(&d_o),
+            "setuid={setuid}: {g}\n{d_o}"
+        );
         // $ORIGIN later in an element is dropped in secure mode.
         assert_eq!(glibc_found(1), !setuid, "glibc, setuid={setuid}: {g}");
-        assert_eq!(dynload_found(&d_p), !setuid, "dynload, setuid={setuid}: {d_p}");
+        assert_eq!(
+            dynload_found(&d_p),
+            !setuid,
+            "dynload, setuid={setuid}: {d_p}"
+        );
         // DYNLOAD_DEBUG is ignored in secure mode.
-        assert_eq!(d_bare_err.contains("find library="), !setuid, "setuid={setuid}: {d_bare_err}");
+        assert_eq!(
+            d_bare_err.contains("find library="),
+            !setuid,
+            "setuid={setuid}: {d_bare_err}"
+        );
     }
     std::fs::remove_dir_all(&root).unwrap();
 }

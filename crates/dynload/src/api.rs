@@ -400,3 +400,45 @@ pub fn find_address(addr: *const c_void) -> Option<AddressInfo> {
         symbol_address: (!info.dli_sname.is_null()).then_some(info.dli_saddr as usize),
     })
 }
+
+/// A summary of what dynload did in this process, for `dynload run
+/// --stats`. None when the loader was never used or is busy.
+pub(crate) fn summary() -> Option<String> {
+    let guard = LOADER.try_lock_for(std::time::Duration::from_millis(200))?;
+    let reg = registry(&guard).ok()?;
+    if reg.stats.objects_loaded == 0 {
+        return None;
+    }
+    let ours: Vec<_> = reg
+        .loaded
+        .iter()
+        .map(|&id| reg.obj(id))
+        .filter(|o| !o.removed)
+        .collect();
+    let glibc = reg
+        .host_list
+        .iter()
+        .filter(|&&id| !reg.obj(id).host().is_some_and(|h| h.is_vdso))
+        .count();
+    let s = reg.stats;
+    let mut out = format!(
+        "dynload: {} dlopen calls; {} objects loaded by dynload ({} still loaded), {} by glibc; {} relocations ({} from the lookup cache), {} relative; {:.1} ms in dlopen\n",
+        s.dlopen_calls,
+        s.objects_loaded,
+        ours.len(),
+        glibc,
+        s.relocations,
+        s.lookups_cached,
+        s.relative_relocations,
+        s.nanos as f64 / 1e6
+    );
+    for o in ours {
+        let via = o
+            .via
+            .as_ref()
+            .map(|v| format!(" [{v}]"))
+            .unwrap_or_default();
+        out.push_str(&format!("  {}{via}\n", o.display_name()));
+    }
+    Some(out)
+}

@@ -443,3 +443,14 @@ pub(crate) fn replacement(name: &[u8]) -> Option<usize> {
         _ => return None,
     })
 }
+
+/// Print the `dynload run --stats` summary (DYNLOAD_STATS) to standard
+/// error; `libdynload.so` calls this when the process exits.
+pub fn report_at_exit() {
+    if !crate::process::settings().stats {
+        return;
+    }
+    if let Some(text) = crate::api::summary() {
+        eprint!("{text}");
+    }
+}

@@ -85,6 +85,7 @@ pub(crate) fn dlopen(
     let mut tx = Tx::default();
     let stage1 = {
         let mut reg = registry_mut(&guard)?;
+        reg.stats.dlopen_calls += 1;
         reg.refresh_host();
         let r = open_stage1(&mut reg, name, mode, caller, &mut tx);
         if r.is_err() {

@@ -18,6 +18,7 @@ use crate::object::{HostState, Kind, LinkMap, NoDelete, ObjId, Object, Scope};
 /// Counters for DYNLOAD_DEBUG=statistics and `dynload run --stats`.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Stats {
+    pub dlopen_calls: u64,
     pub objects_loaded: u64,
     pub relocations: u64,
     pub relative_relocations: u64,
@@ -64,6 +65,14 @@ pub(crate) static LOADER: Loader = Loader {
 pub(crate) type Guard = ReentrantMutexGuard<'static, RefCell<Option<Registry>>>;
 
 impl Loader {
+    /// The lock, if it can be had within `timeout` (for reports at exit,
+    /// which must not hang on a thread that died holding it).
+    pub(crate) fn try_lock_for(&'static self, timeout: std::time::Duration) -> Option<Guard> {
+        let g = self.lock.try_lock_for(timeout)?;
+        g.borrow().as_ref()?;
+        Some(g)
+    }
+
     pub(crate) fn lock(&'static self) -> Guard {
         let g = self.lock.lock();
         if g.borrow().is_none() {

@@ -274,9 +274,15 @@ fn relro_is_read_only_and_nothing_is_writable_and_executable() {
         let mut parts = line.split_whitespace();
         let range = parts.next().unwrap();
         let perms = parts.next().unwrap();
-        assert!(!(perms.contains('w') && perms.contains('x')), "W+X mapping: {line}");
+        assert!(
+            !(perms.contains('w') && perms.contains('x')),
+            "W+X mapping: {line}"
+        );
         let (lo, hi) = range.split_once('-').unwrap();
-        let (lo, hi) = (usize::from_str_radix(lo, 16).unwrap(), usize::from_str_radix(hi, 16).unwrap());
+        let (lo, hi) = (
+            usize::from_str_radix(lo, 16).unwrap(),
+            usize::from_str_radix(hi, 16).unwrap(),
+        );
         if (lo..hi).contains(&addr) {
             assert!(perms.starts_with("r--"), "RELRO page is {perms}: {line}");
             saw = true;
@@ -297,7 +303,11 @@ fn objects_glibc_loaded_are_reused_never_mapped_twice() {
     let link = std::env::temp_dir().join(format!("dynload-gcc-link-{}.so", std::process::id()));
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(&glibc_copy.path, &link).unwrap();
-    for name in [glibc_copy.path.clone(), link.clone(), "libgcc_s.so.1".into()] {
+    for name in [
+        glibc_copy.path.clone(),
+        link.clone(),
+        "libgcc_s.so.1".into(),
+    ] {
         let lib = unsafe { Library::open(&name, OpenFlags::NOW) }.unwrap();
         assert_eq!(lib.path(), glibc_copy.path, "{}", name.display());
         let unwind = unsafe { lib.get::<*mut c_void>("_Unwind_RaiseException") }.unwrap();
@@ -306,6 +316,10 @@ fn objects_glibc_loaded_are_reused_never_mapped_twice() {
     }
     std::fs::remove_file(&link).unwrap();
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let files: std::collections::BTreeSet<&str> = maps.lines().filter(|l| l.contains("libgcc_s")).filter_map(|l| l.split_whitespace().nth(5)).collect();
+    let files: std::collections::BTreeSet<&str> = maps
+        .lines()
+        .filter(|l| l.contains("libgcc_s"))
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .collect();
     assert_eq!(files.len(), 1, "{files:?}");
 }

@@ -326,7 +326,9 @@ pub fn run_driver(set: &Set, script: &[&str], loader: Loader, env: &[(&str, &str
     let mut cmd = Command::new(driver());
     // cargo gives test processes an LD_LIBRARY_PATH of its own; the driver
     // runs with only what the scenario sets.
-    cmd.args(&args).current_dir(&set.dir).env_remove("LD_LIBRARY_PATH");
+    cmd.args(&args)
+        .current_dir(&set.dir)
+        .env_remove("LD_LIBRARY_PATH");
     let debug_file = set.dir.join(format!("debug-{}", std::process::id()));
     if loader == Loader::Dynload {
         cmd.env("LD_PRELOAD", libdynload());

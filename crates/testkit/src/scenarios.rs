@@ -88,7 +88,10 @@ pub const ALL: &[(&str, Make)] = &[
     ("sysv_hash", sysv_hash),
     ("weak_references", weak_references),
     ("constructor_arguments", constructor_arguments),
-    ("constructor_reenters_the_loader", constructor_reenters_the_loader),
+    (
+        "constructor_reenters_the_loader",
+        constructor_reenters_the_loader,
+    ),
 ];
 
 fn set(prefix: &str, name: &str, libs: &[Lib]) -> Set {
@@ -877,7 +880,14 @@ pub fn dladdr(p: &str) -> Scenario {
 /// DF_1_NODEFLIB: neither ld.so.cache entries in system directories nor
 /// the default directories are searched for this object's dependencies.
 pub fn nodeflib(p: &str) -> Scenario {
-    let s = set(p, "nodeflib", &[Lib::node("n", 1).no_log().flag("-Wl,-z,nodefaultlib").flag("-lz")]);
+    let s = set(
+        p,
+        "nodeflib",
+        &[Lib::node("n", 1)
+            .no_log()
+            .flag("-Wl,-z,nodefaultlib")
+            .flag("-lz")],
+    );
     Scenario::new(
         s,
         &["open $n NOW", "maps @n"],
@@ -890,11 +900,20 @@ pub fn sysv_hash(p: &str) -> Scenario {
     let s = set(
         p,
         "sysv",
-        &[Lib::node("b", 2).flag("-Wl,--hash-style=sysv"), Lib::node("a", 1).dep("b").flag("-Wl,--hash-style=sysv")],
+        &[
+            Lib::node("b", 2).flag("-Wl,--hash-style=sysv"),
+            Lib::node("a", 1).dep("b").flag("-Wl,--hash-style=sysv"),
+        ],
     );
     Scenario::new(
         s,
-        &["open $a NOW", "call h1 id_a", "call h1 id_b", "call h1 call_which_a", "call h1 no_such_symbol"],
+        &[
+            "open $a NOW",
+            "call h1 id_a",
+            "call h1 id_b",
+            "call h1 call_which_a",
+            "call h1 no_such_symbol",
+        ],
         &["call id_a: 1\ncall id_b: 2\ncall call_which_a: 1\ncall no_such_symbol: NULL ("],
     )
 }
@@ -902,7 +921,11 @@ pub fn sysv_hash(p: &str) -> Scenario {
 /// An undefined weak reference is 0; a weak definition is used.
 pub fn weak_references(p: &str) -> Scenario {
     let s = set(p, "weak", &[Lib::src("w", "weak.c")]);
-    Scenario::new(s, &["open $w NOW", "call h1 weak_is_null", "call h1 call_weak"], &["call weak_is_null: 1\ncall call_weak: 4"])
+    Scenario::new(
+        s,
+        &["open $w NOW", "call h1 weak_is_null", "call h1 call_weak"],
+        &["call weak_is_null: 1\ncall call_weak: 4"],
+    )
 }
 
 /// Constructors are called with the program's (argc, argv, envp).
@@ -910,7 +933,12 @@ pub fn constructor_arguments(p: &str) -> Scenario {
     let s = set(p, "ctorargs", &[Lib::src("c", "ctor_args.c")]);
     Scenario::new(
         s,
-        &["open $c NOW", "call h1 ctor_argc_ok", "call h1 ctor_argv_ok", "call h1 ctor_env_ok"],
+        &[
+            "open $c NOW",
+            "call h1 ctor_argc_ok",
+            "call h1 ctor_argv_ok",
+            "call h1 ctor_env_ok",
+        ],
         &["call ctor_argc_ok: 1\ncall ctor_argv_ok: 1\ncall ctor_env_ok: 1"],
     )
 }
