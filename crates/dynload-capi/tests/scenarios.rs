@@ -76,6 +76,8 @@ scenario_tests!(
     weak_references,
     constructor_arguments,
     constructor_reenters_the_loader,
+    damaged_headers,
+    unloadable_kinds,
 );
 
 #[test]

@@ -206,6 +206,17 @@ impl Library {
     /// Look up a symbol of a given version (`dlvsym`), hidden versions
     /// (`f@V1`) included.
     ///
+    /// ```
+    /// use dynload::{Library, OpenFlags};
+    /// let libc = unsafe { Library::open("libc.so.6", OpenFlags::NOW) }.unwrap();
+    /// // The oldest memcpy, and the default one, are different symbols.
+    /// let old = unsafe { libc.get_versioned::<*mut std::ffi::c_void>("memcpy", "GLIBC_2.2.5") }.unwrap();
+    /// let new = unsafe { libc.get_versioned::<*mut std::ffi::c_void>("memcpy", "GLIBC_2.14") }.unwrap();
+    /// assert_ne!(*old, *new);
+    /// let err = unsafe { libc.get_versioned::<*mut std::ffi::c_void>("memcpy", "GLIBC_9.9") }.unwrap_err();
+    /// assert!(err.to_string().ends_with("undefined symbol: memcpy, version GLIBC_9.9"));
+    /// ```
+    ///
     /// # Safety
     /// As for [`Library::get`].
     pub unsafe fn get_versioned<T>(
@@ -238,13 +249,28 @@ impl Library {
         })
     }
 
-    /// Release this reference now, reporting failure.
+    /// Release this reference now, reporting failure. The library is
+    /// unloaded (destructors run, pages unmapped) when nothing else holds
+    /// it: no other `Library`, no dependent, no NODELETE.
+    ///
+    /// ```
+    /// use dynload::{Library, OpenFlags};
+    /// let zlib = unsafe { Library::open("libz.so.1", OpenFlags::NOW) }.unwrap();
+    /// assert!(zlib.close().is_ok());
+    /// ```
     pub fn close(mut self) -> Result<(), Error> {
         self.closed = true;
         crate::unload::dlclose(self.id)
     }
 
     /// The path the library was loaded from ("" for the main program).
+    ///
+    /// ```
+    /// use dynload::{Library, OpenFlags};
+    /// let zlib = unsafe { Library::open("libz.so.1", OpenFlags::NOW) }.unwrap();
+    /// assert!(zlib.path().is_absolute());
+    /// assert!(zlib.path().ends_with("libz.so.1"));
+    /// ```
     pub fn path(&self) -> PathBuf {
         let guard = LOADER.lock();
         registry(&guard)
@@ -252,7 +278,14 @@ impl Library {
             .unwrap_or_default()
     }
 
-    /// The load bias (`l_addr`).
+    /// The load bias (`l_addr`): where file address 0 of the object is.
+    ///
+    /// ```
+    /// use dynload::{Library, OpenFlags};
+    /// let zlib = unsafe { Library::open("libz.so.1", OpenFlags::NOW) }.unwrap();
+    /// let crc32 = unsafe { zlib.get::<*mut std::ffi::c_void>("crc32") }.unwrap();
+    /// assert!((*crc32 as usize) > zlib.base_address());
+    /// ```
     pub fn base_address(&self) -> usize {
         let guard = LOADER.lock();
         registry(&guard)
@@ -260,7 +293,16 @@ impl Library {
             .unwrap_or(0)
     }
 
-    /// The handle as the C ABI (`libdynload.so`) knows it.
+    /// The handle as the C ABI (`libdynload.so`) knows it: a pointer to the
+    /// object's `link_map`.
+    ///
+    /// ```
+    /// use dynload::{Library, LinkMap, OpenFlags};
+    /// let zlib = unsafe { Library::open("libz.so.1", OpenFlags::NOW) }.unwrap();
+    /// let map = zlib.as_raw() as *const LinkMap;
+    /// let name = unsafe { std::ffi::CStr::from_ptr((*map).l_name) };
+    /// assert_eq!(name.to_str().unwrap(), zlib.path().to_str().unwrap());
+    /// ```
     pub fn as_raw(&self) -> *mut c_void {
         self.handle as *mut c_void
     }

@@ -128,7 +128,14 @@ impl Error {
         self
     }
 
-    /// The category of this error.
+    /// The category of an [`Error::Load`].
+    ///
+    /// ```
+    /// use dynload::{ErrorKind, Library, OpenFlags};
+    /// let err = unsafe { Library::open("libz.so.1", OpenFlags::from_bits(0)) }.unwrap_err();
+    /// assert_eq!(err.kind(), Some(ErrorKind::System));
+    /// assert_eq!(err.to_string(), "libz.so.1: invalid mode for dlopen(): Invalid argument");
+    /// ```
     pub fn kind(&self) -> Option<ErrorKind> {
         match self {
             Error::Load { kind, .. } => Some(*kind),
@@ -143,6 +150,15 @@ impl Error {
 
     /// A longer explanation: the glibc text, then what dynload knows about
     /// the cause (paths tried, objects searched, versions available).
+    ///
+    /// ```
+    /// use dynload::{Error, Library, OpenFlags};
+    /// let err = unsafe { Library::open("libnot-here.so.1", OpenFlags::NOW) }.unwrap_err();
+    /// assert!(matches!(err, Error::NotFound { .. }));
+    /// let text = err.explain();
+    /// assert!(text.starts_with("libnot-here.so.1: cannot open shared object file: No such file or directory"));
+    /// assert!(text.contains("/lib/x86_64-linux-gnu/libnot-here.so.1"));
+    /// ```
     pub fn explain(&self) -> String {
         let mut out = self.to_string();
         match self {

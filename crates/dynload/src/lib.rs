@@ -25,6 +25,7 @@
 
 mod api;
 mod debug;
+#[doc(hidden)]
 pub mod dlfcn;
 mod elf;
 mod error;

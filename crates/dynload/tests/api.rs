@@ -323,3 +323,39 @@ fn objects_glibc_loaded_are_reused_never_mapped_twice() {
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
 }
+
+/// Objects glibc's own dlopen loaded: RTLD_GLOBAL ones are in the global
+/// scope dynload's objects bind against, RTLD_LOCAL ones are not — dynload
+/// asks glibc (a dlsym on the main program's handle searches exactly the
+/// global scope) rather than reading glibc's private lists.
+#[test]
+fn objects_glibc_opened_global_are_in_the_global_scope() {
+    let set = Set::build(
+        "api-glibcopen",
+        &[
+            Lib::node("gglobal", 7).no_log(),
+            Lib::node("glocal", 8).no_log(),
+            Lib::src("useg", "uses_a.c").no_log().define("id_a", "id_gglobal"),
+            Lib::src("usel", "uses_a.c").no_log().define("id_a", "id_glocal"),
+        ],
+    );
+    let c = |p: String| std::ffi::CString::new(p).unwrap();
+    // SAFETY: glibc's own dlopen, on fixtures whose constructors are sound.
+    let (hg, hl) = unsafe {
+        (
+            libc::dlopen(c(set.path("gglobal")).as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL),
+            libc::dlopen(c(set.path("glocal")).as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL),
+        )
+    };
+    assert!(!hg.is_null() && !hl.is_null());
+    let useg = unsafe { Library::open(set.path("useg"), OpenFlags::NOW) }.unwrap();
+    let call = unsafe { useg.get::<extern "C" fn() -> i32>("call_id_a") }.unwrap();
+    assert_eq!(call(), 7);
+    let err = unsafe { Library::open(set.path("usel"), OpenFlags::NOW) }.unwrap_err();
+    assert_eq!(err.to_string(), format!("{}: undefined symbol: id_glocal", set.path("usel")));
+    // Opening glibc's objects through dynload gives glibc's copies.
+    let g = unsafe { Library::open(set.path("gglobal"), OpenFlags::NOW) }.unwrap();
+    assert!(dynload::loaded_objects().iter().any(|o| o.path == g.path() && o.loaded_by == LoadedBy::Glibc));
+    drop(g);
+    useg.close().unwrap();
+}

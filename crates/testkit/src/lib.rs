@@ -6,6 +6,7 @@
 //! The scripted driver (`fixtures/driver.c`) runs the same scenario under
 //! glibc and, with `LD_PRELOAD=libdynload.so`, under dynload.
 
+pub mod damage;
 pub mod scenarios;
 
 use std::path::{Path, PathBuf};

@@ -92,6 +92,8 @@ pub const ALL: &[(&str, Make)] = &[
         "constructor_reenters_the_loader",
         constructor_reenters_the_loader,
     ),
+    ("damaged_headers", damaged_headers),
+    ("unloadable_kinds", unloadable_kinds),
 ];
 
 fn set(prefix: &str, name: &str, libs: &[Lib]) -> Set {
@@ -960,5 +962,68 @@ pub fn constructor_reenters_the_loader(p: &str) -> Scenario {
             "call h2 probe_marker",
         ],
         &["call ctor_inner_value: 9\ncall ctor_saw_itself: 0\ncall self_marker: 1\nopen @inner: h2\ncall probe_marker: 1"],
+    )
+}
+
+/// Header damage gets glibc's messages, and nothing stays mapped.
+pub fn damaged_headers(p: &str) -> Scenario {
+    use crate::damage::{put_u64, variant};
+    let s = set(p, "badheader", &[Lib::node("good", 1).no_log()]);
+    let good = s.path("good");
+    let d = &s.dir;
+    variant(&good, d, "truncated", |b| b.truncate(40));
+    variant(&good, d, "empty", |b| b.clear());
+    variant(&good, d, "magic", |b| b[1] = b'X');
+    variant(&good, d, "class32", |b| b[4] = 1);
+    variant(&good, d, "bigendian", |b| b[5] = 2);
+    variant(&good, d, "machine", |b| b[18..20].copy_from_slice(&3u16.to_le_bytes()));
+    variant(&good, d, "etype", |b| b[16..18].copy_from_slice(&1u16.to_le_bytes()));
+    variant(&good, d, "phentsize", |b| b[54..56].copy_from_slice(&32u16.to_le_bytes()));
+    variant(&good, d, "phoff", |b| put_u64(b, 32, 1 << 30));
+    std::fs::write(
+        d.join("script.so"),
+        "/* GNU ld script\n   Use the shared library, but some functions are only in\n   the static library.  */\nGROUP ( /lib/x86_64-linux-gnu/libc.so.6 )\n",
+    )
+    .unwrap();
+    let names = ["truncated", "empty", "magic", "class32", "bigendian", "machine", "etype", "phentsize", "phoff", "script"];
+    let mut script: Vec<String> = names.iter().map(|n| format!("open {{dir}}/{n}.so NOW")).collect();
+    script.extend(["maps lib{p}_badheader".replace("{p}", &s.prefix), "open $good NOW".into(), "call h1 id_good".into()]);
+    let script: Vec<&str> = script.iter().map(String::as_str).collect();
+    Scenario::new(
+        s,
+        &script,
+        &[
+            "truncated.so: file too short)",
+            "empty.so: file too short)",
+            "magic.so: invalid ELF header)",
+            "class32.so: wrong ELF class: ELFCLASS32)",
+            "bigendian.so: ELF file data encoding not little-endian)",
+            "machine.so: cannot open shared object file: No such file or directory)",
+            "etype.so: only ET_DYN and ET_EXEC can be loaded)",
+            "phentsize.so: ELF file's phentsize not the expected size)",
+            "phoff.so: cannot read file data)",
+            "script.so: invalid ELF header)",
+            "_badheader: 0\n",
+            "call id_good: 1",
+        ],
+    )
+}
+
+/// Executables, position-independent executables and objects marked
+/// `-z nodlopen` are refused with glibc's messages.
+pub fn unloadable_kinds(p: &str) -> Scenario {
+    let s = set(p, "exec", &[Lib::node("noopen", 1).no_log().flag("-Wl,-z,nodlopen")]);
+    let main = s.dir.join("main.c");
+    std::fs::write(&main, "int main(void) { return 0; }\n").unwrap();
+    crate::run(std::process::Command::new("gcc").args(["-no-pie", "-o"]).arg(s.dir.join("nopie")).arg(&main));
+    crate::run(std::process::Command::new("gcc").args(["-pie", "-fPIE", "-o"]).arg(s.dir.join("pie")).arg(&main));
+    Scenario::new(
+        s,
+        &["open {dir}/nopie NOW", "open {dir}/pie NOW", "open $noopen NOW", "maps @noopen"],
+        &[
+            "nopie: cannot dynamically load executable)",
+            "pie: cannot dynamically load position-independent executable)",
+            "open @noopen: NULL ($noopen: shared object cannot be dlopen()ed)\nmaps @noopen: 0",
+        ],
     )
 }

@@ -1,0 +1,67 @@
+//! Damaged copies of a good fixture, for the tests of malformed input.
+
+use std::path::Path;
+
+fn u16_at(b: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes(b[o..o + 2].try_into().unwrap())
+}
+fn u32_at(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
+}
+fn u64_at(b: &[u8], o: usize) -> u64 {
+    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
+}
+
+/// Write a little-endian u64 at `o`.
+pub fn put_u64(b: &mut [u8], o: usize, v: u64) {
+    b[o..o + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// File offsets of the program headers of type `kind`.
+pub fn phdrs_of(b: &[u8], kind: u32) -> Vec<usize> {
+    let phoff = u64_at(b, 32) as usize;
+    (0..u16_at(b, 56) as usize).map(|i| phoff + 56 * i).filter(|&o| u32_at(b, o) == kind).collect()
+}
+
+/// File offset of the first program header of `kind`.
+pub fn phdr_of(b: &[u8], kind: u32) -> usize {
+    phdrs_of(b, kind)[0]
+}
+
+/// File offset and size of the section named `name`.
+pub fn section(b: &[u8], name: &str) -> (usize, usize) {
+    let shoff = u64_at(b, 40) as usize;
+    let shnum = u16_at(b, 60) as usize;
+    let shstrndx = u16_at(b, 62) as usize;
+    let sh = |i: usize| shoff + 64 * i;
+    let strtab = u64_at(b, sh(shstrndx) + 24) as usize;
+    for i in 0..shnum {
+        let n = strtab + u32_at(b, sh(i)) as usize;
+        let end = b[n..].iter().position(|&c| c == 0).unwrap();
+        if &b[n..n + end] == name.as_bytes() {
+            return (u64_at(b, sh(i) + 24) as usize, u64_at(b, sh(i) + 32) as usize);
+        }
+    }
+    panic!("no section {name}");
+}
+
+/// Change the type of the first relocation of type `from` in `.rela.dyn`.
+pub fn retype_relocation(b: &mut [u8], from: u32, to: u32) {
+    let (off, size) = section(b, ".rela.dyn");
+    for e in (off..off + size).step_by(24) {
+        if u32_at(b, e + 8) == from {
+            b[e + 8..e + 12].copy_from_slice(&to.to_le_bytes());
+            return;
+        }
+    }
+    panic!("no relocation of type {from}");
+}
+
+/// Write a copy of `good` changed by `f` to `dir/name.so`; returns its path.
+pub fn variant(good: &str, dir: &Path, name: &str, f: impl FnOnce(&mut Vec<u8>)) -> String {
+    let mut bytes = std::fs::read(good).unwrap();
+    f(&mut bytes);
+    let p = dir.join(format!("{name}.so"));
+    std::fs::write(&p, bytes).unwrap();
+    p.to_string_lossy().into_owned()
+}
