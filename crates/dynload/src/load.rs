@@ -31,6 +31,20 @@ struct Tx {
     root: Option<ObjId>,
     /// The root existed before: its state to restore.
     root_before: Option<RootState>,
+    /// Handles from glibc's dlopen of C-runtime libraries during this call.
+    /// The objects that need them take references of their own; these are
+    /// closed when the call ends, whatever its outcome.
+    glibc_handles: Vec<*mut c_void>,
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        let g = host::glibc();
+        for &h in &self.glibc_handles {
+            // SAFETY: each is a handle glibc's dlopen returned, closed once.
+            unsafe { (g.dlclose)(h) };
+        }
+    }
 }
 
 /// What a dlopen may change on an object that was already loaded.
@@ -461,7 +475,7 @@ fn map_object(
         }
     );
     if host::is_c_runtime(name) {
-        return load_via_glibc(reg, name, mode).map(Some);
+        return load_via_glibc(reg, name, mode, tx).map(Some);
     }
     let opened = if name.contains(&b'/') {
         let path = if dst::has_dst(name) {
@@ -504,7 +518,7 @@ fn map_object(
         // A copy of a glibc library under another name: glibc's own copy
         // must be used instead. Unmap ours and hand the path to glibc.
         drop(obj);
-        return load_via_glibc(reg, &opened.path, mode).map(Some);
+        return load_via_glibc(reg, &opened.path, mode, tx).map(Some);
     }
     let id = reg.insert(obj);
     tx.new_objects.push(id);
@@ -525,7 +539,7 @@ fn map_object(
 }
 
 /// Hand a C-runtime library to glibc and return its (host) record.
-fn load_via_glibc(reg: &mut Registry, name: &[u8], mode: c_int) -> Result<ObjId, Error> {
+fn load_via_glibc(reg: &mut Registry, name: &[u8], mode: c_int, tx: &mut Tx) -> Result<ObjId, Error> {
     if let Some(id) = reg.find_loaded(name) {
         return Ok(id);
     }
@@ -565,16 +579,9 @@ fn load_via_glibc(reg: &mut Registry, name: &[u8], mode: c_int) -> Result<ObjId,
         "file={} [0];  C runtime, loaded by glibc",
         reg.obj(id).display_name()
     );
-    // The handle keeps it loaded; it is released with glibc's other
-    // references when the last dynload user goes (see pin handling).
-    if let Kind::Host(hs) = &mut reg.obj_mut(id).kind {
-        if hs.pin.is_null() {
-            hs.pin = h;
-        } else {
-            // SAFETY: an extra reference from this call; drop it.
-            unsafe { (g.dlclose)(h) };
-        }
-    }
+    // This handle keeps it loaded until the dlopen ends; by then the
+    // objects that use it hold references of their own.
+    tx.glibc_handles.push(h);
     Ok(id)
 }
 

@@ -102,6 +102,7 @@ scenario_tests!(
     constructor_reenters_the_loader,
     damaged_headers,
     unloadable_kinds,
+    c_runtime_dependency,
 );
 
 #[test]

@@ -94,6 +94,7 @@ pub const ALL: &[(&str, Make)] = &[
     ),
     ("damaged_headers", damaged_headers),
     ("unloadable_kinds", unloadable_kinds),
+    ("c_runtime_dependency", c_runtime_dependency),
 ];
 
 fn set(prefix: &str, name: &str, libs: &[Lib]) -> Set {
@@ -1025,5 +1026,16 @@ pub fn unloadable_kinds(p: &str) -> Scenario {
             "pie: cannot dynamically load position-independent executable)",
             "open @noopen: NULL ($noopen: shared object cannot be dlopen()ed)\nmaps @noopen: 0",
         ],
+    )
+}
+
+/// A dependency on a C-runtime library that is not loaded yet (libm): it
+/// is loaded by glibc, held while its user is, and released with it.
+pub fn c_runtime_dependency(p: &str) -> Scenario {
+    let s = set(p, "cruntime", &[Lib::node("m", 1).no_log().flag("-lm")]);
+    Scenario::new(
+        s,
+        &["maps /libm.so.6", "open $m NOW", "maps /libm.so.6", "open libm.so.6 NOW", "sym h2 cos", "close h2", "maps /libm.so.6", "close h1", "maps /libm.so.6"],
+        &["maps /libm.so.6: 0\nopen @m: h1\nmaps /libm.so.6: 1\n", "close h1: 0\nmaps /libm.so.6: 0\n"],
     )
 }
