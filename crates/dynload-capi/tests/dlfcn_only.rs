@@ -188,8 +188,17 @@ fn dlinfo_requests() {
 
 #[test]
 fn dl_iterate_phdr_counters_count_loads_and_unloads() {
-    let set = Set::build("capi-counters", &[Lib::node("b", 2), Lib::node("a", 1).dep("b")]);
-    let script = ["counters", "open $a NOW", "counters", "close h1", "counters"];
+    let set = Set::build(
+        "capi-counters",
+        &[Lib::node("b", 2), Lib::node("a", 1).dep("b")],
+    );
+    let script = [
+        "counters",
+        "open $a NOW",
+        "counters",
+        "close h1",
+        "counters",
+    ];
     let (g, _) = compare(&set, &script);
     assert!(g.stdout.contains("counters: +0 -0\nopen libcapi_counters_a.so: h1\ncounters: +3 -0\nclose h1: 0\ncounters: +3 -3\n"), "{}", g.stdout);
 }

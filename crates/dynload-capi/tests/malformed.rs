@@ -47,9 +47,18 @@ fn damage_glibc_does_not_check_is_refused() {
             }),
             "ELF load commands are not in ascending order or overlap",
         ),
-        (variant(&good, d, "copyreloc", |b| retype_relocation(b, 6, 5)), "R_X86_64_COPY relocation in a shared object"),
-        (variant(&good, d, "badreloc", |b| retype_relocation(b, 6, 0x99)), "unexpected reloc type 0x99"),
-        (variant(&good, d, "tlsreloc", |b| retype_relocation(b, 6, 16)), "cannot handle TLS relocation R_X86_64_DTPMOD64"),
+        (
+            variant(&good, d, "copyreloc", |b| retype_relocation(b, 6, 5)),
+            "R_X86_64_COPY relocation in a shared object",
+        ),
+        (
+            variant(&good, d, "badreloc", |b| retype_relocation(b, 6, 0x99)),
+            "unexpected reloc type 0x99",
+        ),
+        (
+            variant(&good, d, "tlsreloc", |b| retype_relocation(b, 6, 16)),
+            "cannot handle TLS relocation R_X86_64_DTPMOD64",
+        ),
     ];
     let mut script: Vec<String> = cases.iter().map(|(p, _)| format!("open {p} NOW")).collect();
     script.push("maps capi-bad-body/".into());
@@ -58,7 +67,10 @@ fn damage_glibc_does_not_check_is_refused() {
     let script: Vec<&str> = script.iter().map(String::as_str).collect();
     let out = run_driver(&set, &script, Loader::Dynload, &[]).stdout;
     for (path, want) in &cases {
-        assert!(out.contains(&format!("({path}: {want}")), "missing {want:?} for {path} in:\n{out}");
+        assert!(
+            out.contains(&format!("({path}: {want}")),
+            "missing {want:?} for {path} in:\n{out}"
+        );
     }
     assert!(out.contains("maps capi-bad-body/: 0\n"), "{out}");
     assert!(out.contains("call id_good: 1"), "{out}");

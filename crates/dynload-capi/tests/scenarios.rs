@@ -32,57 +32,7 @@ fn run(sc: Scenario) {
 macro_rules! scenario_tests {
     ($($name:ident),* $(,)?) => {
         $(#[test] fn $name() { run(scenarios::$name("capi")) })*
-        const LISTED: &[&str] = &[$(stringify!($name)),*];
     };
 }
 
-scenario_tests!(
-    chain,
-    held_dependency,
-    relocation_dependency,
-    diamond,
-    cycle,
-    reopen_dependency,
-    global_before_local,
-    deepbind,
-    symbolic,
-    protected,
-    local_isolation,
-    promotion,
-    main_handle,
-    handle_scope,
-    noload,
-    refcount,
-    nodelete,
-    nodelete_later,
-    df_1_nodelete,
-    invalid_modes,
-    same_file,
-    versions,
-    ifunc,
-    relr,
-    missing_dependency,
-    undefined_symbol,
-    missing_version,
-    origin_runpath,
-    origin_rpath,
-    runpath_not_inherited,
-    plugin_runpath,
-    ld_library_path,
-    ld_library_path_vs_rpath,
-    dladdr,
-    nodeflib,
-    sysv_hash,
-    weak_references,
-    constructor_arguments,
-    constructor_reenters_the_loader,
-    damaged_headers,
-    unloadable_kinds,
-    c_runtime_dependency,
-);
-
-#[test]
-fn every_scenario_is_run() {
-    let all: Vec<&str> = scenarios::ALL.iter().map(|(n, _)| *n).collect();
-    assert_eq!(all, LISTED);
-}
+testkit::with_scenarios!(scenario_tests);

@@ -105,18 +105,11 @@ pub unsafe extern "C" fn dlopen_from(
     caller: *const c_void,
 ) -> *mut c_void {
     clear_error();
-    let r = guarded(|| {
+    // RTLD_NOLOAD of an object that is not loaded: NULL, and no error.
+    or_null(guarded(|| {
         let opened = crate::load::dlopen(bytes(file), mode, caller as usize)?;
-        Ok(opened.map(|o| o.handle as *mut c_void))
-    });
-    match r {
-        Ok(Some(h)) => h,
-        Ok(None) => std::ptr::null_mut(),
-        Err(e) => {
-            set_error(&e);
-            std::ptr::null_mut()
-        }
-    }
+        Ok(opened.map_or(std::ptr::null_mut(), |o| o.handle as *mut c_void))
+    }))
 }
 
 fn target_of(handle: *mut c_void) -> Target {
@@ -136,19 +129,7 @@ pub unsafe extern "C" fn dlsym_from(
     name: *const c_char,
     caller: *const c_void,
 ) -> *mut c_void {
-    clear_error();
-    let r = guarded(|| {
-        let name = bytes(name)
-            .ok_or_else(|| Error::load(ErrorKind::InvalidArgument, "", "symbol name is NULL"))?;
-        query::lookup_symbol(target_of(handle), name, None, caller as usize)
-    });
-    match r {
-        Ok(v) => v as *mut c_void,
-        Err(e) => {
-            set_error(&e);
-            std::ptr::null_mut()
-        }
-    }
+    lookup(handle, name, None, caller)
 }
 
 /// `dlvsym` with the caller's address.
@@ -161,21 +142,37 @@ pub unsafe extern "C" fn dlvsym_from(
     version: *const c_char,
     caller: *const c_void,
 ) -> *mut c_void {
+    lookup(handle, name, Some(version), caller)
+}
+
+fn lookup(
+    handle: *mut c_void,
+    name: *const c_char,
+    version: Option<*const c_char>,
+    caller: *const c_void,
+) -> *mut c_void {
     clear_error();
-    let r = guarded(|| {
+    or_null(guarded(|| {
         let name = bytes(name)
             .ok_or_else(|| Error::load(ErrorKind::InvalidArgument, "", "symbol name is NULL"))?;
-        let version = bytes(version)
-            .ok_or_else(|| Error::load(ErrorKind::InvalidArgument, "", "version is NULL"))?;
-        query::lookup_symbol(target_of(handle), name, Some(version), caller as usize)
-    });
-    match r {
-        Ok(v) => v as *mut c_void,
-        Err(e) => {
-            set_error(&e);
-            std::ptr::null_mut()
-        }
-    }
+        let version =
+            match version {
+                Some(v) => Some(bytes(v).ok_or_else(|| {
+                    Error::load(ErrorKind::InvalidArgument, "", "version is NULL")
+                })?),
+                None => None,
+            };
+        let addr = query::lookup_symbol(target_of(handle), name, version, caller as usize)?;
+        Ok(addr as *mut c_void)
+    }))
+}
+
+/// The value, or NULL with the error recorded for dlerror.
+fn or_null(r: Result<*mut c_void, Error>) -> *mut c_void {
+    r.unwrap_or_else(|e| {
+        set_error(&e);
+        std::ptr::null_mut()
+    })
 }
 
 /// `dlmopen` with the caller's address. dynload has one namespace, shared

@@ -159,17 +159,22 @@ pub(crate) fn dlopen(
             now.objects_loaded,
         );
     }
-    let o = reg.obj(root);
+    note_opened(&reg, root);
+    Ok(Some(Opened {
+        id: root,
+        handle: reg.handle_of(root) as usize,
+    }))
+}
+
+/// glibc's FILES line for a successful dlopen.
+fn note_opened(reg: &Registry, id: ObjId) {
+    let o = reg.obj(id);
     debug!(
         debug::FILES,
         "opening file={} [0]; direct_opencount={}\n",
         o.display_name(),
         o.direct_opencount
     );
-    Ok(Some(Opened {
-        id: root,
-        handle: reg.handle_of(root) as usize,
-    }))
 }
 
 /// Run the constructors of `order` that have not run, without holding the
@@ -253,13 +258,7 @@ fn open_stage1(
         if mode & RTLD_GLOBAL != 0 && !reg.obj(root).global {
             reg.add_to_global(root);
         }
-        let o = reg.obj(root);
-        debug!(
-            debug::FILES,
-            "opening file={} [0]; direct_opencount={}\n",
-            o.display_name(),
-            o.direct_opencount
-        );
+        note_opened(reg, root);
         tx.new_objects.clear();
         return Ok(Stage1::Done(root));
     }
@@ -539,7 +538,12 @@ fn map_object(
 }
 
 /// Hand a C-runtime library to glibc and return its (host) record.
-fn load_via_glibc(reg: &mut Registry, name: &[u8], mode: c_int, tx: &mut Tx) -> Result<ObjId, Error> {
+fn load_via_glibc(
+    reg: &mut Registry,
+    name: &[u8],
+    mode: c_int,
+    tx: &mut Tx,
+) -> Result<ObjId, Error> {
     if let Some(id) = reg.find_loaded(name) {
         return Ok(id);
     }

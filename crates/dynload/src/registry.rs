@@ -478,21 +478,16 @@ impl Registry {
                 }
             }
         }
-        let mut i = 0;
-        while i < list.len() {
-            for &d in &self.obj(list[i]).needed {
-                if !list.contains(&d) {
-                    list.push(d);
-                }
-            }
-            i += 1;
-        }
-        list
+        self.bfs_from(list)
     }
 
     /// The breadth-first dependency list of an object (its local scope).
     pub(crate) fn bfs(&self, root: ObjId) -> Vec<ObjId> {
-        let mut list = vec![root];
+        self.bfs_from(vec![root])
+    }
+
+    /// Extend `list` breadth-first with the dependencies of its members.
+    fn bfs_from(&self, mut list: Vec<ObjId>) -> Vec<ObjId> {
         let mut i = 0;
         while i < list.len() {
             for &d in &self.obj(list[i]).needed {

@@ -335,16 +335,26 @@ fn objects_glibc_opened_global_are_in_the_global_scope() {
         &[
             Lib::node("gglobal", 7).no_log(),
             Lib::node("glocal", 8).no_log(),
-            Lib::src("useg", "uses_a.c").no_log().define("id_a", "id_gglobal"),
-            Lib::src("usel", "uses_a.c").no_log().define("id_a", "id_glocal"),
+            Lib::src("useg", "uses_a.c")
+                .no_log()
+                .define("id_a", "id_gglobal"),
+            Lib::src("usel", "uses_a.c")
+                .no_log()
+                .define("id_a", "id_glocal"),
         ],
     );
     let c = |p: String| std::ffi::CString::new(p).unwrap();
     // SAFETY: glibc's own dlopen, on fixtures whose constructors are sound.
     let (hg, hl) = unsafe {
         (
-            libc::dlopen(c(set.path("gglobal")).as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL),
-            libc::dlopen(c(set.path("glocal")).as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL),
+            libc::dlopen(
+                c(set.path("gglobal")).as_ptr(),
+                libc::RTLD_NOW | libc::RTLD_GLOBAL,
+            ),
+            libc::dlopen(
+                c(set.path("glocal")).as_ptr(),
+                libc::RTLD_NOW | libc::RTLD_LOCAL,
+            ),
         )
     };
     assert!(!hg.is_null() && !hl.is_null());
@@ -352,10 +362,15 @@ fn objects_glibc_opened_global_are_in_the_global_scope() {
     let call = unsafe { useg.get::<extern "C" fn() -> i32>("call_id_a") }.unwrap();
     assert_eq!(call(), 7);
     let err = unsafe { Library::open(set.path("usel"), OpenFlags::NOW) }.unwrap_err();
-    assert_eq!(err.to_string(), format!("{}: undefined symbol: id_glocal", set.path("usel")));
+    assert_eq!(
+        err.to_string(),
+        format!("{}: undefined symbol: id_glocal", set.path("usel"))
+    );
     // Opening glibc's objects through dynload gives glibc's copies.
     let g = unsafe { Library::open(set.path("gglobal"), OpenFlags::NOW) }.unwrap();
-    assert!(dynload::loaded_objects().iter().any(|o| o.path == g.path() && o.loaded_by == LoadedBy::Glibc));
+    assert!(dynload::loaded_objects()
+        .iter()
+        .any(|o| o.path == g.path() && o.loaded_by == LoadedBy::Glibc));
     drop(g);
     useg.close().unwrap();
 }

@@ -20,7 +20,10 @@ pub fn put_u64(b: &mut [u8], o: usize, v: u64) {
 /// File offsets of the program headers of type `kind`.
 pub fn phdrs_of(b: &[u8], kind: u32) -> Vec<usize> {
     let phoff = u64_at(b, 32) as usize;
-    (0..u16_at(b, 56) as usize).map(|i| phoff + 56 * i).filter(|&o| u32_at(b, o) == kind).collect()
+    (0..u16_at(b, 56) as usize)
+        .map(|i| phoff + 56 * i)
+        .filter(|&o| u32_at(b, o) == kind)
+        .collect()
 }
 
 /// File offset of the first program header of `kind`.
@@ -39,7 +42,10 @@ pub fn section(b: &[u8], name: &str) -> (usize, usize) {
         let n = strtab + u32_at(b, sh(i)) as usize;
         let end = b[n..].iter().position(|&c| c == 0).unwrap();
         if &b[n..n + end] == name.as_bytes() {
-            return (u64_at(b, sh(i) + 24) as usize, u64_at(b, sh(i) + 32) as usize);
+            return (
+                u64_at(b, sh(i) + 24) as usize,
+                u64_at(b, sh(i) + 32) as usize,
+            );
         }
     }
     panic!("no section {name}");

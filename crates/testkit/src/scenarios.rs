@@ -45,57 +45,59 @@ impl Scenario {
     }
 }
 
-/// Every scenario that runs through both the C ABI and the Rust API.
-/// Builds a scenario for a runner prefix.
-pub type Make = fn(&str) -> Scenario;
+/// Calls macro `$m` with the names of every scenario, so that each test
+/// suite makes one test per scenario from this single list.
+#[macro_export]
+macro_rules! with_scenarios {
+    ($m:ident) => {
+        $m!(
+            chain,
+            held_dependency,
+            relocation_dependency,
+            diamond,
+            cycle,
+            reopen_dependency,
+            global_before_local,
+            deepbind,
+            symbolic,
+            protected,
+            local_isolation,
+            promotion,
+            main_handle,
+            handle_scope,
+            noload,
+            refcount,
+            nodelete,
+            nodelete_later,
+            df_1_nodelete,
+            invalid_modes,
+            same_file,
+            versions,
+            ifunc,
+            relr,
+            missing_dependency,
+            undefined_symbol,
+            missing_version,
+            origin_runpath,
+            origin_rpath,
+            runpath_not_inherited,
+            plugin_runpath,
+            ld_library_path,
+            ld_library_path_vs_rpath,
+            dladdr,
+            nodeflib,
+            sysv_hash,
+            weak_references,
+            constructor_arguments,
+            constructor_reenters_the_loader,
+            damaged_headers,
+            unloadable_kinds,
+            c_runtime_dependency,
+        );
+    };
+}
 
-pub const ALL: &[(&str, Make)] = &[
-    ("chain", chain),
-    ("held_dependency", held_dependency),
-    ("relocation_dependency", relocation_dependency),
-    ("diamond", diamond),
-    ("cycle", cycle),
-    ("reopen_dependency", reopen_dependency),
-    ("global_before_local", global_before_local),
-    ("deepbind", deepbind),
-    ("symbolic", symbolic),
-    ("protected", protected),
-    ("local_isolation", local_isolation),
-    ("promotion", promotion),
-    ("main_handle", main_handle),
-    ("handle_scope", handle_scope),
-    ("noload", noload),
-    ("refcount", refcount),
-    ("nodelete", nodelete),
-    ("nodelete_later", nodelete_later),
-    ("df_1_nodelete", df_1_nodelete),
-    ("invalid_modes", invalid_modes),
-    ("same_file", same_file),
-    ("versions", versions),
-    ("ifunc", ifunc),
-    ("relr", relr),
-    ("missing_dependency", missing_dependency),
-    ("undefined_symbol", undefined_symbol),
-    ("missing_version", missing_version),
-    ("origin_runpath", origin_runpath),
-    ("origin_rpath", origin_rpath),
-    ("runpath_not_inherited", runpath_not_inherited),
-    ("plugin_runpath", plugin_runpath),
-    ("ld_library_path", ld_library_path),
-    ("ld_library_path_vs_rpath", ld_library_path_vs_rpath),
-    ("dladdr", dladdr),
-    ("nodeflib", nodeflib),
-    ("sysv_hash", sysv_hash),
-    ("weak_references", weak_references),
-    ("constructor_arguments", constructor_arguments),
-    (
-        "constructor_reenters_the_loader",
-        constructor_reenters_the_loader,
-    ),
-    ("damaged_headers", damaged_headers),
-    ("unloadable_kinds", unloadable_kinds),
-    ("c_runtime_dependency", c_runtime_dependency),
-];
+
 
 fn set(prefix: &str, name: &str, libs: &[Lib]) -> Set {
     Set::build(&format!("{prefix}-{name}"), libs)
@@ -977,18 +979,42 @@ pub fn damaged_headers(p: &str) -> Scenario {
     variant(&good, d, "magic", |b| b[1] = b'X');
     variant(&good, d, "class32", |b| b[4] = 1);
     variant(&good, d, "bigendian", |b| b[5] = 2);
-    variant(&good, d, "machine", |b| b[18..20].copy_from_slice(&3u16.to_le_bytes()));
-    variant(&good, d, "etype", |b| b[16..18].copy_from_slice(&1u16.to_le_bytes()));
-    variant(&good, d, "phentsize", |b| b[54..56].copy_from_slice(&32u16.to_le_bytes()));
+    variant(&good, d, "machine", |b| {
+        b[18..20].copy_from_slice(&3u16.to_le_bytes())
+    });
+    variant(&good, d, "etype", |b| {
+        b[16..18].copy_from_slice(&1u16.to_le_bytes())
+    });
+    variant(&good, d, "phentsize", |b| {
+        b[54..56].copy_from_slice(&32u16.to_le_bytes())
+    });
     variant(&good, d, "phoff", |b| put_u64(b, 32, 1 << 30));
     std::fs::write(
         d.join("script.so"),
         "/* GNU ld script\n   Use the shared library, but some functions are only in\n   the static library.  */\nGROUP ( /lib/x86_64-linux-gnu/libc.so.6 )\n",
     )
     .unwrap();
-    let names = ["truncated", "empty", "magic", "class32", "bigendian", "machine", "etype", "phentsize", "phoff", "script"];
-    let mut script: Vec<String> = names.iter().map(|n| format!("open {{dir}}/{n}.so NOW")).collect();
-    script.extend(["maps lib{p}_badheader".replace("{p}", &s.prefix), "open $good NOW".into(), "call h1 id_good".into()]);
+    let names = [
+        "truncated",
+        "empty",
+        "magic",
+        "class32",
+        "bigendian",
+        "machine",
+        "etype",
+        "phentsize",
+        "phoff",
+        "script",
+    ];
+    let mut script: Vec<String> = names
+        .iter()
+        .map(|n| format!("open {{dir}}/{n}.so NOW"))
+        .collect();
+    script.extend([
+        "maps lib{p}_badheader".replace("{p}", &s.prefix),
+        "open $good NOW".into(),
+        "call h1 id_good".into(),
+    ]);
     let script: Vec<&str> = script.iter().map(String::as_str).collect();
     Scenario::new(
         s,
@@ -1013,14 +1039,33 @@ pub fn damaged_headers(p: &str) -> Scenario {
 /// Executables, position-independent executables and objects marked
 /// `-z nodlopen` are refused with glibc's messages.
 pub fn unloadable_kinds(p: &str) -> Scenario {
-    let s = set(p, "exec", &[Lib::node("noopen", 1).no_log().flag("-Wl,-z,nodlopen")]);
+    let s = set(
+        p,
+        "exec",
+        &[Lib::node("noopen", 1).no_log().flag("-Wl,-z,nodlopen")],
+    );
     let main = s.dir.join("main.c");
     std::fs::write(&main, "int main(void) { return 0; }\n").unwrap();
-    crate::run(std::process::Command::new("gcc").args(["-no-pie", "-o"]).arg(s.dir.join("nopie")).arg(&main));
-    crate::run(std::process::Command::new("gcc").args(["-pie", "-fPIE", "-o"]).arg(s.dir.join("pie")).arg(&main));
+    crate::run(
+        std::process::Command::new("gcc")
+            .args(["-no-pie", "-o"])
+            .arg(s.dir.join("nopie"))
+            .arg(&main),
+    );
+    crate::run(
+        std::process::Command::new("gcc")
+            .args(["-pie", "-fPIE", "-o"])
+            .arg(s.dir.join("pie"))
+            .arg(&main),
+    );
     Scenario::new(
         s,
-        &["open {dir}/nopie NOW", "open {dir}/pie NOW", "open $noopen NOW", "maps @noopen"],
+        &[
+            "open {dir}/nopie NOW",
+            "open {dir}/pie NOW",
+            "open $noopen NOW",
+            "maps @noopen",
+        ],
         &[
             "nopie: cannot dynamically load executable)",
             "pie: cannot dynamically load position-independent executable)",
@@ -1035,7 +1080,20 @@ pub fn c_runtime_dependency(p: &str) -> Scenario {
     let s = set(p, "cruntime", &[Lib::node("m", 1).no_log().flag("-lm")]);
     Scenario::new(
         s,
-        &["maps /libm.so.6", "open $m NOW", "maps /libm.so.6", "open libm.so.6 NOW", "sym h2 cos", "close h2", "maps /libm.so.6", "close h1", "maps /libm.so.6"],
-        &["maps /libm.so.6: 0\nopen @m: h1\nmaps /libm.so.6: 1\n", "close h1: 0\nmaps /libm.so.6: 0\n"],
+        &[
+            "maps /libm.so.6",
+            "open $m NOW",
+            "maps /libm.so.6",
+            "open libm.so.6 NOW",
+            "sym h2 cos",
+            "close h2",
+            "maps /libm.so.6",
+            "close h1",
+            "maps /libm.so.6",
+        ],
+        &[
+            "maps /libm.so.6: 0\nopen @m: h1\nmaps /libm.so.6: 1\n",
+            "close h1: 0\nmaps /libm.so.6: 0\n",
+        ],
     )
 }
