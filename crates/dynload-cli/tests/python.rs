@@ -120,15 +120,10 @@ fn check_interpreter(python: &Path, expect_shared_libpython: bool) {
         let dstatus = d
             .get(name)
             .unwrap_or_else(|| panic!("{name} missing under dynload"));
-        if !dstatus.starts_with("ok") {
-            // The one documented gap of the core loader: objects that use
-            // thread-local storage are refused until the TLS work lands.
-            assert!(
-                dstatus.contains("cannot handle TLS data"),
-                "{name} imports under glibc but not under dynload: {dstatus}"
-            );
-            continue;
-        }
+        assert!(
+            dstatus.starts_with("ok"),
+            "{name} imports under glibc but not under dynload: {dstatus}"
+        );
         let path = Path::new(&lib_dynload).join(&file);
         assert!(
             debug.lines().any(|l| l.contains("generating link map")

@@ -437,6 +437,7 @@ pub(crate) fn replacement(name: &[u8]) -> Option<usize> {
         b"dladdr1" => dl_addr1 as *const () as usize,
         b"dlinfo" => dl_info as *const () as usize,
         b"dl_iterate_phdr" => dl_iterate_phdr as *const () as usize,
+        b"__tls_get_addr" => crate::tls::tls_get_addr as *const () as usize,
         _ => return None,
     })
 }

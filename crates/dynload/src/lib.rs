@@ -32,6 +32,7 @@ mod error;
 mod find;
 mod host;
 mod init;
+mod lazy;
 mod link;
 mod load;
 mod map;
@@ -40,6 +41,8 @@ mod process;
 mod query;
 mod registry;
 mod relocate;
+mod state;
+mod tls;
 mod unload;
 
 pub use api::{

@@ -118,7 +118,7 @@ pub(crate) fn dlopen(
         }
         Stage1::Continue(id) => id,
     };
-    if let Err(e) = relocate_all(&guard, root, &mut tx) {
+    if let Err(e) = relocate_all(&guard, root, mode) {
         let mut reg = registry_mut(&guard)?;
         rollback(&mut reg, &mut tx);
         return Err(e);
@@ -519,6 +519,24 @@ fn map_object(
         drop(obj);
         return load_via_glibc(reg, &opened.path, mode, tx).map(Some);
     }
+    let mut obj = obj;
+    if let Kind::Ours(m) = &obj.kind {
+        if let Some(t) = m.tls {
+            let image = obj.view.image.addr(t.vaddr);
+            if t.filesz > 0 && !obj.view.image.contains(image, t.filesz as usize) {
+                return Err(Error::invalid(
+                    path_shown,
+                    "PT_TLS initialisation image lies outside the loaded segments",
+                ));
+            }
+            obj.tls_module = Some(crate::tls::register(
+                image,
+                t.filesz as usize,
+                t.memsz as usize,
+                t.align as usize,
+            ));
+        }
+    }
     let id = reg.insert(obj);
     tx.new_objects.push(id);
     if debug::enabled(debug::FILES) {
@@ -694,6 +712,9 @@ fn build_object(
         init_called: false,
         removed: false,
         glibc_pins: Vec::new(),
+        tls_module: None,
+        tls_descs: Vec::new(),
+        lazy: None,
         addr_index: Default::default(),
     };
     obj.link_map.l_name = obj.name.as_ptr();
@@ -717,7 +738,7 @@ fn build_object(
 
 /// Relocate every object of the new search list that needs it, from the
 /// end of the initialisation list (dependencies first).
-fn relocate_all(guard: &registry::Guard, root: ObjId, tx: &mut Tx) -> Result<(), Error> {
+fn relocate_all(guard: &registry::Guard, root: ObjId, mode: c_int) -> Result<(), Error> {
     let order: Vec<ObjId> = {
         let reg = registry(guard)?;
         reg.obj(root)
@@ -728,10 +749,15 @@ fn relocate_all(guard: &registry::Guard, root: ObjId, tx: &mut Tx) -> Result<(),
             .filter(|&id| !reg.obj(id).relocated)
             .collect()
     };
+    // RTLD_LAZY is honoured unless LD_BIND_NOW/DYNLOAD_BIND_NOW is set or
+    // the object asks to be bound at load (DT_BIND_NOW, DF_BIND_NOW,
+    // DF_1_NOW), as in glibc.
+    let lazy_mode = mode & RTLD_LAZY != 0 && !crate::process::settings().bind_now;
     for id in order {
         let outcome = {
             let reg = registry(guard)?;
-            relocate::relocate(&reg, id)?
+            let lazy = lazy_mode && !reg.obj(id).view.dyn_info.wants_bind_now();
+            relocate::relocate(&reg, id, lazy)?
         };
         let mut reg = registry_mut(guard)?;
         let o = reg.obj(id);
@@ -747,12 +773,15 @@ fn relocate_all(guard: &registry::Guard, root: ObjId, tx: &mut Tx) -> Result<(),
         }
         let o = reg.obj_mut(id);
         o.relocated = true;
+        o.tls_descs.extend(outcome.tls_descs);
+        if outcome.lazy.is_some() {
+            o.lazy = outcome.lazy;
+        }
         for d in outcome.reldeps {
             if !o.reldeps.contains(&d) {
                 o.reldeps.push(d);
             }
         }
     }
-    let _ = tx;
     Ok(())
 }

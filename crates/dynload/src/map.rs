@@ -63,6 +63,8 @@ pub(crate) struct Mapped {
     pub dynamic: (usize, usize),
     /// PT_GNU_RELRO as (vaddr, memsz).
     pub relro: Option<(u64, u64)>,
+    /// PT_TLS, if the object has thread-local storage.
+    pub tls: Option<TlsSegment>,
 }
 
 fn prot_of(flags: u32) -> ProtFlags {
@@ -88,6 +90,17 @@ struct Plan {
     span: usize,
     dynamic: (u64, u64),
     relro: Option<(u64, u64)>,
+    tls: Option<TlsSegment>,
+}
+
+/// A PT_TLS segment: the initialisation image (`filesz` bytes at `vaddr`,
+/// then zeros up to `memsz`) and the block's alignment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TlsSegment {
+    pub vaddr: u64,
+    pub filesz: u64,
+    pub memsz: u64,
+    pub align: u64,
 }
 
 fn plan(o: &Opened, name: &str) -> Result<Plan, Error> {
@@ -97,6 +110,7 @@ fn plan(o: &Opened, name: &str) -> Result<Plan, Error> {
     let mut empty_dynamic = false;
     let mut stack_flags = elf::PF_R | elf::PF_W | elf::PF_X; // x86_64 default without PT_GNU_STACK
     let mut relro = None;
+    let mut tls = None;
     let mut last_end = 0usize;
     for ph in o.phdrs.iter() {
         let (vaddr, memsz, filesz, offset) = (
@@ -182,9 +196,16 @@ fn plan(o: &Opened, name: &str) -> Result<Plan, Error> {
             elf::PT_GNU_STACK => stack_flags = ph.p_flags.get(LE),
             elf::PT_GNU_RELRO => relro = Some((vaddr, memsz)),
             elf::PT_TLS if memsz > 0 => {
-                return Err(Error::unsupported(name, "cannot handle TLS data").with_why(
-                    "thread-local storage in objects loaded by dynload is not supported yet (it arrives with the TLS work)",
-                ));
+                let align = ph.p_align.get(LE).max(1);
+                if filesz > memsz || !align.is_power_of_two() || align > 1 << 20 {
+                    return Err(Error::invalid(name, "invalid PT_TLS segment"));
+                }
+                tls = Some(TlsSegment {
+                    vaddr,
+                    filesz,
+                    memsz,
+                    align,
+                });
             }
             _ => {}
         }
@@ -211,6 +232,7 @@ fn plan(o: &Opened, name: &str) -> Result<Plan, Error> {
         span,
         dynamic,
         relro,
+        tls,
     })
 }
 
@@ -222,6 +244,7 @@ pub(crate) fn map(o: &Opened, name: &str) -> Result<Mapped, Error> {
         span,
         dynamic,
         relro,
+        tls,
     } = plan(o, name)?;
     let span = page_up(span).ok_or_else(|| Error::invalid(name, "object too large"))?;
     let reserve = span + (align - PAGE_SIZE);
@@ -271,6 +294,7 @@ pub(crate) fn map(o: &Opened, name: &str) -> Result<Mapped, Error> {
         phdrs: o.phdrs.clone().into_boxed_slice(),
         dynamic: (base.wrapping_add(dyn_vaddr as usize), dyn_size as usize),
         relro,
+        tls,
     })
 }
 

@@ -113,6 +113,14 @@ pub(crate) struct Object {
     pub removed: bool,
     /// glibc handles held on glibc-loaded dependencies (released at unload).
     pub glibc_pins: Vec<*mut c_void>,
+    /// dynload's TLS module id, if the object has a PT_TLS segment.
+    pub tls_module: Option<usize>,
+    /// Arguments of the object's TLS descriptors.
+    // Boxed: GOT slots point to each one, so they must never move.
+    #[allow(clippy::vec_box)]
+    pub tls_descs: Vec<Box<crate::tls::TlsIndex>>,
+    /// The lazy resolver's data (GOT[1] points to it).
+    pub lazy: Option<Box<crate::lazy::LazyInfo>>,
     /// (address, symbol index) sorted by address, built on first dladdr.
     pub addr_index: OnceLock<Box<[AddrEntry]>>,
 }

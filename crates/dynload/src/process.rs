@@ -73,6 +73,8 @@ pub(crate) struct Settings {
     pub debug_output: Option<OsString>,
     /// LD_PRELOAD entries, to recognise preloaded objects in glibc's list.
     pub preload: Vec<Vec<u8>>,
+    /// LD_BIND_NOW or DYNLOAD_BIND_NOW set to a non-empty value.
+    pub bind_now: bool,
     /// DYNLOAD_STATS: print a summary at exit (`dynload run --stats`).
     pub stats: bool,
 }
@@ -111,6 +113,9 @@ pub(crate) fn settings() -> &'static Settings {
             debug: trusted("DYNLOAD_DEBUG").map(|v| String::from_utf8_lossy(&v).into_owned()),
             debug_output: trusted("DYNLOAD_DEBUG_OUTPUT").map(OsString::from_vec),
             preload,
+            bind_now: ["LD_BIND_NOW", "DYNLOAD_BIND_NOW"]
+                .iter()
+                .any(|n| trusted(n).is_some_and(|v| !v.is_empty())),
             stats: trusted("DYNLOAD_STATS").is_some_and(|v| !v.is_empty() && v != b"0"),
         }
     })

@@ -53,12 +53,8 @@ pub(crate) fn lookup_symbol(
         add_dependency(&mut reg, from, to);
     }
     if let Some((modid, offset)) = hit.tls {
-        let tga = host::glibc().tls_get_addr.ok_or_else(|| {
-            Error::unsupported("", "cannot resolve a TLS symbol without __tls_get_addr")
-        })?;
-        let index = [modid, offset as usize];
-        // SAFETY: glibc's __tls_get_addr with a module id glibc assigned.
-        return Ok(unsafe { tga(&index) } as usize);
+        // The calling thread's copy, as glibc's `_dl_tls_symaddr`.
+        return Ok(crate::tls::address(modid, offset as usize));
     }
     if hit.ifunc {
         // SAFETY: the resolver of a relocated object; no arguments.
@@ -164,10 +160,9 @@ fn find(
             });
         }
     }
-    let tls = (sym.kind() == elf::STT_TLS).then(|| match &def.kind {
-        Kind::Host(h) => (h.tls_modid, sym.value()),
-        Kind::Ours(_) => (0, sym.value()),
-    });
+    let tls = (sym.kind() == elf::STT_TLS)
+        .then(|| crate::relocate::tls_module(def).map(|m| (m, sym.value())))
+        .flatten();
     let ifunc = sym.kind() == elf::STT_GNU_IFUNC && !sym.is_undefined();
     let dependency = dep_from
         .filter(|&c| c != found.obj && def.is_ours())
@@ -265,8 +260,10 @@ pub(crate) fn phdr_infos() -> (Vec<libc::dl_phdr_info>, u64, u64) {
             dlpi_phnum: o.phnum as u16,
             dlpi_adds: adds,
             dlpi_subs: subs,
-            dlpi_tls_modid: 0,
-            dlpi_tls_data: std::ptr::null_mut(),
+            dlpi_tls_modid: o.tls_module.unwrap_or(0),
+            dlpi_tls_data: o
+                .tls_module
+                .map_or(std::ptr::null_mut(), crate::tls::current_block),
         })
         .collect();
     (infos, adds, subs)
@@ -373,8 +370,12 @@ pub(crate) unsafe fn info(handle: usize, request: c_int, arg: *mut c_void) -> Re
                 std::ptr::copy_nonoverlapping(origin.as_ptr(), arg as *mut u8, origin.len());
                 *(arg as *mut u8).add(origin.len()) = 0;
             }
-            di::TLS_MODID => *(arg as *mut usize) = 0,
-            di::TLS_DATA => *(arg as *mut *mut c_void) = std::ptr::null_mut(),
+            di::TLS_MODID => *(arg as *mut usize) = o.tls_module.unwrap_or(0),
+            di::TLS_DATA => {
+                *(arg as *mut *mut c_void) = o
+                    .tls_module
+                    .map_or(std::ptr::null_mut(), crate::tls::current_block)
+            }
             di::PHDR => {
                 *(arg as *mut *const c_void) = o.phdr as *const c_void;
                 return Ok(o.phnum as c_int);

@@ -112,6 +112,9 @@ impl Registry {
     fn new() -> Registry {
         let settings = crate::process::settings();
         debug::init(settings.debug.as_deref(), settings.debug_output.as_deref());
+        crate::state::init();
+        let glibc_tls = host::glibc().tls_get_addr.map_or(0, |f| f as usize);
+        crate::tls::init(glibc_tls);
         let finder = Finder::new();
         let mut reg = Registry {
             slots: Vec::new(),
@@ -194,6 +197,9 @@ impl Registry {
     /// Remove a record (unmapping it, for dynload's objects).
     pub(crate) fn remove(&mut self, id: ObjId) -> Box<Object> {
         let obj = self.slots[id].take().expect("live object id");
+        if let Some(m) = obj.tls_module {
+            crate::tls::unregister(m);
+        }
         self.handles
             .remove(&(&*obj.link_map as *const LinkMap as usize));
         self.ranges.retain(|r| r.2 != id);
@@ -652,6 +658,9 @@ fn make_host(e: &HostEntry, is_main: bool) -> Object {
         init_called: true,
         removed: false,
         glibc_pins: Vec::new(),
+        tls_module: None,
+        tls_descs: Vec::new(),
+        lazy: None,
         addr_index: Default::default(),
     };
     obj.link_map.l_name = obj.name.as_ptr();

@@ -1,36 +1,44 @@
 //! Relocation processing for x86_64: DT_RELR, DT_RELA, then DT_JMPREL, with
 //! IRELATIVE entries of each table run last, and glibc's one-entry lookup
-//! cache for consecutive relocations against the same symbol.
+//! cache for consecutive relocations against the same symbol. In lazy mode
+//! the PLT slots are only rebased, and bound at their first call (see
+//! [`crate::lazy`]).
 //!
 //! Hand-written rather than taken from a crate: this loop is the bulk of a
 //! large library's load time, and it must apply glibc's exact lookup rules
 //! against dynload's own scopes.
 
-use std::time::Instant;
-
 use crate::debug::{self, debug};
 use crate::dlfcn;
 use crate::elf::dynamic::Table;
 use crate::elf::{elf, Rela, SymExt, LE};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
+use crate::lazy::LazyInfo;
 use crate::link::{Flags, Found, ScopeChunks};
-use crate::object::{ObjId, Object};
+use crate::object::{Kind, ObjId, Object};
 use crate::registry::Registry;
+use crate::tls::{self, TlsIndex};
 
 /// What relocating one object found out, applied to the registry after.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Outcome {
     /// dynload objects bound to that are not dependencies (glibc's reldeps).
     pub reldeps: Vec<ObjId>,
     /// Objects that defined STB_GNU_UNIQUE symbols used here.
     pub unique_definers: Vec<ObjId>,
+    /// TLS descriptor arguments, owned by the object from now on.
+    // Boxed: GOT slots point to each one, so they must never move.
+    #[allow(clippy::vec_box)]
+    pub tls_descs: Vec<Box<TlsIndex>>,
+    /// Set up for lazy binding: the resolver's per-object data.
+    pub lazy: Option<Box<LazyInfo>>,
     pub relocations: u64,
     pub relative: u64,
     pub cached: u64,
 }
 
 /// x86_64 relocation types (psABI).
-mod r {
+pub(crate) mod r {
     pub const NONE: u32 = 0;
     pub const R64: u32 = 1;
     pub const PC32: u32 = 2;
@@ -42,11 +50,6 @@ mod r {
     pub const DTPMOD64: u32 = 16;
     pub const DTPOFF64: u32 = 17;
     pub const TPOFF64: u32 = 18;
-    pub const TLSGD: u32 = 19;
-    pub const TLSLD: u32 = 20;
-    pub const DTPOFF32: u32 = 21;
-    pub const GOTTPOFF: u32 = 22;
-    pub const TPOFF32: u32 = 23;
     pub const SIZE32: u32 = 32;
     pub const SIZE64: u32 = 33;
     pub const TLSDESC: u32 = 36;
@@ -54,44 +57,22 @@ mod r {
     pub const RELATIVE64: u32 = 38;
 }
 
-fn tls_name(t: u32) -> Option<&'static str> {
-    Some(match t {
-        r::DTPMOD64 => "R_X86_64_DTPMOD64",
-        r::DTPOFF64 => "R_X86_64_DTPOFF64",
-        r::TPOFF64 => "R_X86_64_TPOFF64",
-        r::TLSGD => "R_X86_64_TLSGD",
-        r::TLSLD => "R_X86_64_TLSLD",
-        r::DTPOFF32 => "R_X86_64_DTPOFF32",
-        r::GOTTPOFF => "R_X86_64_GOTTPOFF",
-        r::TPOFF32 => "R_X86_64_TPOFF32",
-        r::TLSDESC => "R_X86_64_TLSDESC",
-        _ => return None,
-    })
-}
-
-/// The symbol value a relocation uses: where it bound, and the address.
+/// What a symbolic reference bound to.
 #[derive(Clone, Copy)]
-struct Resolved {
-    value: usize,
-    size: u64,
-}
-
-struct Relocator<'a> {
-    reg: &'a Registry,
-    id: ObjId,
-    obj: &'a Object,
-    scopes: ScopeChunks<'a>,
-    /// glibc's `l_lookup_cache`: (symbol index, PLT class) → result.
-    cache: Option<(u32, bool, Resolved)>,
-    out: Outcome,
-    name: String,
+pub(crate) struct Binding {
+    /// The definition; None for an undefined weak reference.
+    pub found: Option<Found>,
+    /// Its address (IFUNC resolved, glibc's dl* functions replaced by
+    /// dynload's); for a TLS symbol, its offset in the module's block.
+    pub value: usize,
+    pub size: u64,
 }
 
 /// Relocate one object of ours. Runs IFUNC resolvers (which are code of
-/// already-relocated objects) but nothing else of the object.
-pub(crate) fn relocate(reg: &Registry, id: ObjId) -> Result<Outcome, Error> {
+/// already-relocated objects) but nothing else of the object. With `lazy`,
+/// PLT slots are left to be bound at their first call.
+pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome, Error> {
     let obj = reg.obj(id);
-    let start = Instant::now();
     let name = obj.display_name();
     let d = &obj.view.dyn_info;
     if d.has_textrel() {
@@ -107,7 +88,11 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId) -> Result<Outcome, Error> {
     if d.pltrel.is_some_and(|p| p != u64::from(elf::DT_RELA)) && d.jmprel.is_some() {
         return Err(Error::unsupported(name, "DT_PLTREL is not DT_RELA"));
     }
-    debug!(debug::RELOC, "\nrelocation processing: {name}");
+    debug!(
+        debug::RELOC,
+        "\nrelocation processing: {name}{}",
+        if lazy { " (lazy)" } else { "" }
+    );
     let symbolic_self: &[ObjId] = std::slice::from_ref(&obj.id);
     let scopes = reg.scope_chunks(&obj.scope, symbolic_self);
     let mut rl = Relocator {
@@ -123,29 +108,32 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId) -> Result<Outcome, Error> {
         rl.relr(t)?;
     }
     if let Some(t) = d.rela {
-        rl.rela_table(t, false)?;
+        rl.rela_table(t, false, false)?;
     }
     if let Some(t) = d.jmprel {
-        rl.rela_table(t, true)?;
+        rl.rela_table(t, true, lazy)?;
     }
     let mut out = rl.out;
-    let _ = start.elapsed();
     out.reldeps.sort_unstable();
     out.reldeps.dedup();
     Ok(out)
 }
 
+struct Relocator<'a> {
+    reg: &'a Registry,
+    id: ObjId,
+    obj: &'a Object,
+    scopes: ScopeChunks<'a>,
+    /// glibc's `l_lookup_cache`: (symbol index, PLT class) → result.
+    cache: Option<(u32, bool, Binding)>,
+    out: Outcome,
+    name: String,
+}
+
 impl Relocator<'_> {
     #[inline]
     fn target(&self, offset: u64, len: usize) -> Result<usize, Error> {
-        let addr = self.obj.view.image.addr(offset);
-        if !self.obj.view.image.is_writable(addr, len) {
-            return Err(Error::invalid(
-                self.name.clone(),
-                format!("relocation target {offset:#x} is outside the object's writable segments"),
-            ));
-        }
-        Ok(addr)
+        check_target(self.obj, &self.name, offset, len)
     }
 
     /// DT_RELR: an even entry is an address to relocate; an odd entry is a
@@ -202,7 +190,7 @@ impl Relocator<'_> {
         Ok(())
     }
 
-    fn rela_table(&mut self, t: Table, plt: bool) -> Result<(), Error> {
+    fn rela_table(&mut self, t: Table, plt: bool, lazy: bool) -> Result<(), Error> {
         let image = &self.obj.view.image;
         let relas: &[Rela] = image
             .slice(image.addr(t.vaddr), (t.size / 24) as usize)
@@ -212,25 +200,73 @@ impl Relocator<'_> {
                     "relocation table lies outside the loaded segments",
                 )
             })?;
+        if lazy {
+            self.prepare_lazy(t, relas.len())?;
+        }
         let mut irelative = Vec::new();
         for rela in relas {
             let rtype = (rela.r_info.get(LE) & 0xffff_ffff) as u32;
-            if rtype == r::IRELATIVE {
-                irelative.push(rela);
-                continue;
+            match rtype {
+                r::IRELATIVE => {
+                    irelative.push(rela);
+                    continue;
+                }
+                r::JUMP_SLOT if lazy => self.rebase_slot(rela)?,
+                r::JUMP_SLOT | r::TLSDESC => self.apply(rela, rtype)?,
+                _ if plt => {
+                    return Err(Error::unsupported(
+                        self.name.clone(),
+                        format!("unexpected PLT reloc type 0x{}", hex_type(rtype)),
+                    ))
+                }
+                _ => self.apply(rela, rtype)?,
             }
-            if plt && rtype != r::JUMP_SLOT {
-                let msg = match tls_name(rtype) {
-                    Some(n) => format!("cannot handle TLS relocation {n}"),
-                    None => format!("unexpected PLT reloc type 0x{}", hex_type(rtype)),
-                };
-                return Err(Error::unsupported(self.name.clone(), msg));
-            }
-            self.apply(rela, rtype)?;
         }
         for rela in irelative {
             self.apply(rela, r::IRELATIVE)?;
         }
+        Ok(())
+    }
+
+    /// Lazy binding: GOT[1] identifies the object to the resolver, GOT[2]
+    /// is the resolver.
+    fn prepare_lazy(&mut self, t: Table, count: usize) -> Result<(), Error> {
+        let pltgot = self
+            .obj
+            .view
+            .dyn_info
+            .pltgot
+            .ok_or_else(|| Error::invalid(self.name.clone(), "DT_JMPREL without DT_PLTGOT"))?;
+        let got = self.target(pltgot, 24)?;
+        let info = Box::new(LazyInfo {
+            id: self.id,
+            jmprel: self.obj.view.image.addr(t.vaddr),
+            count,
+        });
+        // SAFETY: `target` checked that GOT[0..3] is writable memory of this
+        // object.
+        unsafe {
+            *((got + 8) as *mut usize) = &*info as *const LazyInfo as usize;
+            *((got + 16) as *mut usize) = crate::lazy::runtime_resolve as *const () as usize;
+        }
+        self.out.lazy = Some(info);
+        Ok(())
+    }
+
+    /// A PLT slot left for lazy binding points back into the PLT: rebase it.
+    fn rebase_slot(&mut self, rela: &Rela) -> Result<(), Error> {
+        let addr = self.target(rela.r_offset.get(LE), 8)?;
+        // SAFETY: checked writable by `target`.
+        let stub = unsafe { *(addr as *const usize) }.wrapping_add(self.obj.view.image.base);
+        if !is_code(self.obj, stub) {
+            return Err(Error::invalid(
+                self.name.clone(),
+                "PLT slot does not point into the object's code",
+            ));
+        }
+        // SAFETY: checked writable by `target`.
+        unsafe { *(addr as *mut usize) = stub };
+        self.out.relative += 1;
         Ok(())
     }
 
@@ -250,7 +286,12 @@ impl Relocator<'_> {
             r::IRELATIVE => {
                 let addr = self.target(offset, 8)?;
                 let resolver = base.wrapping_add(addend as usize);
-                self.check_code(resolver, "IRELATIVE resolver")?;
+                if !is_code(self.obj, resolver) {
+                    return Err(Error::invalid(
+                        self.name.clone(),
+                        format!("IRELATIVE resolver at {resolver:#x} is outside the object's executable segments"),
+                    ));
+                }
                 // SAFETY: an IFUNC resolver of this object, inside its
                 // executable segment; x86_64 resolvers take no arguments.
                 let value = unsafe { call_resolver(resolver) };
@@ -267,15 +308,15 @@ impl Relocator<'_> {
             }
             _ => {}
         }
-        if let Some(n) = tls_name(rtype) {
-            return Err(Error::unsupported(
-                self.name.clone(),
-                format!("cannot handle TLS relocation {n}"),
-            )
-            .with_why("thread-local storage in objects loaded by dynload is not supported yet"));
-        }
         let len = match rtype {
-            r::R64 | r::GLOB_DAT | r::JUMP_SLOT | r::SIZE64 => 8,
+            r::R64
+            | r::GLOB_DAT
+            | r::JUMP_SLOT
+            | r::SIZE64
+            | r::DTPMOD64
+            | r::DTPOFF64
+            | r::TPOFF64 => 8,
+            r::TLSDESC => 16,
             r::PC32 | r::R32 | r::SIZE32 => 4,
             _ => {
                 return Err(Error::invalid(
@@ -286,19 +327,25 @@ impl Relocator<'_> {
         };
         let addr = self.target(offset, len)?;
         let symidx = (rela.r_info.get(LE) >> 32) as u32;
-        let res = self.resolve(symidx, rtype == r::JUMP_SLOT)?;
+        let tls = matches!(rtype, r::DTPMOD64 | r::DTPOFF64 | r::TPOFF64 | r::TLSDESC);
+        // glibc's elf_machine_type_class: JUMP_SLOT and the TLS types are of
+        // the PLT class.
+        let b = self.resolve(symidx, rtype == r::JUMP_SLOT || tls)?;
         self.out.relocations += 1;
-        let value = res.value;
+        if tls {
+            return self.apply_tls(rtype, addr, symidx, b, addend);
+        }
+        let value = b.value;
         // SAFETY (all writes below): `target` checked that [addr, addr+len)
         // is writable memory of this object.
         unsafe {
             match rtype {
                 r::GLOB_DAT | r::JUMP_SLOT => *(addr as *mut usize) = value,
                 r::R64 => *(addr as *mut usize) = value.wrapping_add(addend as usize),
-                r::SIZE64 => *(addr as *mut u64) = res.size.wrapping_add(addend as u64),
+                r::SIZE64 => *(addr as *mut u64) = b.size.wrapping_add(addend as u64),
                 r::SIZE32 | r::R32 => {
                     let v = if rtype == r::SIZE32 {
-                        res.size as i64
+                        b.size as i64
                     } else {
                         value as i64
                     }
@@ -323,13 +370,91 @@ impl Relocator<'_> {
         Ok(())
     }
 
+    /// DTPMOD64, DTPOFF64, TPOFF64 and TLSDESC.
+    fn apply_tls(
+        &mut self,
+        rtype: u32,
+        addr: usize,
+        symidx: u32,
+        b: Binding,
+        addend: i64,
+    ) -> Result<(), Error> {
+        // An undefined weak TLS reference: glibc leaves the GOT words alone,
+        // except that a descriptor must still be callable.
+        let Some(found) = b.found else {
+            if rtype == r::TLSDESC {
+                // SAFETY: a 16-byte descriptor slot, checked writable.
+                unsafe {
+                    *(addr as *mut usize) = tls::tlsdesc_undefweak as *const () as usize;
+                    *((addr + 8) as *mut usize) = addend as usize;
+                }
+            }
+            return Ok(());
+        };
+        let def = self.reg.obj(found.obj);
+        if symidx != 0 && def.view.symbols.sym(found.sym).kind() != elf::STT_TLS {
+            let syms = &self.obj.view.symbols;
+            let n = String::from_utf8_lossy(syms.name(syms.sym(symidx))).into_owned();
+            return Err(Error::invalid(
+                self.name.clone(),
+                format!("TLS relocation against `{n}', which is not a TLS symbol"),
+            ));
+        }
+        let module = tls_module(def).ok_or_else(|| {
+            Error::invalid(
+                self.name.clone(),
+                format!(
+                    "TLS reference to {}, which has no TLS segment",
+                    def.display_name()
+                ),
+            )
+        })?;
+        let offset = b.value.wrapping_add(addend as usize);
+        // SAFETY (all writes): `target` checked the slot is writable.
+        unsafe {
+            match rtype {
+                r::DTPMOD64 => *(addr as *mut usize) = module,
+                r::DTPOFF64 => *(addr as *mut usize) = offset,
+                r::TPOFF64 => {
+                    // Initial-exec TLS needs a fixed offset from the thread
+                    // pointer. glibc's start-up modules have one, the same in
+                    // every thread; dynload's blocks are allocated per thread
+                    // and have none.
+                    let static_host = def.host().is_some_and(|h| h.startup);
+                    if !static_host {
+                        let sym = String::from_utf8_lossy(
+                            self.obj
+                                .view
+                                .symbols
+                                .name(self.obj.view.symbols.sym(symidx)),
+                        )
+                        .into_owned();
+                        return Err(Error::load(ErrorKind::Unsupported, self.name.clone(), "cannot allocate memory in static TLS block")
+                            .with_why(format!(
+                                "the object uses initial-exec TLS (R_X86_64_TPOFF64 for `{sym}' in {}); dynload gives the objects it loads dynamic TLS blocks only, with no fixed offset from the thread pointer. Rebuild it with -ftls-model=global-dynamic (or -mtls-dialect=gnu2)",
+                                def.display_name()
+                            )));
+                    }
+                    *(addr as *mut usize) =
+                        tls::address(module, offset).wrapping_sub(tls::thread_pointer());
+                }
+                r::TLSDESC => {
+                    let arg = Box::new(TlsIndex { module, offset });
+                    *(addr as *mut usize) = tls::tlsdesc_dynamic as *const () as usize;
+                    *((addr + 8) as *mut usize) = &*arg as *const TlsIndex as usize;
+                    self.out.tls_descs.push(arg);
+                }
+                _ => unreachable!("TLS types only"),
+            }
+        }
+        Ok(())
+    }
+
     fn overflow(&self, symidx: u32, kind: &str) -> Error {
-        let sym = self
-            .obj
-            .view
-            .symbols
+        let syms = &self.obj.view.symbols;
+        let sym = syms
             .get(symidx)
-            .map(|s| String::from_utf8_lossy(self.obj.view.symbols.name(s)).into_owned());
+            .map(|s| String::from_utf8_lossy(syms.name(s)).into_owned());
         Error::invalid(
             self.name.clone(),
             format!(
@@ -339,148 +464,179 @@ impl Relocator<'_> {
         )
     }
 
-    fn check_code(&self, addr: usize, what: &str) -> Result<(), Error> {
-        if !is_code(self.obj, addr) {
-            return Err(Error::invalid(
-                self.name.clone(),
-                format!("{what} at {addr:#x} is outside the object's executable segments"),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Find the definition a symbolic relocation refers to (glibc's
-    /// `RESOLVE_MAP`, with its one-entry cache).
-    fn resolve(&mut self, symidx: u32, plt: bool) -> Result<Resolved, Error> {
-        if let Some((ci, cp, res)) = self.cache {
+    /// glibc's `RESOLVE_MAP`, with its one-entry cache.
+    fn resolve(&mut self, symidx: u32, plt: bool) -> Result<Binding, Error> {
+        if let Some((ci, cp, b)) = self.cache {
             if ci == symidx && cp == plt {
                 self.out.cached += 1;
-                return Ok(res);
+                return Ok(b);
             }
         }
-        let syms = &self.obj.view.symbols;
-        let sym = syms.get(symidx).ok_or_else(|| {
-            Error::invalid(
-                self.name.clone(),
-                format!("relocation refers to symbol {symidx}, beyond the symbol table"),
-            )
-        })?;
-        let res = if symidx == 0 {
-            Resolved { value: 0, size: 0 }
-        } else if sym.bind() == elf::STB_LOCAL || sym.binds_locally() {
-            let found = Found {
-                obj: self.id,
-                sym: symidx,
-            };
-            self.value_of(found)?
-        } else {
-            let name = syms.name(sym);
-            let version = syms
-                .versym(symidx)
-                .and_then(|v| self.obj.view.versions.entry(v));
-            let flags = Flags {
-                return_newest: false,
-                plt,
-            };
-            match self
-                .reg
-                .lookup_reference(&self.scopes, name, version, flags, self.id, symidx)
-            {
-                Some(found) => {
-                    self.note_binding(found, name, version.map(|v| &*v.name));
-                    self.value_of(found)?
-                }
-                None if sym.bind() == elf::STB_WEAK => Resolved { value: 0, size: 0 },
-                None => {
-                    return Err(self.reg.undefined_error(
-                        &self.scopes,
-                        self.name.clone(),
-                        name,
-                        version,
-                    ));
-                }
-            }
-        };
-        self.cache = Some((symidx, plt, res));
-        Ok(res)
-    }
-
-    fn note_binding(&mut self, found: Found, name: &[u8], version: Option<&[u8]>) {
-        let def = self.reg.obj(found.obj);
-        let dsym = def.view.symbols.sym(found.sym);
-        if debug::enabled(debug::BINDINGS) {
-            let kind = if dsym.visibility() == elf::STV_PROTECTED {
-                "protected"
-            } else {
-                "normal"
-            };
-            let ver = version
-                .map(|v| format!(" [{}]", String::from_utf8_lossy(v)))
-                .unwrap_or_default();
-            debug!(
-                debug::BINDINGS,
-                "binding file {} [0] to {} [0]: {kind} symbol `{}'{ver}",
-                self.name,
-                def.display_name(),
-                String::from_utf8_lossy(name)
-            );
-        }
-        if dsym.bind() == elf::STB_GNU_UNIQUE {
-            self.out.unique_definers.push(found.obj);
-        }
-        // A binding to another dynload object that is not a dependency keeps
-        // that object alive as long as this one (glibc's add_dependency).
-        if found.obj != self.id
-            && def.is_ours()
-            && !self.obj.initfini.contains(&found.obj)
-            && !self.out.reldeps.contains(&found.obj)
-        {
-            self.out.reldeps.push(found.obj);
-        }
-    }
-
-    fn value_of(&self, found: Found) -> Result<Resolved, Error> {
-        let def = self.reg.obj(found.obj);
-        let sym = def.view.symbols.sym(found.sym);
-        let mut value = if sym.is_undefined() && sym.value() == 0 {
-            0
-        } else {
-            def.view.symbols.address(sym)
-        };
-        if let Some(ours) = interposed(self.reg, found, def) {
-            value = ours;
-        } else if sym.kind() == elf::STT_GNU_IFUNC && !sym.is_undefined() {
-            if def.is_ours() && found.obj != self.id && !def.relocated {
-                let n = String::from_utf8_lossy(def.view.symbols.name(sym)).into_owned();
-                return Err(Error::invalid(self.name.clone(), format!("Relink `{}' with `{}' for IFUNC symbol `{n}'", self.name, def.display_name()))
-                    .with_why("the IFUNC resolver belongs to an object that is not relocated yet (a dependency cycle)"));
-            }
-            if def.is_ours() && !is_code(def, value) {
-                return Err(Error::invalid(
-                    def.display_name(),
-                    format!(
-                        "IFUNC resolver at {value:#x} is outside the object's executable segments"
-                    ),
-                ));
-            }
-            // SAFETY: the resolver of a relocated object (glibc's own for
-            // host objects such as libc's memcpy); it takes no arguments.
-            value = unsafe { call_resolver(value) };
-        }
-        Ok(Resolved {
-            value,
-            size: sym.size(),
-        })
+        let b = bind(self.reg, self.id, &self.scopes, symidx, plt, &mut self.out)?;
+        self.cache = Some((symidx, plt, b));
+        Ok(b)
     }
 }
 
-/// dynload's replacement when a relocation binds a dl* function of glibc.
-fn interposed(reg: &Registry, found: Found, def: &Object) -> Option<usize> {
-    if def.is_ours() {
-        return None;
+/// Check that a relocation target lies in writable memory of `obj`.
+pub(crate) fn check_target(
+    obj: &Object,
+    name: &str,
+    offset: u64,
+    len: usize,
+) -> Result<usize, Error> {
+    let addr = obj.view.image.addr(offset);
+    if !obj.view.image.is_writable(addr, len) {
+        return Err(Error::invalid(
+            name.to_string(),
+            format!("relocation target {offset:#x} is outside the object's writable segments"),
+        ));
     }
-    let _ = reg;
-    dlfcn::replacement(def.view.symbols.name(def.view.symbols.sym(found.sym)))
+    Ok(addr)
+}
+
+/// The TLS module id of an object (dynload's or glibc's), if it has TLS.
+pub(crate) fn tls_module(o: &Object) -> Option<usize> {
+    match &o.kind {
+        Kind::Ours(_) => o.tls_module,
+        Kind::Host(h) => (h.tls_modid != 0).then_some(h.tls_modid),
+    }
+}
+
+/// Bind symbol `symidx` of object `id`: what a relocation against it, or a
+/// lazily bound PLT slot, gets. Records relocation dependencies and unique
+/// definers in `out`.
+pub(crate) fn bind(
+    reg: &Registry,
+    id: ObjId,
+    scopes: &ScopeChunks<'_>,
+    symidx: u32,
+    plt: bool,
+    out: &mut Outcome,
+) -> Result<Binding, Error> {
+    let obj = reg.obj(id);
+    let syms = &obj.view.symbols;
+    let sym = syms.get(symidx).ok_or_else(|| {
+        Error::invalid(
+            obj.display_name(),
+            format!("relocation refers to symbol {symidx}, beyond the symbol table"),
+        )
+    })?;
+    // Symbol 0, local symbols and hidden ones bind to this object itself.
+    if symidx == 0 || sym.bind() == elf::STB_LOCAL || sym.binds_locally() {
+        return value_of(
+            reg,
+            id,
+            Found {
+                obj: id,
+                sym: symidx,
+            },
+        );
+    }
+    let name = syms.name(sym);
+    let version = syms.versym(symidx).and_then(|v| obj.view.versions.entry(v));
+    let flags = Flags {
+        return_newest: false,
+        plt,
+    };
+    match reg.lookup_reference(scopes, name, version, flags, id, symidx) {
+        Some(found) => {
+            note_binding(reg, id, found, name, version.map(|v| &*v.name), out);
+            value_of(reg, id, found)
+        }
+        None if sym.bind() == elf::STB_WEAK => Ok(Binding {
+            found: None,
+            value: 0,
+            size: 0,
+        }),
+        None => Err(reg.undefined_error(scopes, obj.display_name(), name, version)),
+    }
+}
+
+fn note_binding(
+    reg: &Registry,
+    id: ObjId,
+    found: Found,
+    name: &[u8],
+    version: Option<&[u8]>,
+    out: &mut Outcome,
+) {
+    let obj = reg.obj(id);
+    let def = reg.obj(found.obj);
+    let dsym = def.view.symbols.sym(found.sym);
+    if debug::enabled(debug::BINDINGS) {
+        let kind = if dsym.visibility() == elf::STV_PROTECTED {
+            "protected"
+        } else {
+            "normal"
+        };
+        let ver = version
+            .map(|v| format!(" [{}]", String::from_utf8_lossy(v)))
+            .unwrap_or_default();
+        debug!(
+            debug::BINDINGS,
+            "binding file {} [0] to {} [0]: {kind} symbol `{}'{ver}",
+            obj.display_name(),
+            def.display_name(),
+            String::from_utf8_lossy(name)
+        );
+    }
+    if dsym.bind() == elf::STB_GNU_UNIQUE {
+        out.unique_definers.push(found.obj);
+    }
+    // A binding to another dynload object that is not a dependency keeps
+    // that object alive as long as this one (glibc's add_dependency).
+    if found.obj != id
+        && def.is_ours()
+        && !obj.initfini.contains(&found.obj)
+        && !out.reldeps.contains(&found.obj)
+    {
+        out.reldeps.push(found.obj);
+    }
+}
+
+fn value_of(reg: &Registry, id: ObjId, found: Found) -> Result<Binding, Error> {
+    let def = reg.obj(found.obj);
+    let sym = def.view.symbols.sym(found.sym);
+    if sym.kind() == elf::STT_TLS {
+        return Ok(Binding {
+            found: Some(found),
+            value: sym.value() as usize,
+            size: sym.size(),
+        });
+    }
+    let mut value = if sym.is_undefined() && sym.value() == 0 {
+        0
+    } else {
+        def.view.symbols.address(sym)
+    };
+    if let Some(ours) = (!def.is_ours())
+        .then(|| dlfcn::replacement(def.view.symbols.name(sym)))
+        .flatten()
+    {
+        value = ours;
+    } else if sym.kind() == elf::STT_GNU_IFUNC && !sym.is_undefined() {
+        if def.is_ours() && found.obj != id && !def.relocated {
+            let n = String::from_utf8_lossy(def.view.symbols.name(sym)).into_owned();
+            let me = reg.obj(id).display_name();
+            return Err(Error::invalid(me.clone(), format!("Relink `{me}' with `{}' for IFUNC symbol `{n}'", def.display_name()))
+                .with_why("the IFUNC resolver belongs to an object that is not relocated yet (a dependency cycle)"));
+        }
+        if def.is_ours() && !is_code(def, value) {
+            return Err(Error::invalid(
+                def.display_name(),
+                format!("IFUNC resolver at {value:#x} is outside the object's executable segments"),
+            ));
+        }
+        // SAFETY: the resolver of a relocated object (glibc's own for host
+        // objects such as libc's memcpy); it takes no arguments.
+        value = unsafe { call_resolver(value) };
+    }
+    Ok(Binding {
+        found: Some(found),
+        value,
+        size: sym.size(),
+    })
 }
 
 /// Is `addr` inside an executable PT_LOAD of `obj`?

@@ -97,8 +97,6 @@ macro_rules! with_scenarios {
     };
 }
 
-
-
 fn set(prefix: &str, name: &str, libs: &[Lib]) -> Set {
     Set::build(&format!("{prefix}-{name}"), libs)
 }

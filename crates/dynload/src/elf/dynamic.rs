@@ -65,6 +65,13 @@ impl DynInfo {
     pub(crate) fn is_symbolic(&self) -> bool {
         self.symbolic || self.flags & u64::from(elf::DF_SYMBOLIC) != 0
     }
+    /// DT_BIND_NOW, DF_BIND_NOW or DF_1_NOW: bind every PLT slot at load.
+    pub(crate) fn wants_bind_now(&self) -> bool {
+        self.bind_now
+            || self.flags & u64::from(elf::DF_BIND_NOW) != 0
+            || self.flags_1 & u64::from(elf::DF_1_NOW) != 0
+    }
+
     pub(crate) fn flag_1(&self, f: u32) -> bool {
         self.flags_1 & u64::from(f) != 0
     }

@@ -1,0 +1,108 @@
+//! Saving the whole register state around calls into the loader that the
+//! interrupted code does not expect: the lazy PLT resolver (which must
+//! preserve every argument register, including the upper halves of ymm and
+//! zmm registers and the AVX-512 mask registers) and TLS descriptors (which
+//! must preserve everything but %rax, x87 included).
+//!
+//! The state is saved with XSAVEC where the CPU has it, else XSAVE, else
+//! FXSAVE, into an area whose size comes from CPUID at start-up, as glibc's
+//! `_dl_runtime_resolve_{xsavec,xsave,fxsave}` do.
+
+use std::arch::x86_64::{__cpuid, __cpuid_count};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+/// 2: XSAVEC, 1: XSAVE, 0: FXSAVE.
+pub(crate) static SAVE_KIND: AtomicU8 = AtomicU8::new(0);
+/// The XSAVE component mask: x87, SSE, AVX, and the AVX-512 opmask and
+/// upper-zmm components, as far as the OS enabled them (XCR0). MPX, PKRU
+/// and AMX are left alone (glibc's STATE_SAVE_MASK, plus x87).
+pub(crate) static SAVE_MASK: AtomicU32 = AtomicU32::new(0);
+/// Bytes of stack for the save area (at least 576: legacy area + header).
+pub(crate) static SAVE_SIZE: AtomicU64 = AtomicU64::new(576);
+
+/// Read the CPU's capabilities (once, before any object is loaded).
+pub(crate) fn init() {
+    let leaf1 = __cpuid(1);
+    let xsave = leaf1.ecx & (1 << 26) != 0 && leaf1.ecx & (1 << 27) != 0; // XSAVE, OSXSAVE
+    if !xsave {
+        SAVE_KIND.store(0, Ordering::Relaxed);
+        return;
+    }
+    // SAFETY: OSXSAVE is set, so XGETBV is enabled.
+    let xcr0 = unsafe { std::arch::x86_64::_xgetbv(0) };
+    let mask = (xcr0 as u32) & 0xe7;
+    let size = __cpuid_count(0xd, 0).ebx as u64;
+    let xsavec = __cpuid_count(0xd, 1).eax & (1 << 1) != 0;
+    SAVE_MASK.store(mask, Ordering::Relaxed);
+    SAVE_SIZE.store(size.max(576).next_multiple_of(64), Ordering::Relaxed);
+    SAVE_KIND.store(if xsavec { 2 } else { 1 }, Ordering::Relaxed);
+}
+
+/// Assembly: save the extended state at [rsp] (64-byte aligned, SAVE_SIZE
+/// bytes). Clobbers eax and edx. Operands: `kind`, `mask`.
+macro_rules! save_state {
+    () => {
+        concat!(
+            // XRSTOR checks the header's reserved bytes; XSAVE does not write
+            // them: clear the header first.
+            "mov qword ptr [rsp + 512], 0\n",
+            "mov qword ptr [rsp + 520], 0\n",
+            "mov qword ptr [rsp + 528], 0\n",
+            "mov qword ptr [rsp + 536], 0\n",
+            "mov qword ptr [rsp + 544], 0\n",
+            "mov qword ptr [rsp + 552], 0\n",
+            "mov qword ptr [rsp + 560], 0\n",
+            "mov qword ptr [rsp + 568], 0\n",
+            "mov eax, dword ptr [rip + {mask}]\n",
+            "xor edx, edx\n",
+            "cmp byte ptr [rip + {kind}], 1\n",
+            "jb 71f\n",
+            "ja 72f\n",
+            "xsave64 [rsp]\n",
+            "jmp 73f\n",
+            "71:\n",
+            "fxsave64 [rsp]\n",
+            "jmp 73f\n",
+            "72:\n",
+            "xsavec64 [rsp]\n",
+            "73:\n",
+        )
+    };
+}
+
+/// Assembly: restore what `save_state!` saved at [rsp]. Clobbers eax, edx.
+macro_rules! restore_state {
+    () => {
+        concat!(
+            "mov eax, dword ptr [rip + {mask}]\n",
+            "xor edx, edx\n",
+            "cmp byte ptr [rip + {kind}], 1\n",
+            "jb 74f\n",
+            "xrstor64 [rsp]\n",
+            "jmp 75f\n",
+            "74:\n",
+            "fxrstor64 [rsp]\n",
+            "75:\n",
+        )
+    };
+}
+
+pub(crate) use restore_state;
+pub(crate) use save_state;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_save_area_is_big_enough() {
+        init();
+        let size = SAVE_SIZE.load(Ordering::Relaxed);
+        assert!(size >= 576 && size % 64 == 0);
+        if SAVE_KIND.load(Ordering::Relaxed) > 0 {
+            // SSE and AVX state at least, where the OS enabled AVX.
+            assert!(SAVE_MASK.load(Ordering::Relaxed) & 0b11 == 0b11);
+        }
+        let _ = __cpuid(0);
+    }
+}

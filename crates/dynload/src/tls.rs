@@ -1,0 +1,450 @@
+//! Thread-local storage of the objects dynload loads.
+//!
+//! Module ids: glibc numbers its modules 1, 2, 3, ...; dynload's start at
+//! [`MODULE_BASE`], so the two never collide and dynload's
+//! `__tls_get_addr` (bound into every object dynload loads) tells them
+//! apart with one comparison, forwarding glibc's ids to glibc's own
+//! `__tls_get_addr`. Objects glibc loaded keep glibc's ids.
+//!
+//! Blocks are allocated on first use in each thread (so a thread created
+//! before the dlopen sees the initial values), with `mmap`, never `malloc`:
+//! a `malloc` that itself uses thread-local storage must not recurse into a
+//! half-done allocation. A thread's blocks are freed when it exits (a
+//! pthread key destructor, which glibc runs after C++ `thread_local`
+//! destructors) and every thread's block of a module when the module is
+//! unloaded.
+
+use std::cell::Cell;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
+
+use crate::elf::PAGE_SIZE;
+use crate::state::{restore_state, save_state, SAVE_KIND, SAVE_MASK, SAVE_SIZE};
+
+/// The first module id dynload gives out.
+pub(crate) const MODULE_BASE: usize = 1 << 40;
+
+/// The argument of `__tls_get_addr` (and of TLS descriptors).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TlsIndex {
+    pub module: usize,
+    pub offset: usize,
+}
+
+/// What a module's block is made from.
+#[derive(Debug, Clone, Copy)]
+struct Module {
+    image: usize,
+    filesz: usize,
+    memsz: usize,
+    align: usize,
+}
+
+static MODULES: Mutex<Vec<Option<Module>>> = Mutex::new(Vec::new());
+
+/// One allocated block: where the block is, and the mapping to unmap.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Entry {
+    block: *mut u8,
+    map: *mut u8,
+    len: usize,
+}
+
+/// A thread's table of blocks, in one mmap'ed region: this header, then
+/// `cap` entries. Threads' tables are linked so that unloading a module
+/// can free its block in every thread.
+#[repr(C)]
+struct Dtv {
+    cap: usize,
+    map_len: usize,
+    next: *mut Dtv,
+    prev: *mut Dtv,
+}
+
+impl Dtv {
+    /// # Safety
+    /// `dtv` is a live table and `i < cap`.
+    unsafe fn entry(dtv: *mut Dtv, i: usize) -> *mut Entry {
+        // SAFETY: the entries follow the header inside the same mapping.
+        unsafe { (dtv.add(1) as *mut Entry).add(i) }
+    }
+}
+
+struct Threads {
+    head: *mut Dtv,
+}
+
+// SAFETY: the list is only touched with the THREADS lock held.
+unsafe impl Send for Threads {}
+
+static THREADS: Mutex<Threads> = Mutex::new(Threads {
+    head: std::ptr::null_mut(),
+});
+
+thread_local! {
+    static CURRENT: Cell<*mut Dtv> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// glibc's `__tls_get_addr`, for glibc's module ids.
+pub(crate) static GLIBC_TLS_GET_ADDR: AtomicUsize = AtomicUsize::new(0);
+
+static KEY: OnceLock<libc::pthread_key_t> = OnceLock::new();
+
+/// Prepare the TLS runtime (called when the loader starts).
+pub(crate) fn init(glibc_tls_get_addr: usize) {
+    GLIBC_TLS_GET_ADDR.store(glibc_tls_get_addr, Ordering::Relaxed);
+    KEY.get_or_init(|| {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: creating a key with a destructor that takes the value we
+        // store (a thread's table).
+        unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) };
+        key
+    });
+}
+
+/// Give a module id to an object's PT_TLS (image at `image`).
+pub(crate) fn register(image: usize, filesz: usize, memsz: usize, align: usize) -> usize {
+    let m = Module {
+        image,
+        filesz,
+        memsz,
+        align: align.max(1),
+    };
+    let mut modules = MODULES.lock();
+    let idx = match modules.iter().position(Option::is_none) {
+        Some(i) => {
+            modules[i] = Some(m);
+            i
+        }
+        None => {
+            modules.push(Some(m));
+            modules.len() - 1
+        }
+    };
+    MODULE_BASE + idx
+}
+
+/// Forget a module: free its block in every thread.
+pub(crate) fn unregister(id: usize) {
+    let idx = id - MODULE_BASE;
+    let threads = THREADS.lock();
+    let mut dtv = threads.head;
+    while !dtv.is_null() {
+        // SAFETY: every table in the list is live while THREADS is locked.
+        unsafe {
+            if idx < (*dtv).cap {
+                let e = Dtv::entry(dtv, idx);
+                free_entry(*e);
+                *e = Entry {
+                    block: std::ptr::null_mut(),
+                    map: std::ptr::null_mut(),
+                    len: 0,
+                };
+            }
+            dtv = (*dtv).next;
+        }
+    }
+    drop(threads);
+    MODULES.lock()[idx] = None;
+}
+
+fn map_anon(len: usize) -> *mut u8 {
+    // SAFETY: a fresh private anonymous mapping.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        fatal("cannot allocate memory for thread-local storage");
+    }
+    p as *mut u8
+}
+
+fn free_entry(e: Entry) {
+    if !e.map.is_null() {
+        // SAFETY: the mapping was made by `alloc_block` and is no longer in
+        // any table.
+        unsafe { libc::munmap(e.map as *mut c_void, e.len) };
+    }
+}
+
+/// A block for module `m`, initialised: the image, then zeros (fresh
+/// anonymous memory is zero). Alignment up to the page size comes from
+/// mmap itself; larger alignments are made by over-allocating.
+fn alloc_block(m: &Module) -> Entry {
+    let extra = if m.align > PAGE_SIZE { m.align } else { 0 };
+    let len = (m.memsz.max(1) + extra).next_multiple_of(PAGE_SIZE);
+    let map = map_anon(len);
+    let block = ((map as usize + m.align - 1) & !(m.align - 1)) as *mut u8;
+    // SAFETY: the image lies in the object's mapped PT_TLS segment
+    // (checked at load) and the block has room for memsz >= filesz bytes.
+    unsafe { std::ptr::copy_nonoverlapping(m.image as *const u8, block, m.filesz) };
+    Entry { block, map, len }
+}
+
+fn fatal(what: &str) -> ! {
+    let msg = format!("dynload: {what}\n");
+    // SAFETY: writing a buffer to stderr.
+    unsafe {
+        libc::write(2, msg.as_ptr() as *const c_void, msg.len());
+        libc::abort();
+    }
+}
+
+/// `__tls_get_addr` for dynload's module ids.
+extern "C" fn get_addr(ti: *const TlsIndex) -> *mut u8 {
+    // SAFETY: compiled code passes a pointer to its GOT's tls_index pair.
+    let ti = unsafe { *ti };
+    let idx = ti.module - MODULE_BASE;
+    let dtv = CURRENT.with(Cell::get);
+    if !dtv.is_null() {
+        // SAFETY: only this thread replaces its own table; entries are
+        // cleared (not moved) by unloading, under THREADS.
+        unsafe {
+            if idx < (*dtv).cap {
+                let b = (*Dtv::entry(dtv, idx)).block;
+                if !b.is_null() {
+                    return b.wrapping_add(ti.offset);
+                }
+            }
+        }
+    }
+    slow(idx, ti.offset)
+}
+
+/// First use of a module in this thread.
+#[cold]
+fn slow(idx: usize, offset: usize) -> *mut u8 {
+    let Some(m) = MODULES.lock().get(idx).copied().flatten() else {
+        fatal("thread-local storage of an object that is not loaded was used");
+    };
+    let entry = alloc_block(&m);
+    let mut threads = THREADS.lock();
+    let mut dtv = CURRENT.with(Cell::get);
+    let mut new_table = false;
+    // SAFETY: tables are only created, grown and freed here and in
+    // `thread_exit`, with THREADS locked; `dtv` is this thread's.
+    let block = unsafe {
+        if dtv.is_null() || idx >= (*dtv).cap {
+            let cap = (idx + 1).max(16).next_power_of_two();
+            let map_len = (std::mem::size_of::<Dtv>() + cap * std::mem::size_of::<Entry>())
+                .next_multiple_of(PAGE_SIZE);
+            let cap = (map_len - std::mem::size_of::<Dtv>()) / std::mem::size_of::<Entry>();
+            let grown = map_anon(map_len) as *mut Dtv;
+            (*grown).cap = cap;
+            (*grown).map_len = map_len;
+            (*grown).prev = std::ptr::null_mut();
+            (*grown).next = threads.head;
+            if !dtv.is_null() {
+                std::ptr::copy_nonoverlapping(Dtv::entry(dtv, 0), Dtv::entry(grown, 0), (*dtv).cap);
+                unlink(&mut threads, dtv);
+                (*grown).next = threads.head;
+                libc::munmap(dtv as *mut c_void, (*dtv).map_len);
+            }
+            if !threads.head.is_null() {
+                (*threads.head).prev = grown;
+            }
+            threads.head = grown;
+            dtv = grown;
+            CURRENT.with(|c| c.set(dtv));
+            new_table = true;
+        }
+        let e = Dtv::entry(dtv, idx);
+        if (*e).block.is_null() {
+            *e = entry;
+        } else {
+            free_entry(entry);
+        }
+        (*e).block
+    };
+    drop(threads);
+    if new_table {
+        if let Some(&key) = KEY.get() {
+            // SAFETY: registering this thread's table for its exit; outside
+            // the lock, as pthread_setspecific may allocate.
+            unsafe { libc::pthread_setspecific(key, dtv as *const c_void) };
+        }
+    }
+    block.wrapping_add(offset)
+}
+
+/// # Safety
+/// `dtv` is in the list and THREADS is locked (`threads`).
+unsafe fn unlink(threads: &mut Threads, dtv: *mut Dtv) {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*dtv).prev.is_null() {
+            threads.head = (*dtv).next;
+        } else {
+            (*(*dtv).prev).next = (*dtv).next;
+        }
+        if !(*dtv).next.is_null() {
+            (*(*dtv).next).prev = (*dtv).prev;
+        }
+    }
+}
+
+/// pthread key destructor: the thread is exiting; free its blocks.
+unsafe extern "C" fn thread_exit(value: *mut c_void) {
+    let dtv = value as *mut Dtv;
+    let mut threads = THREADS.lock();
+    // SAFETY: `value` is this thread's table (set by `slow`), still in the
+    // list; nothing else frees it.
+    unsafe {
+        if CURRENT.with(Cell::get) != dtv {
+            return;
+        }
+        unlink(&mut threads, dtv);
+        for i in 0..(*dtv).cap {
+            free_entry(*Dtv::entry(dtv, i));
+        }
+        libc::munmap(dtv as *mut c_void, (*dtv).map_len);
+    }
+    CURRENT.with(|c| c.set(std::ptr::null_mut()));
+}
+
+/// This thread's block of module `id`, if it has one (`dlpi_tls_data`,
+/// RTLD_DI_TLS_DATA); never allocates.
+pub(crate) fn current_block(id: usize) -> *mut c_void {
+    let idx = id - MODULE_BASE;
+    let dtv = CURRENT.with(Cell::get);
+    if dtv.is_null() {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: this thread's live table.
+    unsafe {
+        if idx < (*dtv).cap {
+            (*Dtv::entry(dtv, idx)).block as *mut c_void
+        } else {
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// The calling thread's address of `offset` in module `id` (ours or
+/// glibc's), allocating the block if needed (`dlsym` of a TLS symbol).
+pub(crate) fn address(id: usize, offset: usize) -> usize {
+    let ti = TlsIndex { module: id, offset };
+    // SAFETY: a valid tls_index for a loaded module.
+    unsafe { tls_get_addr(&ti) as usize }
+}
+
+/// `__tls_get_addr`, as bound into objects dynload loads. Callers may have
+/// a misaligned stack (GCC PR58066): dynload's own modules go through an
+/// aligned call; glibc's ids are forwarded to glibc by a tail jump.
+///
+/// # Safety
+/// `ti` must point to a `tls_index` of a loaded module.
+#[unsafe(naked)]
+pub(crate) unsafe extern "C" fn tls_get_addr(ti: *const TlsIndex) -> *mut c_void {
+    core::arch::naked_asm!(
+        "mov rax, qword ptr [rdi]",
+        "mov rcx, {base}",
+        "cmp rax, rcx",
+        "jb 2f",
+        "push rbp",
+        "mov rbp, rsp",
+        "and rsp, -16",
+        "call {ours}",
+        "mov rsp, rbp",
+        "pop rbp",
+        "ret",
+        "2:",
+        "jmp qword ptr [rip + {glibc}]",
+        base = const MODULE_BASE,
+        ours = sym get_addr,
+        glibc = sym GLIBC_TLS_GET_ADDR,
+    )
+}
+
+/// A TLS descriptor's function for a module whose offset from the thread
+/// pointer is not fixed: called with %rax pointing to the descriptor
+/// {function, argument}, where the argument points to a `TlsIndex`; returns
+/// in %rax the variable's offset from the thread pointer, and preserves
+/// every other register, x87 and vector state included.
+///
+/// # Safety
+/// Only to be called by TLSDESC code sequences, with a valid descriptor.
+#[unsafe(naked)]
+pub(crate) unsafe extern "C" fn tlsdesc_dynamic() {
+    core::arch::naked_asm!(
+        "push rbp",
+        "mov rbp, rsp",
+        "push rbx",
+        "and rsp, -64",
+        "sub rsp, 128",
+        "mov [rsp], rdi",
+        "mov [rsp + 8], rsi",
+        "mov [rsp + 16], rdx",
+        "mov [rsp + 24], rcx",
+        "mov [rsp + 32], r8",
+        "mov [rsp + 40], r9",
+        "mov [rsp + 48], r10",
+        "mov [rsp + 56], r11",
+        "mov [rsp + 64], rax",
+        "mov rbx, rsp",
+        "sub rsp, qword ptr [rip + {size}]",
+        "and rsp, -64",
+        save_state!(),
+        "mov rax, [rbx + 64]",
+        "mov rdi, [rax + 8]",
+        "call {get}",
+        "sub rax, qword ptr fs:[0]",
+        "mov [rbx + 72], rax",
+        restore_state!(),
+        "mov rsp, rbx",
+        "mov rdi, [rsp]",
+        "mov rsi, [rsp + 8]",
+        "mov rdx, [rsp + 16]",
+        "mov rcx, [rsp + 24]",
+        "mov r8, [rsp + 32]",
+        "mov r9, [rsp + 40]",
+        "mov r10, [rsp + 48]",
+        "mov r11, [rsp + 56]",
+        "mov rax, [rsp + 72]",
+        "mov rbx, [rbp - 8]",
+        "mov rsp, rbp",
+        "pop rbp",
+        "ret",
+        size = sym SAVE_SIZE,
+        mask = sym SAVE_MASK,
+        kind = sym SAVE_KIND,
+        get = sym tls_get_addr,
+    )
+}
+
+/// A TLS descriptor for an undefined weak symbol: its address is the
+/// addend (NULL plus the addend), so the offset is that minus the thread
+/// pointer.
+///
+/// # Safety
+/// Only to be called by TLSDESC code sequences.
+#[unsafe(naked)]
+pub(crate) unsafe extern "C" fn tlsdesc_undefweak() {
+    core::arch::naked_asm!(
+        "mov rax, qword ptr [rax + 8]",
+        "sub rax, qword ptr fs:[0]",
+        "ret"
+    )
+}
+
+/// The thread pointer (%fs:0), to turn static TLS addresses into offsets.
+pub(crate) fn thread_pointer() -> usize {
+    let tp: usize;
+    // SAFETY: reads the TCB's self pointer, which glibc keeps at %fs:0.
+    unsafe {
+        std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags))
+    };
+    tp
+}
