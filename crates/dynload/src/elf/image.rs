@@ -86,6 +86,12 @@ impl Image {
 
     /// `count` values of `T` at absolute address `addr`.
     pub(crate) fn slice<T: object::Pod>(&self, addr: usize, count: usize) -> Option<&[T]> {
+        // An empty table (a GNU hash table without chains) is valid
+        // wherever it is; the empty byte slice `bytes` gives for it would
+        // fail `T`'s alignment check.
+        if count == 0 {
+            return Some(&[]);
+        }
         let len = count.checked_mul(std::mem::size_of::<T>())?;
         let bytes = self.bytes(addr, len)?;
         object::pod::slice_from_bytes(bytes, count)
