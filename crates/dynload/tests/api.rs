@@ -376,3 +376,20 @@ fn objects_glibc_opened_global_are_in_the_global_scope() {
     drop(g);
     useg.close().unwrap();
 }
+
+/// An object that exports no symbol has a GNU hash table without chains;
+/// it loads, and a lookup in it finds nothing.
+#[test]
+fn an_object_that_exports_nothing() {
+    let set = Set::build(
+        "api-exportsnothing",
+        &[Lib::src("nothing", "exports_nothing.c").no_log()],
+    );
+    let lib = unsafe { Library::open(set.path("nothing"), OpenFlags::NOW) }.unwrap();
+    let err = unsafe { lib.get::<*mut c_void>("init") }.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("{}: undefined symbol: init", set.path("nothing"))
+    );
+    lib.close().unwrap();
+}

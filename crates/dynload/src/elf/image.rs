@@ -57,6 +57,14 @@ impl Image {
         self.readable.iter().any(|&(s, e)| s <= addr && end <= e)
     }
 
+    /// The end of the readable segment that holds `addr`.
+    pub(crate) fn segment_end(&self, addr: usize) -> Option<usize> {
+        self.readable
+            .iter()
+            .find(|&&(s, e)| s <= addr && addr < e)
+            .map(|&(_, e)| e)
+    }
+
     /// Is `[addr, addr+len)` writable memory of this object (a data or
     /// RELRO segment), as a relocation target must be?
     pub(crate) fn is_writable(&self, addr: usize, len: usize) -> bool {

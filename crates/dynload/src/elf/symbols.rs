@@ -97,7 +97,8 @@ impl SymbolTable {
             return Err("DT_STRTAB lies outside the loaded segments".into());
         }
         let (hash, nsyms) = if let Some(gnu) = d.gnu_hash {
-            parse_gnu(image, image.addr(gnu))?
+            let (table, hashed) = parse_gnu(image, image.addr(gnu))?;
+            (table, hashed.unwrap_or_else(|| count_by_layout(image, d, symtab)))
         } else if let Some(sysv) = d.hash {
             parse_sysv(image, image.addr(sysv))?
         } else {
@@ -276,7 +277,38 @@ fn memchr(s: &[u8]) -> Option<usize> {
     s.iter().position(|&b| b == 0)
 }
 
-fn parse_gnu(image: &Image, addr: usize) -> Result<(HashTable, u32), String> {
+/// The number of symbols of a table whose GNU hash table hashes none (an
+/// object that exports nothing), which the hash table then cannot tell:
+/// linkers put the next dynamic table right after the symbols, so they
+/// run up to the nearest table above them, or to the end of their segment.
+fn count_by_layout(image: &Image, d: &DynInfo, symtab: u64) -> u32 {
+    let tables = [
+        d.strtab.map(|t| t.vaddr),
+        d.hash,
+        d.gnu_hash,
+        d.versym,
+        d.verdef,
+        d.verneed,
+        d.rela.map(|t| t.vaddr),
+        d.rel.map(|t| t.vaddr),
+        d.jmprel.map(|t| t.vaddr),
+        d.relr.map(|t| t.vaddr),
+    ];
+    let start = image.addr(symtab);
+    let Some(segment_end) = image.segment_end(start) else {
+        return 0;
+    };
+    let end = tables
+        .into_iter()
+        .flatten()
+        .filter(|&v| v > symtab)
+        .map(|v| image.addr(v))
+        .fold(segment_end, usize::min);
+    u32::try_from((end - start) / std::mem::size_of::<Sym>()).unwrap_or(u32::MAX)
+}
+
+/// A GNU hash table, and the number of symbols when it hashes any.
+fn parse_gnu(image: &Image, addr: usize) -> Result<(HashTable, Option<u32>), String> {
     let bad = |what: &str| format!("DT_GNU_HASH: {what}");
     let header: &[u32] = image
         .slice(addr, 4)
@@ -298,7 +330,7 @@ fn parse_gnu(image: &Image, addr: usize) -> Result<(HashTable, u32), String> {
         .ok_or_else(|| bad("buckets outside the loaded segments"))?;
     let chain_addr = buckets_addr + 4 * nbuckets as usize;
     if nbuckets == 0 {
-        return Ok((HashTable::None, symoffset));
+        return Ok((HashTable::None, None));
     }
     // The symbol count is not stored: it is one past the end of the chain
     // that starts at the highest bucket.
@@ -306,23 +338,23 @@ fn parse_gnu(image: &Image, addr: usize) -> Result<(HashTable, u32), String> {
     if buckets.iter().any(|&b| b != 0 && b < symoffset) {
         return Err(bad("bucket below the first hashed symbol"));
     }
-    let mut nsyms = symoffset;
-    if max_bucket != 0 {
-        let mut i = max_bucket;
-        loop {
-            let off = (i - symoffset) as usize;
-            let word: &u32 = image
-                .read(chain_addr + 4 * off)
-                .ok_or_else(|| bad("hash chain runs outside the loaded segments"))?;
-            if word & 1 != 0 {
-                break;
-            }
-            i = i
-                .checked_add(1)
-                .ok_or_else(|| bad("hash chain does not end"))?;
-        }
-        nsyms = i + 1;
+    if max_bucket == 0 {
+        return Ok((HashTable::None, None));
     }
+    let mut last = max_bucket;
+    loop {
+        let off = (last - symoffset) as usize;
+        let word: &u32 = image
+            .read(chain_addr + 4 * off)
+            .ok_or_else(|| bad("hash chain runs outside the loaded segments"))?;
+        if word & 1 != 0 {
+            break;
+        }
+        last = last
+            .checked_add(1)
+            .ok_or_else(|| bad("hash chain does not end"))?;
+    }
+    let nsyms = last + 1;
     let chain_len = (nsyms - symoffset) as usize;
     let chain: &[u32] = image
         .slice(chain_addr, chain_len)
@@ -339,7 +371,7 @@ fn parse_gnu(image: &Image, addr: usize) -> Result<(HashTable, u32), String> {
             buckets: buckets.as_ptr(),
             chain: chain.as_ptr(),
         },
-        nsyms,
+        Some(nsyms),
     ))
 }
 
