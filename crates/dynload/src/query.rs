@@ -164,6 +164,16 @@ fn find(
         .then(|| crate::relocate::tls_module(def).map(|m| (m, sym.value())))
         .flatten();
     let ifunc = sym.kind() == elf::STT_GNU_IFUNC && !sym.is_undefined();
+    if sym.bind() == elf::STB_GNU_UNIQUE && def.is_ours() {
+        // glibc makes the definer of a unique symbol NODELETE on first use.
+        return Ok(Hit {
+            found,
+            value,
+            ifunc,
+            tls,
+            dependency: Some((found.obj, found.obj)),
+        });
+    }
     let dependency = dep_from
         .filter(|&c| c != found.obj && def.is_ours())
         .map(|c| (c, found.obj));
@@ -178,8 +188,13 @@ fn find(
 
 /// glibc's `add_dependency` for RTLD_DEFAULT lookups: a dynload object the
 /// caller now uses stays loaded as long as the caller; if the caller can
-/// never be unloaded (glibc's objects), the target becomes NODELETE.
+/// never be unloaded (glibc's objects), the target becomes NODELETE. A
+/// "dependency" of an object on itself marks a unique symbol's definer.
 fn add_dependency(reg: &mut Registry, from: ObjId, to: ObjId) {
+    if from == to {
+        reg.mark_nodelete(to, "unique symbol");
+        return;
+    }
     let f = reg.obj(from);
     if f.initfini.contains(&to)
         || f.reldeps.contains(&to)

@@ -49,6 +49,8 @@ pub(crate) struct Registry {
     pub adds: u64,
     pub subs: u64,
     pub stats: Stats,
+    /// STB_GNU_UNIQUE definitions chosen so far.
+    pub unique: crate::link::unique::UniqueTable,
 }
 
 /// The loader's state behind one recursive lock, like glibc's
@@ -132,6 +134,7 @@ impl Registry {
             adds: 0,
             subs: 0,
             stats: Stats::default(),
+            unique: Default::default(),
         };
         reg.refresh_host();
         // LD_LIBRARY_PATH tokens expand relative to the main program.

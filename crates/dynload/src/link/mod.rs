@@ -13,6 +13,8 @@ use crate::error::Error;
 use crate::object::{ObjId, Object, Scope};
 use crate::registry::Registry;
 
+pub(crate) mod unique;
+
 /// How a lookup treats versions and undefined entries.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Flags {
@@ -148,7 +150,11 @@ impl Registry {
                         );
                     }
                     if let Some(sym) = lookup_in_object(obj, name, &mut hash, version, flags) {
-                        return Some(Found { obj: id, sym });
+                        let found = Found { obj: id, sym };
+                        if obj.view.symbols.sym(sym).bind() == elf::STB_GNU_UNIQUE {
+                            return Some(self.unique_definition(name, found));
+                        }
+                        return Some(found);
                     }
                 }
             }
