@@ -393,3 +393,59 @@ fn an_object_that_exports_nothing() {
     );
     lib.close().unwrap();
 }
+
+/// A destructor that makes the first (lazily bound) calls into objects
+/// unloaded by the same close still reaches them (glibc bug 30425, which
+/// glibc 2.36 fails; the C ABI test compares with glibc's eager run).
+#[test]
+fn a_destructor_binds_lazily_during_close() {
+    let set = Set::build(
+        "api-dtorlazy",
+        &[
+            Lib::src("callee", "lazy_callee.c").no_log(),
+            Lib::src("dtor", "dtor_lazy.c").dep("callee"),
+            Lib::src("top", "dtor_lazy_top.c").dep("dtor"),
+        ],
+    );
+    let log = unsafe { Library::open(set.path("log"), OpenFlags::NOW) }.unwrap();
+    let dump =
+        *unsafe { log.get::<extern "C" fn() -> *const std::ffi::c_char>("log_dump") }.unwrap();
+    let top =
+        unsafe { Library::open(set.path("top"), OpenFlags::LAZY | OpenFlags::GLOBAL) }.unwrap();
+    let alive = *unsafe { top.get::<extern "C" fn() -> i32>("alive") }.unwrap();
+    assert_eq!(alive(), 1);
+    top.close().unwrap();
+    let text = unsafe { std::ffi::CStr::from_ptr(dump()) };
+    assert_eq!(text.to_str().unwrap(), "dtor slot_5=42 lazy_function=42");
+    assert!(!mapped(&set.file("callee")));
+}
+
+/// A unique symbol (an inline function's static variable) that glibc
+/// already resolved, in an object glibc opened RTLD_LOCAL, is the one
+/// dynload's object uses too.
+#[test]
+fn unique_symbols_are_shared_with_glibcs_objects() {
+    let set = Set::build(
+        "api-uniqueglibc",
+        &[
+            Lib::src("ua", "unique.cpp").no_log(),
+            Lib::src("ub", "unique.cpp").no_log(),
+        ],
+    );
+    let path = std::ffi::CString::new(set.path("ua")).unwrap();
+    // SAFETY: glibc's own dlopen and dlsym, on a fixture whose constructors
+    // are sound; `bump` is `int bump(void)`.
+    let glibc_bump = unsafe {
+        let h = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        assert!(!h.is_null());
+        let f = libc::dlsym(h, c"bump".as_ptr());
+        assert!(!f.is_null());
+        std::mem::transmute::<*mut c_void, extern "C" fn() -> i32>(f)
+    };
+    let ub = unsafe { Library::open(set.path("ub"), OpenFlags::NOW | OpenFlags::LOCAL) }.unwrap();
+    assert!(dynload::loaded_objects()
+        .iter()
+        .any(|o| o.path == ub.path() && o.loaded_by == LoadedBy::Dynload));
+    let bump = *unsafe { ub.get::<extern "C" fn() -> i32>("bump") }.unwrap();
+    assert_eq!((glibc_bump(), bump(), glibc_bump(), bump()), (1, 2, 3, 4));
+}

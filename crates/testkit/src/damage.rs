@@ -71,3 +71,29 @@ pub fn variant(good: &str, dir: &Path, name: &str, f: impl FnOnce(&mut Vec<u8>))
     std::fs::write(&p, bytes).unwrap();
     p.to_string_lossy().into_owned()
 }
+
+/// File offset of the `.dynsym` entry (an Elf64_Sym) named `name`.
+pub fn dynsym_entry(b: &[u8], name: &str) -> usize {
+    let (syms, size) = section(b, ".dynsym");
+    let (strs, _) = section(b, ".dynstr");
+    for e in (syms..syms + size).step_by(24) {
+        let n = strs + u32_at(b, e) as usize;
+        let end = b[n..].iter().position(|&c| c == 0).unwrap();
+        if &b[n..n + end] == name.as_bytes() {
+            return e;
+        }
+    }
+    panic!("no dynamic symbol {name}");
+}
+
+/// Give dynamic symbol `name` type `stt`, keeping its binding.
+pub fn retype_symbol(b: &mut [u8], name: &str, stt: u8) {
+    let e = dynsym_entry(b, name);
+    b[e + 4] = (b[e + 4] & 0xf0) | stt;
+}
+
+/// Set the value of dynamic symbol `name`.
+pub fn set_symbol_value(b: &mut [u8], name: &str, value: u64) {
+    let e = dynsym_entry(b, name);
+    put_u64(b, e + 8, value);
+}

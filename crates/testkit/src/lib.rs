@@ -175,7 +175,13 @@ impl Set {
         };
         std::fs::create_dir_all(&out_dir).unwrap();
         let out = out_dir.join(self.file(&l.name));
-        let mut cmd = Command::new("gcc");
+        // C++ sources are compiled (and linked against libstdc++) by g++.
+        let compiler = if l.src.ends_with(".cpp") {
+            "g++"
+        } else {
+            "gcc"
+        };
+        let mut cmd = Command::new(compiler);
         cmd.args([
             "-shared",
             "-fPIC",
@@ -321,8 +327,27 @@ pub struct Run {
     pub debug: String,
 }
 
-/// Run the driver on `script` (lines expanded by `set`).
+/// Run the driver on `script` (lines expanded by `set`), asserting that it
+/// succeeds.
 pub fn run_driver(set: &Set, script: &[&str], loader: Loader, env: &[(&str, &str)]) -> Run {
+    let (run, status) = run_driver_status(set, script, loader, env);
+    assert!(
+        status.success(),
+        "driver ({loader:?}) failed with {status}:\nscript: {script:?}\nstdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+    run
+}
+
+/// Run the driver on `script` and return its output and exit status,
+/// whatever they are (for scenarios where the process is meant to die).
+pub fn run_driver_status(
+    set: &Set,
+    script: &[&str],
+    loader: Loader,
+    env: &[(&str, &str)],
+) -> (Run, std::process::ExitStatus) {
     let args: Vec<String> = script.iter().map(|l| set.expand(l)).collect();
     let mut cmd = Command::new(driver());
     // cargo gives test processes an LD_LIBRARY_PATH of its own; the driver
@@ -354,16 +379,14 @@ pub fn run_driver(set: &Set, script: &[&str], loader: Loader, env: &[(&str, &str
     }
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "driver ({loader:?}) failed with {}:\nscript: {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    Run {
-        stdout,
-        stderr,
-        debug,
-    }
+    (
+        Run {
+            stdout,
+            stderr,
+            debug,
+        },
+        out.status,
+    )
 }
 
 /// Run `script` under glibc and under dynload, assert the outputs are

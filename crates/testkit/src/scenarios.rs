@@ -93,6 +93,17 @@ macro_rules! with_scenarios {
             damaged_headers,
             unloadable_kinds,
             c_runtime_dependency,
+            lazy_arguments,
+            lazy_vector_arguments,
+            lazy_threads,
+            lazy_undefined_function,
+            lazy_versions_and_ifunc,
+            register_preservation,
+            tls_models,
+            tls_threads_before_dlopen,
+            tls_cxx_thread_local,
+            unique_symbols,
+            symbol_kinds,
         );
     };
 }
@@ -544,12 +555,13 @@ pub fn same_file(p: &str) -> Scenario {
     )
 }
 
-/// f@V1 (hidden) and f@@V2 in one library; consumers linked against each;
-/// a consumer requiring a version that does not exist.
-pub fn versions(p: &str) -> Scenario {
+/// The versioned library (f@V1 hidden, f@@V2, g@V1), an old build of it
+/// with only f@@V1 in `old/`, and consumers linked against the old (c1)
+/// and the current one (c2).
+fn version_consumers(p: &str, name: &str) -> Set {
     let s = set(
         p,
-        "ver",
+        name,
         &[Lib::src("ver", "ver.c")
             .flag("-Wl,--version-script={src}/ver.map")
             .no_log()],
@@ -561,18 +573,25 @@ pub fn versions(p: &str) -> Scenario {
             .no_log(),
     );
     s.compile(
-        &Lib::src("ver", "ver_future.c")
-            .flag("-Wl,--version-script={src}/ver_future.map")
-            .subdir("future")
-            .no_log(),
-    );
-    s.compile(
         &Lib::src("c1", "use_f.c")
             .flag("-L{dir}/old")
             .dep("ver")
             .no_log(),
     );
     s.compile(&Lib::src("c2", "use_f.c").dep("ver").no_log());
+    s
+}
+
+/// f@V1 (hidden) and f@@V2 in one library; consumers linked against each;
+/// a consumer requiring a version that does not exist.
+pub fn versions(p: &str) -> Scenario {
+    let s = version_consumers(p, "ver");
+    s.compile(
+        &Lib::src("ver", "ver_future.c")
+            .flag("-Wl,--version-script={src}/ver_future.map")
+            .subdir("future")
+            .no_log(),
+    );
     s.compile(
         &Lib::src("c3", "use_f.c")
             .flag("-L{dir}/future")
@@ -1092,6 +1111,389 @@ pub fn c_runtime_dependency(p: &str) -> Scenario {
         &[
             "maps /libm.so.6: 0\nopen @m: h1\nmaps /libm.so.6: 1\n",
             "close h1: 0\nmaps /libm.so.6: 0\n",
+        ],
+    )
+}
+
+/// The relocation types of an object, as `readelf -r` names them.
+fn relocations(path: &str) -> String {
+    let out = crate::run(std::process::Command::new("readelf").args(["-rW", path]));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The dynamic symbol table of an object, as `readelf --dyn-syms` shows it.
+fn dynamic_symbols(path: &str) -> String {
+    let out = crate::run(std::process::Command::new("readelf").args(["--dyn-syms", "-W", path]));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The dynamic section of an object, as `readelf -d` shows it.
+fn dynamic_section(path: &str) -> String {
+    let out = crate::run(std::process::Command::new("readelf").args(["-dW", path]));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Set `name`: lazy_caller.c (`caller`) calling lazy_callee.c (`callee`)
+/// through PLT slots with no BIND_NOW anywhere, plus `extra`.
+pub fn lazy_objects(name: &str, extra: &[Lib]) -> Set {
+    let mut libs = vec![
+        Lib::src("callee", "lazy_callee.c").no_log(),
+        Lib::src("caller", "lazy_caller.c").no_log().dep("callee"),
+    ];
+    libs.extend_from_slice(extra);
+    let s = Set::build(name, &libs);
+    let dynamic = dynamic_section(&s.path("caller"));
+    assert!(
+        dynamic.contains("JMPREL") && !dynamic.contains("NOW"),
+        "the caller must have PLT relocations and no BIND_NOW:\n{dynamic}"
+    );
+    s
+}
+
+/// Integer, double and varargs calls (%al carries the vector count)
+/// through PLT slots that are still unbound when called.
+pub fn lazy_arguments(p: &str) -> Scenario {
+    let s = lazy_objects(&format!("{p}-lazyargs"), &[]);
+    Scenario::new(
+        s,
+        &[
+            "open $caller LAZY",
+            "call h1 check_ints_doubles",
+            "call h1 check_varargs",
+            "call h1 call_all_slots",
+            "call h1 call_all_slots",
+        ],
+        &["call check_ints_doubles: 1\ncall check_varargs: 1\ncall call_all_slots: 1\ncall call_all_slots: 1"],
+    )
+}
+
+/// __m256d and __m512d arguments through unbound PLT slots: the lazy
+/// resolver must keep the full ymm/zmm state. AVX-512 is only checked on
+/// CPUs that have it (the test says so when it cannot).
+pub fn lazy_vector_arguments(p: &str) -> Scenario {
+    let libs = [
+        Lib::src("vectors", "lazy_vectors.c")
+            .no_log()
+            .flag("-mavx2")
+            .flag("-mavx512f"),
+        Lib::src("vcaller", "lazy_vcaller.c")
+            .no_log()
+            .flag("-mavx2")
+            .flag("-mavx512f")
+            .dep("vectors"),
+    ];
+    let s = set(p, "lazyvec", &libs);
+    let mut script = vec!["open $vcaller LAZY"];
+    let mut expect = vec![];
+    if std::arch::is_x86_feature_detected!("avx2") {
+        script.push("call h1 check_m256");
+        expect.push("call check_m256: 1");
+    } else {
+        eprintln!("lazy_vector_arguments: this CPU has no AVX2: __m256d arguments not checked");
+    }
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        script.push("call h1 check_m512");
+        expect.push("call check_m512: 1");
+    } else {
+        eprintln!("lazy_vector_arguments: this CPU has no AVX-512F: __m512d arguments not checked");
+    }
+    Scenario::new(s, &script, &expect)
+}
+
+/// Eight threads call the same 32 unbound stubs at once.
+pub fn lazy_threads(p: &str) -> Scenario {
+    let s = lazy_objects(&format!("{p}-lazythreads"), &[]);
+    Scenario::new(
+        s,
+        &[
+            "open $caller LAZY",
+            "threads 8 h1 call_all_slots",
+            "threads 8 h1 call_all_slots",
+        ],
+        &["threads call_all_slots: 8\nthreads call_all_slots: 8"],
+    )
+}
+
+/// A library with an undefined function: RTLD_NOW refuses it at dlopen;
+/// RTLD_LAZY opens it and its other functions work (calling the missing
+/// one ends the process; the C ABI tests check that in a child).
+pub fn lazy_undefined_function(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "lazyundef",
+        &[Lib::node("dep", 1), Lib::src("u", "undef.c").dep("dep")],
+    );
+    Scenario::new(
+        s,
+        &[
+            "open $u NOW",
+            "maps @u",
+            "open $u LAZY",
+            "call h1 harmless",
+            "maps @u",
+        ],
+        &[
+            "open @u: NULL ($u: undefined symbol: missing_function)\nmaps @u: 0\n",
+            "open @u: h1\ncall harmless: 5\nmaps @u: 1",
+        ],
+    )
+}
+
+/// Lazy binding honours symbol versions (the caller built against the
+/// old library gets f@V1) and calls IFUNC resolvers (ifunc.c's own `pick`
+/// from another object, and libc's strlen).
+pub fn lazy_versions_and_ifunc(p: &str) -> Scenario {
+    let s = version_consumers(p, "lazyver");
+    s.compile(&Lib::src("i", "ifunc.c").no_log());
+    s.compile(&Lib::src("u", "use_pick.c").dep("i").no_log());
+    for lib in ["c1", "u"] {
+        let r = relocations(&s.path(lib));
+        assert!(
+            r.contains("R_X86_64_JUMP_SLOT"),
+            "{lib} has no PLT slots:\n{r}"
+        );
+    }
+    Scenario::new(
+        s,
+        &[
+            "open $c1 LAZY",
+            "call h1 use_f",
+            "open $c2 LAZY",
+            "call h2 use_f",
+            "open $u LAZY",
+            "call h3 call_pick_outside",
+            "call h3 libc_ifunc_outside",
+        ],
+        &["call use_f: 1\nopen @c2: h2\ncall use_f: 2\nopen @u: h3\ncall call_pick_outside: 11\ncall libc_ifunc_outside: 7"],
+    )
+}
+
+/// The TLS descriptor function keeps every register but %rax (x87 and
+/// vector state included), on its slow path (a thread's first access) and
+/// its fast path; the lazy resolver passes %rax and the argument registers
+/// through and keeps the vector state (ymm, and zmm with the AVX-512 mask
+/// registers where the CPU has them; the test says when it cannot check).
+pub fn register_preservation(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "regs",
+        &[
+            Lib::src("noop", "lazy_noop.S").no_log(),
+            Lib::src("regs", "regs_check.S").no_log().dep("noop"),
+        ],
+    );
+    let r = relocations(&s.path("regs"));
+    assert!(
+        r.contains("R_X86_64_TLSDESC") && r.contains("R_X86_64_JUMP_SLOT"),
+        "{r}"
+    );
+    let mut script = vec!["open $regs LAZY".to_string()];
+    let mut expect = String::new();
+    let mut check = |feature: &str, have: bool, width: &'static str| {
+        if !have {
+            eprintln!(
+                "register_preservation: this CPU has no {feature}: {width} registers not checked"
+            );
+            return;
+        }
+        for line in [
+            "call h1 tlsdesc_preserves_{w}",
+            "call h1 tlsdesc_preserves_{w}",
+            "threads 4 h1 tlsdesc_preserves_{w}",
+            "call h1 lazy_preserves_{w}",
+            "threads 4 h1 lazy_preserves_{w}",
+        ] {
+            script.push(line.replace("{w}", width));
+        }
+        expect.push_str(&format!("call tlsdesc_preserves_{width}: 1\ncall tlsdesc_preserves_{width}: 1\nthreads tlsdesc_preserves_{width}: 4\ncall lazy_preserves_{width}: 1\nthreads lazy_preserves_{width}: 4\n"));
+    };
+    check("AVX2", std::arch::is_x86_feature_detected!("avx2"), "ymm");
+    check(
+        "AVX-512F",
+        std::arch::is_x86_feature_detected!("avx512f"),
+        "zmm",
+    );
+    let script: Vec<&str> = script.iter().map(String::as_str).collect();
+    Scenario::new(s, &script, &[&expect])
+}
+
+/// Set `name`: tls_models.c built for each dynamic TLS model, general
+/// dynamic (`gd`, the default), local dynamic (`ld`) and TLS descriptors
+/// (`desc`, -mtls-dialect=gnu2), and an object without TLS (`notls`).
+pub fn tls_objects(name: &str) -> Set {
+    let s = Set::build(
+        name,
+        &[
+            Lib::src("gd", "tls_models.c").no_log(),
+            Lib::src("ld", "tls_models.c")
+                .no_log()
+                .flag("-ftls-model=local-dynamic"),
+            Lib::src("desc", "tls_models.c")
+                .no_log()
+                .flag("-mtls-dialect=gnu2"),
+            Lib::plain("notls").no_log(),
+        ],
+    );
+    let gd = relocations(&s.path("gd"));
+    assert!(
+        gd.contains("R_X86_64_DTPMOD64") && gd.contains("R_X86_64_DTPOFF64"),
+        "{gd}"
+    );
+    assert!(!gd.contains("R_X86_64_TLSDESC"), "{gd}");
+    let desc = relocations(&s.path("desc"));
+    assert!(
+        desc.contains("R_X86_64_TLSDESC") && !desc.contains("DTPMOD64"),
+        "{desc}"
+    );
+    s
+}
+
+/// `__thread` variables in every dynamic model: initial values, alignments
+/// of 64 and 4096, eight threads writing distinct values, and dlsym of a
+/// TLS symbol giving the calling thread's address.
+pub fn tls_models(p: &str) -> Scenario {
+    let s = tls_objects(&format!("{p}-tlsmodels"));
+    let mut script = Vec::new();
+    for (h, lib) in [("h1", "gd"), ("h2", "ld"), ("h3", "desc")] {
+        script.push(format!("open ${lib} NOW"));
+        for line in [
+            "call {h} tls_initial_ok",
+            "call {h} tls_alignment_ok",
+            "threads 8 {h} tls_worker",
+            "threads 8 {h} tls_alignment_ok",
+            "sameaddr {h} counter counter_address",
+            "data {h} counter",
+        ] {
+            script.push(line.replace("{h}", h));
+        }
+    }
+    script.push("close h2".into());
+    script.push("maps @ld".into());
+    let script: Vec<&str> = script.iter().map(String::as_str).collect();
+    let each = "call tls_initial_ok: 1\ncall tls_alignment_ok: 1\nthreads tls_worker: 8\nthreads tls_alignment_ok: 8\nsameaddr counter: yes\ndata counter: 42\n";
+    Scenario::new(
+        s,
+        &script,
+        &[
+            &format!("open @gd: h1\n{each}open @ld: h2\n{each}open @desc: h3\n{each}"),
+            "close h2: 0\nmaps @ld: 0",
+        ],
+    )
+}
+
+/// Threads that existed before the dlopen see the object's initial values.
+pub fn tls_threads_before_dlopen(p: &str) -> Scenario {
+    let s = tls_objects(&format!("{p}-tlsbefore"));
+    Scenario::new(
+        s,
+        &[
+            "pre 4",
+            "open $gd NOW",
+            "open $desc NOW",
+            "prerun h1 tls_initial_ok",
+            "pre 4",
+            "prerun h2 tls_initial_ok",
+        ],
+        &["prerun tls_initial_ok: 4\npre: 4 threads\nprerun tls_initial_ok: 4"],
+    )
+}
+
+/// A C++ `thread_local` with a constructor, in libstdc++ loaded by the
+/// loader under test: each thread's first read sees the constructed value.
+pub fn tls_cxx_thread_local(p: &str) -> Scenario {
+    let s = set(p, "tlscxx", &[Lib::src("cxx", "unique.cpp").no_log()]);
+    Scenario::new(
+        s,
+        &[
+            "open $cxx NOW",
+            "call h1 thread_local_value",
+            "call h1 thread_local_value",
+            "threads 8 h1 thread_local_value",
+        ],
+        &["call thread_local_value: 7\ncall thread_local_value: 8\nthreads thread_local_value: 56"],
+    )
+}
+
+/// An inline function's static variable (STB_GNU_UNIQUE) in two RTLD_LOCAL
+/// libraries is one variable; the object whose definition was chosen
+/// becomes NODELETE (the other is unloaded normally); libstdc++'s
+/// own unique symbols keep working.
+pub fn unique_symbols(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "unique",
+        &[
+            Lib::src("ua", "unique.cpp").no_log(),
+            Lib::src("ub", "unique.cpp").no_log(),
+        ],
+    );
+    let syms = dynamic_symbols(&s.path("ua"));
+    assert!(
+        syms.lines()
+            .any(|l| l.contains("UNIQUE") && l.contains("_ZZ14shared_countervE1c")),
+        "the fixture must define a unique symbol:\n{syms}"
+    );
+    Scenario::new(
+        s,
+        &[
+            "open $ua LOCAL|NOW",
+            "open $ub LOCAL|NOW",
+            "call h1 bump",
+            "call h2 bump",
+            "call h1 bump",
+            "same h1 h2 _ZZ14shared_countervE1c",
+            "call h2 use_libstdcxx",
+            "close h1",
+            "close h2",
+            "maps @ua",
+            "maps @ub",
+        ],
+        &[
+            "call bump: 1\ncall bump: 2\ncall bump: 3\nsame _ZZ14shared_countervE1c: yes\ncall use_libstdcxx: 14",
+            "maps @ua: 1\nmaps @ub: 0",
+        ],
+    )
+}
+
+/// What check_match accepts and rejects: an STT_COMMON definition is
+/// found, an SHN_ABS symbol's value is used without the load base, and a
+/// definition whose value is 0 is not a definition.
+pub fn symbol_kinds(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "symkinds",
+        &[
+            Lib::src("defs", "symkinds.c").no_log(),
+            Lib::src("user", "symkinds_user.c").no_log().dep("defs"),
+        ],
+    );
+    let defs = s.path("defs");
+    let mut bytes = std::fs::read(&defs).unwrap();
+    crate::damage::retype_symbol(&mut bytes, "common_var", 5); // STT_COMMON
+    crate::damage::set_symbol_value(&mut bytes, "zeroed", 0);
+    std::fs::write(&defs, bytes).unwrap();
+    let syms = dynamic_symbols(&defs);
+    assert!(
+        syms.lines()
+            .any(|l| l.contains("COMMON") && l.contains("common_var")),
+        "{syms}"
+    );
+    Scenario::new(
+        s,
+        &[
+            "open $user NOW",
+            "call h1 read_common",
+            "call h1 abs_is_raw",
+            "call h1 zeroed_is_null",
+            "open $defs NOW",
+            "data h2 common_var",
+            "abs h2 abs_sym",
+            "call h2 zeroed",
+            "call h2 plain",
+        ],
+        &[
+            "call read_common: 11\ncall abs_is_raw: 1\ncall zeroed_is_null: 1\n",
+            "data common_var: 11\nabs abs_sym: 0x1234\ncall zeroed: NULL ($defs: undefined symbol: zeroed)\ncall plain: 6",
         ],
     )
 }

@@ -98,7 +98,10 @@ impl SymbolTable {
         }
         let (hash, nsyms) = if let Some(gnu) = d.gnu_hash {
             let (table, hashed) = parse_gnu(image, image.addr(gnu))?;
-            (table, hashed.unwrap_or_else(|| count_by_layout(image, d, symtab)))
+            (
+                table,
+                hashed.unwrap_or_else(|| count_by_layout(image, d, symtab)),
+            )
         } else if let Some(sysv) = d.hash {
             parse_sysv(image, image.addr(sysv))?
         } else {

@@ -46,6 +46,11 @@ pub fn run_api(set: &Set, script: &[&str]) -> String {
     let mut slots: Vec<Slot> = Vec::new();
     let mut out = String::new();
     let global = Library::this();
+    type Waiting = (
+        std::sync::mpsc::Sender<extern "C" fn() -> c_int>,
+        std::thread::JoinHandle<c_int>,
+    );
+    let mut waiting: Vec<Waiting> = Vec::new();
     for line in script {
         let line = set.expand(line);
         let w: Vec<&str> = line.split(' ').collect();
@@ -175,6 +180,67 @@ pub fn run_api(set: &Set, script: &[&str]) -> String {
                     .to_string_lossy()
                     .into_owned();
                 out.push_str(&format!("log: {text}\n"));
+            }
+            "threads" => {
+                // threads N HANDLE FUNC: N threads call FUNC at once.
+                let n: usize = w[1].parse().unwrap();
+                let lib = slots[lib_of(&slots, w[2]).unwrap()].libs.last().unwrap();
+                let f = *unsafe { lib.get::<extern "C" fn() -> c_int>(w[3]) }.unwrap();
+                let barrier = std::sync::Barrier::new(n);
+                let sum: c_int = std::thread::scope(|s| {
+                    let ts: Vec<_> = (0..n)
+                        .map(|_| {
+                            s.spawn(|| {
+                                barrier.wait();
+                                f()
+                            })
+                        })
+                        .collect();
+                    ts.into_iter().map(|t| t.join().unwrap()).sum()
+                });
+                out.push_str(&format!("threads {}: {sum}\n", w[3]));
+            }
+            "pre" => {
+                // pre N: N threads that wait for a function from "prerun".
+                let n: usize = w[1].parse().unwrap();
+                for _ in 0..n {
+                    let (tx, rx) = std::sync::mpsc::channel::<extern "C" fn() -> c_int>();
+                    waiting.push((tx, std::thread::spawn(move || rx.recv().unwrap()())));
+                }
+                out.push_str(&format!("pre: {n} threads\n"));
+            }
+            "prerun" => {
+                let lib = slots[lib_of(&slots, w[1]).unwrap()].libs.last().unwrap();
+                let f = *unsafe { lib.get::<extern "C" fn() -> c_int>(w[2]) }.unwrap();
+                let sum: c_int = waiting
+                    .drain(..)
+                    .map(|(tx, t)| {
+                        tx.send(f).unwrap();
+                        t.join().unwrap()
+                    })
+                    .sum();
+                out.push_str(&format!("prerun {}: {sum}\n", w[2]));
+            }
+            "sameaddr" => {
+                // sameaddr HANDLE SYM FUNC: does the symbol's address equal FUNC()?
+                let lib = slots[lib_of(&slots, w[1]).unwrap()].libs.last().unwrap();
+                let p = unsafe { lib.get::<*mut c_void>(w[2]) }.map(|s| *s).ok();
+                let f = unsafe { lib.get::<extern "C" fn() -> *mut c_void>(w[3]) }
+                    .map(|s| *s)
+                    .ok();
+                let same = matches!((p, f), (Some(p), Some(f)) if p == f());
+                out.push_str(&format!(
+                    "sameaddr {}: {}\n",
+                    w[2],
+                    if same { "yes" } else { "no" }
+                ));
+            }
+            "abs" => {
+                let lib = slots[lib_of(&slots, w[1]).unwrap()].libs.last().unwrap();
+                match unsafe { lib.get::<*mut c_void>(w[2]) } {
+                    Ok(p) => out.push_str(&format!("abs {}: {:p}\n", w[2], *p)),
+                    Err(e) => out.push_str(&format!("abs {}: NULL ({e})\n", w[2])),
+                }
             }
             other => panic!("the Rust API runner does not know `{other}`"),
         }

@@ -1,0 +1,334 @@
+//! Lazy binding and thread-local storage through the C ABI, in the parts
+//! the shared scenarios cannot show: that binding really is lazy, a missing
+//! function ending the process as glibc ends it, binding from destructors
+//! during dlclose, dlinfo and dl_iterate_phdr TLS fields, __tls_get_addr
+//! on a misaligned stack and next to a malloc that uses TLS, and TLS
+//! modules loaded and unloaded in a loop while threads run.
+//! Each run is compared with glibc's run of the same script.
+
+use testkit::scenarios::{lazy_objects, tls_objects};
+use testkit::{compare, compare_env, run_driver, run_driver_status, Lib, Loader, Set};
+
+/// Where in DYNLOAD_DEBUG output the first binding of `symbol` is.
+fn binding_of(debug: &str, symbol: &str) -> Option<usize> {
+    debug.find(&format!("symbol `{symbol}'"))
+}
+
+#[test]
+fn lazy_slots_are_bound_at_their_first_call() {
+    let set = lazy_objects(
+        "capi-lazyproof",
+        &[Lib::src("callernow", "lazy_caller.c")
+            .no_log()
+            .dep("callee")
+            .flag("-Wl,-z,now")],
+    );
+    let env = [("DYNLOAD_DEBUG", "files,libs,bindings")];
+    // Opened lazily, nothing the PLT calls is bound by dlopen.
+    let opened = run_driver(&set, &["open $caller LAZY"], Loader::Dynload, &env);
+    assert!(opened.debug.contains("calling init:"), "{}", opened.debug);
+    for f in ["six_ints_eight_doubles", "format", "slot_0", "slot_31"] {
+        assert_eq!(binding_of(&opened.debug, f), None, "{f}:\n{}", opened.debug);
+    }
+    // The first call binds its own slot, after the constructors ran.
+    let called = run_driver(
+        &set,
+        &["open $caller LAZY", "call h1 check_ints_doubles"],
+        Loader::Dynload,
+        &env,
+    );
+    let init = called.debug.rfind("calling init:").unwrap();
+    let bound = binding_of(&called.debug, "six_ints_eight_doubles").expect("bound at the call");
+    assert!(bound > init, "{}", called.debug);
+    assert_eq!(binding_of(&called.debug, "slot_0"), None);
+    assert!(called.stdout.contains("call check_ints_doubles: 1"));
+
+    // RTLD_NOW, LD_BIND_NOW, DYNLOAD_BIND_NOW and -z now bind at dlopen.
+    let eager = [
+        ("open $caller NOW", None),
+        ("open $caller LAZY", Some(("LD_BIND_NOW", "1"))),
+        ("open $caller LAZY", Some(("DYNLOAD_BIND_NOW", "1"))),
+        ("open $callernow LAZY", None),
+    ];
+    for (open, extra) in eager {
+        let mut env = env.to_vec();
+        env.extend(extra);
+        let r = run_driver(&set, &[open], Loader::Dynload, &env);
+        let init = r.debug.rfind("calling init:").unwrap();
+        let bound = binding_of(&r.debug, "slot_31")
+            .unwrap_or_else(|| panic!("{open} {extra:?}:\n{}", r.debug));
+        assert!(bound < init, "{open} {extra:?} bound late:\n{}", r.debug);
+    }
+}
+
+#[test]
+fn a_missing_function_ends_the_process_as_glibc_does() {
+    let set = Set::build(
+        "capi-lazydie",
+        &[Lib::node("dep", 1), Lib::src("u", "undef.c").dep("dep")],
+    );
+    let script = [
+        "open $u LAZY",
+        "call h1 harmless",
+        "call h1 call_missing",
+        "call h1 harmless",
+    ];
+    let (g, gs) = run_driver_status(&set, &script, Loader::Glibc, &[]);
+    let (d, ds) = run_driver_status(&set, &script, Loader::Dynload, &[]);
+    assert_eq!(gs.code(), Some(127), "glibc: {gs} {}", g.stderr);
+    assert_eq!(ds.code(), Some(127), "dynload: {ds} {}", d.stderr);
+    assert_eq!(
+        g.stdout,
+        "open libcapi_lazydie_u.so: h1\ncall harmless: 5\n"
+    );
+    assert_eq!(d.stdout, g.stdout);
+    let want = format!(
+        "{}: symbol lookup error: {}: undefined symbol: missing_function\n",
+        testkit::driver().display(),
+        set.path("u")
+    );
+    assert_eq!(g.stderr, want);
+    assert_eq!(d.stderr, want);
+}
+
+#[test]
+fn a_destructor_binds_lazily_during_dlclose() {
+    // top needs dtor, which needs callee; dtor's destructor makes the
+    // first calls of slot_5 (in callee) and lazy_function (in top) while
+    // one dlclose unloads all three (glibc bug 30425, tst-dlclose-lazy).
+    let set = Set::build(
+        "capi-dtorlazy",
+        &[
+            Lib::src("callee", "lazy_callee.c").no_log(),
+            Lib::src("dtor", "dtor_lazy.c").dep("callee"),
+            Lib::src("top", "dtor_lazy_top.c").dep("dtor"),
+        ],
+    );
+    let script = [
+        "open $log NOW",
+        "open $top LAZY|GLOBAL",
+        "call h2 alive",
+        "close h2",
+        "log h1",
+        "maps @callee",
+    ];
+    let want = "open libcapi_dtorlazy_log.so: h1\nopen libcapi_dtorlazy_top.so: h2\ncall alive: 1\nclose h2: 0\nlog: dtor slot_5=42 lazy_function=42\nmaps libcapi_dtorlazy_callee.so: 0\n";
+    // glibc 2.36 crashes here unless binding is eager (fixed in 2.38):
+    // its eager run is the reference.
+    let eager = run_driver(&set, &script, Loader::Glibc, &[("LD_BIND_NOW", "1")]);
+    assert_eq!(eager.stdout, want);
+    let (lazy_glibc, status) = run_driver_status(&set, &script, Loader::Glibc, &[]);
+    eprintln!("glibc with lazy binding: {status}");
+    assert!(
+        !status.success() || lazy_glibc.stdout == want,
+        "glibc: {status}\n{}",
+        lazy_glibc.stdout
+    );
+    let d = run_driver(
+        &set,
+        &script,
+        Loader::Dynload,
+        &[("DYNLOAD_DEBUG", "files,libs,bindings")],
+    );
+    assert_eq!(d.stdout, want);
+    let fini = d.debug.find("calling fini:").unwrap();
+    for f in ["slot_5", "lazy_function"] {
+        let bound = binding_of(&d.debug, f).unwrap();
+        assert!(bound > fini, "{f} was not bound lazily:\n{}", d.debug);
+    }
+}
+
+#[test]
+fn dlinfo_and_dl_iterate_phdr_report_tls() {
+    let set = tls_objects("capi-tlsinfo");
+    let script = [
+        "open $gd NOW",
+        "open $notls NOW",
+        "tlsinfo h1",
+        "tlsiter _gd.so",
+        "call h1 tls_initial_ok",
+        "tlsinfo h1",
+        "tlsiter _gd.so",
+        "tlsinfo h2",
+        "tlsiter _notls.so",
+        "open $desc NOW",
+        "call h3 tls_initial_ok",
+        "tlsinfo h3",
+    ];
+    let (g, _) = compare(&set, &script);
+    assert!(
+        g.stdout.contains("call tls_initial_ok: 1\ntlsinfo: 0 0 modid=set data=set\ntlsiter: libcapi_tlsinfo_gd.so modid=set data=set\ntlsinfo: 0 0 modid=0 data=NULL\ntlsiter: libcapi_tlsinfo_notls.so modid=0 data=NULL\n"),
+        "{}",
+        g.stdout
+    );
+}
+
+#[test]
+fn tls_get_addr_on_a_misaligned_stack_and_beside_a_tls_using_malloc() {
+    let set = Set::build(
+        "capi-tlsmisaligned",
+        &[Lib::src("mis", "tls_misaligned.c")
+            .no_log()
+            .flag("-mno-red-zone")],
+    );
+    set.compile(&Lib::src("malloc", "tls_malloc.c").no_log());
+    let script = [
+        "open $mis NOW",
+        "call h1 read_misaligned",
+        "threads 8 h1 read_misaligned",
+    ];
+    let (g, _) = compare(&set, &script);
+    assert!(
+        g.stdout
+            .contains("call read_misaligned: 5\nthreads read_misaligned: 40"),
+        "{}",
+        g.stdout
+    );
+    // The same with a malloc that uses dynamic TLS preloaded before
+    // dynload, and with the TLS models' fixtures, whose slow paths allocate.
+    let preload = format!("{} {}", set.path("malloc"), testkit::libdynload().display());
+    let d = run_driver(&set, &script, Loader::Dynload, &[("LD_PRELOAD", &preload)]);
+    assert_eq!(d.stdout, g.stdout);
+    assert!(testkit::dynload_mapped(&d, "_mis.so"), "{}", d.debug);
+}
+
+#[test]
+fn tls_modules_load_and_unload_with_threads_running() {
+    // 64 distinct TLS objects (copies of one file), opened, used by the
+    // main thread and by short-lived threads, and closed, five times over,
+    // while a background thread keeps using TLS of an object that stays.
+    let set = tls_objects("capi-tlschurn");
+    for k in 0..64 {
+        std::fs::copy(set.path("gd"), set.dir.join(format!("m{k}.so"))).unwrap();
+    }
+    let mut script: Vec<String> = vec!["open $desc NOW".into(), "bgstart h1 tls_worker".into()];
+    let mut next = 2;
+    for round in 0..5 {
+        for k in 0..64 {
+            script.push(format!("open {{dir}}/m{k}.so NOW"));
+        }
+        for k in 0..64 {
+            let h = next + k;
+            script.push(format!("call h{h} tls_initial_ok"));
+            if k % 8 == 0 {
+                script.push(format!("threads 4 h{h} tls_worker"));
+            }
+        }
+        for k in 0..64 {
+            script.push(format!("close h{}", next + k));
+        }
+        next += 64;
+        script.push(if round == 0 {
+            "mark".into()
+        } else {
+            "delta".into()
+        });
+    }
+    script.push("maps /m1.so".into());
+    script.push("bgstop".into());
+    let script: Vec<&str> = script.iter().map(String::as_str).collect();
+    // One malloc arena: new arenas appear whenever threads contend in
+    // malloc (64 MiB of address space each), which would hide a leak in
+    // noise; the mappings and address space must not grow after round one.
+    let (g, d) = compare_env(
+        &set,
+        &script,
+        &[("GLIBC_TUNABLES", "glibc.malloc.arena_max=1")],
+    );
+    assert!(
+        g.stdout
+            .ends_with("delta: +0 mappings, grew: no\nmaps /m1.so: 0\nbgstop: ran, 0 failures\n"),
+        "{}",
+        g.stdout
+    );
+    assert_eq!(g.stdout.matches("call tls_initial_ok: 1").count(), 5 * 64);
+    assert_eq!(g.stdout.matches("threads tls_worker: 4").count(), 5 * 8);
+    assert!(testkit::dynload_mapped(&d, "/m63.so"));
+}
+
+/// The churn again, shorter, under valgrind's memcheck: no invalid read or
+/// write of a freed TLS block or DTV (CI installs valgrind).
+#[test]
+fn tls_churn_under_valgrind() {
+    assert!(
+        std::process::Command::new("valgrind")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "this test runs valgrind: install it (CI does)"
+    );
+    let set = tls_objects("capi-tlsvalgrind");
+    for k in 0..8 {
+        std::fs::copy(set.path("gd"), set.dir.join(format!("m{k}.so"))).unwrap();
+    }
+    let mut script: Vec<String> = Vec::new();
+    let mut next = 1;
+    for _ in 0..3 {
+        for k in 0..8 {
+            script.push(format!("open {}/m{k}.so NOW", set.dir.display()));
+        }
+        for k in 0..8 {
+            script.push(format!("threads 2 h{} tls_worker", next + k));
+            script.push(format!("call h{} tls_initial_ok", next + k));
+        }
+        for k in 0..8 {
+            script.push(format!("close h{}", next + k));
+        }
+        next += 8;
+    }
+    let out = std::process::Command::new("valgrind")
+        .args(["-q", "--error-exitcode=99", "--trace-children=no"])
+        .arg(testkit::driver())
+        .args(&script)
+        .env("LD_PRELOAD", testkit::libdynload())
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "valgrind: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert_eq!(
+        stdout.matches("call tls_initial_ok: 1").count(),
+        24,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("threads tls_worker: 2").count(),
+        24,
+        "{stdout}"
+    );
+}
+
+#[test]
+fn unique_symbols_are_shared_with_preloaded_objects() {
+    // ua is preloaded (glibc loads it and registers its unique symbol);
+    // ub, opened later, must use ua's variable.
+    let set = Set::build(
+        "capi-uniquepre",
+        &[
+            Lib::src("ua", "unique.cpp").no_log(),
+            Lib::src("ub", "unique.cpp").no_log(),
+        ],
+    );
+    let script = [
+        "call DEFAULT bump",
+        "open $ub LOCAL|NOW",
+        "call h1 bump",
+        "call DEFAULT bump",
+        "same h1 DEFAULT _ZZ14shared_countervE1c",
+    ];
+    let ua = set.path("ua");
+    let g = run_driver(&set, &script, Loader::Glibc, &[("LD_PRELOAD", &ua)]);
+    let both = format!("{ua} {}", testkit::libdynload().display());
+    let d = run_driver(&set, &script, Loader::Dynload, &[("LD_PRELOAD", &both)]);
+    assert_eq!(
+        g.stdout,
+        "call bump: 1\nopen libcapi_uniquepre_ub.so: h1\ncall bump: 2\ncall bump: 3\nsame _ZZ14shared_countervE1c: yes\n"
+    );
+    assert_eq!(d.stdout, g.stdout);
+    assert!(testkit::dynload_mapped(&d, "_ub.so"), "{}", d.debug);
+}

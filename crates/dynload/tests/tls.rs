@@ -1,0 +1,166 @@
+//! Thread-local storage through the Rust API, without LD_PRELOAD: the
+//! objects dynload loads get dynload's own __tls_get_addr and TLS
+//! descriptors. Each test runs alone in a child process of this binary so
+//! that the mappings it counts are its own.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use dynload::{Library, OpenFlags};
+use testkit::scenarios::tls_objects;
+
+const CHILD: &str = "DYNLOAD_TLS_TEST_CHILD";
+
+/// Run test `name` in a child process (with one malloc arena, so that
+/// arenas created by contending threads do not look like leaks); returns
+/// false in the child, where the caller runs the body.
+fn in_parent(name: &str) -> bool {
+    if std::env::var_os(CHILD).is_some() {
+        return false;
+    }
+    let out = testkit::run(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .env("GLIBC_TUNABLES", "glibc.malloc.arena_max=1"),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 passed"),
+        "the child ran no test:\n{stdout}"
+    );
+    true
+}
+
+fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+fn address_space_kb() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+type IntFn = extern "C" fn() -> i32;
+
+/// 64 TLS objects loaded, used from the main thread and short-lived
+/// threads, and unloaded, five times, while a thread keeps using TLS of
+/// an object that stays: every value is right, and after the first round
+/// neither the mappings nor the address space grow.
+#[test]
+fn tls_modules_load_and_unload_with_threads_running() {
+    if in_parent("tls_modules_load_and_unload_with_threads_running") {
+        return;
+    }
+    let set = tls_objects("api-tlschurn");
+    let copies: Vec<String> = (0..64)
+        .map(|k| {
+            let p = set.dir.join(format!("m{k}.so"));
+            std::fs::copy(set.path("gd"), &p).unwrap();
+            p.to_string_lossy().into_owned()
+        })
+        .collect();
+    let keep = unsafe { Library::open(set.path("desc"), OpenFlags::NOW) }.unwrap();
+    let worker = *unsafe { keep.get::<IntFn>("tls_worker") }.unwrap();
+    let stop = AtomicBool::new(false);
+    let (calls, failures) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                if worker() != 1 {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                calls.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let mut mark = None;
+        for round in 0..5 {
+            let libs: Vec<Library> = copies
+                .iter()
+                .map(|p| unsafe { Library::open(p, OpenFlags::NOW) }.unwrap())
+                .collect();
+            for (k, lib) in libs.iter().enumerate() {
+                let initial = *unsafe { lib.get::<IntFn>("tls_initial_ok") }.unwrap();
+                assert_eq!(initial(), 1, "round {round}, m{k}");
+                if k % 8 == 0 {
+                    let work = *unsafe { lib.get::<IntFn>("tls_worker") }.unwrap();
+                    let ok: i32 = std::thread::scope(|t| {
+                        let ts: Vec<_> = (0..4).map(|_| t.spawn(move || work())).collect();
+                        ts.into_iter().map(|t| t.join().unwrap()).sum()
+                    });
+                    assert_eq!(ok, 4, "round {round}, m{k}");
+                }
+            }
+            for lib in libs {
+                lib.close().unwrap();
+            }
+            let now = (mappings(), address_space_kb());
+            match mark {
+                None => mark = Some(now),
+                Some((maps, kb)) => {
+                    assert_eq!(now.0, maps, "round {round}: mappings grew");
+                    assert!(
+                        now.1 <= kb + 1024,
+                        "round {round}: {} kB -> {} kB",
+                        kb,
+                        now.1
+                    );
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert!(calls.load(Ordering::Relaxed) > 0);
+    assert_eq!(failures.load(Ordering::Relaxed), 0);
+    assert!(!std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .contains("/m1.so"));
+}
+
+/// Threads that exist before the dlopen see the initial values, in both
+/// dialects; dlsym of a TLS variable gives the calling thread's copy.
+#[test]
+fn threads_that_existed_before_the_open() {
+    if in_parent("threads_that_existed_before_the_open") {
+        return;
+    }
+    let set = tls_objects("api-tlsbefore");
+    let barrier = std::sync::Barrier::new(5);
+    let lib_slot = std::sync::OnceLock::<(Library, Library)>::new();
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    let (gd, desc) = lib_slot.get().unwrap();
+                    let mut ok = 0;
+                    for lib in [gd, desc] {
+                        let initial = *unsafe { lib.get::<IntFn>("tls_initial_ok") }.unwrap();
+                        let here = *unsafe { lib.get::<*mut i64>("counter") }.unwrap();
+                        let addr =
+                            *unsafe { lib.get::<extern "C" fn() -> *mut i64>("counter_address") }
+                                .unwrap();
+                        ok += initial();
+                        // SAFETY: `counter` is this thread's long.
+                        unsafe { *here += 1 };
+                        ok += i32::from(here == addr() && unsafe { *here } == 43);
+                    }
+                    ok
+                })
+            })
+            .collect();
+        let gd = unsafe { Library::open(set.path("gd"), OpenFlags::NOW) }.unwrap();
+        let desc = unsafe { Library::open(set.path("desc"), OpenFlags::NOW) }.unwrap();
+        assert!(lib_slot.set((gd, desc)).is_ok());
+        barrier.wait();
+        let total: i32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(total, 4 * 4);
+    });
+    // The main thread's copies were never written.
+    let (gd, _) = lib_slot.get().unwrap();
+    let counter = *unsafe { gd.get::<*mut i64>("counter") }.unwrap();
+    assert_eq!(unsafe { *counter }, 42);
+}
