@@ -7,7 +7,7 @@
 //! Each run is compared with glibc's run of the same script.
 
 use testkit::scenarios::{lazy_objects, tls_objects};
-use testkit::{compare, compare_env, run_driver, run_driver_status, Lib, Loader, Set};
+use testkit::{compare, compare_env, damage, run_driver, run_driver_status, Lib, Loader, Set};
 
 /// Where in DYNLOAD_DEBUG output the first binding of `symbol` is.
 fn binding_of(debug: &str, symbol: &str) -> Option<usize> {
@@ -43,12 +43,40 @@ fn lazy_slots_are_bound_at_their_first_call() {
     assert_eq!(binding_of(&called.debug, "slot_0"), None);
     assert!(called.stdout.contains("call check_ints_doubles: 1"));
 
-    // RTLD_NOW, LD_BIND_NOW, DYNLOAD_BIND_NOW and -z now bind at dlopen.
+    // RTLD_NOW, LD_BIND_NOW, DYNLOAD_BIND_NOW bind at dlopen, and so does
+    // each of DF_BIND_NOW, DF_1_NOW and DT_BIND_NOW alone (-z now sets the
+    // first two; copies of its output keep one of the three).
+    let now = set.path("callernow");
+    let only = |name: &str, f: &dyn Fn(&mut Vec<u8>)| {
+        damage::variant(&now, &set.dir, name, |b| f(b));
+    };
+    const DT_FLAGS: u64 = 30;
+    const DT_FLAGS_1: u64 = 0x6fff_fffb;
+    const DT_BIND_NOW: u64 = 24;
+    const DF_BIND_NOW: u64 = 8;
+    const DF_1_NOW: u64 = 1;
+    let clear = |b: &mut Vec<u8>, tag: u64, bit: u64| {
+        let e = damage::dynamic_entry(b, tag);
+        let v = damage::dynamic_value(b, tag);
+        assert!(v & bit != 0);
+        damage::put_u64(b, e + 8, v & !bit);
+    };
+    only("df_bind_now", &|b| clear(b, DT_FLAGS_1, DF_1_NOW));
+    only("df_1_now", &|b| clear(b, DT_FLAGS, DF_BIND_NOW));
+    only("dt_bind_now", &|b| {
+        clear(b, DT_FLAGS_1, DF_1_NOW);
+        clear(b, DT_FLAGS, DF_BIND_NOW);
+        let e = damage::dynamic_entry(b, DT_FLAGS);
+        damage::put_u64(b, e, DT_BIND_NOW);
+    });
     let eager = [
         ("open $caller NOW", None),
         ("open $caller LAZY", Some(("LD_BIND_NOW", "1"))),
         ("open $caller LAZY", Some(("DYNLOAD_BIND_NOW", "1"))),
         ("open $callernow LAZY", None),
+        ("open {dir}/df_bind_now.so LAZY", None),
+        ("open {dir}/df_1_now.so LAZY", None),
+        ("open {dir}/dt_bind_now.so LAZY", None),
     ];
     for (open, extra) in eager {
         let mut env = env.to_vec();

@@ -97,3 +97,18 @@ pub fn set_symbol_value(b: &mut [u8], name: &str, value: u64) {
     let e = dynsym_entry(b, name);
     put_u64(b, e + 8, value);
 }
+
+/// File offset of the first `.dynamic` entry with tag `tag` (an Elf64_Dyn:
+/// the tag, then the value at +8).
+pub fn dynamic_entry(b: &[u8], tag: u64) -> usize {
+    let (off, size) = section(b, ".dynamic");
+    (off..off + size)
+        .step_by(16)
+        .find(|&e| u64_at(b, e) == tag)
+        .unwrap_or_else(|| panic!("no dynamic entry with tag {tag}"))
+}
+
+/// The value of the first `.dynamic` entry with tag `tag`.
+pub fn dynamic_value(b: &[u8], tag: u64) -> u64 {
+    u64_at(b, dynamic_entry(b, tag) + 8)
+}

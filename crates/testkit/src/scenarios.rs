@@ -101,6 +101,7 @@ macro_rules! with_scenarios {
             register_preservation,
             tls_models,
             tls_threads_before_dlopen,
+            tls_undefined_weak,
             tls_cxx_thread_local,
             unique_symbols,
             symbol_kinds,
@@ -1272,7 +1273,8 @@ pub fn lazy_versions_and_ifunc(p: &str) -> Scenario {
 /// vector state included), on its slow path (a thread's first access) and
 /// its fast path; the lazy resolver passes %rax and the argument registers
 /// through and keeps the vector state (ymm, and zmm with the AVX-512 mask
-/// registers where the CPU has them; the test says when it cannot check).
+/// registers where the CPU has them; the test says when it cannot check),
+/// also when the caller left the stack misaligned.
 pub fn register_preservation(p: &str) -> Scenario {
     let s = set(
         p,
@@ -1292,7 +1294,7 @@ pub fn register_preservation(p: &str) -> Scenario {
     let mut check = |feature: &str, have: bool, width: &'static str| {
         if !have {
             eprintln!(
-                "register_preservation: this CPU has no {feature}: {width} registers not checked"
+                "register_preservation: this CPU has no {feature}: the {width} checks were not run"
             );
             return;
         }
@@ -1308,6 +1310,12 @@ pub fn register_preservation(p: &str) -> Scenario {
         expect.push_str(&format!("call tlsdesc_preserves_{width}: 1\ncall tlsdesc_preserves_{width}: 1\nthreads tlsdesc_preserves_{width}: 4\ncall lazy_preserves_{width}: 1\nthreads lazy_preserves_{width}: 4\n"));
     };
     check("AVX2", std::arch::is_x86_feature_detected!("avx2"), "ymm");
+    // ymm registers again, with the stack misaligned by 8 at the call.
+    check(
+        "AVX2",
+        std::arch::is_x86_feature_detected!("avx2"),
+        "misaligned",
+    );
     check(
         "AVX-512F",
         std::arch::is_x86_feature_detected!("avx512f"),
@@ -1378,6 +1386,33 @@ pub fn tls_models(p: &str) -> Scenario {
             &format!("open @gd: h1\n{each}open @ld: h2\n{each}open @desc: h3\n{each}"),
             "close h2: 0\nmaps @ld: 0",
         ],
+    )
+}
+
+/// An undefined weak thread-local variable reached through a TLS
+/// descriptor (the descriptor sits in the PLT relocations) has a null
+/// address, in every thread.
+pub fn tls_undefined_weak(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "tlsweak",
+        &[Lib::src("w", "tls_weak.c")
+            .no_log()
+            .flag("-mtls-dialect=gnu2")],
+    );
+    let r = relocations(&s.path("w"));
+    assert!(
+        r.contains("R_X86_64_TLSDESC") && r.contains("nobody_defines_this"),
+        "{r}"
+    );
+    Scenario::new(
+        s,
+        &[
+            "open $w LAZY",
+            "call h1 weak_tls_is_null",
+            "threads 4 h1 weak_tls_is_null",
+        ],
+        &["call weak_tls_is_null: 1\nthreads weak_tls_is_null: 4"],
     )
 }
 
