@@ -360,3 +360,47 @@ fn unique_symbols_are_shared_with_preloaded_objects() {
     assert_eq!(d.stdout, g.stdout);
     assert!(testkit::dynload_mapped(&d, "_ub.so"), "{}", d.debug);
 }
+
+#[test]
+fn tls_of_objects_glibc_loaded() {
+    // tls_malloc.c is preloaded (glibc loads it and owns its TLS module);
+    // objects dynload loads reach its variable with each access model.
+    let set = Set::build(
+        "capi-tlshost",
+        &[
+            Lib::src("malloc", "tls_malloc.c").no_log(),
+            Lib::src("gd", "tls_host_user.c").no_log().dep("malloc"),
+            Lib::src("desc", "tls_host_user.c")
+                .no_log()
+                .dep("malloc")
+                .flag("-mtls-dialect=gnu2"),
+            Lib::src("ie", "tls_host_user.c")
+                .no_log()
+                .dep("malloc")
+                .flag("-ftls-model=initial-exec"),
+        ],
+    );
+    let mut script = Vec::new();
+    for (h, lib) in [("h1", "gd"), ("h2", "desc"), ("h3", "ie")] {
+        script.push(format!("open ${lib} NOW|GLOBAL"));
+        script.push("sameaddr DEFAULT malloc_calls host_tls_address".to_string());
+        script.push(format!("call {h} host_tls_counts"));
+        script.push(format!("threads 4 {h} host_tls_counts"));
+        script.push(format!("close {h}"));
+    }
+    let script: Vec<&str> = script.iter().map(String::as_str).collect();
+    let malloc = set.path("malloc");
+    let g = run_driver(&set, &script, Loader::Glibc, &[("LD_PRELOAD", &malloc)]);
+    let both = format!("{malloc} {}", testkit::libdynload().display());
+    let d = run_driver(&set, &script, Loader::Dynload, &[("LD_PRELOAD", &both)]);
+    let each = "sameaddr malloc_calls: yes\ncall host_tls_counts: 1\nthreads host_tls_counts: 4\n";
+    assert!(
+        g.stdout.contains(&format!("open libcapi_tlshost_gd.so: h1\n{each}close h1: 0\nopen libcapi_tlshost_desc.so: h2\n{each}close h2: 0\nopen libcapi_tlshost_ie.so: h3\n{each}close h3: 0\n")),
+        "{}",
+        g.stdout
+    );
+    assert_eq!(d.stdout, g.stdout, "dynload stderr:\n{}", d.stderr);
+    for lib in ["_gd.so", "_desc.so", "_ie.so"] {
+        assert!(testkit::dynload_mapped(&d, lib), "{}", d.debug);
+    }
+}
