@@ -404,3 +404,41 @@ fn tls_of_objects_glibc_loaded() {
         assert!(testkit::dynload_mapped(&d, lib), "{}", d.debug);
     }
 }
+
+#[test]
+fn every_way_of_saving_register_state() {
+    // The register-preservation scenario with the state saved by XSAVE
+    // instead of XSAVEC (everything checked), and by FXSAVE, as on CPUs
+    // without XSAVE (x87 and xmm registers only: FXSAVE has no more).
+    let sc = testkit::scenarios::register_preservation("capi-statesave");
+    let script = sc.script();
+    let glibc = run_driver(&sc.set, &script, Loader::Glibc, &[]);
+    sc.check(&glibc.stdout);
+    let xsave = run_driver(
+        &sc.set,
+        &script,
+        Loader::Dynload,
+        &[("DYNLOAD_STATE_SAVE", "xsave")],
+    );
+    assert_eq!(xsave.stdout, glibc.stdout);
+    let xmm: Vec<&str> = script
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("open") || l.ends_with("_xmm"))
+        .collect();
+    assert_eq!(xmm.len(), 6, "{xmm:?}");
+    let fxsave = run_driver(
+        &sc.set,
+        &xmm,
+        Loader::Dynload,
+        &[("DYNLOAD_STATE_SAVE", "fxsave")],
+    );
+    let want: String = glibc
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("open") || l.contains("_xmm:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(want.contains("call lazy_preserves_xmm: 1"), "{want}");
+    assert_eq!(fxsave.stdout, want);
+}

@@ -77,6 +77,9 @@ pub(crate) struct Settings {
     pub bind_now: bool,
     /// DYNLOAD_STATS: print a summary at exit (`dynload run --stats`).
     pub stats: bool,
+    /// DYNLOAD_STATE_SAVE: `xsave` or `fxsave`, to use an older way of
+    /// saving register state than the CPU allows (for testing those paths).
+    pub state_save: Option<String>,
 }
 
 fn env_bytes(name: &str) -> Option<Vec<u8>> {
@@ -117,6 +120,8 @@ pub(crate) fn settings() -> &'static Settings {
                 .iter()
                 .any(|n| trusted(n).is_some_and(|v| !v.is_empty())),
             stats: trusted("DYNLOAD_STATS").is_some_and(|v| !v.is_empty() && v != b"0"),
+            state_save: trusted("DYNLOAD_STATE_SAVE")
+                .map(|v| String::from_utf8_lossy(&v).into_owned()),
         }
     })
 }

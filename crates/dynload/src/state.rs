@@ -21,21 +21,40 @@ pub(crate) static SAVE_MASK: AtomicU32 = AtomicU32::new(0);
 pub(crate) static SAVE_SIZE: AtomicU64 = AtomicU64::new(576);
 
 /// Read the CPU's capabilities (once, before any object is loaded).
+/// DYNLOAD_STATE_SAVE=xsave or =fxsave picks an older instruction than the
+/// CPU allows, so that tests reach every path. FXSAVE saves only x87 and
+/// the low 128 bits of the vector registers: on a CPU with AVX it is for
+/// testing code that uses no wider registers, as on CPUs without XSAVE.
 pub(crate) fn init() {
+    let (kind, mask, size) = detect();
+    let kind = match crate::process::settings().state_save.as_deref() {
+        Some("xsave") => kind.min(1),
+        Some("fxsave") => 0,
+        _ => kind,
+    };
+    SAVE_MASK.store(mask, Ordering::Relaxed);
+    SAVE_SIZE.store(size, Ordering::Relaxed);
+    SAVE_KIND.store(kind, Ordering::Relaxed);
+}
+
+/// The best save instruction (2: XSAVEC, 1: XSAVE, 0: FXSAVE), the XSAVE
+/// component mask and the save area's size.
+fn detect() -> (u8, u32, u64) {
     let leaf1 = __cpuid(1);
     let xsave = leaf1.ecx & (1 << 26) != 0 && leaf1.ecx & (1 << 27) != 0; // XSAVE, OSXSAVE
     if !xsave {
-        SAVE_KIND.store(0, Ordering::Relaxed);
-        return;
+        return (0, 0, 576);
     }
     // SAFETY: OSXSAVE is set, so XGETBV is enabled.
     let xcr0 = unsafe { std::arch::x86_64::_xgetbv(0) };
     let mask = (xcr0 as u32) & 0xe7;
     let size = __cpuid_count(0xd, 0).ebx as u64;
     let xsavec = __cpuid_count(0xd, 1).eax & (1 << 1) != 0;
-    SAVE_MASK.store(mask, Ordering::Relaxed);
-    SAVE_SIZE.store(size.max(576).next_multiple_of(64), Ordering::Relaxed);
-    SAVE_KIND.store(if xsavec { 2 } else { 1 }, Ordering::Relaxed);
+    (
+        if xsavec { 2 } else { 1 },
+        mask,
+        size.max(576).next_multiple_of(64),
+    )
 }
 
 /// Assembly: save the extended state at [rsp] (64-byte aligned, SAVE_SIZE

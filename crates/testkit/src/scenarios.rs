@@ -1272,7 +1272,7 @@ pub fn lazy_versions_and_ifunc(p: &str) -> Scenario {
 /// The TLS descriptor function keeps every register but %rax (x87 and
 /// vector state included), on its slow path (a thread's first access) and
 /// its fast path; the lazy resolver passes %rax and the argument registers
-/// through and keeps the vector state (ymm, and zmm with the AVX-512 mask
+/// through and keeps the vector state (xmm, ymm, and zmm with the AVX-512 mask
 /// registers where the CPU has them; the test says when it cannot check),
 /// also when the caller left the stack misaligned.
 pub fn register_preservation(p: &str) -> Scenario {
@@ -1309,6 +1309,7 @@ pub fn register_preservation(p: &str) -> Scenario {
         }
         expect.push_str(&format!("call tlsdesc_preserves_{width}: 1\ncall tlsdesc_preserves_{width}: 1\nthreads tlsdesc_preserves_{width}: 4\ncall lazy_preserves_{width}: 1\nthreads lazy_preserves_{width}: 4\n"));
     };
+    check("SSE2", true, "xmm");
     check("AVX2", std::arch::is_x86_feature_detected!("avx2"), "ymm");
     // ymm registers again, with the stack misaligned by 8 at the call.
     check(
