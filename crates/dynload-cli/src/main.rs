@@ -106,7 +106,9 @@ fn run(
         cmd.env("DYNLOAD_DEBUG_OUTPUT", o);
     }
     if stats {
-        cmd.env("DYNLOAD_STATS", "1");
+        // The program keeps this process's id (exec), through its own execs
+        // too; the processes it starts do not, and print no summary.
+        cmd.env("DYNLOAD_STATS", format!("pid={}", std::process::id()));
     }
     let err = cmd.exec();
     Err(format!("cannot run {}: {err}", prog.to_string_lossy()))

@@ -115,3 +115,45 @@ fn help_lists_the_categories_and_unknown_ones_are_reported() {
     }
     assert!(err.contains("debug option `nonsense' unknown"), "{err}");
 }
+
+/// `dynload run --stats` reports for the program it runs (across the
+/// program's own execs, as pyenv's shim does), not for every process the
+/// program starts: their standard error stays theirs.
+#[test]
+fn stats_are_printed_for_the_program_not_its_children() {
+    let set = Set::build("cli-stats", &[Lib::node("a", 1)]);
+    // The driver opens a library, then runs a copy of itself (a child
+    // process) that opens it too.
+    let child = format!(
+        "{} 'open {} NOW'",
+        testkit::driver().display(),
+        set.path("a")
+    );
+    let out = testkit::run(
+        Command::new(env!("CARGO_BIN_EXE_dynload"))
+            .env("DYNLOAD_LIBRARY", testkit::libdynload())
+            .env_remove("LD_LIBRARY_PATH")
+            .args(["run", "--stats", "--"])
+            .arg("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "sh -c \"$1\"; exec {} 'open {} NOW'",
+                testkit::driver().display(),
+                set.path("a")
+            ))
+            .arg("sh")
+            .arg(&child),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.matches("open libcli_stats_a.so: h1").count(),
+        2,
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr.matches("dynload: 1 dlopen calls").count(),
+        1,
+        "one summary, from the program dynload run started:\n{stderr}"
+    );
+}

@@ -445,7 +445,7 @@ pub(crate) fn replacement(name: &[u8]) -> Option<usize> {
 /// Print the `dynload run --stats` summary (DYNLOAD_STATS) to standard
 /// error; `libdynload.so` calls this when the process exits.
 pub fn report_at_exit() {
-    if !crate::process::settings().stats {
+    if !crate::process::settings().stats.here() {
         return;
     }
     if let Some(text) = crate::api::summary() {

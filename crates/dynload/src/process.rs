@@ -75,8 +75,8 @@ pub(crate) struct Settings {
     pub preload: Vec<Vec<u8>>,
     /// LD_BIND_NOW or DYNLOAD_BIND_NOW set to a non-empty value.
     pub bind_now: bool,
-    /// DYNLOAD_STATS: print a summary at exit (`dynload run --stats`).
-    pub stats: bool,
+    /// DYNLOAD_STATS: which processes print a summary at exit.
+    pub stats: Stats,
     /// DYNLOAD_STATE_SAVE: `xsave` or `fxsave`, to use an older way of
     /// saving register state than the CPU allows (for testing those paths).
     pub state_save: Option<String>,
@@ -119,11 +119,48 @@ pub(crate) fn settings() -> &'static Settings {
             bind_now: ["LD_BIND_NOW", "DYNLOAD_BIND_NOW"]
                 .iter()
                 .any(|n| trusted(n).is_some_and(|v| !v.is_empty())),
-            stats: trusted("DYNLOAD_STATS").is_some_and(|v| !v.is_empty() && v != b"0"),
+            stats: trusted("DYNLOAD_STATS").map_or(Stats::Off, |v| Stats::parse(&v)),
             state_save: trusted("DYNLOAD_STATE_SAVE")
                 .map(|v| String::from_utf8_lossy(&v).into_owned()),
         }
     })
+}
+
+/// Who prints the `--stats` summary at exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stats {
+    Off,
+    /// Every process that has the variable.
+    All,
+    /// Only the process with this id: `dynload run --stats` sets `pid=N`,
+    /// N being the program's id, which it keeps across its own execs; the
+    /// processes it starts (forked copies included) print nothing.
+    Process(u32),
+}
+
+impl Stats {
+    fn parse(value: &[u8]) -> Stats {
+        if let Some(pid) = value.strip_prefix(b"pid=") {
+            return std::str::from_utf8(pid)
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .map_or(Stats::Off, Stats::Process);
+        }
+        if value.is_empty() || value == b"0" {
+            Stats::Off
+        } else {
+            Stats::All
+        }
+    }
+
+    /// Does this process print the summary?
+    pub(crate) fn here(self) -> bool {
+        match self {
+            Stats::Off => false,
+            Stats::All => true,
+            Stats::Process(pid) => pid == std::process::id(),
+        }
+    }
 }
 
 /// Split a path list at ':' and ';' as glibc does for LD_LIBRARY_PATH.
