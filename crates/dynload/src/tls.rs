@@ -90,6 +90,39 @@ thread_local! {
     static CURRENT: Cell<*mut Dtv> = const { Cell::new(std::ptr::null_mut()) };
 }
 
+// The same pointer in an initial-exec TLS variable that assembly can read
+// with one instruction: the TLS descriptor function's fast path may change
+// no register but %rax, so it cannot call Rust code to find `CURRENT`.
+// (Initial-exec: the object holding dynload is loaded at start-up, or is
+// given a slot of glibc's static TLS surplus when dlopened.)
+core::arch::global_asm!(
+    ".pushsection .tbss,\"awT\",@nobits",
+    ".p2align 3",
+    ".globl __dynload_fast_dtv",
+    ".hidden __dynload_fast_dtv",
+    ".type __dynload_fast_dtv, @object",
+    ".size __dynload_fast_dtv, 8",
+    "__dynload_fast_dtv:",
+    ".zero 8",
+    ".popsection",
+);
+
+/// Make `dtv` this thread's table, for Rust code and for the assembly
+/// fast path alike.
+fn set_current(dtv: *mut Dtv) {
+    CURRENT.with(|c| c.set(dtv));
+    // SAFETY: writes this thread's own initial-exec TLS slot, defined above.
+    unsafe {
+        core::arch::asm!(
+            "mov {tmp}, qword ptr [rip + __dynload_fast_dtv@GOTTPOFF]",
+            "mov qword ptr fs:[{tmp}], {dtv}",
+            tmp = out(reg) _,
+            dtv = in(reg) dtv,
+            options(nostack, preserves_flags),
+        );
+    }
+}
+
 /// glibc's `__tls_get_addr`, for glibc's module ids.
 pub(crate) static GLIBC_TLS_GET_ADDR: AtomicUsize = AtomicUsize::new(0);
 
@@ -257,7 +290,7 @@ fn slow(idx: usize, offset: usize) -> *mut u8 {
             }
             threads.head = grown;
             dtv = grown;
-            CURRENT.with(|c| c.set(dtv));
+            set_current(dtv);
             new_table = true;
         }
         let e = Dtv::entry(dtv, idx);
@@ -311,7 +344,7 @@ unsafe extern "C" fn thread_exit(value: *mut c_void) {
         }
         libc::munmap(dtv as *mut c_void, (*dtv).map_len);
     }
-    CURRENT.with(|c| c.set(std::ptr::null_mut()));
+    set_current(std::ptr::null_mut());
 }
 
 /// This thread's block of module `id`, if it has one (`dlpi_tls_data`,
@@ -379,6 +412,38 @@ pub(crate) unsafe extern "C" fn tls_get_addr(ti: *const TlsIndex) -> *mut c_void
 #[unsafe(naked)]
 pub(crate) unsafe extern "C" fn tlsdesc_dynamic() {
     core::arch::naked_asm!(
+        // Fast path, when this thread already has the block: no state to
+        // save, as only %rcx, %rdx and %rsi are used, and restored.
+        "push rcx",
+        "push rdx",
+        "push rsi",
+        "mov rdx, qword ptr [rip + __dynload_fast_dtv@GOTTPOFF]",
+        "mov rdx, qword ptr fs:[rdx]",
+        "test rdx, rdx",
+        "jz 5f",
+        "mov rsi, qword ptr [rax + 8]",
+        "mov rcx, qword ptr [rsi]",
+        "mov rsi, {base}",
+        "sub rcx, rsi",
+        "cmp rcx, qword ptr [rdx + {cap}]",
+        "jae 5f",
+        "imul rcx, rcx, {entry_size}",
+        "mov rcx, qword ptr [rdx + rcx + {entries} + {block}]",
+        "test rcx, rcx",
+        "jz 5f",
+        "mov rsi, qword ptr [rax + 8]",
+        "add rcx, qword ptr [rsi + 8]",
+        "sub rcx, qword ptr fs:[0]",
+        "mov rax, rcx",
+        "pop rsi",
+        "pop rdx",
+        "pop rcx",
+        "ret",
+        // Slow path: allocate, with the whole state saved.
+        "5:",
+        "pop rsi",
+        "pop rdx",
+        "pop rcx",
         "push rbp",
         "mov rbp, rsp",
         "push rbx",
@@ -421,6 +486,11 @@ pub(crate) unsafe extern "C" fn tlsdesc_dynamic() {
         mask = sym SAVE_MASK,
         kind = sym SAVE_KIND,
         get = sym tls_get_addr,
+        base = const MODULE_BASE,
+        cap = const std::mem::offset_of!(Dtv, cap),
+        entry_size = const std::mem::size_of::<Entry>(),
+        entries = const std::mem::size_of::<Dtv>(),
+        block = const std::mem::offset_of!(Entry, block),
     )
 }
 
