@@ -210,6 +210,7 @@ impl Registry {
         self.our_global.retain(|&o| o != id);
         self.host_global.retain(|&o| o != id);
         self.host_list.retain(|&o| o != id);
+        self.unique.forget(id);
         // Unlink from dynload's link_map chain.
         // SAFETY: neighbours in the chain are live records of this registry
         // (the chain is only changed here and in link_last_ours, under the

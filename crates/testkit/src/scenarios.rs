@@ -104,6 +104,7 @@ macro_rules! with_scenarios {
             tls_undefined_weak,
             tls_cxx_thread_local,
             unique_symbols,
+            unique_symbols_after_a_failed_load,
             symbol_kinds,
         );
     };
@@ -1487,6 +1488,34 @@ pub fn unique_symbols(p: &str) -> Scenario {
         &[
             "call bump: 1\ncall bump: 2\ncall bump: 3\nsame _ZZ14shared_countervE1c: yes\ncall use_libstdcxx: 14",
             "maps @ua: 1\nmaps @ub: 0",
+        ],
+    )
+}
+
+/// A unique definition found while loading an object whose load then
+/// fails is forgotten with it: the next object (which may reuse its slot)
+/// and a later definer are not confused with it.
+pub fn unique_symbols_after_a_failed_load(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "uniquefail",
+        &[
+            Lib::src("bad", "unique.cpp").no_log().flag("{src}/undef.c"), // compiled as C++: missing_function is mangled
+            Lib::plain("other").no_log(),
+            Lib::src("good", "unique.cpp").no_log(),
+        ],
+    );
+    Scenario::new(
+        s,
+        &[
+            "open $bad NOW",
+            "open $other NOW",
+            "open $good NOW",
+            "call h2 bump",
+            "call h2 bump",
+        ],
+        &[
+            "open @bad: NULL ($bad: undefined symbol: _Z16missing_functionv)\nopen @other: h1\nopen @good: h2\ncall bump: 1\ncall bump: 2",
         ],
     )
 }

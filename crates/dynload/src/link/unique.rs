@@ -22,15 +22,22 @@ pub(crate) struct UniqueTable {
     by_name: Mutex<HashMap<Vec<u8>, Found>>,
 }
 
+impl UniqueTable {
+    /// Forget the definitions of an object that leaves the registry (a
+    /// definer is NODELETE, so only a failed load removes one): its id may
+    /// be given to another object.
+    pub(crate) fn forget(&self, id: crate::object::ObjId) {
+        self.by_name.lock().retain(|_, f| f.obj != id);
+    }
+}
+
 impl Registry {
     /// The process-wide definition of unique symbol `name`, which a lookup
     /// just found as `found`.
     pub(crate) fn unique_definition(&self, name: &[u8], found: Found) -> Found {
         let mut table = self.unique.by_name.lock();
         if let Some(&f) = table.get(name) {
-            if self.get(f.obj).is_some_and(|o| !o.removed) {
-                return f;
-            }
+            return f;
         }
         let chosen = self.glibc_unique(name).unwrap_or(found);
         table.insert(name.to_vec(), chosen);
