@@ -74,6 +74,29 @@ fn rtld_default_from_the_main_program_marks_the_definer_nodelete() {
 }
 
 #[test]
+fn rtld_default_from_the_main_program_makes_a_glibc_object_nodelete() {
+    // The same for libm, which glibc loaded for the set's object: dynload
+    // asks glibc to make it NODELETE (RTLD_NOLOAD|RTLD_NODELETE).
+    let set = Set::build(
+        "capi-defaultpinhost",
+        &[Lib::node("m", 1).no_log().flag("-lm")],
+    );
+    let script = [
+        "open $m NOW|GLOBAL",
+        "sym DEFAULT cos",
+        "close h1",
+        "maps /libm.so.6",
+    ];
+    let (g, _) = compare(&set, &script);
+    assert!(
+        g.stdout
+            .ends_with("sym cos: found\nclose h1: 0\nmaps /libm.so.6: 1\n"),
+        "{}",
+        g.stdout
+    );
+}
+
+#[test]
 fn dlinfo_origin_and_relative_paths() {
     let set = Set::build("capi-dlinfo", &[Lib::node("a", 1)]);
     std::os::unix::fs::symlink(set.path("a"), set.dir.join("alias.so")).unwrap();

@@ -146,15 +146,7 @@ fn bind_slot(info: *const LazyInfo, index: usize) -> Result<usize, String> {
         if let Ok(mut reg) = registry_mut(&guard) {
             // SAFETY: as above.
             let id = unsafe { (*info).id };
-            for d in reldeps {
-                let o = reg.obj_mut(id);
-                if !o.reldeps.contains(&d) {
-                    o.reldeps.push(d);
-                }
-            }
-            for d in uniques {
-                reg.mark_nodelete(d, "unique symbol");
-            }
+            reg.record_bindings(id, &reldeps, &uniques);
         }
     }
     // SAFETY: the slot is an aligned, writable word of the object (checked);

@@ -33,18 +33,8 @@ struct Tx {
     root_before: Option<RootState>,
     /// Handles from glibc's dlopen of C-runtime libraries during this call.
     /// The objects that need them take references of their own; these are
-    /// closed when the call ends, whatever its outcome.
+    /// released when the call ends, whatever its outcome.
     glibc_handles: Vec<*mut c_void>,
-}
-
-impl Drop for Tx {
-    fn drop(&mut self) {
-        let g = host::glibc();
-        for &h in &self.glibc_handles {
-            // SAFETY: each is a handle glibc's dlopen returned, closed once.
-            unsafe { (g.dlclose)(h) };
-        }
-    }
 }
 
 /// What a dlopen may change on an object that was already loaded.
@@ -94,23 +84,36 @@ pub(crate) fn dlopen(
         .unwrap_or_default();
     check_mode(&shown, mode)?;
     let guard = LOADER.lock();
-    let start = std::time::Instant::now();
-    let stats_before = registry(&guard)?.stats;
     let mut tx = Tx::default();
+    let result = open_locked(&guard, name, mode, caller, &mut tx);
+    registry_mut(&guard)?.release_glibc(tx.glibc_handles.drain(..));
+    result
+}
+
+/// `dlopen` with the loader lock held; `tx` records what it did.
+fn open_locked(
+    guard: &crate::registry::Guard,
+    name: Option<&[u8]>,
+    mode: c_int,
+    caller: usize,
+    tx: &mut Tx,
+) -> Result<Option<Opened>, Error> {
+    let start = std::time::Instant::now();
+    let stats_before = registry(guard)?.stats;
     let stage1 = {
-        let mut reg = registry_mut(&guard)?;
+        let mut reg = registry_mut(guard)?;
         reg.stats.dlopen_calls += 1;
         reg.refresh_host();
-        let r = open_stage1(&mut reg, name, mode, caller, &mut tx);
+        let r = open_stage1(&mut reg, name, mode, caller, tx);
         if r.is_err() {
-            rollback(&mut reg, &mut tx);
+            rollback(&mut reg, tx);
         }
         r?
     };
     let root = match stage1 {
         Stage1::NotLoaded => return Ok(None),
         Stage1::Done(id) => {
-            let reg = registry(&guard)?;
+            let reg = registry(guard)?;
             return Ok(Some(Opened {
                 id,
                 handle: reg.handle_of(id) as usize,
@@ -118,14 +121,14 @@ pub(crate) fn dlopen(
         }
         Stage1::Continue(id) => id,
     };
-    if let Err(e) = relocate_all(&guard, root, mode) {
-        let mut reg = registry_mut(&guard)?;
-        rollback(&mut reg, &mut tx);
+    if let Err(e) = relocate_all(guard, root, mode) {
+        let mut reg = registry_mut(guard)?;
+        rollback(&mut reg, tx);
         return Err(e);
     }
     // Demarcation point: from here on nothing fails.
     let order = {
-        let mut reg = registry_mut(&guard)?;
+        let mut reg = registry_mut(guard)?;
         for &id in &tx.new_objects {
             let o = reg.obj_mut(id);
             if o.nodelete == NoDelete::Pending {
@@ -141,8 +144,8 @@ pub(crate) fn dlopen(
         order.reverse();
         order
     };
-    run_constructors(&guard, &order);
-    let mut reg = registry_mut(&guard)?;
+    run_constructors(guard, &order);
+    let mut reg = registry_mut(guard)?;
     if mode & RTLD_GLOBAL != 0 {
         reg.add_to_global(root);
     }
@@ -330,7 +333,7 @@ fn rollback(reg: &mut Registry, tx: &mut Tx) {
     }
     for &id in tx.new_objects.iter().rev() {
         let obj = reg.remove(id);
-        release_pins(&obj);
+        reg.release_glibc(obj.glibc_pins.iter().copied());
         debug!(
             debug::FILES,
             "file={} [0];  destroying link map (failed load)",
@@ -339,17 +342,6 @@ fn rollback(reg: &mut Registry, tx: &mut Tx) {
         drop(obj);
     }
     tx.new_objects.clear();
-}
-
-/// Release the glibc references an object held on glibc-loaded objects.
-pub(crate) fn release_pins(obj: &Object) {
-    let g = host::glibc();
-    for &p in &obj.glibc_pins {
-        if !p.is_null() {
-            // SAFETY: a handle returned by glibc's dlopen, closed once.
-            unsafe { (g.dlclose)(p) };
-        }
-    }
 }
 
 /// glibc's `_dl_map_object_deps`: breadth-first over DT_NEEDED, mapping
@@ -768,20 +760,12 @@ fn relocate_all(guard: &registry::Guard, root: ObjId, mode: c_int) -> Result<(),
         reg.stats.relocations += outcome.relocations;
         reg.stats.relative_relocations += outcome.relative;
         reg.stats.lookups_cached += outcome.cached;
-        for d in outcome.unique_definers {
-            reg.mark_nodelete(d, "unique symbol");
-        }
+        reg.record_bindings(id, &outcome.reldeps, &outcome.unique_definers);
+        // Each object is relocated once: these start empty.
         let o = reg.obj_mut(id);
         o.relocated = true;
-        o.tls_descs.extend(outcome.tls_descs);
-        if outcome.lazy.is_some() {
-            o.lazy = outcome.lazy;
-        }
-        for d in outcome.reldeps {
-            if !o.reldeps.contains(&d) {
-                o.reldeps.push(d);
-            }
-        }
+        o.tls_descs = outcome.tls_descs;
+        o.lazy = outcome.lazy;
     }
     Ok(())
 }

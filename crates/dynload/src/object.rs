@@ -42,6 +42,8 @@ pub(crate) enum Kind {
 pub(crate) struct HostState {
     /// Loaded before `main` (never unloaded).
     pub startup: bool,
+    /// glibc was asked to make it NODELETE (it never unloads it now).
+    pub nodelete: bool,
     pub is_main: bool,
     pub is_vdso: bool,
     /// glibc's TLS module id, for DTPMOD64 against its modules.
@@ -141,6 +143,16 @@ impl Object {
         match &self.kind {
             Kind::Host(h) => Some(h),
             Kind::Ours(_) => None,
+        }
+    }
+
+    /// Can this object ever be unloaded? dynload's can unless NODELETE; of
+    /// glibc's, those glibc loaded after start-up (by dlopen) that were not
+    /// made NODELETE.
+    pub(crate) fn can_be_unloaded(&self) -> bool {
+        match &self.kind {
+            Kind::Ours(_) => self.nodelete != NoDelete::Active,
+            Kind::Host(h) => !h.startup && !h.is_vdso && !h.nodelete,
         }
     }
 

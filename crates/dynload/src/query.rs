@@ -31,8 +31,11 @@ struct Hit {
     value: usize,
     ifunc: bool,
     tls: Option<(usize, u64)>,
-    /// Record a dependency of the caller on the definer (RTLD_DEFAULT).
-    dependency: Option<(ObjId, ObjId)>,
+    /// The caller, when the lookup (RTLD_DEFAULT) makes it depend on the
+    /// definer.
+    dependent: Option<ObjId>,
+    /// The definition is a unique symbol: its definer becomes NODELETE.
+    unique: bool,
 }
 
 /// `dlsym`/`dlvsym`: the address of `name` (of `version`), from `caller`'s
@@ -48,9 +51,14 @@ pub(crate) fn lookup_symbol(
         let reg = registry(&guard)?;
         find(&reg, target, name, version, caller)?
     };
-    if let Some((from, to)) = hit.dependency {
+    if hit.unique || hit.dependent.is_some() {
         let mut reg = registry_mut(&guard)?;
-        add_dependency(&mut reg, from, to);
+        if hit.unique {
+            reg.mark_nodelete(hit.found.obj, "unique symbol");
+        }
+        if let Some(from) = hit.dependent {
+            reg.add_dependency(from, hit.found.obj);
+        }
     }
     if let Some((modid, offset)) = hit.tls {
         // The calling thread's copy, as glibc's `_dl_tls_symaddr`.
@@ -60,7 +68,6 @@ pub(crate) fn lookup_symbol(
         // SAFETY: the resolver of a relocated object; no arguments.
         return Ok(unsafe { crate::relocate::call_resolver(hit.value) });
     }
-    let _ = hit.found;
     Ok(hit.value)
 }
 
@@ -156,7 +163,8 @@ fn find(
                 value: ours,
                 ifunc: false,
                 tls: None,
-                dependency: None,
+                dependent: None,
+                unique: false,
             });
         }
     }
@@ -164,54 +172,17 @@ fn find(
         .then(|| crate::relocate::tls_module(def).map(|m| (m, sym.value())))
         .flatten();
     let ifunc = sym.kind() == elf::STT_GNU_IFUNC && !sym.is_undefined();
-    if sym.bind() == elf::STB_GNU_UNIQUE && def.is_ours() {
-        // glibc makes the definer of a unique symbol NODELETE on first use.
-        return Ok(Hit {
-            found,
-            value,
-            ifunc,
-            tls,
-            dependency: Some((found.obj, found.obj)),
-        });
-    }
-    let dependency = dep_from
-        .filter(|&c| c != found.obj && def.is_ours())
-        .map(|c| (c, found.obj));
+    // glibc makes the definer of a unique symbol NODELETE on first use.
+    let unique = sym.bind() == elf::STB_GNU_UNIQUE && def.can_be_unloaded();
+    let dependent = dep_from.filter(|&c| reg.needs_dependency(c, found.obj));
     Ok(Hit {
         found,
         value,
         ifunc,
         tls,
-        dependency,
+        dependent,
+        unique,
     })
-}
-
-/// glibc's `add_dependency` for RTLD_DEFAULT lookups: a dynload object the
-/// caller now uses stays loaded as long as the caller; if the caller can
-/// never be unloaded (glibc's objects), the target becomes NODELETE. A
-/// "dependency" of an object on itself marks a unique symbol's definer.
-fn add_dependency(reg: &mut Registry, from: ObjId, to: ObjId) {
-    if from == to {
-        reg.mark_nodelete(to, "unique symbol");
-        return;
-    }
-    let f = reg.obj(from);
-    if f.initfini.contains(&to)
-        || f.reldeps.contains(&to)
-        || reg.obj(to).nodelete == crate::object::NoDelete::Active
-    {
-        return;
-    }
-    if f.is_ours() {
-        reg.obj_mut(from).reldeps.push(to);
-    } else {
-        let why = if f.is_main() {
-            "reference from main program".to_string()
-        } else {
-            format!("reference from {} [0]", f.display_name())
-        };
-        reg.mark_nodelete(to, &why);
-    }
 }
 
 fn invalid_handle() -> Error {

@@ -363,6 +363,26 @@ impl Registry {
     }
 
     /// Mirror glibc's list of loaded objects, if it changed.
+    /// Drop references dynload holds on glibc's objects (handles from
+    /// glibc's dlopen). glibc may unload objects now: the host list is
+    /// refreshed at once, so that no lookup reads their unmapped tables.
+    pub(crate) fn release_glibc(
+        &mut self,
+        handles: impl IntoIterator<Item = *mut std::ffi::c_void>,
+    ) {
+        let g = host::glibc();
+        let mut closed = false;
+        for h in handles.into_iter().filter(|h| !h.is_null()) {
+            // SAFETY: each is a handle glibc's dlopen returned to dynload,
+            // closed once (its holder gives it up here).
+            unsafe { (g.dlclose)(h) };
+            closed = true;
+        }
+        if closed {
+            self.refresh_host();
+        }
+    }
+
     pub(crate) fn refresh_host(&mut self) {
         let (entries, adds, subs) = host::host_objects();
         if self.host_counters == Some((adds, subs)) {
@@ -547,15 +567,87 @@ impl Registry {
 
     /// Mark `id` NODELETE, as glibc does when something that cannot be
     /// unloaded binds to it.
+    /// Make `id` NODELETE (`why` is for the debug output). One of glibc's
+    /// objects that glibc could unload is made NODELETE by glibc itself,
+    /// through its public interface (a RTLD_NOLOAD|RTLD_NODELETE dlopen).
     pub(crate) fn mark_nodelete(&mut self, id: ObjId, why: &str) {
+        let o = self.obj(id);
+        if !o.can_be_unloaded() {
+            return;
+        }
+        if !o.is_ours() {
+            let g = host::glibc();
+            // SAFETY: glibc's dlopen and dlclose, with the object's own name;
+            // RTLD_NOLOAD only finds what is loaded.
+            unsafe {
+                let h = (g.dlopen)(
+                    o.name.as_ptr(),
+                    libc::RTLD_NOLOAD | libc::RTLD_NODELETE | libc::RTLD_LAZY,
+                );
+                if h.is_null() {
+                    let _ = host::glibc_error();
+                    return;
+                }
+                (g.dlclose)(h);
+            }
+        }
         let o = self.obj_mut(id);
-        if o.is_ours() && o.nodelete != NoDelete::Active {
-            o.nodelete = NoDelete::Active;
-            let n = o.display_name();
-            crate::debug::debug!(
-                crate::debug::BINDINGS,
-                "marking {n} [0] as NODELETE due to {why}"
-            );
+        match &mut o.kind {
+            Kind::Host(h) => h.nodelete = true,
+            Kind::Ours(_) => o.nodelete = NoDelete::Active,
+        }
+        let n = o.display_name();
+        crate::debug::debug!(
+            crate::debug::BINDINGS,
+            "marking {n} [0] as NODELETE due to {why}"
+        );
+    }
+
+    /// glibc's `add_dependency`: `from` now uses `to` (a relocation or an
+    /// RTLD_DEFAULT lookup found a definition outside its dependencies).
+    /// One of dynload's objects keeps another alive as long as it lives;
+    /// an object that can never be unloaded (the program, glibc's objects)
+    /// makes `to` NODELETE instead.
+    pub(crate) fn add_dependency(&mut self, from: ObjId, to: ObjId) {
+        if !self.needs_dependency(from, to) {
+            return;
+        }
+        let (f, t) = (self.obj(from), self.obj(to));
+        if f.is_ours() {
+            // A reference from dynload's object to one glibc could unload
+            // is not recorded (glibc would): it is held by whoever opened it.
+            if t.is_ours() {
+                self.obj_mut(from).reldeps.push(to);
+            }
+        } else {
+            let why = if f.is_main() {
+                "reference from main program".to_string()
+            } else {
+                format!("reference from {} [0]", f.display_name())
+            };
+            self.mark_nodelete(to, &why);
+        }
+    }
+
+    /// Would `add_dependency(from, to)` record anything?
+    pub(crate) fn needs_dependency(&self, from: ObjId, to: ObjId) -> bool {
+        let (f, t) = (self.obj(from), self.obj(to));
+        from != to && t.can_be_unloaded() && !f.initfini.contains(&to) && !f.reldeps.contains(&to)
+    }
+
+    /// Record what relocating (or lazily binding a slot of) `from` found:
+    /// the objects it now uses, and the definers of unique symbols.
+    pub(crate) fn record_bindings(
+        &mut self,
+        from: ObjId,
+        used: &[ObjId],
+        unique_definers: &[ObjId],
+    ) {
+        for &d in unique_definers {
+            self.mark_nodelete(d, "unique symbol");
+        }
+        for &d in used {
+            self.add_dependency(from, d);
         }
     }
 }
@@ -630,6 +722,7 @@ fn make_host(e: &HostEntry, is_main: bool) -> Object {
         id: 0,
         kind: Kind::Host(HostState {
             startup: false,
+            nodelete: false,
             is_main,
             is_vdso,
             tls_modid: e.tls_modid,

@@ -6,7 +6,6 @@
 use crate::debug::{self, debug};
 use crate::error::{Error, ErrorKind};
 use crate::init;
-use crate::load;
 use crate::object::{Kind, NoDelete, ObjId, Scope};
 use crate::registry::{registry_mut, Registry, LOADER};
 
@@ -73,10 +72,7 @@ fn release_host(reg: &mut Registry, id: ObjId) {
     o.searchlist = None;
     if let Kind::Host(h) = &mut o.kind {
         let pin = std::mem::replace(&mut h.pin, std::ptr::null_mut());
-        if !pin.is_null() {
-            // SAFETY: glibc's handle, taken when the object was opened.
-            unsafe { (crate::host::glibc().dlclose)(pin) };
-        }
+        reg.release_glibc([pin]);
     }
 }
 
@@ -160,7 +156,7 @@ fn finish(guard: &crate::registry::Guard, victims: Vec<ObjId>) {
     if let Ok(mut reg) = registry_mut(guard) {
         for id in victims {
             let obj = reg.remove(id);
-            load::release_pins(&obj);
+            reg.release_glibc(obj.glibc_pins.iter().copied());
             reg.subs += 1;
             debug!(
                 debug::FILES,

@@ -1094,9 +1094,20 @@ pub fn unloadable_kinds(p: &str) -> Scenario {
 }
 
 /// A dependency on a C-runtime library that is not loaded yet (libm): it
-/// is loaded by glibc, held while its user is, and released with it.
+/// is loaded by glibc, held while its user is, and released with it, also
+/// when its user's load fails; once glibc unloads it, lookups do not see it.
 pub fn c_runtime_dependency(p: &str) -> Scenario {
-    let s = set(p, "cruntime", &[Lib::node("m", 1).no_log().flag("-lm")]);
+    let s = set(
+        p,
+        "cruntime",
+        &[
+            Lib::node("m", 1).no_log().flag("-lm"),
+            Lib::node("mbad", 2)
+                .no_log()
+                .flag("-lm")
+                .flag("{src}/undef.c"),
+        ],
+    );
     Scenario::new(
         s,
         &[
@@ -1109,10 +1120,19 @@ pub fn c_runtime_dependency(p: &str) -> Scenario {
             "maps /libm.so.6",
             "close h1",
             "maps /libm.so.6",
+            "open $mbad NOW|GLOBAL",
+            "maps /libm.so.6",
+            "sym DEFAULT cos",
+            "open $m NOW|GLOBAL",
+            "close h3",
+            "maps /libm.so.6",
+            "sym DEFAULT cos",
         ],
         &[
             "maps /libm.so.6: 0\nopen @m: h1\nmaps /libm.so.6: 1\n",
             "close h1: 0\nmaps /libm.so.6: 0\n",
+            "open @mbad: NULL ($mbad: undefined symbol: missing_function)\nmaps /libm.so.6: 0\nsym cos: ",
+            "open @m: h3\nclose h3: 0\nmaps /libm.so.6: 0\nsym cos: ",
         ],
     )
 }
