@@ -129,7 +129,6 @@ type DladdrFn = unsafe extern "C" fn(*const c_void, *mut libc::Dl_info) -> c_int
 type Dladdr1Fn =
     unsafe extern "C" fn(*const c_void, *mut libc::Dl_info, *mut *mut c_void, c_int) -> c_int;
 type DlinfoFn = unsafe extern "C" fn(*mut c_void, c_int, *mut c_void) -> c_int;
-type TlsGetAddrFn = unsafe extern "C" fn(*const [usize; 2]) -> *mut c_void;
 
 /// glibc's own entry points.
 pub(crate) struct Glibc {
@@ -143,8 +142,9 @@ pub(crate) struct Glibc {
     pub dlinfo: DlinfoFn,
     /// glibc's handle for the main program (`dlopen(NULL)`).
     pub main_handle: *mut c_void,
-    /// ld.so's `__tls_get_addr`, for TLS symbols of glibc's modules.
-    pub tls_get_addr: Option<TlsGetAddrFn>,
+    /// The address of ld.so's `__tls_get_addr`, to which dynload's own
+    /// forwards glibc's module ids (a tail jump, so no function type).
+    pub tls_get_addr: usize,
 }
 
 // SAFETY: function pointers and an opaque glibc handle, used from any thread
@@ -222,7 +222,7 @@ fn find_glibc() -> Result<Glibc, String> {
         let main_handle = dlopen(std::ptr::null(), libc::RTLD_LAZY);
         let tls_get_addr = ld
             .default_definition(b"__tls_get_addr")
-            .map(|a| std::mem::transmute::<usize, TlsGetAddrFn>(a));
+            .ok_or("ld.so lacks __tls_get_addr")?;
         Ok(Glibc {
             dl_iterate_phdr: std::mem::transmute::<usize, IterateFn>(get("dl_iterate_phdr")?),
             dlopen,

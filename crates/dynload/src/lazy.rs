@@ -5,9 +5,10 @@
 //! the PLT, whose stubs push the relocation index and jump to PLT0, which
 //! pushes GOT[1] and jumps to GOT[2]. The trampoline saves every register a
 //! call can pass arguments in — %rax (the vector count of varargs calls),
-//! %rdi, %rsi, %rdx, %rcx, %r8, %r9, %r10, %r11, and the whole x87/SSE/AVX/
-//! AVX-512 state — on a stack it aligns itself, calls [`fixup`], restores
-//! everything and jumps to the bound function. The slot is written with one
+//! %rdi, %rsi, %rdx, %rcx, %r8, %r9, %r10 (the static chain), and the whole
+//! x87/SSE/AVX/AVX-512 state — on a stack it aligns itself, calls
+//! [`fixup`], restores them and jumps through %r11 (a scratch register at
+//! calls, as in glibc) to the bound function. The slot is written with one
 //! atomic store, so threads racing through the same stub all end up at the
 //! same function.
 
@@ -17,7 +18,7 @@ use crate::elf::{Rela, LE};
 use crate::object::ObjId;
 use crate::registry::{registry, registry_mut, LOADER};
 use crate::relocate::{self, r, Outcome};
-use crate::state::{restore_state, save_state, SAVE_KIND, SAVE_MASK, SAVE_SIZE};
+use crate::state::{enter_saved, leave_saved, SAVE_KIND, SAVE_MASK, SAVE_SIZE};
 
 /// What the resolver needs to know about a lazily relocated object; GOT[1]
 /// points to it (it lives in a Box owned by the object).
@@ -40,42 +41,19 @@ pub(crate) unsafe extern "C" fn runtime_resolve() {
     core::arch::naked_asm!(
         // [rsp] = GOT[1] (LazyInfo), [rsp + 8] = relocation index,
         // [rsp + 16] = the caller's return address.
-        "push rbp",
-        "mov rbp, rsp",
-        "push rbx",
-        "and rsp, -64",
-        "sub rsp, 128",
-        "mov [rsp], rax",
-        "mov [rsp + 8], rdi",
-        "mov [rsp + 16], rsi",
-        "mov [rsp + 24], rdx",
-        "mov [rsp + 32], rcx",
-        "mov [rsp + 40], r8",
-        "mov [rsp + 48], r9",
-        "mov [rsp + 56], r10",
-        "mov [rsp + 64], r11",
-        "mov rbx, rsp",
-        "sub rsp, qword ptr [rip + {size}]",
-        "and rsp, -64",
-        save_state!(),
+        enter_saved!(),
         "mov rdi, [rbp + 8]",
         "mov rsi, [rbp + 16]",
         "call {fixup}",
         "mov [rbx + 72], rax",
-        restore_state!(),
-        "mov rsp, rbx",
-        "mov rax, [rsp]",
-        "mov rdi, [rsp + 8]",
-        "mov rsi, [rsp + 16]",
-        "mov rdx, [rsp + 24]",
-        "mov rcx, [rsp + 32]",
-        "mov r8, [rsp + 40]",
-        "mov r9, [rsp + 48]",
-        "mov r10, [rsp + 56]",
+        leave_saved!(),
+        "mov rax, [rsp + 56]",
         "mov r11, [rsp + 72]",
         "mov rbx, [rbp - 8]",
         "mov rsp, rbp",
         "pop rbp",
+        // Drop GOT[1] and the index; jump to the function, which returns to
+        // the caller.
         "add rsp, 16",
         "jmp r11",
         size = sym SAVE_SIZE,
@@ -91,8 +69,8 @@ pub(crate) unsafe extern "C" fn runtime_resolve() {
 extern "C" fn fixup(info: *const LazyInfo, index: usize) -> usize {
     match std::panic::catch_unwind(|| bind_slot(info, index)) {
         Ok(Ok(addr)) => addr,
-        Ok(Err(message)) => die(&message),
-        Err(_) => die("dynload: internal error while binding a PLT slot"),
+        Ok(Err(message)) => crate::process::fatal(&message),
+        Err(_) => crate::process::fatal("dynload: internal error while binding a PLT slot"),
     }
 }
 
@@ -125,9 +103,8 @@ fn bind_slot(info: *const LazyInfo, index: usize) -> Result<usize, String> {
                 obj.display_name()
             ));
         }
-        let name = obj.display_name();
-        let slot = relocate::check_target(obj, &name, rela.r_offset.get(LE), 8)
-            .map_err(|e| e.to_string())?;
+        let slot =
+            relocate::check_target(obj, rela.r_offset.get(LE), 8).map_err(|e| e.to_string())?;
         let symbolic_self: &[ObjId] = std::slice::from_ref(&obj.id);
         let scopes = reg.scope_chunks(&obj.scope, symbolic_self);
         let mut out = Outcome::default();
@@ -153,13 +130,4 @@ fn bind_slot(info: *const LazyInfo, index: usize) -> Result<usize, String> {
     // other threads may read it concurrently, hence the atomic store.
     unsafe { AtomicUsize::from_ptr(slot as *mut usize).store(binding.value, Ordering::Release) };
     Ok(binding.value)
-}
-
-fn die(message: &str) -> ! {
-    let text = format!("{message}\n");
-    // SAFETY: write to stderr, then end the process as glibc does.
-    unsafe {
-        libc::write(2, text.as_ptr() as *const libc::c_void, text.len());
-        libc::_exit(127);
-    }
 }

@@ -46,8 +46,6 @@ pub(crate) struct HostState {
     pub nodelete: bool,
     pub is_main: bool,
     pub is_vdso: bool,
-    /// glibc's TLS module id, for DTPMOD64 against its modules.
-    pub tls_modid: usize,
     /// A glibc handle held while dynload users have this object open.
     pub pin: *mut c_void,
     /// Still in glibc's list at the last refresh.

@@ -163,6 +163,18 @@ impl Stats {
     }
 }
 
+/// Print `message` to standard error and end the process with status 127,
+/// as glibc's `_dl_fatal_printf` does (an unresolvable lazy call, no memory
+/// for a thread's TLS block): there is no caller to return an error to.
+pub(crate) fn fatal(message: &str) -> ! {
+    let text = format!("{message}\n");
+    // SAFETY: write a buffer to stderr, then end the process.
+    unsafe {
+        libc::write(2, text.as_ptr() as *const libc::c_void, text.len());
+        libc::_exit(127);
+    }
+}
+
 /// Split a path list at ':' and ';' as glibc does for LD_LIBRARY_PATH.
 pub(crate) fn split_path(v: &[u8]) -> Vec<Vec<u8>> {
     v.split(|&c| c == b':' || c == b';')

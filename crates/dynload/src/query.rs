@@ -168,9 +168,20 @@ fn find(
             });
         }
     }
-    let tls = (sym.kind() == elf::STT_TLS)
-        .then(|| crate::relocate::tls_module(def).map(|m| (m, sym.value())))
-        .flatten();
+    let tls = if sym.kind() == elf::STT_TLS {
+        let module = def.tls_module.ok_or_else(|| {
+            Error::invalid(
+                def.display_name(),
+                format!(
+                    "TLS symbol `{}' in an object without a TLS segment",
+                    String::from_utf8_lossy(name)
+                ),
+            )
+        })?;
+        Some((module, sym.value()))
+    } else {
+        None
+    };
     let ifunc = sym.kind() == elf::STT_GNU_IFUNC && !sym.is_undefined();
     // glibc makes the definer of a unique symbol NODELETE on first use.
     let unique = sym.bind() == elf::STB_GNU_UNIQUE && def.can_be_unloaded();

@@ -71,7 +71,9 @@ impl Loader {
     /// which must not hang on a thread that died holding it).
     pub(crate) fn try_lock_for(&'static self, timeout: std::time::Duration) -> Option<Guard> {
         let g = self.lock.try_lock_for(timeout)?;
-        g.borrow().as_ref()?;
+        // Not `borrow`: this thread may be inside the loader (a destructor
+        // calling exit), with the registry borrowed.
+        g.try_borrow().ok()?.as_ref()?;
         Some(g)
     }
 
@@ -115,8 +117,7 @@ impl Registry {
         let settings = crate::process::settings();
         debug::init(settings.debug.as_deref(), settings.debug_output.as_deref());
         crate::state::init();
-        let glibc_tls = host::glibc().tls_get_addr.map_or(0, |f| f as usize);
-        crate::tls::init(glibc_tls);
+        crate::tls::init(host::glibc().tls_get_addr);
         let finder = Finder::new();
         let mut reg = Registry {
             slots: Vec::new(),
@@ -200,7 +201,7 @@ impl Registry {
     /// Remove a record (unmapping it, for dynload's objects).
     pub(crate) fn remove(&mut self, id: ObjId) -> Box<Object> {
         let obj = self.slots[id].take().expect("live object id");
-        if let Some(m) = obj.tls_module {
+        if let (true, Some(m)) = (obj.is_ours(), obj.tls_module) {
             crate::tls::unregister(m);
         }
         self.handles
@@ -725,7 +726,6 @@ fn make_host(e: &HostEntry, is_main: bool) -> Object {
             nodelete: false,
             is_main,
             is_vdso,
-            tls_modid: e.tls_modid,
             pin: std::ptr::null_mut(),
             present: true,
         }),
@@ -755,7 +755,7 @@ fn make_host(e: &HostEntry, is_main: bool) -> Object {
         init_called: true,
         removed: false,
         glibc_pins: Vec::new(),
-        tls_module: None,
+        tls_module: (e.tls_modid != 0).then_some(e.tls_modid),
         tls_descs: Vec::new(),
         lazy: None,
         addr_index: Default::default(),

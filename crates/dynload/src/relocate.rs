@@ -15,7 +15,7 @@ use crate::elf::{elf, Rela, SymExt, LE};
 use crate::error::{Error, ErrorKind};
 use crate::lazy::LazyInfo;
 use crate::link::{Flags, Found, ScopeChunks};
-use crate::object::{Kind, ObjId, Object};
+use crate::object::{ObjId, Object};
 use crate::registry::Registry;
 use crate::tls::{self, TlsIndex};
 
@@ -133,7 +133,7 @@ struct Relocator<'a> {
 impl Relocator<'_> {
     #[inline]
     fn target(&self, offset: u64, len: usize) -> Result<usize, Error> {
-        check_target(self.obj, &self.name, offset, len)
+        check_target(self.obj, offset, len)
     }
 
     /// DT_RELR: an even entry is an address to relocate; an odd entry is a
@@ -400,7 +400,7 @@ impl Relocator<'_> {
                 format!("TLS relocation against `{n}', which is not a TLS symbol"),
             ));
         }
-        let module = tls_module(def).ok_or_else(|| {
+        let module = def.tls_module.ok_or_else(|| {
             Error::invalid(
                 self.name.clone(),
                 format!(
@@ -410,17 +410,16 @@ impl Relocator<'_> {
             )
         })?;
         let offset = b.value.wrapping_add(addend as usize);
+        // glibc's start-up modules are in its static TLS: a variable there
+        // is at one fixed offset from the thread pointer, the same in every
+        // thread. dynload's blocks are allocated per thread and have none.
+        let static_host = def.host().is_some_and(|h| h.startup);
         // SAFETY (all writes): `target` checked the slot is writable.
         unsafe {
             match rtype {
                 r::DTPMOD64 => *(addr as *mut usize) = module,
                 r::DTPOFF64 => *(addr as *mut usize) = offset,
                 r::TPOFF64 => {
-                    // Initial-exec TLS needs a fixed offset from the thread
-                    // pointer. glibc's start-up modules have one, the same in
-                    // every thread; dynload's blocks are allocated per thread
-                    // and have none.
-                    let static_host = def.host().is_some_and(|h| h.startup);
                     if !static_host {
                         let sym = String::from_utf8_lossy(
                             self.obj
@@ -436,6 +435,11 @@ impl Relocator<'_> {
                             )));
                     }
                     *(addr as *mut usize) =
+                        tls::address(module, offset).wrapping_sub(tls::thread_pointer());
+                }
+                r::TLSDESC if static_host => {
+                    *(addr as *mut usize) = tls::tlsdesc_static as *const () as usize;
+                    *((addr + 8) as *mut usize) =
                         tls::address(module, offset).wrapping_sub(tls::thread_pointer());
                 }
                 r::TLSDESC => {
@@ -479,28 +483,15 @@ impl Relocator<'_> {
 }
 
 /// Check that a relocation target lies in writable memory of `obj`.
-pub(crate) fn check_target(
-    obj: &Object,
-    name: &str,
-    offset: u64,
-    len: usize,
-) -> Result<usize, Error> {
+pub(crate) fn check_target(obj: &Object, offset: u64, len: usize) -> Result<usize, Error> {
     let addr = obj.view.image.addr(offset);
     if !obj.view.image.is_writable(addr, len) {
         return Err(Error::invalid(
-            name.to_string(),
+            obj.display_name(),
             format!("relocation target {offset:#x} is outside the object's writable segments"),
         ));
     }
     Ok(addr)
-}
-
-/// The TLS module id of an object (dynload's or glibc's), if it has TLS.
-pub(crate) fn tls_module(o: &Object) -> Option<usize> {
-    match &o.kind {
-        Kind::Ours(_) => o.tls_module,
-        Kind::Host(h) => (h.tls_modid != 0).then_some(h.tls_modid),
-    }
 }
 
 /// Bind symbol `symidx` of object `id`: what a relocation against it, or a

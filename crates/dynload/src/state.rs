@@ -106,6 +106,60 @@ macro_rules! restore_state {
     };
 }
 
+/// Assembly: open a frame in which Rust code can be called from code that
+/// expects its registers kept (the lazy resolver, TLS descriptors). Saves
+/// %rdi, %rsi, %rdx, %rcx, %r8, %r9, %r10 at [rbx] to [rbx + 48], %rax at
+/// [rbx + 56], %r11 at [rbx + 64], leaves [rbx + 72] for a result, then
+/// the extended state below, on a stack aligned whatever the caller left.
+/// %rbx is the frame; %rbp the caller's stack. Operands: `size`, `mask`,
+/// `kind`.
+macro_rules! enter_saved {
+    () => {
+        concat!(
+            "push rbp\n",
+            "mov rbp, rsp\n",
+            "push rbx\n",
+            "and rsp, -64\n",
+            "sub rsp, 128\n",
+            "mov [rsp], rdi\n",
+            "mov [rsp + 8], rsi\n",
+            "mov [rsp + 16], rdx\n",
+            "mov [rsp + 24], rcx\n",
+            "mov [rsp + 32], r8\n",
+            "mov [rsp + 40], r9\n",
+            "mov [rsp + 48], r10\n",
+            "mov [rsp + 56], rax\n",
+            "mov [rsp + 64], r11\n",
+            "mov rbx, rsp\n",
+            "sub rsp, qword ptr [rip + {size}]\n",
+            "and rsp, -64\n",
+            $crate::state::save_state!(),
+        )
+    };
+}
+
+/// Assembly: restore the extended state and %rdi to %r10 saved by
+/// `enter_saved!`, leaving %rsp at the frame ([rsp + 56] is %rax, [rsp + 64]
+/// %r11, [rsp + 72] the result); the caller restores %rax, %r11, %rbx and
+/// %rbp as it needs, and returns.
+macro_rules! leave_saved {
+    () => {
+        concat!(
+            $crate::state::restore_state!(),
+            "mov rsp, rbx\n",
+            "mov rdi, [rsp]\n",
+            "mov rsi, [rsp + 8]\n",
+            "mov rdx, [rsp + 16]\n",
+            "mov rcx, [rsp + 24]\n",
+            "mov r8, [rsp + 32]\n",
+            "mov r9, [rsp + 40]\n",
+            "mov r10, [rsp + 48]\n",
+        )
+    };
+}
+
+pub(crate) use enter_saved;
+pub(crate) use leave_saved;
 pub(crate) use restore_state;
 pub(crate) use save_state;
 

@@ -14,7 +14,6 @@
 //! destructors) and every thread's block of a module when the module is
 //! unloaded.
 
-use std::cell::Cell;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -22,7 +21,8 @@ use std::sync::OnceLock;
 use parking_lot::Mutex;
 
 use crate::elf::PAGE_SIZE;
-use crate::state::{restore_state, save_state, SAVE_KIND, SAVE_MASK, SAVE_SIZE};
+use crate::process::fatal;
+use crate::state::{enter_saved, leave_saved, SAVE_KIND, SAVE_MASK, SAVE_SIZE};
 
 /// The first module id dynload gives out.
 pub(crate) const MODULE_BASE: usize = 1 << 40;
@@ -36,7 +36,7 @@ pub(crate) struct TlsIndex {
 }
 
 /// What a module's block is made from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Module {
     image: usize,
     filesz: usize,
@@ -86,15 +86,12 @@ static THREADS: Mutex<Threads> = Mutex::new(Threads {
     head: std::ptr::null_mut(),
 });
 
-thread_local! {
-    static CURRENT: Cell<*mut Dtv> = const { Cell::new(std::ptr::null_mut()) };
-}
-
-// The same pointer in an initial-exec TLS variable that assembly can read
-// with one instruction: the TLS descriptor function's fast path may change
-// no register but %rax, so it cannot call Rust code to find `CURRENT`.
-// (Initial-exec: the object holding dynload is loaded at start-up, or is
-// given a slot of glibc's static TLS surplus when dlopened.)
+// This thread's table, in an initial-exec TLS variable that assembly reads
+// with one instruction: the fast paths of `__tls_get_addr` and of TLS
+// descriptors (which may change no register but %rax) find blocks without
+// calling Rust code. (Initial-exec: the object holding dynload is loaded at
+// start-up, or is given a slot of glibc's static TLS surplus when
+// dlopened.)
 core::arch::global_asm!(
     ".pushsection .tbss,\"awT\",@nobits",
     ".p2align 3",
@@ -107,10 +104,23 @@ core::arch::global_asm!(
     ".popsection",
 );
 
-/// Make `dtv` this thread's table, for Rust code and for the assembly
-/// fast path alike.
+/// This thread's table (null before its first block).
+fn current() -> *mut Dtv {
+    let dtv: *mut Dtv;
+    // SAFETY: reads this thread's own initial-exec TLS slot, defined above.
+    unsafe {
+        core::arch::asm!(
+            "mov {dtv}, qword ptr [rip + __dynload_fast_dtv@GOTTPOFF]",
+            "mov {dtv}, qword ptr fs:[{dtv}]",
+            dtv = out(reg) dtv,
+            options(nostack, preserves_flags, readonly),
+        );
+    }
+    dtv
+}
+
+/// Make `dtv` this thread's table.
 fn set_current(dtv: *mut Dtv) {
-    CURRENT.with(|c| c.set(dtv));
     // SAFETY: writes this thread's own initial-exec TLS slot, defined above.
     unsafe {
         core::arch::asm!(
@@ -165,6 +175,9 @@ pub(crate) fn register(image: usize, filesz: usize, memsz: usize, align: usize) 
 /// Forget a module: free its block in every thread.
 pub(crate) fn unregister(id: usize) {
     let idx = id - MODULE_BASE;
+    // First forget the module, so that no thread allocates a new block of
+    // it once the sweep below has passed its table.
+    MODULES.lock()[idx] = None;
     let threads = THREADS.lock();
     let mut dtv = threads.head;
     while !dtv.is_null() {
@@ -182,8 +195,6 @@ pub(crate) fn unregister(id: usize) {
             dtv = (*dtv).next;
         }
     }
-    drop(threads);
-    MODULES.lock()[idx] = None;
 }
 
 fn map_anon(len: usize) -> *mut u8 {
@@ -199,7 +210,7 @@ fn map_anon(len: usize) -> *mut u8 {
         )
     };
     if p == libc::MAP_FAILED {
-        fatal("cannot allocate memory for thread-local storage");
+        fatal("cannot allocate memory for thread-local data: ABORT");
     }
     p as *mut u8
 }
@@ -226,45 +237,30 @@ fn alloc_block(m: &Module) -> Entry {
     Entry { block, map, len }
 }
 
-fn fatal(what: &str) -> ! {
-    let msg = format!("dynload: {what}\n");
-    // SAFETY: writing a buffer to stderr.
-    unsafe {
-        libc::write(2, msg.as_ptr() as *const c_void, msg.len());
-        libc::abort();
-    }
-}
-
-/// `__tls_get_addr` for dynload's module ids.
+/// `__tls_get_addr`'s slow path for dynload's modules: the first use of a
+/// module in this thread (the assembly fast path found no block).
 extern "C" fn get_addr(ti: *const TlsIndex) -> *mut u8 {
     // SAFETY: compiled code passes a pointer to its GOT's tls_index pair.
     let ti = unsafe { *ti };
-    let idx = ti.module - MODULE_BASE;
-    let dtv = CURRENT.with(Cell::get);
-    if !dtv.is_null() {
-        // SAFETY: only this thread replaces its own table; entries are
-        // cleared (not moved) by unloading, under THREADS.
-        unsafe {
-            if idx < (*dtv).cap {
-                let b = (*Dtv::entry(dtv, idx)).block;
-                if !b.is_null() {
-                    return b.wrapping_add(ti.offset);
-                }
-            }
-        }
-    }
-    slow(idx, ti.offset)
+    slow(ti.module - MODULE_BASE, ti.offset)
 }
 
 /// First use of a module in this thread.
 #[cold]
 fn slow(idx: usize, offset: usize) -> *mut u8 {
     let Some(m) = MODULES.lock().get(idx).copied().flatten() else {
-        fatal("thread-local storage of an object that is not loaded was used");
+        fatal("dynload: thread-local storage of an object that is not loaded was used");
     };
     let entry = alloc_block(&m);
     let mut threads = THREADS.lock();
-    let mut dtv = CURRENT.with(Cell::get);
+    // Installed under THREADS only if the module is still the one the block
+    // was made for: `unregister` forgets it before sweeping the tables.
+    if MODULES.lock().get(idx).copied().flatten() != Some(m) {
+        free_entry(entry);
+        drop(threads);
+        fatal("dynload: thread-local storage of an object that is not loaded was used");
+    }
+    let mut dtv = current();
     let mut new_table = false;
     // SAFETY: tables are only created, grown and freed here and in
     // `thread_exit`, with THREADS locked; `dtv` is this thread's.
@@ -335,7 +331,7 @@ unsafe extern "C" fn thread_exit(value: *mut c_void) {
     // SAFETY: `value` is this thread's table (set by `slow`), still in the
     // list; nothing else frees it.
     unsafe {
-        if CURRENT.with(Cell::get) != dtv {
+        if current() != dtv {
             return;
         }
         unlink(&mut threads, dtv);
@@ -351,7 +347,7 @@ unsafe extern "C" fn thread_exit(value: *mut c_void) {
 /// RTLD_DI_TLS_DATA); never allocates.
 pub(crate) fn current_block(id: usize) -> *mut c_void {
     let idx = id - MODULE_BASE;
-    let dtv = CURRENT.with(Cell::get);
+    let dtv = current();
     if dtv.is_null() {
         return std::ptr::null_mut();
     }
@@ -373,15 +369,93 @@ pub(crate) fn address(id: usize, offset: usize) -> usize {
     unsafe { tls_get_addr(&ti) as usize }
 }
 
-/// `__tls_get_addr`, as bound into objects dynload loads. Callers may have
-/// a misaligned stack (GCC PR58066): dynload's own modules go through an
-/// aligned call; glibc's ids are forwarded to glibc by a tail jump.
+/// Assembly: the address of the variable `ti` (a register holding a
+/// `TlsIndex` pointer) describes, into register `out`, when this thread
+/// already has the block of that dynload module; otherwise (no block yet,
+/// or one of glibc's module ids) a jump to `miss`. Uses `tmp`; `ti` is kept.
+/// Dynload's ids are MODULE_BASE (bit 40) plus an index below 2^40, so
+/// clearing bit 40 gives the index and tells glibc's ids apart.
+/// Operands: `cap`, `entry_size`, `entries`, `block`.
+macro_rules! find_block {
+    ($ti:literal, $out:literal, $tmp:literal, $miss:literal) => {
+        concat!(
+            "mov ",
+            $tmp,
+            ", qword ptr [rip + __dynload_fast_dtv@GOTTPOFF]\n",
+            "mov ",
+            $tmp,
+            ", qword ptr fs:[",
+            $tmp,
+            "]\n",
+            "test ",
+            $tmp,
+            ", ",
+            $tmp,
+            "\n",
+            "jz ",
+            $miss,
+            "\n",
+            "mov ",
+            $out,
+            ", qword ptr [",
+            $ti,
+            "]\n",
+            "btr ",
+            $out,
+            ", 40\n",
+            "jnc ",
+            $miss,
+            "\n",
+            "cmp ",
+            $out,
+            ", qword ptr [",
+            $tmp,
+            " + {cap}]\n",
+            "jae ",
+            $miss,
+            "\n",
+            "imul ",
+            $out,
+            ", ",
+            $out,
+            ", {entry_size}\n",
+            "mov ",
+            $out,
+            ", qword ptr [",
+            $tmp,
+            " + ",
+            $out,
+            " + {entries} + {block}]\n",
+            "test ",
+            $out,
+            ", ",
+            $out,
+            "\n",
+            "jz ",
+            $miss,
+            "\n",
+            "add ",
+            $out,
+            ", qword ptr [",
+            $ti,
+            " + 8]\n",
+        )
+    };
+}
+
+/// `__tls_get_addr`, as bound into objects dynload loads: a fast path for
+/// blocks this thread has, then, for dynload's modules, an aligned call
+/// (callers may have a misaligned stack, GCC PR58066) to allocate the
+/// block, and for glibc's ids a tail jump to glibc's `__tls_get_addr`.
 ///
 /// # Safety
 /// `ti` must point to a `tls_index` of a loaded module.
 #[unsafe(naked)]
 pub(crate) unsafe extern "C" fn tls_get_addr(ti: *const TlsIndex) -> *mut c_void {
     core::arch::naked_asm!(
+        find_block!("rdi", "rax", "rcx", "3f"),
+        "ret",
+        "3:",
         "mov rax, qword ptr [rdi]",
         "mov rcx, {base}",
         "cmp rax, rcx",
@@ -398,6 +472,10 @@ pub(crate) unsafe extern "C" fn tls_get_addr(ti: *const TlsIndex) -> *mut c_void
         base = const MODULE_BASE,
         ours = sym get_addr,
         glibc = sym GLIBC_TLS_GET_ADDR,
+        cap = const std::mem::offset_of!(Dtv, cap),
+        entry_size = const std::mem::size_of::<Entry>(),
+        entries = const std::mem::size_of::<Dtv>(),
+        block = const std::mem::offset_of!(Entry, block),
     )
 }
 
@@ -417,66 +495,28 @@ pub(crate) unsafe extern "C" fn tlsdesc_dynamic() {
         "push rcx",
         "push rdx",
         "push rsi",
-        "mov rdx, qword ptr [rip + __dynload_fast_dtv@GOTTPOFF]",
-        "mov rdx, qword ptr fs:[rdx]",
-        "test rdx, rdx",
-        "jz 5f",
         "mov rsi, qword ptr [rax + 8]",
-        "mov rcx, qword ptr [rsi]",
-        "mov rsi, {base}",
-        "sub rcx, rsi",
-        "cmp rcx, qword ptr [rdx + {cap}]",
-        "jae 5f",
-        "imul rcx, rcx, {entry_size}",
-        "mov rcx, qword ptr [rdx + rcx + {entries} + {block}]",
-        "test rcx, rcx",
-        "jz 5f",
-        "mov rsi, qword ptr [rax + 8]",
-        "add rcx, qword ptr [rsi + 8]",
+        find_block!("rsi", "rcx", "rdx", "5f"),
         "sub rcx, qword ptr fs:[0]",
         "mov rax, rcx",
         "pop rsi",
         "pop rdx",
         "pop rcx",
         "ret",
-        // Slow path: allocate, with the whole state saved.
+        // Slow path (a first use, or one of glibc's modules): with every
+        // register and the whole extended state saved.
         "5:",
         "pop rsi",
         "pop rdx",
         "pop rcx",
-        "push rbp",
-        "mov rbp, rsp",
-        "push rbx",
-        "and rsp, -64",
-        "sub rsp, 128",
-        "mov [rsp], rdi",
-        "mov [rsp + 8], rsi",
-        "mov [rsp + 16], rdx",
-        "mov [rsp + 24], rcx",
-        "mov [rsp + 32], r8",
-        "mov [rsp + 40], r9",
-        "mov [rsp + 48], r10",
-        "mov [rsp + 56], r11",
-        "mov [rsp + 64], rax",
-        "mov rbx, rsp",
-        "sub rsp, qword ptr [rip + {size}]",
-        "and rsp, -64",
-        save_state!(),
-        "mov rax, [rbx + 64]",
-        "mov rdi, [rax + 8]",
+        enter_saved!(),
+        "mov rdi, [rbx + 56]",
+        "mov rdi, [rdi + 8]",
         "call {get}",
         "sub rax, qword ptr fs:[0]",
         "mov [rbx + 72], rax",
-        restore_state!(),
-        "mov rsp, rbx",
-        "mov rdi, [rsp]",
-        "mov rsi, [rsp + 8]",
-        "mov rdx, [rsp + 16]",
-        "mov rcx, [rsp + 24]",
-        "mov r8, [rsp + 32]",
-        "mov r9, [rsp + 40]",
-        "mov r10, [rsp + 48]",
-        "mov r11, [rsp + 56]",
+        leave_saved!(),
+        "mov r11, [rsp + 64]",
         "mov rax, [rsp + 72]",
         "mov rbx, [rbp - 8]",
         "mov rsp, rbp",
@@ -486,12 +526,21 @@ pub(crate) unsafe extern "C" fn tlsdesc_dynamic() {
         mask = sym SAVE_MASK,
         kind = sym SAVE_KIND,
         get = sym tls_get_addr,
-        base = const MODULE_BASE,
         cap = const std::mem::offset_of!(Dtv, cap),
         entry_size = const std::mem::size_of::<Entry>(),
         entries = const std::mem::size_of::<Dtv>(),
         block = const std::mem::offset_of!(Entry, block),
     )
+}
+
+/// A TLS descriptor for a variable at a fixed offset from the thread
+/// pointer (in glibc's static TLS): the argument is that offset.
+///
+/// # Safety
+/// Only to be called by TLSDESC code sequences.
+#[unsafe(naked)]
+pub(crate) unsafe extern "C" fn tlsdesc_static() {
+    core::arch::naked_asm!("mov rax, qword ptr [rax + 8]", "ret")
 }
 
 /// A TLS descriptor for an undefined weak symbol: its address is the
