@@ -9,8 +9,16 @@ use testkit::{run_driver, Lib, Loader, Set};
 
 #[test]
 fn damage_glibc_does_not_check_is_refused() {
-    let set = Set::build("capi-bad-body", &[Lib::node("good", 1).no_log()]);
+    let set = Set::build(
+        "capi-bad-body",
+        &[
+            Lib::node("good", 1).no_log(),
+            Lib::src("tls", "tls.c").no_log(),
+        ],
+    );
     let good = set.path("good");
+    let tls = set.path("tls");
+    const PT_TLS: u32 = 7;
     let d = &set.dir;
     let cases = [
         (
@@ -59,6 +67,28 @@ fn damage_glibc_does_not_check_is_refused() {
             // A DTPMOD64 against the object itself, which has no TLS.
             variant(&good, d, "tlsreloc", |b| retype_relocation(b, 8, 16)),
             "TLS reference to",
+        ),
+        (
+            variant(&tls, d, "tls-image-outside", |b| {
+                let o = phdr_of(b, PT_TLS);
+                put_u64(b, o + 16, 1 << 40);
+            }),
+            "PT_TLS initialisation image lies outside the loaded segments",
+        ),
+        (
+            variant(&tls, d, "tls-filesz", |b| {
+                let o = phdr_of(b, PT_TLS);
+                put_u64(b, o + 32, 64);
+                put_u64(b, o + 40, 8);
+            }),
+            "invalid PT_TLS segment",
+        ),
+        (
+            variant(&tls, d, "tls-align", |b| {
+                let o = phdr_of(b, PT_TLS);
+                put_u64(b, o + 48, 3);
+            }),
+            "invalid PT_TLS segment",
         ),
     ];
     let mut script: Vec<String> = cases.iter().map(|(p, _)| format!("open {p} NOW")).collect();

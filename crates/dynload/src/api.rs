@@ -460,7 +460,7 @@ pub(crate) fn summary() -> Option<String> {
     let glibc = reg
         .host_list
         .iter()
-        .filter(|&&id| !reg.obj(id).host().is_some_and(|h| h.is_vdso))
+        .filter(|&&id| reg.obj(id).host().is_some_and(|h| h.present && !h.is_vdso))
         .count();
     let s = reg.stats;
     let mut out = format!(

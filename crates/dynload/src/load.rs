@@ -512,22 +512,17 @@ fn map_object(
         return load_via_glibc(reg, &opened.path, mode, tx).map(Some);
     }
     let mut obj = obj;
-    if let Kind::Ours(m) = &obj.kind {
-        if let Some(t) = m.tls {
-            let image = obj.view.image.addr(t.vaddr);
-            if t.filesz > 0 && !obj.view.image.contains(image, t.filesz as usize) {
-                return Err(Error::invalid(
-                    path_shown,
-                    "PT_TLS initialisation image lies outside the loaded segments",
-                ));
-            }
-            obj.tls_module = Some(crate::tls::register(
-                image,
-                t.filesz as usize,
-                t.memsz as usize,
-                t.align as usize,
-            ));
-        }
+    // (`map` checked that the image lies inside the object.)
+    if let Some(t) = match &obj.kind {
+        Kind::Ours(m) => m.tls,
+        Kind::Host(_) => None,
+    } {
+        obj.tls_module = Some(crate::tls::register(
+            obj.view.image.addr(t.vaddr),
+            t.filesz as usize,
+            t.memsz as usize,
+            t.align as usize,
+        ));
     }
     let id = reg.insert(obj);
     tx.new_objects.push(id);

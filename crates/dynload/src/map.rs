@@ -225,6 +225,18 @@ fn plan(o: &Opened, name: &str) -> Result<Plan, Error> {
             "the object asks for an executable stack (PT_GNU_STACK with PF_X, or no PT_GNU_STACK); dynload refuses it, as glibc 2.41 and later do",
         ));
     }
+    if let Some(t) = tls.filter(|t| t.filesz > 0) {
+        let (start, end) = (t.vaddr as usize, t.vaddr.saturating_add(t.filesz) as usize);
+        let inside = loads
+            .iter()
+            .any(|l| l.prot.contains(ProtFlags::READ) && l.mapstart <= start && end <= l.allocend);
+        if !inside {
+            return Err(Error::invalid(
+                name,
+                "PT_TLS initialisation image lies outside the loaded segments",
+            ));
+        }
+    }
     let span = loads.last().map(|l| l.allocend).unwrap_or(0) - loads[0].mapstart;
     Ok(Plan {
         loads,

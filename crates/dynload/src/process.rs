@@ -76,7 +76,7 @@ pub(crate) struct Settings {
     /// LD_BIND_NOW or DYNLOAD_BIND_NOW set to a non-empty value.
     pub bind_now: bool,
     /// DYNLOAD_STATS: which processes print a summary at exit.
-    pub stats: Stats,
+    pub stats: SummaryScope,
     /// DYNLOAD_STATE_SAVE: `xsave` or `fxsave`, to use an older way of
     /// saving register state than the CPU allows (for testing those paths).
     pub state_save: Option<String>,
@@ -119,7 +119,7 @@ pub(crate) fn settings() -> &'static Settings {
             bind_now: ["LD_BIND_NOW", "DYNLOAD_BIND_NOW"]
                 .iter()
                 .any(|n| trusted(n).is_some_and(|v| !v.is_empty())),
-            stats: trusted("DYNLOAD_STATS").map_or(Stats::Off, |v| Stats::parse(&v)),
+            stats: trusted("DYNLOAD_STATS").map_or(SummaryScope::Off, |v| SummaryScope::parse(&v)),
             state_save: trusted("DYNLOAD_STATE_SAVE")
                 .map(|v| String::from_utf8_lossy(&v).into_owned()),
         }
@@ -128,7 +128,7 @@ pub(crate) fn settings() -> &'static Settings {
 
 /// Who prints the `--stats` summary at exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stats {
+pub(crate) enum SummaryScope {
     Off,
     /// Every process that has the variable.
     All,
@@ -138,27 +138,27 @@ pub(crate) enum Stats {
     Process(u32),
 }
 
-impl Stats {
-    fn parse(value: &[u8]) -> Stats {
+impl SummaryScope {
+    fn parse(value: &[u8]) -> SummaryScope {
         if let Some(pid) = value.strip_prefix(b"pid=") {
             return std::str::from_utf8(pid)
                 .ok()
                 .and_then(|p| p.parse().ok())
-                .map_or(Stats::Off, Stats::Process);
+                .map_or(SummaryScope::Off, SummaryScope::Process);
         }
         if value.is_empty() || value == b"0" {
-            Stats::Off
+            SummaryScope::Off
         } else {
-            Stats::All
+            SummaryScope::All
         }
     }
 
     /// Does this process print the summary?
     pub(crate) fn here(self) -> bool {
         match self {
-            Stats::Off => false,
-            Stats::All => true,
-            Stats::Process(pid) => pid == std::process::id(),
+            SummaryScope::Off => false,
+            SummaryScope::All => true,
+            SummaryScope::Process(pid) => pid == std::process::id(),
         }
     }
 }

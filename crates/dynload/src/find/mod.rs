@@ -117,11 +117,10 @@ pub(crate) fn expand_list(
         let Some(mut dir) = dst::expand(elem, values) else {
             continue;
         };
-        if elem.is_empty() {
-            // An empty element is the current directory: glibc keeps it as
-            // an empty prefix, so the name is opened relative to the cwd.
-            dir.clear();
-        } else if dir.is_empty() {
+        // An empty element is the current directory: glibc keeps it as an
+        // empty prefix, so the name is opened relative to the cwd. An
+        // element that expands to nothing is dropped.
+        if dir.is_empty() && !elem.is_empty() {
             continue;
         }
         while dir.len() > 1 && dir.ends_with(b"/") {
@@ -299,13 +298,11 @@ impl Finder {
         let mut out = Vec::new();
         for dir in &list.dirs {
             for sub in &self.hwcaps.subdirs {
-                let mut d = dir.clone();
-                if !sub.is_empty() {
-                    if !d.is_empty() && !d.ends_with(b"/") {
-                        d.push(b'/');
-                    }
-                    d.extend_from_slice(sub.trim_end_matches('/').as_bytes());
-                }
+                let d = if sub.is_empty() {
+                    dir.clone()
+                } else {
+                    join_dir(dir, sub.trim_end_matches('/').as_bytes())
+                };
                 if self.missing_dirs.get(&d) != Some(&true) {
                     out.push(d);
                 }
@@ -337,11 +334,7 @@ impl Finder {
             );
         }
         for dir in dirs {
-            let mut path = dir.clone();
-            if !path.is_empty() && !path.ends_with(b"/") {
-                path.push(b'/');
-            }
-            path.extend_from_slice(name);
+            let path = join_dir(&dir, name);
             let shown = String::from_utf8_lossy(&path).into_owned();
             debug!(debug::LIBS, "  trying file={shown}");
             att.tried.push(shown);
@@ -471,4 +464,14 @@ pub(crate) fn open_path(path: &[u8]) -> Result<Opened, Error> {
         }),
         Err(Rejected::Fatal(e)) => Err(e),
     }
+}
+
+/// `dir/name`; an empty `dir` is the current directory (no prefix).
+fn join_dir(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut path = dir.to_vec();
+    if !path.is_empty() && !path.ends_with(b"/") {
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
+    path
 }
