@@ -21,7 +21,8 @@ fn dlerror_is_cleared_and_reported_once() {
         "symq h1 no_such_symbol_xyz",
         "dlerror",
         "dlerror",
-        "addr DEFAULT no_such_symbol_xyz",
+        "symq h1 no_such_symbol_xyz",
+        "dladdr 0x10",
         "dlerror",
     ];
     let (g, _) = compare(&set, &script);
@@ -34,6 +35,18 @@ fn dlerror_is_cleared_and_reported_once() {
     assert!(
         g.stdout
             .contains("undefined symbol: no_such_symbol_xyz\ndlerror: NULL\n"),
+        "{}",
+        g.stdout
+    );
+    // A failed dladdr neither sets nor clears the error: dlerror still
+    // reports the failed lookup before it.
+    let tail = g
+        .stdout
+        .split("dladdr 0x10: 0\n")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        tail.starts_with("dlerror: ") && tail.contains("undefined symbol: no_such_symbol_xyz"),
         "{}",
         g.stdout
     );
@@ -224,4 +237,24 @@ fn dl_iterate_phdr_counters_count_loads_and_unloads() {
     ];
     let (g, _) = compare(&set, &script);
     assert!(g.stdout.contains("counters: +0 -0\nopen libcapi_counters_a.so: h1\ncounters: +3 -0\nclose h1: 0\ncounters: +3 -3\n"), "{}", g.stdout);
+}
+
+#[test]
+fn a_closed_handle_is_refused_not_read() {
+    // glibc reads freed memory here (undefined behaviour, so there is no
+    // glibc run to compare with): dynload says what is wrong.
+    let set = Set::build("capi-stale", &[Lib::node("a", 1).no_log()]);
+    let script = [
+        "open $a NOW",
+        "close h1",
+        "close h1",
+        "sym h1 id_a",
+        "dlerror",
+    ];
+    let d = testkit::run_driver(&set, &script, testkit::Loader::Dynload, &[]);
+    assert_eq!(
+        d.stdout,
+        "open libcapi_stale_a.so: h1\nclose h1: 0\nclose h1: -1 (shared object not open)\nsym id_a: invalid handle\ndlerror: NULL\n"
+    );
+    assert!(testkit::dynload_mapped(&d, "_a.so"), "{}", d.debug);
 }

@@ -213,7 +213,7 @@ fn tls_get_addr_on_a_misaligned_stack_and_beside_a_tls_using_malloc() {
         g.stdout
     );
     // The same with a malloc that uses dynamic TLS preloaded before
-    // dynload, and with the TLS models' fixtures, whose slow paths allocate.
+    // dynload (the slow paths above allocate blocks).
     let preload = format!("{} {}", set.path("malloc"), testkit::libdynload().display());
     let d = run_driver(&set, &script, Loader::Dynload, &[("LD_PRELOAD", &preload)]);
     assert_eq!(d.stdout, g.stdout);
@@ -304,14 +304,20 @@ fn tls_churn_under_valgrind() {
         }
         next += 8;
     }
+    let debug = set.dir.join("valgrind-debug");
     let out = std::process::Command::new("valgrind")
         .args(["-q", "--error-exitcode=99", "--trace-children=no"])
         .arg(testkit::driver())
         .args(&script)
         .env("LD_PRELOAD", testkit::libdynload())
+        .env("DYNLOAD_DEBUG", "files")
+        .env("DYNLOAD_DEBUG_OUTPUT", &debug)
         .env_remove("LD_LIBRARY_PATH")
         .output()
         .unwrap();
+    // dynload, not glibc, loaded the objects under valgrind.
+    let debug = testkit::read_debug_files(&set.dir, "valgrind-debug");
+    assert!(testkit::mapped_in(&debug, "/m7.so"), "{debug}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -18,13 +18,7 @@ fn run_with(set: &Set, categories: &str, script: &[&str]) -> (String, String) {
             .arg(testkit::driver())
             .args(&args),
     );
-    let mut text = String::new();
-    for e in std::fs::read_dir(&set.dir).unwrap().flatten() {
-        if e.file_name().to_string_lossy().starts_with("dbg.") {
-            text.push_str(&std::fs::read_to_string(e.path()).unwrap());
-            std::fs::remove_file(e.path()).unwrap();
-        }
-    }
+    let text = testkit::read_debug_files(&set.dir, "dbg");
     (String::from_utf8_lossy(&out.stdout).into_owned(), text)
 }
 
@@ -73,7 +67,7 @@ fn every_category_reports() {
         "binding file ",
         "normal symbol `log_event'",
         "checking for version `V2' in file ",
-        "add ",
+        "[0] to global scope",
         "calling init: ",
         "calling fini: ",
         "opening file=",

@@ -94,14 +94,7 @@ fn check_interpreter(python: &Path, expect_shared_libpython: bool) {
             .arg(&script),
     );
     let under = String::from_utf8_lossy(&under.stdout).into_owned();
-    let mut debug = String::new();
-    for e in std::fs::read_dir(testkit::out_root()).unwrap().flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if n.starts_with(&format!("{tag}.")) {
-            debug.push_str(&std::fs::read_to_string(e.path()).unwrap());
-            std::fs::remove_file(e.path()).unwrap();
-        }
-    }
+    let debug = testkit::read_debug_files(&testkit::out_root(), &tag);
     let (g, d) = (modules(&plain), modules(&under));
     assert!(g.len() > 30, "too few modules found: {g:?}");
     let lib_dynload = json_field(&plain, "lib_dynload")
@@ -126,8 +119,7 @@ fn check_interpreter(python: &Path, expect_shared_libpython: bool) {
         );
         let path = Path::new(&lib_dynload).join(&file);
         assert!(
-            debug.lines().any(|l| l.contains("generating link map")
-                && l.contains(&path.to_string_lossy().into_owned())),
+            testkit::mapped_in(&debug, &path.to_string_lossy()),
             "{name}: dynload did not map {}",
             path.display()
         );

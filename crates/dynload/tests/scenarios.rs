@@ -43,11 +43,7 @@ fn run(name: &str, make: fn(&str) -> Scenario) {
         .nth(1)
         .and_then(|s| s.split(">>>").next())
         .unwrap_or_else(|| panic!("no output from the child:\n{stdout}"));
-    let env: Vec<(&str, &str)> = sc
-        .env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let env = sc.env_refs();
     let glibc = testkit::run_driver(&sc.set, &sc.script(), testkit::Loader::Glibc, &env).stdout;
     sc.check(&glibc);
     common::assert_same(&glibc, api, &sc.script());

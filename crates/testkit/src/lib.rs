@@ -348,7 +348,14 @@ pub fn run_driver_status(
     loader: Loader,
     env: &[(&str, &str)],
 ) -> (Run, std::process::ExitStatus) {
-    let args: Vec<String> = script.iter().map(|l| set.expand(l)).collect();
+    let mut args: Vec<String> = script.iter().map(|l| set.expand(l)).collect();
+    // Under dynload, a last command shows that libdynload.so really is in
+    // the process (its line is checked and removed below): otherwise a
+    // comparison with glibc would compare glibc with itself.
+    const PRESENT: &str = "iterate: libdynload.so\n";
+    if loader == Loader::Dynload {
+        args.push("iterate /libdynload.so".into());
+    }
     let mut cmd = Command::new(driver());
     // cargo gives test processes an LD_LIBRARY_PATH of its own; the driver
     // runs with only what the scenario sets.
@@ -365,20 +372,20 @@ pub fn run_driver_status(
         cmd.env(k, v);
     }
     let out = cmd.output().expect("run driver");
-    let mut debug = String::new();
-    if loader == Loader::Dynload {
-        if let Ok(entries) = std::fs::read_dir(&set.dir) {
-            for e in entries.flatten() {
-                let n = e.file_name().to_string_lossy().into_owned();
-                if n.starts_with(&format!("debug-{}.", std::process::id())) {
-                    debug.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let debug = if loader == Loader::Dynload {
+        read_debug_files(&set.dir, &format!("debug-{}", std::process::id()))
+    } else {
+        String::new()
+    };
+    let mut stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if loader == Loader::Dynload && out.status.success() {
+        assert!(
+            stdout.ends_with(PRESENT),
+            "libdynload.so is not in the driver's process:\n{stdout}\n{stderr}"
+        );
+        stdout.truncate(stdout.len() - PRESENT.len());
+    }
     (
         Run {
             stdout,
@@ -387,6 +394,24 @@ pub fn run_driver_status(
         },
         out.status,
     )
+}
+
+/// The debug output written to `dir/<stem>.<pid>` files
+/// (DYNLOAD_DEBUG_OUTPUT=dir/stem), read and removed.
+pub fn read_debug_files(dir: &Path, stem: &str) -> String {
+    let mut text = String::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{stem}."))
+            {
+                text.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    text
 }
 
 /// Run `script` under glibc and under dynload, assert the outputs are
@@ -410,7 +435,13 @@ pub fn compare_env(set: &Set, script: &[&str], env: &[(&str, &str)]) -> (Run, Ru
 /// Did dynload (not glibc) map the object whose path contains `needle`?
 /// (DYNLOAD_DEBUG=files names every object dynload maps.)
 pub fn dynload_mapped(run: &Run, needle: &str) -> bool {
-    run.debug
+    mapped_in(&run.debug, needle)
+}
+
+/// Does DYNLOAD_DEBUG=files output `debug` show dynload mapping an object
+/// whose path contains `needle`?
+pub fn mapped_in(debug: &str, needle: &str) -> bool {
+    debug
         .lines()
         .any(|l| l.contains("generating link map") && l.contains(needle))
 }

@@ -33,6 +33,14 @@ impl Scenario {
         self.script.iter().map(String::as_str).collect()
     }
 
+    /// The extra environment, as `run_driver` takes it.
+    pub fn env_refs(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
     /// Check glibc's output against the scenario's expectations.
     pub fn check(&self, glibc_output: &str) {
         for e in &self.expect {
@@ -1446,12 +1454,12 @@ pub fn tls_threads_before_dlopen(p: &str) -> Scenario {
         &[
             "pre 4",
             "open $gd NOW",
-            "open $desc NOW",
             "prerun h1 tls_initial_ok",
             "pre 4",
+            "open $desc NOW",
             "prerun h2 tls_initial_ok",
         ],
-        &["prerun tls_initial_ok: 4\npre: 4 threads\nprerun tls_initial_ok: 4"],
+        &["pre: 4 threads\nopen @gd: h1\nprerun tls_initial_ok: 4\npre: 4 threads\nopen @desc: h2\nprerun tls_initial_ok: 4"],
     )
 }
 
