@@ -6,7 +6,7 @@
 //! modules loaded and unloaded in a loop while threads run.
 //! Each run is compared with glibc's run of the same script.
 
-use testkit::scenarios::{lazy_objects, tls_objects};
+use testkit::scenarios::{copies, dtor_lazy_objects, lazy_objects, tls_objects, unique_objects};
 use testkit::{compare, compare_env, damage, run_driver, run_driver_status, Lib, Loader, Set};
 
 /// Where in DYNLOAD_DEBUG output the first binding of `symbol` is.
@@ -121,17 +121,7 @@ fn a_missing_function_ends_the_process_as_glibc_does() {
 
 #[test]
 fn a_destructor_binds_lazily_during_dlclose() {
-    // top needs dtor, which needs callee; dtor's destructor makes the
-    // first calls of slot_5 (in callee) and lazy_function (in top) while
-    // one dlclose unloads all three (glibc bug 30425, tst-dlclose-lazy).
-    let set = Set::build(
-        "capi-dtorlazy",
-        &[
-            Lib::src("callee", "lazy_callee.c").no_log(),
-            Lib::src("dtor", "dtor_lazy.c").dep("callee"),
-            Lib::src("top", "dtor_lazy_top.c").dep("dtor"),
-        ],
-    );
+    let set = dtor_lazy_objects("capi-dtorlazy");
     let script = [
         "open $log NOW",
         "open $top LAZY|GLOBAL",
@@ -214,7 +204,7 @@ fn tls_get_addr_on_a_misaligned_stack_and_beside_a_tls_using_malloc() {
     );
     // The same with a malloc that uses dynamic TLS preloaded before
     // dynload (the slow paths above allocate blocks).
-    let preload = format!("{} {}", set.path("malloc"), testkit::libdynload().display());
+    let preload = testkit::preload_with_dynload(&set.path("malloc"));
     let d = run_driver(&set, &script, Loader::Dynload, &[("LD_PRELOAD", &preload)]);
     assert_eq!(d.stdout, g.stdout);
     assert!(testkit::dynload_mapped(&d, "_mis.so"), "{}", d.debug);
@@ -226,9 +216,7 @@ fn tls_modules_load_and_unload_with_threads_running() {
     // main thread and by short-lived threads, and closed, five times over,
     // while a background thread keeps using TLS of an object that stays.
     let set = tls_objects("capi-tlschurn");
-    for k in 0..64 {
-        std::fs::copy(set.path("gd"), set.dir.join(format!("m{k}.so"))).unwrap();
-    }
+    copies(&set, "gd", 64);
     let mut script: Vec<String> = vec!["open $desc NOW".into(), "bgstart h1 tls_worker".into()];
     let mut next = 2;
     for round in 0..5 {
@@ -286,9 +274,7 @@ fn tls_churn_under_valgrind() {
         "this test runs valgrind: install it (CI does)"
     );
     let set = tls_objects("capi-tlsvalgrind");
-    for k in 0..8 {
-        std::fs::copy(set.path("gd"), set.dir.join(format!("m{k}.so"))).unwrap();
-    }
+    copies(&set, "gd", 8);
     let mut script: Vec<String> = Vec::new();
     let mut next = 1;
     for _ in 0..3 {
@@ -341,13 +327,7 @@ fn tls_churn_under_valgrind() {
 fn unique_symbols_are_shared_with_preloaded_objects() {
     // ua is preloaded (glibc loads it and registers its unique symbol);
     // ub, opened later, must use ua's variable.
-    let set = Set::build(
-        "capi-uniquepre",
-        &[
-            Lib::src("ua", "unique.cpp").no_log(),
-            Lib::src("ub", "unique.cpp").no_log(),
-        ],
-    );
+    let set = unique_objects("capi-uniquepre");
     let script = [
         "call DEFAULT bump",
         "open $ub LOCAL|NOW",
@@ -357,7 +337,7 @@ fn unique_symbols_are_shared_with_preloaded_objects() {
     ];
     let ua = set.path("ua");
     let g = run_driver(&set, &script, Loader::Glibc, &[("LD_PRELOAD", &ua)]);
-    let both = format!("{ua} {}", testkit::libdynload().display());
+    let both = testkit::preload_with_dynload(&ua);
     let d = run_driver(&set, &script, Loader::Dynload, &[("LD_PRELOAD", &both)]);
     assert_eq!(
         g.stdout,
@@ -397,7 +377,7 @@ fn tls_of_objects_glibc_loaded() {
     let script: Vec<&str> = script.iter().map(String::as_str).collect();
     let malloc = set.path("malloc");
     let g = run_driver(&set, &script, Loader::Glibc, &[("LD_PRELOAD", &malloc)]);
-    let both = format!("{malloc} {}", testkit::libdynload().display());
+    let both = testkit::preload_with_dynload(&malloc);
     let d = run_driver(&set, &script, Loader::Dynload, &[("LD_PRELOAD", &both)]);
     let each = "sameaddr malloc_calls: yes\ncall host_tls_counts: 1\nthreads host_tls_counts: 4\n";
     assert!(

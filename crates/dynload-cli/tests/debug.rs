@@ -27,9 +27,7 @@ fn every_category_reports() {
     let set = Set::build(
         "cli-debug",
         &[
-            Lib::src("ver", "ver.c")
-                .flag("-Wl,--version-script={src}/ver.map")
-                .no_log(),
+            Lib::versioned("current"),
             Lib::src("c", "use_f.c").dep("ver"),
             Lib::node("b", 2),
             Lib::node("a", 1).dep("b").dep("c"),

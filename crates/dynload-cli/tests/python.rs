@@ -47,8 +47,7 @@ fn checks(text: &str) -> &str {
 }
 
 fn needed(path: &Path) -> Vec<String> {
-    let out = testkit::run(Command::new("readelf").arg("-d").arg(path));
-    String::from_utf8_lossy(&out.stdout)
+    testkit::dynamic_section(path)
         .lines()
         .filter(|l| l.contains("(NEEDED)"))
         .filter_map(|l| Some(l.split('[').nth(1)?.trim_end_matches(']').to_string()))

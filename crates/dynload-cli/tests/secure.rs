@@ -36,12 +36,7 @@ fn install(dir: &Path, exe: &Path, mode: u32) -> PathBuf {
 
 #[test]
 fn setuid_programs_ignore_the_environment_and_untrusted_origin() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test makes set-user-ID binaries: run it as root (CI does)"
-    );
+    testkit::require_root("makes set-user-ID binaries");
     let set = Set::build("cli-secure", &[Lib::node("dep", 5).subdir("sub").no_log()]);
     // o finds dep through "$ORIGIN/sub" (allowed in secure mode) and p
     // through "/.$ORIGIN/sub" ($ORIGIN not at the start: dropped).

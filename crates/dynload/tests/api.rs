@@ -8,12 +8,7 @@ use std::sync::Arc;
 use dynload::{Error, Library, LoadedBy, OpenFlags};
 use testkit::{Lib, Set};
 
-fn mapped(needle: &str) -> bool {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .any(|l| l.contains(needle))
-}
+use testkit::{files_mapped_here, mapped_here as mapped};
 
 #[test]
 fn not_found_says_where_it_looked() {
@@ -44,12 +39,7 @@ fn not_found_says_where_it_looked() {
 
 #[test]
 fn undefined_symbol_lists_scopes_and_near_misses() {
-    let set = Set::build(
-        "api-err-ver",
-        &[Lib::src("ver", "ver.c")
-            .flag("-Wl,--version-script={src}/ver.map")
-            .no_log()],
-    );
+    let set = Set::build("api-err-ver", &[Lib::versioned("current")]);
     let lib = unsafe { Library::open(set.path("ver"), OpenFlags::NOW) }.unwrap();
     let f = unsafe { lib.get::<extern "C" fn() -> i32>("f") }.unwrap();
     assert_eq!(f(), 2);
@@ -90,18 +80,8 @@ fn undefined_symbol_lists_scopes_and_near_misses() {
 
 #[test]
 fn missing_version_names_what_exists() {
-    let set = Set::build(
-        "api-err-vermiss",
-        &[Lib::src("ver", "ver.c")
-            .flag("-Wl,--version-script={src}/ver.map")
-            .no_log()],
-    );
-    set.compile(
-        &Lib::src("ver", "ver_future.c")
-            .flag("-Wl,--version-script={src}/ver_future.map")
-            .subdir("future")
-            .no_log(),
-    );
+    let set = Set::build("api-err-vermiss", &[Lib::versioned("current")]);
+    set.compile(&Lib::versioned("future"));
     set.compile(
         &Lib::src("c", "use_f.c")
             .flag("-L{dir}/future")
@@ -168,12 +148,7 @@ fn the_c_runtime_is_glibcs() {
     // A dependency on the C runtime is satisfied by glibc's copy too.
     let set = Set::build("api-cruntime", &[Lib::node("m", 1).no_log().flag("-lm")]);
     let lib = unsafe { Library::open(set.path("m"), OpenFlags::NOW) }.unwrap();
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let libm_files: std::collections::BTreeSet<&str> = maps
-        .lines()
-        .filter(|l| l.contains("libm.so.6"))
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .collect();
+    let libm_files = files_mapped_here("libm.so.6");
     assert_eq!(libm_files.len(), 1, "{libm_files:?}");
     lib.close().unwrap();
     libm.close().unwrap();
@@ -270,7 +245,7 @@ fn relro_is_read_only_and_nothing_is_writable_and_executable() {
     let value = unsafe { lib.get::<extern "C" fn() -> i32>("relro_value") }.unwrap();
     assert_eq!(value(), 42);
     let addr = unsafe { lib.get::<extern "C" fn() -> usize>("relro_address") }.unwrap()();
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let maps = testkit::self_maps();
     let mut saw = false;
     for line in maps.lines().filter(|l| l.contains(&set.file("r"))) {
         let mut parts = line.split_whitespace();
@@ -317,12 +292,7 @@ fn objects_glibc_loaded_are_reused_never_mapped_twice() {
         lib.close().unwrap();
     }
     std::fs::remove_file(&link).unwrap();
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let files: std::collections::BTreeSet<&str> = maps
-        .lines()
-        .filter(|l| l.contains("libgcc_s"))
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .collect();
+    let files = files_mapped_here("libgcc_s");
     assert_eq!(files.len(), 1, "{files:?}");
 }
 
@@ -399,14 +369,7 @@ fn an_object_that_exports_nothing() {
 /// glibc 2.36 fails; the C ABI test compares with glibc's eager run).
 #[test]
 fn a_destructor_binds_lazily_during_close() {
-    let set = Set::build(
-        "api-dtorlazy",
-        &[
-            Lib::src("callee", "lazy_callee.c").no_log(),
-            Lib::src("dtor", "dtor_lazy.c").dep("callee"),
-            Lib::src("top", "dtor_lazy_top.c").dep("dtor"),
-        ],
-    );
+    let set = testkit::scenarios::dtor_lazy_objects("api-dtorlazy");
     let log = unsafe { Library::open(set.path("log"), OpenFlags::NOW) }.unwrap();
     let dump =
         *unsafe { log.get::<extern "C" fn() -> *const std::ffi::c_char>("log_dump") }.unwrap();
@@ -425,13 +388,7 @@ fn a_destructor_binds_lazily_during_close() {
 /// dynload's object uses too.
 #[test]
 fn unique_symbols_are_shared_with_glibcs_objects() {
-    let set = Set::build(
-        "api-uniqueglibc",
-        &[
-            Lib::src("ua", "unique.cpp").no_log(),
-            Lib::src("ub", "unique.cpp").no_log(),
-        ],
-    );
+    let set = testkit::scenarios::unique_objects("api-uniqueglibc");
     let path = std::ffi::CString::new(set.path("ua")).unwrap();
     // SAFETY: glibc's own dlopen and dlsym, on a fixture whose constructors
     // are sound; `bump` is `int bump(void)`.

@@ -26,18 +26,15 @@ fn run(name: &str, make: fn(&str) -> Scenario) {
         return;
     }
     let sc = make("api");
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(CHILD, &sc.set.dir)
-        .env("DYNLOAD_TEST_PREFIX", &sc.set.prefix)
-        .env("DYNLOAD_TEST_SCRIPT", sc.script.join("\n"))
-        .current_dir(&sc.set.dir)
-        .env_remove("LD_LIBRARY_PATH");
-    for (k, v) in &sc.env {
-        cmd.env(k, v);
-    }
-    let out = testkit::run(&mut cmd);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let dir = sc.set.dir.to_string_lossy().into_owned();
+    let script = sc.script.join("\n");
+    let mut env = vec![
+        (CHILD, dir.as_str()),
+        ("DYNLOAD_TEST_PREFIX", sc.set.prefix.as_str()),
+        ("DYNLOAD_TEST_SCRIPT", script.as_str()),
+    ];
+    env.extend(sc.env_refs());
+    let stdout = testkit::rerun_in_child(name, Some(&sc.set.dir), &env);
     let api = stdout
         .split("<<<")
         .nth(1)

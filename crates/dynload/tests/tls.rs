@@ -17,25 +17,16 @@ fn in_parent(name: &str) -> bool {
     if std::env::var_os(CHILD).is_some() {
         return false;
     }
-    let out = testkit::run(
-        std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", name, "--nocapture", "--test-threads=1"])
-            .env(CHILD, "1")
-            .env("GLIBC_TUNABLES", "glibc.malloc.arena_max=1"),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("1 passed"),
-        "the child ran no test:\n{stdout}"
+    testkit::rerun_in_child(
+        name,
+        None,
+        &[(CHILD, "1"), ("GLIBC_TUNABLES", "glibc.malloc.arena_max=1")],
     );
     true
 }
 
 fn mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .count()
+    testkit::self_maps().lines().count()
 }
 
 fn address_space_kb() -> usize {
@@ -56,13 +47,7 @@ fn tls_modules_load_and_unload_with_threads_running() {
         return;
     }
     let set = tls_objects("api-tlschurn");
-    let copies: Vec<String> = (0..64)
-        .map(|k| {
-            let p = set.dir.join(format!("m{k}.so"));
-            std::fs::copy(set.path("gd"), &p).unwrap();
-            p.to_string_lossy().into_owned()
-        })
-        .collect();
+    let copies = testkit::scenarios::copies(&set, "gd", 64);
     let keep = unsafe { Library::open(set.path("desc"), OpenFlags::NOW) }.unwrap();
     let worker = *unsafe { keep.get::<IntFn>("tls_worker") }.unwrap();
     let stop = AtomicBool::new(false);
@@ -115,9 +100,7 @@ fn tls_modules_load_and_unload_with_threads_running() {
     });
     assert!(calls.load(Ordering::Relaxed) > 0);
     assert_eq!(failures.load(Ordering::Relaxed), 0);
-    assert!(!std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .contains("/m1.so"));
+    assert!(!testkit::mapped_here("/m1.so"));
 }
 
 /// Threads that exist before the dlopen see the initial values, in both

@@ -49,6 +49,30 @@ pub fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// What `readelf -W <option>` prints for `path` (how tests check that a
+/// fixture really has what it is meant to test).
+pub fn readelf(option: &str, path: impl AsRef<Path>) -> String {
+    let out = run(Command::new("readelf")
+        .args([option, "-W"])
+        .arg(path.as_ref()));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The relocations of an object, as `readelf -r` names them.
+pub fn relocations(path: impl AsRef<Path>) -> String {
+    readelf("-r", path)
+}
+
+/// The dynamic symbol table of an object (`readelf --dyn-syms`).
+pub fn dynamic_symbols(path: impl AsRef<Path>) -> String {
+    readelf("--dyn-syms", path)
+}
+
+/// The dynamic section of an object (`readelf -d`).
+pub fn dynamic_section(path: impl AsRef<Path>) -> String {
+    readelf("-d", path)
+}
+
 /// One shared object of a fixture set.
 #[derive(Debug, Clone)]
 pub struct Lib {
@@ -87,6 +111,25 @@ impl Lib {
             subdir: None,
             log: true,
             origin_runpath: true,
+        }
+    }
+
+    /// `ver` from ver.c and its version script: f@V1 (hidden), f@@V2,
+    /// g@V1. `old` (f@@V1 only) and `future` (f@@V3) are other builds of
+    /// the same library, for the subdirectories of those names.
+    pub fn versioned(build: &str) -> Lib {
+        let (src, sub) = match build {
+            "current" => ("ver", None),
+            "old" => ("ver_old", Some("old")),
+            "future" => ("ver_future", Some("future")),
+            other => panic!("no {other} build of the versioned library"),
+        };
+        let l = Lib::src("ver", &format!("{src}.c"))
+            .flag(&format!("-Wl,--version-script={{src}}/{src}.map"))
+            .no_log();
+        match sub {
+            Some(d) => l.subdir(d),
+            None => l,
         }
     }
 
@@ -316,6 +359,52 @@ pub enum Loader {
     Dynload,
 }
 
+/// Run test `name` of this test binary alone in a child process, in `dir`,
+/// with `env` added and cargo's LD_LIBRARY_PATH removed (for tests that
+/// change process-wide state, or count the process's mappings); asserts
+/// that it ran and passed, and returns its standard output.
+pub fn rerun_in_child(name: &str, dir: Option<&Path>, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env_remove("LD_LIBRARY_PATH");
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let stdout = String::from_utf8_lossy(&run(&mut cmd).stdout).into_owned();
+    assert!(
+        stdout.contains("test result: ok. 1 passed"),
+        "the child ran no test {name}:\n{stdout}"
+    );
+    stdout
+}
+
+/// This process's `/proc/self/maps`.
+pub fn self_maps() -> String {
+    std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps")
+}
+
+/// Does a mapping of this process mention `needle` (a file name)?
+pub fn mapped_here(needle: &str) -> bool {
+    self_maps().lines().any(|l| l.contains(needle))
+}
+
+/// The distinct files mapped in this process whose path contains `needle`.
+pub fn files_mapped_here(needle: &str) -> std::collections::BTreeSet<String> {
+    self_maps()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .filter_map(|l| l.split_whitespace().nth(5).map(str::to_string))
+        .collect()
+}
+
+/// An LD_PRELOAD value: `first`, then libdynload.so.
+pub fn preload_with_dynload(first: &str) -> String {
+    format!("{first} {}", libdynload().display())
+}
+
 /// The result of one driver run.
 #[derive(Debug)]
 pub struct Run {
@@ -463,9 +552,7 @@ impl Drop for CacheCleanup {
 /// in Debian's ld.so.conf) and registers with `ldconfig` when running as
 /// root, as CI does. It exports `id_cached`.
 pub fn cache_only_library() -> (String, CacheCleanup) {
-    // SAFETY: geteuid has no preconditions.
-    let root_user = unsafe { geteuid() } == 0;
-    assert!(root_user, "this test installs a library into /usr/local/lib and runs ldconfig: run it as root (CI does)");
+    require_root("installs a library into /usr/local/lib and runs ldconfig");
     let name = format!("libdynload_cachetest_{}.so.1", std::process::id());
     let dir = PathBuf::from("/usr/local/lib");
     std::fs::create_dir_all(&dir).unwrap();
@@ -478,6 +565,13 @@ pub fn cache_only_library() -> (String, CacheCleanup) {
     let cleanup = CacheCleanup(Some(path));
     run(&mut Command::new("ldconfig"));
     (name, cleanup)
+}
+
+/// Fail the test unless it runs as root (CI does); `what` says why it must.
+pub fn require_root(what: &str) {
+    // SAFETY: geteuid has no preconditions.
+    let root_user = unsafe { geteuid() } == 0;
+    assert!(root_user, "this test {what}: run it as root (CI does)");
 }
 
 extern "C" {

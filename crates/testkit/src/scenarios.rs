@@ -8,7 +8,7 @@
 //! output must contain, so a scenario also checks that it tests what it
 //! says.
 
-use crate::{Lib, Set};
+use crate::{dynamic_section, dynamic_symbols, relocations, Lib, Set};
 
 /// One scenario: its objects, its script, and what glibc's run shows.
 pub struct Scenario {
@@ -569,19 +569,8 @@ pub fn same_file(p: &str) -> Scenario {
 /// with only f@@V1 in `old/`, and consumers linked against the old (c1)
 /// and the current one (c2).
 fn version_consumers(p: &str, name: &str) -> Set {
-    let s = set(
-        p,
-        name,
-        &[Lib::src("ver", "ver.c")
-            .flag("-Wl,--version-script={src}/ver.map")
-            .no_log()],
-    );
-    s.compile(
-        &Lib::src("ver", "ver_old.c")
-            .flag("-Wl,--version-script={src}/ver_old.map")
-            .subdir("old")
-            .no_log(),
-    );
+    let s = set(p, name, &[Lib::versioned("current")]);
+    s.compile(&Lib::versioned("old"));
     s.compile(
         &Lib::src("c1", "use_f.c")
             .flag("-L{dir}/old")
@@ -596,12 +585,7 @@ fn version_consumers(p: &str, name: &str) -> Set {
 /// a consumer requiring a version that does not exist.
 pub fn versions(p: &str) -> Scenario {
     let s = version_consumers(p, "ver");
-    s.compile(
-        &Lib::src("ver", "ver_future.c")
-            .flag("-Wl,--version-script={src}/ver_future.map")
-            .subdir("future")
-            .no_log(),
-    );
+    s.compile(&Lib::versioned("future"));
     s.compile(
         &Lib::src("c3", "use_f.c")
             .flag("-L{dir}/future")
@@ -650,13 +634,8 @@ pub fn relr(p: &str) -> Scenario {
         "relr",
         &[Lib::src("r", "relr.c").flag("-Wl,-z,pack-relative-relocs")],
     );
-    let dynamic = crate::run(
-        std::process::Command::new("readelf")
-            .arg("-d")
-            .arg(s.path("r")),
-    );
     assert!(
-        String::from_utf8_lossy(&dynamic.stdout).contains("(RELR)"),
+        dynamic_section(s.path("r")).contains("(RELR)"),
         "the fixture must use DT_RELR"
     );
     Scenario::new(
@@ -715,19 +694,8 @@ pub fn undefined_symbol(p: &str) -> Scenario {
 }
 
 pub fn missing_version(p: &str) -> Scenario {
-    let s = set(
-        p,
-        "vermiss",
-        &[Lib::src("ver", "ver.c")
-            .flag("-Wl,--version-script={src}/ver.map")
-            .no_log()],
-    );
-    s.compile(
-        &Lib::src("ver", "ver_future.c")
-            .flag("-Wl,--version-script={src}/ver_future.map")
-            .subdir("future")
-            .no_log(),
-    );
+    let s = set(p, "vermiss", &[Lib::versioned("current")]);
+    s.compile(&Lib::versioned("future"));
     s.compile(&Lib::src("c", "use_f.c").flag("-L{dir}/future").dep("ver"));
     Scenario::new(
         s,
@@ -1145,24 +1113,6 @@ pub fn c_runtime_dependency(p: &str) -> Scenario {
     )
 }
 
-/// The relocation types of an object, as `readelf -r` names them.
-fn relocations(path: &str) -> String {
-    let out = crate::run(std::process::Command::new("readelf").args(["-rW", path]));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The dynamic symbol table of an object, as `readelf --dyn-syms` shows it.
-fn dynamic_symbols(path: &str) -> String {
-    let out = crate::run(std::process::Command::new("readelf").args(["--dyn-syms", "-W", path]));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The dynamic section of an object, as `readelf -d` shows it.
-fn dynamic_section(path: &str) -> String {
-    let out = crate::run(std::process::Command::new("readelf").args(["-dW", path]));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Set `name`: lazy_caller.c (`caller`) calling lazy_callee.c (`callee`)
 /// through PLT slots with no BIND_NOW anywhere, plus `extra`.
 pub fn lazy_objects(name: &str, extra: &[Lib]) -> Set {
@@ -1172,7 +1122,7 @@ pub fn lazy_objects(name: &str, extra: &[Lib]) -> Set {
     ];
     libs.extend_from_slice(extra);
     let s = Set::build(name, &libs);
-    let dynamic = dynamic_section(&s.path("caller"));
+    let dynamic = dynamic_section(s.path("caller"));
     assert!(
         dynamic.contains("JMPREL") && !dynamic.contains("NOW"),
         "the caller must have PLT relocations and no BIND_NOW:\n{dynamic}"
@@ -1277,7 +1227,7 @@ pub fn lazy_versions_and_ifunc(p: &str) -> Scenario {
     s.compile(&Lib::src("i", "ifunc.c").no_log());
     s.compile(&Lib::src("u", "use_pick.c").dep("i").no_log());
     for lib in ["c1", "u"] {
-        let r = relocations(&s.path(lib));
+        let r = relocations(s.path(lib));
         assert!(
             r.contains("R_X86_64_JUMP_SLOT"),
             "{lib} has no PLT slots:\n{r}"
@@ -1313,7 +1263,7 @@ pub fn register_preservation(p: &str) -> Scenario {
             Lib::src("regs", "regs_check.S").no_log().dep("noop"),
         ],
     );
-    let r = relocations(&s.path("regs"));
+    let r = relocations(s.path("regs"));
     assert!(
         r.contains("R_X86_64_TLSDESC") && r.contains("R_X86_64_JUMP_SLOT"),
         "{r}"
@@ -1372,13 +1322,13 @@ pub fn tls_objects(name: &str) -> Set {
             Lib::plain("notls").no_log(),
         ],
     );
-    let gd = relocations(&s.path("gd"));
+    let gd = relocations(s.path("gd"));
     assert!(
         gd.contains("R_X86_64_DTPMOD64") && gd.contains("R_X86_64_DTPOFF64"),
         "{gd}"
     );
     assert!(!gd.contains("R_X86_64_TLSDESC"), "{gd}");
-    let desc = relocations(&s.path("desc"));
+    let desc = relocations(s.path("desc"));
     assert!(
         desc.contains("R_X86_64_TLSDESC") && !desc.contains("DTPMOD64"),
         "{desc}"
@@ -1430,7 +1380,7 @@ pub fn tls_undefined_weak(p: &str) -> Scenario {
             .no_log()
             .flag("-mtls-dialect=gnu2")],
     );
-    let r = relocations(&s.path("w"));
+    let r = relocations(s.path("w"));
     assert!(
         r.contains("R_X86_64_TLSDESC") && r.contains("nobody_defines_this"),
         "{r}"
@@ -1479,25 +1429,58 @@ pub fn tls_cxx_thread_local(p: &str) -> Scenario {
     )
 }
 
-/// An inline function's static variable (STB_GNU_UNIQUE) in two RTLD_LOCAL
-/// libraries is one variable; the object whose definition was chosen
-/// becomes NODELETE (the other is unloaded normally); libstdc++'s
-/// own unique symbols keep working.
-pub fn unique_symbols(p: &str) -> Scenario {
-    let s = set(
-        p,
-        "unique",
+/// Set `name`: two libraries built from unique.cpp (`ua`, `ub`), each with
+/// a definition of the STB_GNU_UNIQUE `shared_counter()::c`.
+pub fn unique_objects(name: &str) -> Set {
+    let s = Set::build(
+        name,
         &[
             Lib::src("ua", "unique.cpp").no_log(),
             Lib::src("ub", "unique.cpp").no_log(),
         ],
     );
-    let syms = dynamic_symbols(&s.path("ua"));
+    let syms = dynamic_symbols(s.path("ua"));
     assert!(
         syms.lines()
             .any(|l| l.contains("UNIQUE") && l.contains("_ZZ14shared_countervE1c")),
         "the fixture must define a unique symbol:\n{syms}"
     );
+    s
+}
+
+/// Set `name`: `top` needs `dtor`, which needs `callee` (lazy_callee.c);
+/// dtor's destructor makes the first calls of slot_5 (in callee) and of
+/// lazy_function (in top), so that they bind while one dlclose unloads
+/// all three (glibc bug 30425, tst-dlclose-lazy).
+pub fn dtor_lazy_objects(name: &str) -> Set {
+    Set::build(
+        name,
+        &[
+            Lib::src("callee", "lazy_callee.c").no_log(),
+            Lib::src("dtor", "dtor_lazy.c").dep("callee"),
+            Lib::src("top", "dtor_lazy_top.c").dep("dtor"),
+        ],
+    )
+}
+
+/// `count` copies of set `set`'s object `lib` in its directory, as
+/// `m0.so`, `m1.so`... (distinct files: distinct objects); their paths.
+pub fn copies(set: &Set, lib: &str, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|k| {
+            let p = set.dir.join(format!("m{k}.so"));
+            std::fs::copy(set.path(lib), &p).unwrap();
+            p.to_string_lossy().into_owned()
+        })
+        .collect()
+}
+
+/// An inline function's static variable (STB_GNU_UNIQUE) in two RTLD_LOCAL
+/// libraries is one variable; the object whose definition was chosen
+/// becomes NODELETE (the other is unloaded normally); libstdc++'s
+/// own unique symbols keep working.
+pub fn unique_symbols(p: &str) -> Scenario {
+    let s = unique_objects(&format!("{p}-unique"));
     Scenario::new(
         s,
         &[
@@ -1565,7 +1548,7 @@ pub fn symbol_kinds(p: &str) -> Scenario {
     crate::damage::retype_symbol(&mut bytes, "common_var", 5); // STT_COMMON
     crate::damage::set_symbol_value(&mut bytes, "zeroed", 0);
     std::fs::write(&defs, bytes).unwrap();
-    let syms = dynamic_symbols(&defs);
+    let syms = dynamic_symbols(defs);
     assert!(
         syms.lines()
             .any(|l| l.contains("COMMON") && l.contains("common_var")),

@@ -165,11 +165,10 @@ pub fn run_api(set: &Set, script: &[&str]) -> String {
                 ));
             }
             "maps" => {
-                let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
                 out.push_str(&format!(
                     "maps {}: {}\n",
                     w[1],
-                    i32::from(maps.lines().any(|l| l.contains(w[1])))
+                    i32::from(testkit::mapped_here(w[1]))
                 ));
             }
             "log" => {
