@@ -122,16 +122,17 @@ fn set(prefix: &str, name: &str, libs: &[Lib]) -> Set {
     Set::build(&format!("{prefix}-{name}"), libs)
 }
 
+/// a needs b, which needs c; `which()` returns 1, 2 and 3.
+fn chain_a_b_c() -> [Lib; 3] {
+    [
+        Lib::node("c", 3),
+        Lib::node("b", 2).dep("c"),
+        Lib::node("a", 1).dep("b"),
+    ]
+}
+
 pub fn chain(p: &str) -> Scenario {
-    let s = set(
-        p,
-        "chain",
-        &[
-            Lib::node("c", 3),
-            Lib::node("b", 2).dep("c"),
-            Lib::node("a", 1).dep("b"),
-        ],
-    );
+    let s = set(p, "chain", &chain_a_b_c());
     Scenario::new(
         s,
         &[
@@ -180,15 +181,7 @@ pub fn held_dependency(p: &str) -> Scenario {
 /// b and c bind `which` to a (first in a's search list): closing a while b
 /// is held keeps a loaded.
 pub fn relocation_dependency(p: &str) -> Scenario {
-    let s = set(
-        p,
-        "reldep",
-        &[
-            Lib::node("c", 3),
-            Lib::node("b", 2).dep("c"),
-            Lib::node("a", 1).dep("b"),
-        ],
-    );
+    let s = set(p, "reldep", &chain_a_b_c());
     Scenario::new(
         s,
         &[
