@@ -258,3 +258,80 @@ fn a_closed_handle_is_refused_not_read() {
     );
     assert!(testkit::dynload_mapped(&d, "_a.so"), "{}", d.debug);
 }
+
+#[test]
+fn dladdr1_and_dlmopen_in_the_base_namespace() {
+    let set = Set::build("capi-dladdr1", &[Lib::node("a", 1).no_log()]);
+    let script = [
+        "open $a NOW",
+        "dladdr1 h1 id_a",
+        "dlmopen BASE $a NOW",
+        "close h1",
+        "close h1",
+        "maps @a",
+    ];
+    let (g, _) = compare(&set, &script);
+    assert!(
+        g.stdout.contains("dladdr1 id_a: 1 id_a size=")
+            && g.stdout
+                .contains(" 1 libcapi_dladdr1_a.so\ndlmopen libcapi_dladdr1_a.so: h1\n")
+            && g.stdout.ends_with("maps libcapi_dladdr1_a.so: 0\n"),
+        "{}",
+        g.stdout
+    );
+}
+
+#[test]
+fn what_dynload_adds_and_refuses() {
+    // dynload.h's additions; a new namespace (not supported, said so);
+    // dl_iterate_phdr lists glibc's objects, then dynload's.
+    let set = Set::build("capi-additions", &[Lib::node("a", 1).no_log().flag("-lm")]);
+    let script = [
+        "dynloadapi",
+        "openq libdynload-nope.so NOW",
+        "explain",
+        "open $a NOW",
+        "explain",
+        "dlmopen NEWLM $a NOW",
+        "iterate lib",
+    ];
+    let d = testkit::run_driver(&set, &script, testkit::Loader::Dynload, &[]);
+    let out = &d.stdout;
+    assert!(
+        out.starts_with(&format!("dynloadapi: {}\n", env!("CARGO_PKG_VERSION"))),
+        "{out}"
+    );
+    assert!(
+        out.contains("explain: libdynload-nope.so: cannot open shared object file: No such file or directory\n  tried, in order:\n    /etc/ld.so.cache (no entry)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("open libcapi_additions_a.so: h1\nexplain: NULL\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("dlmopen libcapi_additions_a.so: NULL (")
+            && out.contains("dlmopen(LM_ID_NEWLM) is not supported by dynload)"),
+        "{out}"
+    );
+    let order: Vec<&str> = out
+        .lines()
+        .find_map(|l| l.strip_prefix("iterate: "))
+        .unwrap()
+        .split(' ')
+        .collect();
+    let at = |n: &str| {
+        order
+            .iter()
+            .position(|o| *o == n)
+            .unwrap_or_else(|| panic!("{n} not in {order:?}"))
+    };
+    // libm was loaded by glibc for a (after a was mapped), yet comes first.
+    assert!(at("libc.so.6") < at("libcapi_additions_a.so"), "{order:?}");
+    assert!(at("libm.so.6") < at("libcapi_additions_a.so"), "{order:?}");
+    assert_eq!(
+        *order.last().unwrap(),
+        "libcapi_additions_a.so",
+        "{order:?}"
+    );
+}
