@@ -423,8 +423,10 @@ pub unsafe extern "C" fn dlmopen_entry(
     core::arch::naked_asm!("mov rcx, [rsp]", "jmp {}", sym dlmopen_from)
 }
 
-/// The dl* functions objects loaded by dynload are bound to, instead of
-/// glibc's (which would treat them as part of the main program).
+pub use crate::unwind::{find_object, DlFindObject};
+
+/// The functions objects loaded by dynload are bound to instead of glibc's
+/// (which would treat them as part of the main program, or not know them).
 pub(crate) fn replacement(name: &[u8]) -> Option<usize> {
     Some(match name {
         b"dlopen" => dlopen_entry as *const () as usize,
@@ -438,6 +440,13 @@ pub(crate) fn replacement(name: &[u8]) -> Option<usize> {
         b"dlinfo" => dl_info as *const () as usize,
         b"dl_iterate_phdr" => dl_iterate_phdr as *const () as usize,
         b"__tls_get_addr" => crate::tls::tls_get_addr as *const () as usize,
+        b"_dl_find_object" => crate::unwind::find_object as *const () as usize,
+        // libstdc++'s `__cxa_thread_atexit` only forwards to glibc's
+        // `__cxa_thread_atexit_impl`; both are taken over so that the
+        // object registering a destructor is known.
+        b"__cxa_thread_atexit_impl" | b"__cxa_thread_atexit" => {
+            crate::thread_exit::thread_atexit as *const () as usize
+        }
         _ => return None,
     })
 }

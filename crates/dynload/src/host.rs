@@ -129,6 +129,9 @@ type DladdrFn = unsafe extern "C" fn(*const c_void, *mut libc::Dl_info) -> c_int
 type Dladdr1Fn =
     unsafe extern "C" fn(*const c_void, *mut libc::Dl_info, *mut *mut c_void, c_int) -> c_int;
 type DlinfoFn = unsafe extern "C" fn(*mut c_void, c_int, *mut c_void) -> c_int;
+type FindObjectFn = unsafe extern "C" fn(*mut c_void, *mut crate::unwind::DlFindObject) -> c_int;
+pub(crate) type ThreadDtor = unsafe extern "C" fn(*mut c_void);
+type ThreadAtexitFn = unsafe extern "C" fn(ThreadDtor, *mut c_void, *mut c_void) -> c_int;
 
 /// glibc's own entry points.
 pub(crate) struct Glibc {
@@ -140,6 +143,10 @@ pub(crate) struct Glibc {
     pub dladdr: DladdrFn,
     pub dladdr1: Dladdr1Fn,
     pub dlinfo: DlinfoFn,
+    /// libc's `_dl_find_object` (glibc 2.35 and later).
+    pub find_object: Option<FindObjectFn>,
+    /// libc's `__cxa_thread_atexit_impl`.
+    pub thread_atexit: ThreadAtexitFn,
     /// glibc's handle for the main program (`dlopen(NULL)`).
     pub main_handle: *mut c_void,
     /// The address of ld.so's `__tls_get_addr`, to which dynload's own
@@ -232,6 +239,12 @@ fn find_glibc() -> Result<Glibc, String> {
             dladdr: std::mem::transmute::<usize, DladdrFn>(get("dladdr")?),
             dladdr1: std::mem::transmute::<usize, Dladdr1Fn>(get("dladdr1")?),
             dlinfo: std::mem::transmute::<usize, DlinfoFn>(get("dlinfo")?),
+            find_object: libc_view
+                .default_definition(b"_dl_find_object")
+                .map(|a| std::mem::transmute::<usize, FindObjectFn>(a)),
+            thread_atexit: std::mem::transmute::<usize, ThreadAtexitFn>(get(
+                "__cxa_thread_atexit_impl",
+            )?),
             main_handle,
             tls_get_addr,
         })

@@ -130,11 +130,18 @@ pub(crate) fn destructors(obj: &Object) -> Vec<usize> {
     out
 }
 
-/// Check that every constructor and destructor points into the object's
-/// code, so that a damaged object fails its dlopen instead of crashing.
-pub(crate) fn check_entry_points(obj: &Object) -> Result<(), String> {
+/// Check that every constructor and destructor points into code, so that
+/// a damaged object fails its dlopen instead of crashing: the object's own,
+/// or another loaded object's (an entry may be a symbolic relocation, as
+/// libgcc_s's `__cpu_indicator_init`, which binds to the first definition
+/// in the global scope).
+pub(crate) fn check_entry_points(reg: &Registry, obj: &Object) -> Result<(), String> {
     for f in constructors(obj).into_iter().chain(destructors(obj)) {
-        if !crate::relocate::is_code(obj, f) {
+        let elsewhere = || {
+            reg.object_at(f)
+                .is_some_and(|id| crate::relocate::is_code(reg.obj(id), f))
+        };
+        if !crate::relocate::is_code(obj, f) && !elsewhere() {
             return Err(format!(
                 "constructor or destructor at {f:#x} is outside the object's executable segments"
             ));

@@ -42,8 +42,10 @@ mod query;
 mod registry;
 mod relocate;
 mod state;
+mod thread_exit;
 mod tls;
 mod unload;
+mod unwind;
 
 pub use api::{
     find_address, loaded_objects, AddressInfo, Library, LoadedBy, ObjectInfo, OpenFlags, Symbol,

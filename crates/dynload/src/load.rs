@@ -136,6 +136,9 @@ fn open_locked(
             }
             reg.adds += 1;
             reg.stats.objects_loaded += 1;
+            if reg.obj(id).is_ours() {
+                crate::unwind::publish(reg.obj(id));
+            }
         }
         if reg.obj(root).nodelete == NoDelete::Pending {
             reg.obj_mut(root).nodelete = NoDelete::Active;
@@ -703,6 +706,7 @@ fn build_object(
         tls_descs: Vec::new(),
         lazy: None,
         addr_index: Default::default(),
+        tls_dtors: 0,
     };
     obj.link_map.l_name = obj.name.as_ptr();
     // The root of a dependency chain is the object whose dlopen loaded it;
@@ -748,7 +752,7 @@ fn relocate_all(guard: &registry::Guard, root: ObjId, mode: c_int) -> Result<(),
         };
         let mut reg = registry_mut(guard)?;
         let o = reg.obj(id);
-        init::check_entry_points(o).map_err(|e| Error::invalid(o.display_name(), e))?;
+        init::check_entry_points(&reg, o).map_err(|e| Error::invalid(o.display_name(), e))?;
         if let Kind::Ours(m) = &o.kind {
             map::protect_relro(m, &o.display_name())?;
         }

@@ -123,6 +123,10 @@ pub(crate) struct Object {
     pub lazy: Option<Box<crate::lazy::LazyInfo>>,
     /// (address, symbol index) sorted by address, built on first dladdr.
     pub addr_index: OnceLock<Box<[AddrEntry]>>,
+    /// `thread_local` destructors registered by this object and not yet
+    /// run (glibc's `l_tls_dtor_count`): while any are pending the object
+    /// stays loaded, as if a handle were open.
+    pub tls_dtors: usize,
 }
 
 // SAFETY: the raw pointers refer to this object's own mapped memory or to

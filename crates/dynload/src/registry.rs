@@ -204,6 +204,9 @@ impl Registry {
         if let (true, Some(m)) = (obj.is_ours(), obj.tls_module) {
             crate::tls::unregister(m);
         }
+        if obj.is_ours() {
+            crate::unwind::forget(id);
+        }
         self.handles
             .remove(&(&*obj.link_map as *const LinkMap as usize));
         self.ranges.retain(|r| r.2 != id);
@@ -759,6 +762,7 @@ fn make_host(e: &HostEntry, is_main: bool) -> Object {
         tls_descs: Vec::new(),
         lazy: None,
         addr_index: Default::default(),
+        tls_dtors: 0,
     };
     obj.link_map.l_name = obj.name.as_ptr();
     obj

@@ -50,6 +50,9 @@ pub(crate) fn dlclose(id: ObjId) -> Result<(), Error> {
             return Ok(());
         }
         CLOSING.with(|c| c.set(true));
+        drop(reg);
+        run_own_thread_dtors(&guard);
+        let mut reg = registry_mut(&guard)?;
         collect(&mut reg)
     };
     finish(&guard, victims);
@@ -61,6 +64,35 @@ thread_local! {
     /// afterwards, as glibc's `dl_close_state`.
     static CLOSING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static RERUN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A `thread_local` destructor of `id` has run: once none is pending, an
+/// object whose handles were all closed is unloaded now, from the thread
+/// that ran the last one (glibc waits for the next dlclose).
+pub(crate) fn thread_dtor_done(id: ObjId) {
+    let guard = LOADER.lock();
+    let victims = {
+        let Ok(mut reg) = registry_mut(&guard) else {
+            return;
+        };
+        let Some(o) = reg.get_mut(id) else { return };
+        o.tls_dtors = o.tls_dtors.saturating_sub(1);
+        if o.tls_dtors > 0 || o.direct_opencount > 0 || o.removed {
+            return;
+        }
+        if CLOSING.with(|c| c.get()) {
+            RERUN.with(|r| r.set(true));
+            return;
+        }
+        debug!(
+            debug::FILES,
+            "\nlast thread_local destructor of file={} [0] has run",
+            o.display_name()
+        );
+        CLOSING.with(|c| c.set(true));
+        collect(&mut reg)
+    };
+    finish(&guard, victims);
 }
 
 /// A host object's count reached zero: drop the glibc reference dynload held.
@@ -76,17 +108,21 @@ fn release_host(reg: &mut Registry, id: ObjId) {
     }
 }
 
-/// Mark and sweep: the objects to unload, in destructor order. They are
-/// marked `removed` (lookups skip them) but stay mapped until `finish`.
-fn collect(reg: &mut Registry) -> Vec<ObjId> {
-    let loaded = reg.loaded.clone();
-    let mut used: std::collections::HashSet<ObjId> = std::collections::HashSet::new();
-    let mut stack: Vec<ObjId> = loaded
+/// The objects still in use: reachable from open handles and NODELETE
+/// objects (and, with `count_tls`, from objects with pending
+/// `thread_local` destructors) through dependencies and relocation
+/// dependencies.
+fn in_use(reg: &Registry, count_tls: bool) -> std::collections::HashSet<ObjId> {
+    let mut used = std::collections::HashSet::new();
+    let mut stack: Vec<ObjId> = reg
+        .loaded
         .iter()
         .copied()
         .filter(|&id| {
             let o = reg.obj(id);
-            o.direct_opencount > 0 || o.nodelete == NoDelete::Active
+            o.direct_opencount > 0
+                || o.nodelete == NoDelete::Active
+                || (count_tls && o.tls_dtors > 0)
         })
         .collect();
     while let Some(id) = stack.pop() {
@@ -100,6 +136,45 @@ fn collect(reg: &mut Registry) -> Vec<ObjId> {
             }
         }
     }
+    used
+}
+
+/// Before collecting: run the `thread_local` destructors this thread has
+/// pending for objects that nothing else keeps (see `thread_exit`).
+fn run_own_thread_dtors(guard: &crate::registry::Guard) {
+    let doomed = match registry_mut(guard) {
+        Ok(reg) => {
+            let used = in_use(&reg, false);
+            let doomed: std::collections::HashSet<ObjId> = reg
+                .loaded
+                .iter()
+                .copied()
+                .filter(|id| !used.contains(id) && reg.obj(*id).tls_dtors > 0)
+                .collect();
+            doomed
+        }
+        Err(_) => return,
+    };
+    if doomed.is_empty() {
+        return;
+    }
+    for p in crate::thread_exit::take_this_threads(|id| doomed.contains(&id)) {
+        // SAFETY: taken on this thread for an object that is still mapped
+        // (it is only unmapped by the collection that follows).
+        let id = unsafe { crate::thread_exit::run_early(p) };
+        if let Ok(mut reg) = registry_mut(guard) {
+            if let Some(o) = reg.get_mut(id) {
+                o.tls_dtors = o.tls_dtors.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// Mark and sweep: the objects to unload, in destructor order. They are
+/// marked `removed` (lookups skip them) but stay mapped until `finish`.
+fn collect(reg: &mut Registry) -> Vec<ObjId> {
+    let loaded = reg.loaded.clone();
+    let used = in_use(reg, true);
     let mut order: Vec<ObjId> = loaded.clone();
     init::sort(reg, &mut order, true, false);
     let victims: Vec<ObjId> = order.into_iter().filter(|id| !used.contains(id)).collect();

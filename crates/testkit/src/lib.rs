@@ -312,18 +312,92 @@ static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
 /// The scripted driver, compiled once per test process.
 pub fn driver() -> PathBuf {
-    static DRIVER: OnceLock<PathBuf> = OnceLock::new();
-    DRIVER
-        .get_or_init(|| {
-            let _g = BUILD_LOCK.lock().unwrap();
-            let out = out_root().join(format!("driver-{}", std::process::id()));
-            run(Command::new("gcc")
-                .args(["-O1", "-o"])
-                .arg(&out)
-                .arg(fixtures_src().join("driver.c")));
-            out
-        })
-        .clone()
+    program("driver.c")
+}
+
+/// A fixture program (`fixtures/<src>`, C or C++), compiled once per test
+/// process.
+pub fn program(src: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, p)) = built.iter().find(|(s, _)| s == src) {
+        return p.clone();
+    }
+    let _g = BUILD_LOCK.lock().unwrap();
+    let stem = src.rsplit_once('.').map_or(src, |(s, _)| s);
+    let out = out_root().join(format!("{stem}-{}", std::process::id()));
+    let compiler = if src.ends_with(".cpp") { "g++" } else { "gcc" };
+    run(Command::new(compiler)
+        .args(["-O1", "-pthread", "-o"])
+        .arg(&out)
+        .arg(fixtures_src().join(src)));
+    built.push((src.to_string(), out.clone()));
+    out
+}
+
+/// Run `program` with `args` in `dir` under `loader` (dynload: through
+/// LD_PRELOAD, with DYNLOAD_DEBUG=files collected into the result), with
+/// cargo's LD_LIBRARY_PATH removed; returns the output and exit status.
+pub fn run_program(
+    program: &Path,
+    args: &[String],
+    dir: &Path,
+    loader: Loader,
+    env: &[(&str, &str)],
+) -> (Run, std::process::ExitStatus) {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("LD_LIBRARY_PATH");
+    let stem = format!("debug-prog-{}", std::process::id());
+    if loader == Loader::Dynload {
+        cmd.env("LD_PRELOAD", libdynload());
+        cmd.env("DYNLOAD_DEBUG", "files");
+        cmd.env("DYNLOAD_DEBUG_OUTPUT", dir.join(&stem));
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run program");
+    let debug = if loader == Loader::Dynload {
+        read_debug_files(dir, &stem)
+    } else {
+        String::new()
+    };
+    (
+        Run {
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            debug,
+        },
+        out.status,
+    )
+}
+
+/// Build the Cargo project `fixtures/<name>` (a cdylib) with `env` set and
+/// copy its `lib<name>.so` to `dest` (written beside it and renamed into
+/// place, so a mapped old copy is never overwritten). Builds share one
+/// target directory; cargo rebuilds when `env` changes what the crate
+/// reads with `option_env!`.
+pub fn cargo_cdylib(name: &str, env: &[(&str, &str)], dest: &Path) {
+    let _g = BUILD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let target = out_root().join("cargo-target");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(fixtures_src().join(name))
+        .args(["build", "-q", "--release", "--target-dir"])
+        .arg(&target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(&mut cmd);
+    let built = target
+        .join("release")
+        .join(format!("lib{}.so", name.replace('-', "_")));
+    let tmp = dest.with_extension("so.new");
+    std::fs::copy(&built, &tmp).expect("copy the cdylib");
+    std::fs::rename(&tmp, dest).expect("rename the cdylib into place");
 }
 
 /// `libdynload.so`, built (or brought up to date) once per test process by
@@ -469,11 +543,12 @@ pub fn run_driver_status(
     let mut stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if loader == Loader::Dynload && out.status.success() {
-        assert!(
-            stdout.ends_with(PRESENT),
-            "libdynload.so is not in the driver's process:\n{stdout}\n{stderr}"
-        );
-        stdout.truncate(stdout.len() - PRESENT.len());
+        // The last line of the script, though destructors that run at exit
+        // may print after it.
+        let at = stdout.rfind(PRESENT).unwrap_or_else(|| {
+            panic!("libdynload.so is not in the driver's process:\n{stdout}\n{stderr}")
+        });
+        stdout.replace_range(at..at + PRESENT.len(), "");
     }
     (
         Run {

@@ -1566,3 +1566,24 @@ pub fn symbol_kinds(p: &str) -> Scenario {
         ],
     )
 }
+
+/// Set `name`: the C++ plugins. `thrower` (cxx_thrower.cpp: classes with
+/// their key functions, exceptions, a static and a thread_local object with
+/// destructors), `catcher` (cxx_catcher.cpp, needs thrower: catches and
+/// casts across the two) and `thrower_static` (thrower built with
+/// `-static-libstdc++ -static-libgcc`: its own C++ runtime and unwinder).
+pub fn cxx_objects(name: &str) -> Set {
+    Set::build(
+        name,
+        &[
+            Lib::src("thrower", "cxx_thrower.cpp").no_log(),
+            Lib::src("catcher", "cxx_catcher.cpp")
+                .no_log()
+                .dep("thrower"),
+            Lib::src("thrower_static", "cxx_thrower.cpp")
+                .no_log()
+                .flag("-static-libstdc++")
+                .flag("-static-libgcc"),
+        ],
+    )
+}

@@ -1,0 +1,200 @@
+//! Real-world code through the C ABI, each run compared with glibc's run of
+//! the same program: C++ plugins (exceptions inside, across and out of
+//! them, dynamic_cast and typeid across two objects, static and
+//! thread_local destructors, a `-static-libstdc++ -static-libgcc` build
+//! with its own unwinder) and a Rust cdylib (panics, backtraces, threads,
+//! thread_local destructors, unloading and reloading).
+
+use testkit::scenarios::cxx_objects;
+use testkit::{
+    cargo_cdylib, compare, mapped_in, program, run_driver, run_program, Loader, Run, Set,
+};
+
+/// Run the C++ host on `lib` under glibc and dynload; both must succeed
+/// with the same output, and dynload must have mapped `watch`.
+fn host_runs(set: &Set, lib: &str, watch: &str) -> Run {
+    let host = program("cxx_host.cpp");
+    let args = vec![set.path(lib), set.path("log"), set.file(watch)];
+    let (g, gs) = run_program(&host, &args, &set.dir, Loader::Glibc, &[]);
+    assert!(gs.success(), "glibc: {gs}\n{}\n{}", g.stdout, g.stderr);
+    let (d, ds) = run_program(&host, &args, &set.dir, Loader::Dynload, &[]);
+    assert!(ds.success(), "dynload: {ds}\n{}\n{}", d.stdout, d.stderr);
+    assert_eq!(
+        g.stdout, d.stdout,
+        "glibc and dynload disagree:\n{}",
+        d.stderr
+    );
+    assert!(mapped_in(&d.debug, &set.file(watch)), "{}", d.debug);
+    d
+}
+
+#[test]
+fn cxx_exceptions_casts_and_destructors_as_under_glibc() {
+    let set = cxx_objects("capi-cxx");
+    let thrower = set.file("thrower");
+    let d = host_runs(&set, "catcher", "thrower");
+    for line in [
+        "catch_inside: 107".to_string(),
+        "catch_across: 42".into(),
+        "catch_std_across: 1".into(),
+        "cast_across: 15".into(),
+        "host caught: plugin error".into(),
+        "host caught: thrown by thrower".into(),
+        // A thread_local destructor pending on a live thread keeps its
+        // object mapped through dlclose; it runs at the thread's exit and
+        // the object is gone afterwards.
+        format!("after dlclose: {thrower} mapped: yes\nthread_local dtor 3\n"),
+        format!("after the thread exited: {thrower} mapped: no"),
+    ] {
+        assert!(d.stdout.contains(&line), "{line}:\n{}", d.stdout);
+    }
+    // Static destructors: once per load (at dlclose, then at exit).
+    assert_eq!(
+        d.stdout.matches("static dtor thrower").count(),
+        2,
+        "{}",
+        d.stdout
+    );
+    assert_eq!(
+        d.stdout.matches("static ctor thrower").count(),
+        2,
+        "{}",
+        d.stdout
+    );
+}
+
+#[test]
+fn static_libgcc_unwinder_inside_a_plugin_finds_its_frames() {
+    // This object carries its own libgcc unwinder, which asks
+    // `_dl_find_object` through its own reference: dynload binds it.
+    let set = cxx_objects("capi-cxx-static");
+    let readelf = testkit::dynamic_symbols(set.path("thrower_static"));
+    assert!(readelf.contains("_dl_find_object"), "{readelf}");
+    let d = host_runs(&set, "thrower_static", "thrower_static");
+    for line in [
+        "catch_inside: 107",
+        "host caught: plugin error",
+        "thread_local dtor 3",
+    ] {
+        assert!(d.stdout.contains(line), "{line}:\n{}", d.stdout);
+    }
+}
+
+fn rust_plugin_set(name: &str) -> (Set, String) {
+    let set = Set::build(name, &[]);
+    let path = set.dir.join("librust_plugin.so");
+    cargo_cdylib("rust_plugin", &[("PLUGIN_VERSION", "1")], &path);
+    cargo_cdylib(
+        "rust_plugin",
+        &[("PLUGIN_VERSION", "2")],
+        &set.dir.join("librust_plugin.so.v2"),
+    );
+    (set, path.to_string_lossy().into_owned())
+}
+
+#[test]
+fn rust_cdylib_panics_backtraces_and_threads_as_under_glibc() {
+    let (set, path) = rust_plugin_set("capi-rust-plugin");
+    let open = format!("open {path}");
+    let (_, d) = compare(
+        &set,
+        &[
+            &open,
+            "call h1 plugin_catch_panic",
+            "call h1 plugin_backtrace_names_frames",
+            "call h1 plugin_threads",
+            "call h1 plugin_version",
+        ],
+    );
+    for line in [
+        "call plugin_catch_panic: 1",
+        "call plugin_backtrace_names_frames: 1",
+        "thread 3 runs version 1\nthread 3 drops its value (version 1)",
+        "call plugin_threads: 6",
+    ] {
+        assert!(d.stdout.contains(line), "{line}:\n{}", d.stdout);
+    }
+    assert!(mapped_in(&d.debug, "librust_plugin.so"), "{}", d.debug);
+}
+
+#[test]
+fn rust_cdylib_is_unloaded_and_reloaded_at_the_same_path() {
+    // The main thread spawned threads through the plugin's std, which left
+    // a thread_local destructor pending on the main thread: glibc keeps the
+    // object until the process ends and the reopen returns the old code;
+    // dynload runs the closing thread's destructors at dlclose, unloads,
+    // and the reopen maps the new file.
+    let (set, path) = rust_plugin_set("capi-rust-reload");
+    let script = [
+        format!("open {path}"),
+        "call h1 plugin_threads".into(),
+        "call h1 plugin_version".into(),
+        "close h1".into(),
+        format!("rename {path}.v2 {path}"),
+        format!("open {path}"),
+        "call h2 plugin_version".into(),
+        "call h2 plugin_threads".into(),
+    ];
+    let script: Vec<&str> = script.iter().map(String::as_str).collect();
+    let d = run_driver(&set, &script, Loader::Dynload, &[]);
+    assert!(
+        d.stdout
+            .contains("call plugin_version: 1\nclose h1: 0\nrename: done\n"),
+        "{}",
+        d.stdout
+    );
+    assert!(d.stdout.contains("call plugin_version: 2"), "{}", d.stdout);
+    assert!(d.stdout.contains("thread 0 runs version 2"), "{}", d.stdout);
+    let destroyed = format!("file={path} [0];  destroying link map");
+    assert!(d.debug.contains(&destroyed), "{}", d.debug);
+    assert_eq!(
+        d.debug
+            .matches("librust_plugin.so [0];  generating link map")
+            .count(),
+        2
+    );
+
+    // glibc, same script on a fresh copy: the old code comes back.
+    cargo_cdylib(
+        "rust_plugin",
+        &[("PLUGIN_VERSION", "2")],
+        &set.dir.join("librust_plugin.so.v2"),
+    );
+    cargo_cdylib(
+        "rust_plugin",
+        &[("PLUGIN_VERSION", "1")],
+        std::path::Path::new(&path),
+    );
+    let g = run_driver(&set, &script, Loader::Glibc, &[]);
+    assert!(g.stdout.contains("call plugin_version: 1\nclose h1: 0\nrename: done\nopen librust_plugin.so: h2\ncall plugin_version: 1"), "{}", g.stdout);
+}
+
+#[test]
+fn cxx_plugin_in_a_c_program_stays() {
+    // In a C program the plugin brings libstdc++, which binds to the
+    // plugin's copies of weak template functions (a relocation dependency)
+    // and is NODELETE (it defines unique symbols): neither glibc nor
+    // dynload can unload the plugin afterwards.
+    let set = cxx_objects("capi-cxx-in-c");
+    let (_, d) = compare(
+        &set,
+        &[
+            "open $thrower",
+            "call h1 catch_inside",
+            "close h1",
+            "maps @thrower",
+        ],
+    );
+    assert!(
+        d.stdout
+            .contains("call catch_inside: 107\nclose h1: 0\nmaps "),
+        "{}",
+        d.stdout
+    );
+    assert!(
+        d.stdout.ends_with(": 1\nstatic dtor thrower\n"),
+        "{}",
+        d.stdout
+    );
+    assert!(mapped_in(&d.debug, "libstdc++.so.6"), "{}", d.debug);
+}

@@ -1,0 +1,142 @@
+//! `thread_local` destructors registered by dynload's objects.
+//!
+//! C++ `thread_local` objects and Rust `thread_local!` values with `Drop`
+//! register their destructors through `__cxa_thread_atexit_impl(func, obj,
+//! dso_symbol)`. glibc attributes a registration to the object containing
+//! `dso_symbol` and keeps that object loaded until the destructor has run;
+//! for an address it does not know (any of dynload's objects) it blames the
+//! main program, so a dlclose followed by a thread exit would call into
+//! unmapped memory. Objects loaded by dynload are bound to
+//! [`thread_atexit`] instead: it counts the registration against the
+//! object (see `Object::tls_dtors`) and hands glibc a wrapper that lives in
+//! dynload's own object, which runs the destructor and then lowers the
+//! count (unloading the object if it was closed meanwhile).
+//!
+//! One step beyond glibc: when the last handle of an object is closed, the
+//! destructors that the *closing* thread has pending for it run at once
+//! (that thread could only reach those values through the object, which is
+//! going away). Otherwise every Rust cdylib that ever spawned a thread or
+//! printed from the main thread would stay loaded until the process ends,
+//! which is what stops hot reloading under glibc. Destructors pending on
+//! other live threads still keep the object loaded until those threads exit.
+
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_int, c_void};
+
+use crate::host::{glibc, ThreadDtor};
+use crate::object::ObjId;
+use crate::registry::{registry_mut, LOADER};
+
+pub(crate) struct Pending {
+    func: ThreadDtor,
+    arg: *mut c_void,
+    id: ObjId,
+    /// Run early by a dlclose on this thread; glibc's later call only frees.
+    done: Cell<bool>,
+}
+
+thread_local! {
+    /// This thread's registrations that have not run, oldest first.
+    static MINE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `__cxa_thread_atexit_impl` (and libstdc++'s `__cxa_thread_atexit`) for
+/// objects loaded by dynload.
+///
+/// # Safety
+/// As glibc's: `func(arg)` must be safe to call when this thread exits.
+pub unsafe extern "C" fn thread_atexit(
+    func: ThreadDtor,
+    arg: *mut c_void,
+    dso_symbol: *mut c_void,
+) -> c_int {
+    let owner = {
+        let guard = LOADER.lock();
+        let found = match registry_mut(&guard) {
+            Ok(mut reg) => {
+                let id = reg
+                    .object_at(dso_symbol as usize)
+                    .filter(|&id| reg.obj(id).is_ours());
+                if let Some(id) = id {
+                    reg.obj_mut(id).tls_dtors += 1;
+                }
+                id
+            }
+            Err(_) => None,
+        };
+        found
+    };
+    let Some(id) = owner else {
+        // SAFETY: glibc's function with the caller's arguments.
+        return unsafe { (glibc().thread_atexit)(func, arg, dso_symbol) };
+    };
+    let pending = Box::into_raw(Box::new(Pending {
+        func,
+        arg,
+        id,
+        done: Cell::new(false),
+    }));
+    // The wrapper's own address names dynload's object, which glibc then
+    // keeps loaded (it never unloads the main program or libdynload.so).
+    let here = run_pending as *const () as *mut c_void;
+    // SAFETY: `run_pending` takes ownership of `pending` when it runs.
+    let r = unsafe { (glibc().thread_atexit)(run_pending, pending as *mut c_void, here) };
+    if r != 0 {
+        // SAFETY: glibc did not take it.
+        drop(unsafe { Box::from_raw(pending) });
+        crate::unload::thread_dtor_done(id);
+    } else {
+        let _ = MINE.try_with(|m| m.borrow_mut().push(pending as usize));
+    }
+    r
+}
+
+/// Take this thread's pending registrations for objects that `wanted`
+/// accepts, newest first (the order thread exit would run them in).
+pub(crate) fn take_this_threads(wanted: impl Fn(ObjId) -> bool) -> Vec<*const Pending> {
+    MINE.try_with(|m| {
+        let mut m = m.borrow_mut();
+        let mut taken = Vec::new();
+        m.retain(|&p| {
+            // SAFETY: records in MINE are live until their glibc call.
+            let hit = wanted(unsafe { (*(p as *const Pending)).id });
+            if hit {
+                taken.push(p as *const Pending);
+            }
+            !hit
+        });
+        taken.reverse();
+        taken
+    })
+    .unwrap_or_default()
+}
+
+/// Run a registration taken by [`take_this_threads`] now; returns its
+/// object. glibc's call at thread exit will only free the record.
+///
+/// # Safety
+/// `p` must come from `take_this_threads` on this thread, and its object
+/// must still be mapped.
+pub(crate) unsafe fn run_early(p: *const Pending) -> ObjId {
+    // SAFETY: live until glibc calls `run_pending`, which this thread does
+    // only at its exit.
+    let p = unsafe { &*p };
+    p.done.set(true);
+    // SAFETY: the caller keeps the object mapped.
+    unsafe { (p.func)(p.arg) };
+    p.id
+}
+
+/// Run one registered destructor at thread exit, then release its object.
+unsafe extern "C" fn run_pending(p: *mut c_void) {
+    let addr = p as usize;
+    // SAFETY: `p` is the box `thread_atexit` leaked for exactly this call.
+    let p = unsafe { Box::from_raw(p as *mut Pending) };
+    if p.done.get() {
+        return;
+    }
+    let _ = MINE.try_with(|m| m.borrow_mut().retain(|&q| q != addr));
+    // SAFETY: the object is still loaded: its count includes this one.
+    unsafe { (p.func)(p.arg) };
+    crate::unload::thread_dtor_done(p.id);
+}

@@ -1,0 +1,302 @@
+//! Unwinding through dynload's objects: telling unwinders where each
+//! object's unwind tables are.
+//!
+//! libgcc's unwinder on glibc 2.35+ finds a frame's FDE by asking
+//! `_dl_find_object`, never `dl_iterate_phdr`, and glibc's `_dl_find_object`
+//! knows only glibc's objects. Two mechanisms cover dynload's:
+//!
+//! - [`find_object`] is a `_dl_find_object` that answers for dynload's
+//!   objects and forwards every other address to glibc's. Objects loaded by
+//!   dynload are bound to it (so an unwinder that dynload loaded, such as a
+//!   `-static-libgcc` copy inside a plugin or a second libgcc_s, asks it),
+//!   and libdynload.so exports it, so under LD_PRELOAD glibc's libgcc_s
+//!   asks it too.
+//! - Where the process's libgcc_s is not bound to it (the Rust API, linked
+//!   into a program), each object's `.eh_frame` is registered with that
+//!   libgcc_s (`__register_frame`) before its constructors run, and
+//!   deregistered before it is unmapped. libgcc searches registered frames
+//!   before asking `_dl_find_object`.
+//!
+//! The lookup table is read without a lock (unwinders call
+//! `_dl_find_object` for every frame, from any thread, from signal
+//! handlers): readers announce themselves in a counter and read an
+//! immutable, address-sorted table; writers (under the loader lock) publish
+//! a new table and free old ones only once no reader can hold them.
+
+use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::SeqCst};
+use std::sync::Mutex;
+
+use crate::debug::{self, debug};
+use crate::elf::{elf, LE};
+use crate::host::glibc;
+use crate::object::{ObjId, Object};
+
+/// glibc's `struct dl_find_object` on x86_64 (no `dlfo_eh_dbase`, no
+/// `dlfo_eh_count`), from <dlfcn.h>.
+#[repr(C)]
+pub struct DlFindObject {
+    /// Always 0.
+    pub dlfo_flags: u64,
+    /// The start of the object's mapping.
+    pub dlfo_map_start: *mut c_void,
+    /// The end of the object's mapping.
+    pub dlfo_map_end: *mut c_void,
+    /// The object's `struct link_map`.
+    pub dlfo_link_map: *mut c_void,
+    /// Its PT_GNU_EH_FRAME segment (`.eh_frame_hdr`), or NULL.
+    pub dlfo_eh_frame: *mut c_void,
+    reserved: [u64; 7],
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    start: usize,
+    end: usize,
+    link_map: usize,
+    /// The PT_GNU_EH_FRAME segment (`.eh_frame_hdr`), or 0.
+    eh_frame_hdr: usize,
+    id: ObjId,
+    /// The `.eh_frame` registered with the process's libgcc_s, or 0.
+    registered: usize,
+}
+
+/// An immutable table, sorted by `start`.
+struct Table(Box<[Entry]>);
+
+static CURRENT: AtomicPtr<Table> = AtomicPtr::new(std::ptr::null_mut());
+static READERS: AtomicUsize = AtomicUsize::new(0);
+/// Replaced tables that a reader may still hold (as addresses).
+static RETIRED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// `_dl_find_object(pc, result)`: dynload's objects, then glibc's.
+///
+/// # Safety
+/// `result` must point to a writable `struct dl_find_object`.
+pub unsafe extern "C" fn find_object(pc: *mut c_void, result: *mut DlFindObject) -> c_int {
+    let addr = pc as usize;
+    READERS.fetch_add(1, SeqCst);
+    let table = CURRENT.load(SeqCst);
+    let mut hit = None;
+    if !table.is_null() {
+        // SAFETY: a published table is freed only when no reader is
+        // counted, and this reader was counted before loading it.
+        let entries = unsafe { &(*table).0 };
+        let i = entries.partition_point(|e| e.start <= addr);
+        if i > 0 && addr < entries[i - 1].end {
+            hit = Some(entries[i - 1]);
+        }
+    }
+    READERS.fetch_sub(1, SeqCst);
+    match hit {
+        Some(e) => {
+            // SAFETY: the caller provides a writable result.
+            unsafe {
+                (*result).dlfo_flags = 0;
+                (*result).dlfo_map_start = e.start as *mut c_void;
+                (*result).dlfo_map_end = e.end as *mut c_void;
+                (*result).dlfo_link_map = e.link_map as *mut c_void;
+                (*result).dlfo_eh_frame = e.eh_frame_hdr as *mut c_void;
+            }
+            0
+        }
+        None => match glibc().find_object {
+            // SAFETY: glibc's `_dl_find_object`, with the caller's arguments.
+            Some(f) => unsafe { f(pc, result) },
+            None => -1,
+        },
+    }
+}
+
+/// Publish a table changed by `change` (loader lock held).
+fn update(change: impl FnOnce(&mut Vec<Entry>)) {
+    let mut retired = RETIRED.lock().unwrap_or_else(|p| p.into_inner());
+    let old = CURRENT.load(SeqCst);
+    let mut entries = if old.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: only writers (serialised by RETIRED's lock) replace or
+        // free the current table.
+        unsafe { (*old).0.to_vec() }
+    };
+    change(&mut entries);
+    entries.sort_unstable_by_key(|e| e.start);
+    let new = Box::into_raw(Box::new(Table(entries.into_boxed_slice())));
+    CURRENT.store(new, SeqCst);
+    if !old.is_null() {
+        retired.push(old as usize);
+    }
+    // A reader counted after this load sees the new table; a reader counted
+    // before it keeps the count above zero.
+    if READERS.load(SeqCst) == 0 {
+        for t in retired.drain(..) {
+            // SAFETY: unreachable from CURRENT and no reader holds it.
+            drop(unsafe { Box::from_raw(t as *mut Table) });
+        }
+    }
+}
+
+/// Make a relocated object known to unwinders (before its constructors).
+pub(crate) fn publish(obj: &Object) {
+    let base = obj.view.image.base;
+    // SAFETY: `phdr` points to the object's `phnum` program headers, kept
+    // alive with the object.
+    let phdrs = unsafe { std::slice::from_raw_parts(obj.phdr, obj.phnum) };
+    let eh_frame_hdr = phdrs
+        .iter()
+        .find(|p| p.p_type.get(LE) == elf::PT_GNU_EH_FRAME)
+        .map(|p| base.wrapping_add(p.p_vaddr.get(LE) as usize))
+        .filter(|&a| obj.view.image.contains(a, 4))
+        .unwrap_or(0);
+    let registered = match (eh_frame_hdr, registrar()) {
+        (0, _) | (_, None) => 0,
+        (hdr, Some(r)) => match eh_frame_of(obj, hdr) {
+            Ok(start) => {
+                // SAFETY: `start` is the object's `.eh_frame`, checked to
+                // end with a terminator inside its segment; it stays mapped
+                // until `forget` deregisters it.
+                unsafe { (r.register)(start as *mut c_void) };
+                start
+            }
+            Err(why) => {
+                debug!(
+                    debug::FILES,
+                    "\nfile={}: unwind tables not registered: {why}\n",
+                    obj.display_name()
+                );
+                0
+            }
+        },
+    };
+    let entry = Entry {
+        start: obj.map_start,
+        end: obj.map_end,
+        link_map: &*obj.link_map as *const _ as usize,
+        eh_frame_hdr,
+        id: obj.id,
+        registered,
+    };
+    update(|v| {
+        v.retain(|e| e.id != entry.id);
+        v.push(entry);
+    });
+}
+
+/// Forget an object before it is unmapped (no-op if it was never
+/// published).
+pub(crate) fn forget(id: ObjId) {
+    let mut gone = None;
+    let cur = CURRENT.load(SeqCst);
+    // SAFETY: writers are serialised by the loader lock, so the current
+    // table is not freed while this writer reads it.
+    if cur.is_null() || !unsafe { (*cur).0.iter().any(|e| e.id == id) } {
+        return;
+    }
+    update(|v| {
+        if let Some(i) = v.iter().position(|e| e.id == id) {
+            gone = Some(v.remove(i));
+        }
+    });
+    if let (Some(e), Some(r)) = (gone, registrar()) {
+        if e.registered != 0 {
+            // SAFETY: registered by `publish` with this same address.
+            unsafe { (r.deregister)(e.registered as *mut c_void) };
+        }
+    }
+}
+
+/// libgcc_s's frame registration functions, when the process's libgcc_s
+/// does not ask dynload's `_dl_find_object`.
+struct Registrar {
+    register: unsafe extern "C" fn(*mut c_void),
+    deregister: unsafe extern "C" fn(*mut c_void),
+}
+
+fn registrar() -> Option<&'static Registrar> {
+    static FOUND: std::sync::OnceLock<Option<Registrar>> = std::sync::OnceLock::new();
+    // Decided once, at the first object: libgcc_s is loaded at start-up by
+    // every program that can unwind (C++ and Rust programs; libdynload.so
+    // itself needs it).
+    FOUND
+        .get_or_init(|| {
+            let g = glibc();
+            let sym = |n: &std::ffi::CStr| {
+                // SAFETY: glibc's dlsym with its own RTLD_DEFAULT handle.
+                unsafe { (g.dlsym)(libc::RTLD_DEFAULT, n.as_ptr()) as usize }
+            };
+            if same_object(sym(c"_dl_find_object"), find_object as *const () as usize) {
+                return None;
+            }
+            let (reg, dereg) = (sym(c"__register_frame"), sym(c"__deregister_frame"));
+            if reg == 0 || dereg == 0 {
+                return None;
+            }
+            // SAFETY: libgcc's functions, with the prototypes of
+            // unwind-dw2-fde.h: void (void *).
+            unsafe {
+                Some(Registrar {
+                    register: std::mem::transmute::<usize, unsafe extern "C" fn(*mut c_void)>(reg),
+                    deregister: std::mem::transmute::<usize, unsafe extern "C" fn(*mut c_void)>(
+                        dereg,
+                    ),
+                })
+            }
+        })
+        .as_ref()
+}
+
+/// Do two addresses lie in the same glibc-loaded object?
+fn same_object(a: usize, b: usize) -> bool {
+    if a == 0 || b == 0 {
+        return false;
+    }
+    let base = |addr: usize| {
+        // SAFETY: dladdr only reads glibc's tables; `info` is written.
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        let ok = unsafe { (glibc().dladdr)(addr as *const c_void, &mut info) };
+        (ok != 0).then_some(info.dli_fbase as usize)
+    };
+    matches!((base(a), base(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// The `.eh_frame` that `.eh_frame_hdr` at `hdr` describes, checked to end
+/// with a zero terminator inside its segment (`__register_frame` reads until
+/// one; crtend.o provides it in objects linked by gcc).
+fn eh_frame_of(obj: &Object, hdr: usize) -> Result<usize, String> {
+    let img = &obj.view.image;
+    let head = img.bytes(hdr, 4).ok_or(".eh_frame_hdr is not mapped")?;
+    if head[0] != 1 {
+        return Err(format!(".eh_frame_hdr version {}", head[0]));
+    }
+    // The pointer encodings linkers write: pcrel|sdata4 (0x1b) or absptr.
+    let start = match head[1] {
+        0x1b => {
+            let b = img.bytes(hdr + 4, 4).ok_or("truncated .eh_frame_hdr")?;
+            let off = i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as isize;
+            (hdr + 4).wrapping_add_signed(off)
+        }
+        0x00 => {
+            let b = img.bytes(hdr + 4, 8).ok_or("truncated .eh_frame_hdr")?;
+            u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize
+        }
+        e => return Err(format!("eh_frame_ptr encoding {e:#x}")),
+    };
+    let end = img.segment_end(start).ok_or(".eh_frame is not mapped")?;
+    let mut at = start;
+    while at.checked_add(4).is_some_and(|e| e <= end) {
+        let b = img.bytes(at, 4).ok_or(".eh_frame is not mapped")?;
+        let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        if len == 0 {
+            return Ok(start);
+        }
+        let next = if len == 0xffff_ffff {
+            let b = img.bytes(at + 4, 8).ok_or("truncated .eh_frame")?;
+            let l = u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize;
+            at.checked_add(12).and_then(|a| a.checked_add(l))
+        } else {
+            at.checked_add(4 + len)
+        };
+        at = next.ok_or("an .eh_frame length overflows")?;
+    }
+    Err(".eh_frame has no terminator inside its segment".into())
+}

@@ -1,0 +1,157 @@
+//! Real-world code through the Rust API, in a process with no LD_PRELOAD:
+//! the program's libgcc_s asks glibc's `_dl_find_object`, so dynload
+//! registers its objects' unwind tables with it. C++ exceptions and casts,
+//! thread_local destructors that outlive a close, a second libgcc_s loaded
+//! by dynload, and a Rust cdylib rebuilt and reloaded at the same path.
+
+use std::ffi::c_void;
+use std::sync::mpsc;
+
+use dynload::{Library, OpenFlags};
+use testkit::scenarios::cxx_objects;
+use testkit::{cargo_cdylib, Set};
+
+type IntFn = extern "C" fn() -> i32;
+
+/// Is `file` mapped executable in this process (dynload's code mapping,
+/// not a read-only copy some backtrace symboliser mapped)?
+fn code_mapped(file: &str) -> bool {
+    testkit::self_maps()
+        .lines()
+        .any(|l| l.contains(file) && l.split_whitespace().nth(1).is_some_and(|p| p.contains('x')))
+}
+
+/// A C++ plugin opened by a C++ program: libstdc++ is the program's,
+/// loaded by glibc. (When dynload itself loads libstdc++ for a plugin,
+/// libstdc++ binds to the plugin's copies of weak template functions and,
+/// being NODELETE for its unique symbols, keeps the plugin loaded for good,
+/// as under glibc: see the C ABI test `cxx_plugin_in_a_c_program_stays`.)
+fn cxx_set(name: &str) -> Set {
+    static LIBSTDCXX: std::sync::Once = std::sync::Once::new();
+    LIBSTDCXX.call_once(|| {
+        // SAFETY: glibc's dlopen of a system library.
+        let h = unsafe {
+            libc::dlopen(
+                c"libstdc++.so.6".as_ptr(),
+                libc::RTLD_NOW | libc::RTLD_GLOBAL,
+            )
+        };
+        assert!(!h.is_null());
+    });
+    cxx_objects(name)
+}
+
+#[test]
+fn cxx_exceptions_and_casts_through_registered_frames() {
+    let set = cxx_set("api-cxx");
+    let lib = unsafe { Library::open(set.path("catcher"), OpenFlags::NOW) }.unwrap();
+    assert!(code_mapped(&set.file("thrower")));
+    for (f, want) in [
+        ("catch_inside", 107),
+        ("catch_across", 42),
+        ("catch_std_across", 1),
+        ("cast_across", 15),
+    ] {
+        let f_ = unsafe { lib.get::<IntFn>(f) }.unwrap();
+        assert_eq!(f_(), want, "{f}");
+    }
+    lib.close().unwrap();
+    assert!(!code_mapped(&set.file("thrower")));
+    // Unwind tables were deregistered before unmapping: a throw in a new
+    // load (at whatever address) still works.
+    let lib = unsafe { Library::open(set.path("catcher"), OpenFlags::LAZY) }.unwrap();
+    let f = unsafe { lib.get::<IntFn>("catch_across") }.unwrap();
+    assert_eq!(f(), 42);
+}
+
+#[test]
+fn thread_local_destructor_keeps_its_object_until_the_thread_exits() {
+    let set = cxx_set("api-cxx-tls");
+    let file = set.file("thrower");
+    let lib = unsafe { Library::open(set.path("thrower"), OpenFlags::NOW) }.unwrap();
+    let touch = unsafe { lib.get::<extern "C" fn(i32) -> i32>("touch_thread_local") }.unwrap();
+    let touch: extern "C" fn(i32) -> i32 = *touch;
+    let (touched_tx, touched_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        touch(3);
+        touched_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+    });
+    touched_rx.recv().unwrap();
+    lib.close().unwrap();
+    // The other thread's destructor is pending: still mapped.
+    assert!(code_mapped(&file), "unmapped with a destructor pending");
+    go_tx.send(()).unwrap();
+    t.join().unwrap();
+    // It ran at the thread's exit, and the object went with it.
+    assert!(!code_mapped(&file), "still mapped after the thread exited");
+}
+
+#[test]
+fn closing_thread_runs_its_own_pending_destructors() {
+    let set = cxx_set("api-cxx-own-tls");
+    let file = set.file("thrower");
+    let lib = unsafe { Library::open(set.path("thrower"), OpenFlags::NOW) }.unwrap();
+    let touch = unsafe { lib.get::<extern "C" fn(i32) -> i32>("touch_thread_local") }.unwrap();
+    // A thread that uses the object, closes it and lives on.
+    let touch: extern "C" fn(i32) -> i32 = *touch;
+    std::thread::spawn(move || {
+        touch(4);
+        lib.close().unwrap();
+        assert!(
+            !code_mapped(&file),
+            "the closing thread's destructor pinned it"
+        );
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn libgcc_s_loaded_by_dynload_finds_frames_of_both_worlds() {
+    let set = cxx_set("api-libgcc-copy");
+    // A second libgcc_s: a copy at another path is a new object, mapped by
+    // dynload, whose `_dl_find_object` reference dynload binds.
+    let copy = set.dir.join("libgcc_s.so.1");
+    std::fs::copy("/lib/x86_64-linux-gnu/libgcc_s.so.1", &copy).unwrap();
+    let gcc = unsafe { Library::open(&copy, OpenFlags::NOW) }.unwrap();
+    assert!(code_mapped(&copy.to_string_lossy()));
+    let plugin = unsafe { Library::open(set.path("thrower"), OpenFlags::NOW) }.unwrap();
+    type FindFde = unsafe extern "C" fn(*const c_void, *mut [usize; 3]) -> *const c_void;
+    let find = unsafe { gcc.get::<FindFde>("_Unwind_Find_FDE") }.unwrap();
+    let ours = *unsafe { plugin.get::<*const c_void>("catch_inside") }.unwrap();
+    let glibcs = libc::getpid as *const c_void;
+    let mut bases = [0usize; 3];
+    // SAFETY: libgcc's lookup only reads the unwind tables.
+    unsafe {
+        assert!(!find(ours, &mut bases).is_null(), "dynload's object");
+        assert_eq!(bases[2], ours as usize, "the FDE's function start");
+        assert!(!find(glibcs, &mut bases).is_null(), "libc, through glibc");
+        assert!(find(16 as *const c_void, &mut bases).is_null());
+    }
+}
+
+#[test]
+fn rust_cdylib_rebuilt_and_reloaded_at_the_same_path() {
+    let set = Set::build("api-rust-reload", &[]);
+    let path = set.dir.join("librust_plugin.so");
+    cargo_cdylib("rust_plugin", &[("PLUGIN_VERSION", "1")], &path);
+    let lib = unsafe { Library::open(&path, OpenFlags::NOW) }.unwrap();
+    let call = |lib: &Library, f: &str| unsafe { lib.get::<IntFn>(f) }.unwrap()();
+    assert_eq!(call(&lib, "plugin_version"), 1);
+    assert_eq!(call(&lib, "plugin_catch_panic"), 1);
+    assert_eq!(call(&lib, "plugin_backtrace_names_frames"), 1);
+    assert_eq!(call(&lib, "plugin_threads"), 6);
+    lib.close().unwrap();
+    assert!(
+        !code_mapped("librust_plugin.so"),
+        "still mapped after close"
+    );
+
+    cargo_cdylib("rust_plugin", &[("PLUGIN_VERSION", "2")], &path);
+    let lib = unsafe { Library::open(&path, OpenFlags::NOW) }.unwrap();
+    assert_eq!(call(&lib, "plugin_version"), 2);
+    assert_eq!(call(&lib, "plugin_threads"), 6);
+    assert_eq!(call(&lib, "plugin_catch_panic"), 1);
+}
