@@ -5,8 +5,11 @@
 //! Debian's /usr/bin/python3.11 (libpython linked into the executable).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+
+mod common;
+use common::{pyenv_python, under_dynload};
 
 const C_RUNTIME: &[&str] = &[
     "libc.so.6",
@@ -54,13 +57,6 @@ fn needed(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The real executable behind `python3` on PATH (pyenv's shim execs it).
-fn pyenv_python() -> PathBuf {
-    let out =
-        testkit::run(Command::new("python3").args(["-c", "import sys; print(sys.executable)"]));
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
 fn check_interpreter(python: &Path, expect_shared_libpython: bool) {
     assert!(python.exists(), "{} is missing", python.display());
     let shared = needed(python).iter().any(|n| n.starts_with("libpython"));
@@ -73,27 +69,12 @@ fn check_interpreter(python: &Path, expect_shared_libpython: bool) {
     let script = testkit::fixtures_src().join("python_imports.py");
     let plain = testkit::run(Command::new(python).arg(&script));
     let plain = String::from_utf8_lossy(&plain.stdout).into_owned();
-    let tag = format!(
-        "python-debug-{}-{}",
-        std::process::id(),
-        if expect_shared_libpython {
-            "shared"
-        } else {
-            "static"
-        }
-    );
-    let debug_file = testkit::out_root().join(&tag);
-    let under = testkit::run(
-        Command::new(env!("CARGO_BIN_EXE_dynload"))
-            .env("DYNLOAD_LIBRARY", testkit::libdynload())
-            .args(["run", "--debug", "files", "--debug-output"])
-            .arg(&debug_file)
-            .arg("--")
-            .arg(python)
-            .arg(&script),
-    );
-    let under = String::from_utf8_lossy(&under.stdout).into_owned();
-    let debug = testkit::read_debug_files(&testkit::out_root(), &tag);
+    let tag = if expect_shared_libpython {
+        "python-debug-shared"
+    } else {
+        "python-debug-static"
+    };
+    let (under, debug) = under_dynload(&python, &[script.as_os_str()], tag);
     let (g, d) = (modules(&plain), modules(&under));
     assert!(g.len() > 30, "too few modules found: {g:?}");
     let lib_dynload = json_field(&plain, "lib_dynload")

@@ -376,12 +376,17 @@ pub fn run_program(
 
 /// Build the Cargo project `fixtures/<name>` (a cdylib) with `env` set and
 /// copy its `lib<name>.so` to `dest` (written beside it and renamed into
-/// place, so a mapped old copy is never overwritten). Builds share one
-/// target directory; cargo rebuilds when `env` changes what the crate
-/// reads with `option_env!`.
+/// place, so a mapped old copy is never overwritten). Each (project,
+/// environment) has its own target directory, so that builds that differ
+/// only in the environment do not rebuild each other.
 pub fn cargo_cdylib(name: &str, env: &[(&str, &str)], dest: &Path) {
+    use std::hash::{Hash, Hasher};
     let _g = BUILD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let target = out_root().join("cargo-target");
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    env.hash(&mut h);
+    let target = out_root()
+        .join("cargo-target")
+        .join(format!("{name}-{:016x}", h.finish()));
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(fixtures_src().join(name))
         .args(["build", "-q", "--release", "--target-dir"])
