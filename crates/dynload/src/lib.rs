@@ -25,6 +25,7 @@
 
 mod api;
 mod debug;
+mod debugger;
 #[doc(hidden)]
 pub mod dlfcn;
 mod elf;

@@ -143,6 +143,11 @@ fn open_locked(
         if reg.obj(root).nodelete == NoDelete::Pending {
             reg.obj_mut(root).nodelete = NoDelete::Active;
         }
+        crate::debugger::describe(
+            reg.all_in_load_order()
+                .map(|id| reg.obj(id))
+                .filter(|o| o.is_ours()),
+        );
         let mut order = reg.obj(root).initfini.clone();
         order.reverse();
         order

@@ -80,6 +80,9 @@ pub(crate) struct Settings {
     /// DYNLOAD_STATE_SAVE: `xsave` or `fxsave`, to use an older way of
     /// saving register state than the CPU allows (for testing those paths).
     pub state_save: Option<String>,
+    /// DYNLOAD_GDB: `1` describes every object to debuggers, `0` none;
+    /// unset, only while a debugger has its breakpoint set (see `debugger`).
+    pub gdb: Option<bool>,
 }
 
 fn env_bytes(name: &str) -> Option<Vec<u8>> {
@@ -122,6 +125,7 @@ pub(crate) fn settings() -> &'static Settings {
             stats: trusted("DYNLOAD_STATS").map_or(SummaryScope::Off, |v| SummaryScope::parse(&v)),
             state_save: trusted("DYNLOAD_STATE_SAVE")
                 .map(|v| String::from_utf8_lossy(&v).into_owned()),
+            gdb: trusted("DYNLOAD_GDB").map(|v| v != b"0" && !v.is_empty()),
         }
     })
 }

@@ -206,6 +206,7 @@ impl Registry {
         }
         if obj.is_ours() {
             crate::unwind::forget(id);
+            crate::debugger::forget(id);
         }
         self.handles
             .remove(&(&*obj.link_map as *const LinkMap as usize));

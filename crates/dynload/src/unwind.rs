@@ -138,20 +138,11 @@ fn update(change: impl FnOnce(&mut Vec<Entry>)) {
 
 /// Make a relocated object known to unwinders (before its constructors).
 pub(crate) fn publish(obj: &Object) {
-    let base = obj.view.image.base;
-    // SAFETY: `phdr` points to the object's `phnum` program headers, kept
-    // alive with the object.
-    let phdrs = unsafe { std::slice::from_raw_parts(obj.phdr, obj.phnum) };
-    let eh_frame_hdr = phdrs
-        .iter()
-        .find(|p| p.p_type.get(LE) == elf::PT_GNU_EH_FRAME)
-        .map(|p| base.wrapping_add(p.p_vaddr.get(LE) as usize))
-        .filter(|&a| obj.view.image.contains(a, 4))
-        .unwrap_or(0);
+    let eh_frame_hdr = eh_frame_hdr(obj).unwrap_or(0);
     let registered = match (eh_frame_hdr, registrar()) {
         (0, _) | (_, None) => 0,
         (hdr, Some(r)) => match eh_frame_of(obj, hdr) {
-            Ok(start) => {
+            Ok((start, _)) => {
                 // SAFETY: `start` is the object's `.eh_frame`, checked to
                 // end with a terminator inside its segment; it stays mapped
                 // until `forget` deregisters it.
@@ -259,10 +250,24 @@ fn same_object(a: usize, b: usize) -> bool {
     matches!((base(a), base(b)), (Some(x), Some(y)) if x == y)
 }
 
-/// The `.eh_frame` that `.eh_frame_hdr` at `hdr` describes, checked to end
-/// with a zero terminator inside its segment (`__register_frame` reads until
-/// one; crtend.o provides it in objects linked by gcc).
-fn eh_frame_of(obj: &Object, hdr: usize) -> Result<usize, String> {
+/// The object's PT_GNU_EH_FRAME segment (`.eh_frame_hdr`), if mapped.
+pub(crate) fn eh_frame_hdr(obj: &Object) -> Option<usize> {
+    let base = obj.view.image.base;
+    // SAFETY: `phdr` points to the object's `phnum` program headers, kept
+    // alive with the object.
+    let phdrs = unsafe { std::slice::from_raw_parts(obj.phdr, obj.phnum) };
+    phdrs
+        .iter()
+        .find(|p| p.p_type.get(LE) == elf::PT_GNU_EH_FRAME)
+        .map(|p| base.wrapping_add(p.p_vaddr.get(LE) as usize))
+        .filter(|&a| obj.view.image.contains(a, 4))
+}
+
+/// The `.eh_frame` that `.eh_frame_hdr` at `hdr` describes, as (start,
+/// length up to and including its zero terminator), checked to end with
+/// that terminator inside its segment (`__register_frame` reads until one;
+/// crtend.o provides it in objects linked by gcc).
+pub(crate) fn eh_frame_of(obj: &Object, hdr: usize) -> Result<(usize, usize), String> {
     let img = &obj.view.image;
     let head = img.bytes(hdr, 4).ok_or(".eh_frame_hdr is not mapped")?;
     if head[0] != 1 {
@@ -287,7 +292,7 @@ fn eh_frame_of(obj: &Object, hdr: usize) -> Result<usize, String> {
         let b = img.bytes(at, 4).ok_or(".eh_frame is not mapped")?;
         let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
         if len == 0 {
-            return Ok(start);
+            return Ok((start, at + 4 - start));
         }
         let next = if len == 0xffff_ffff {
             let b = img.bytes(at + 4, 8).ok_or("truncated .eh_frame")?;

@@ -155,3 +155,41 @@ fn rust_cdylib_rebuilt_and_reloaded_at_the_same_path() {
     assert_eq!(call(&lib, "plugin_threads"), 6);
     assert_eq!(call(&lib, "plugin_catch_panic"), 1);
 }
+
+#[test]
+fn gdb_bt_names_frames_without_preload() {
+    // The body runs in a child of this test binary, under gdb; the Rust API
+    // loads the object, whose function stops the program with SIGUSR1.
+    const CHILD: &str = "DYNLOAD_GDB_TEST_CHILD";
+    let set = Set::build(
+        "api-gdb",
+        &[testkit::Lib::src("frames", "gdb_frames.c").no_log()],
+    );
+    if std::env::var_os(CHILD).is_some() {
+        let lib = unsafe { Library::open(set.path("frames"), OpenFlags::NOW) }.unwrap();
+        let f = unsafe { lib.get::<IntFn>("gdb_frames_entry") }.unwrap();
+        f();
+        return;
+    }
+    let out = testkit::run(
+        std::process::Command::new("gdb")
+            .args(["-q", "-batch", "-nx"])
+            .args(["-ex", &format!("set environment {CHILD}=1")])
+            .args(["-ex", "run", "-ex", "bt", "--args"])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "gdb_bt_names_frames_without_preload",
+                "--nocapture",
+                "--test-threads=1",
+            ]),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let entry = text.find(" in gdb_frames_entry ");
+    let deep = text.find(" in deep_static_frame ");
+    assert!(deep.is_some() && entry.is_some() && deep < entry, "{text}");
+    assert!(
+        text.contains("gdb_bt_names_frames_without_preload"),
+        "{text}"
+    );
+}
