@@ -7,7 +7,7 @@
 
 use testkit::scenarios::cxx_objects;
 use testkit::{
-    cargo_cdylib, compare, mapped_in, program, run_driver, run_program, Loader, Run, Set,
+    cargo_cdylib, compare, mapped_in, program, run_driver, run_program, Lib, Loader, Run, Set,
 };
 
 /// Run the C++ host on `lib` under glibc and dynload; both must succeed
@@ -197,4 +197,51 @@ fn cxx_plugin_in_a_c_program_stays() {
         d.stdout
     );
     assert!(mapped_in(&d.debug, "libstdc++.so.6"), "{}", d.debug);
+}
+
+#[test]
+fn initial_exec_tls_objects_are_loaded_by_glibc() {
+    // libGLdispatch has initial-exec TLS of its own (DF_STATIC_TLS), which
+    // needs glibc's static TLS: glibc loads it, dynload uses its copy; its
+    // constructor calls dlopen and dlsym while glibc loads it. libGL reads
+    // that variable with initial-exec accesses: dynload loads it and
+    // serves them, the variable being in glibc's static TLS.
+    let set = Set::build(
+        "capi-ie-tls",
+        &[
+            Lib::src("ie", "tls_ie_ctor.c")
+                .no_log()
+                .flag("-ftls-model=initial-exec"),
+            Lib::src("user", "tls_ie_user.c")
+                .no_log()
+                .dep("ie")
+                .flag("-ftls-model=initial-exec"),
+        ],
+    );
+    assert!(testkit::dynamic_section(set.path("ie")).contains("STATIC_TLS"));
+    assert!(testkit::relocations(set.path("user")).contains("R_X86_64_TPOFF64"));
+    let (_, d) = compare(
+        &set,
+        &[
+            "open $user",
+            "call h1 ie_user",
+            "call h1 ie_ctor_result",
+            "close h1",
+        ],
+    );
+    assert!(
+        d.stdout
+            .contains("call ie_user: 135\ncall ie_ctor_result: 35"),
+        "{}",
+        d.stdout
+    );
+    assert!(mapped_in(&d.debug, &set.file("user")), "{}", d.debug);
+    assert!(
+        d.debug.contains(&format!(
+            "file={} [0];  initial-exec TLS (DF_STATIC_TLS), loaded by glibc",
+            set.path("ie")
+        )),
+        "{}",
+        d.debug
+    );
 }

@@ -474,7 +474,7 @@ fn map_object(
         }
     );
     if host::is_c_runtime(name) {
-        return load_via_glibc(reg, name, mode, tx).map(Some);
+        return load_via_glibc(reg, name, mode, tx, "C runtime").map(Some);
     }
     let opened = if name.contains(&b'/') {
         let path = if dst::has_dst(name) {
@@ -517,7 +517,24 @@ fn map_object(
         // A copy of a glibc library under another name: glibc's own copy
         // must be used instead. Unmap ours and hand the path to glibc.
         drop(obj);
-        return load_via_glibc(reg, &opened.path, mode, tx).map(Some);
+        return load_via_glibc(reg, &opened.path, mode, tx, "C runtime").map(Some);
+    }
+    let own_tls = matches!(&obj.kind, Kind::Ours(m) if m.tls.is_some());
+    if own_tls && obj.view.dyn_info.flags & u64::from(elf::DF_STATIC_TLS) != 0 {
+        // Its own initial-exec TLS needs a fixed offset from the thread
+        // pointer in every thread: only glibc's static TLS surplus has
+        // that, and it is glibc's. glibc loads such objects (libGLdispatch)
+        // itself, so they work as under glibc. (Initial-exec references to
+        // other objects' static TLS, as libGL's, dynload serves.)
+        drop(obj);
+        return load_via_glibc(
+            reg,
+            &opened.path,
+            mode,
+            tx,
+            "initial-exec TLS (DF_STATIC_TLS)",
+        )
+        .map(Some);
     }
     let mut obj = obj;
     // (`map` checked that the image lies inside the object.)
@@ -550,12 +567,14 @@ fn map_object(
     Ok(Some(id))
 }
 
-/// Hand a C-runtime library to glibc and return its (host) record.
+/// Hand a library to glibc (`why`: a C-runtime library, or one dynload
+/// cannot serve) and return its (host) record.
 fn load_via_glibc(
     reg: &mut Registry,
     name: &[u8],
     mode: c_int,
     tx: &mut Tx,
+    why: &str,
 ) -> Result<ObjId, Error> {
     if let Some(id) = reg.find_loaded(name) {
         return Ok(id);
@@ -565,8 +584,11 @@ fn load_via_glibc(
     let g = host::glibc();
     let flags =
         (mode & (RTLD_BINDING_MASK | RTLD_GLOBAL | RTLD_NODELETE | RTLD_NOLOAD)) | libc::RTLD_LAZY;
-    // SAFETY: glibc's dlopen with a C string.
-    let h = unsafe { (g.dlopen)(c.as_ptr(), flags) };
+    let h = {
+        let _inside = host::GlibcCall::enter();
+        // SAFETY: glibc's dlopen with a C string.
+        unsafe { (g.dlopen)(c.as_ptr(), flags) }
+    };
     if h.is_null() {
         let text = host::glibc_error()
             .unwrap_or_else(|| format!("{}: cannot open shared object file", c.to_string_lossy()));
@@ -593,7 +615,7 @@ fn load_via_glibc(
     };
     debug!(
         debug::FILES,
-        "file={} [0];  C runtime, loaded by glibc",
+        "file={} [0];  {why}, loaded by glibc",
         reg.obj(id).display_name()
     );
     // This handle keeps it loaded until the dlopen ends; by then the

@@ -79,7 +79,9 @@ impl Loader {
 
     pub(crate) fn lock(&'static self) -> Guard {
         let g = self.lock.lock();
-        if g.borrow().is_none() {
+        // (Already borrowed: this thread is inside the loader, which is
+        // initialised; `registry_mut` then reports it busy.)
+        if g.try_borrow().is_ok_and(|r| r.is_none()) {
             let reg = Registry::new();
             *g.borrow_mut() = Some(reg);
         }
@@ -377,6 +379,7 @@ impl Registry {
     ) {
         let g = host::glibc();
         let mut closed = false;
+        let _inside = host::GlibcCall::enter();
         for h in handles.into_iter().filter(|h| !h.is_null()) {
             // SAFETY: each is a handle glibc's dlopen returned to dynload,
             // closed once (its holder gives it up here).

@@ -410,10 +410,14 @@ impl Relocator<'_> {
             )
         })?;
         let offset = b.value.wrapping_add(addend as usize);
-        // glibc's start-up modules are in its static TLS: a variable there
-        // is at one fixed offset from the thread pointer, the same in every
-        // thread. dynload's blocks are allocated per thread and have none.
-        let static_host = def.host().is_some_and(|h| h.startup);
+        // glibc's start-up modules are in its static TLS, and so are those
+        // it loaded later with DF_STATIC_TLS (or it would have failed): a
+        // variable there is at one fixed offset from the thread pointer,
+        // the same in every thread. dynload's blocks are allocated per
+        // thread and have none.
+        let static_host = def.host().is_some_and(|h| {
+            h.startup || def.view.dyn_info.flags & u64::from(elf::DF_STATIC_TLS) != 0
+        });
         // SAFETY (all writes): `target` checked the slot is writable.
         unsafe {
             match rtype {
