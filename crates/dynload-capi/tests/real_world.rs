@@ -108,7 +108,7 @@ fn rust_cdylib_panics_backtraces_and_threads_as_under_glibc() {
     );
     for line in [
         "call plugin_catch_panic: 1",
-        "call plugin_backtrace_names_frames: 1",
+        "call plugin_backtrace_names_frames: 3",
         "thread 3 runs version 1\nthread 3 drops its value (version 1)",
         "call plugin_threads: 6",
     ] {
