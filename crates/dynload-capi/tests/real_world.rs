@@ -245,3 +245,57 @@ fn initial_exec_tls_objects_are_loaded_by_glibc() {
         d.debug
     );
 }
+
+#[test]
+fn thread_exit_while_the_loader_lock_is_held_does_not_deadlock() {
+    // A constructor (run inside dlopen, with the loader's lock held) joins a
+    // worker thread whose thread_local destructor belongs to another
+    // dynload object: the worker's exit must not wait for the lock (glibc's
+    // thread exit does not take its loader lock either).
+    let set = Set::build(
+        "capi-tls-exit-lock",
+        &[
+            Lib::src("pool", "tls_exit_pool.cpp").no_log(),
+            Lib::src("joiner", "tls_exit_joiner.c").no_log().dep("pool"),
+        ],
+    );
+    let script: Vec<String> = [
+        "open $pool",
+        "call h1 start_worker",
+        "open $joiner",
+        "call h2 joiner_loaded",
+        "close h2",
+        "close h1",
+        "maps @pool",
+        "iterate /libdynload.so",
+    ]
+    .iter()
+    .map(|l| set.expand(l))
+    .collect();
+    // A watchdog: a deadlock ends in timeout's status 124.
+    let mut args = vec![
+        "60".to_string(),
+        testkit::driver().to_string_lossy().into_owned(),
+    ];
+    args.extend(script);
+    let timeout = std::path::Path::new("/usr/bin/timeout");
+    let (g, gs) = run_program(timeout, &args, &set.dir, Loader::Glibc, &[]);
+    let (d, ds) = run_program(timeout, &args, &set.dir, Loader::Dynload, &[]);
+    assert!(gs.success(), "glibc: {gs}\n{}", g.stdout);
+    assert!(ds.success(), "dynload: {ds} (124: deadlock)\n{}", d.stdout);
+    let want = "call start_worker: 1\nworker's thread_local dtor 7\nopen libcapi_tls_exit_lock_joiner.so: h2\ncall joiner_loaded: 1\n";
+    assert!(d.stdout.contains(want), "{}", d.stdout);
+    assert!(
+        d.stdout.contains(": 0\niterate: libdynload.so"),
+        "{}",
+        d.stdout
+    );
+    let without_iterate = |t: &str| -> String {
+        t.lines()
+            .filter(|l| !l.starts_with("iterate"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    assert_eq!(without_iterate(&g.stdout), without_iterate(&d.stdout));
+    assert!(mapped_in(&d.debug, &set.file("pool")), "{}", d.debug);
+}

@@ -87,6 +87,7 @@ pub(crate) fn dlopen(
     let mut tx = Tx::default();
     let result = open_locked(&guard, name, mode, caller, &mut tx);
     registry_mut(&guard)?.release_glibc(tx.glibc_handles.drain(..));
+    crate::unload::collect_pending(&guard);
     result
 }
 
@@ -733,7 +734,7 @@ fn build_object(
         tls_descs: Vec::new(),
         lazy: None,
         addr_index: Default::default(),
-        tls_dtors: 0,
+        tls_dtors: Default::default(),
     };
     obj.link_map.l_name = obj.name.as_ptr();
     // The root of a dependency chain is the object whose dlopen loaded it;

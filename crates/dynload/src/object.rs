@@ -125,8 +125,9 @@ pub(crate) struct Object {
     pub addr_index: OnceLock<Box<[AddrEntry]>>,
     /// `thread_local` destructors registered by this object and not yet
     /// run (glibc's `l_tls_dtor_count`): while any are pending the object
-    /// stays loaded, as if a handle were open.
-    pub tls_dtors: usize,
+    /// stays loaded, as if a handle were open. Shared with the pending
+    /// records, which lower it at thread exit without the loader lock.
+    pub tls_dtors: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 // SAFETY: the raw pointers refer to this object's own mapped memory or to

@@ -77,6 +77,13 @@ impl Loader {
         Some(g)
     }
 
+    /// The lock, if no other thread holds it.
+    pub(crate) fn try_lock(&'static self) -> Option<Guard> {
+        let g = self.lock.try_lock()?;
+        g.try_borrow().ok()?.as_ref()?;
+        Some(g)
+    }
+
     pub(crate) fn lock(&'static self) -> Guard {
         let g = self.lock.lock();
         // (Already borrowed: this thread is inside the loader, which is
@@ -766,7 +773,7 @@ fn make_host(e: &HostEntry, is_main: bool) -> Object {
         tls_descs: Vec::new(),
         lazy: None,
         addr_index: Default::default(),
-        tls_dtors: 0,
+        tls_dtors: Default::default(),
     };
     obj.link_map.l_name = obj.name.as_ptr();
     obj

@@ -12,6 +12,12 @@
 //! dynload's own object, which runs the destructor and then lowers the
 //! count (unloading the object if it was closed meanwhile).
 //!
+//! Neither path waits for the loader lock: a thread may exit while another
+//! holds it and waits for that thread (a constructor that joins a worker),
+//! and glibc's thread exit does not wait either. The object is found in the
+//! lock-free table of `unwind`; an unload the exiting thread cannot do at
+//! once is left to the lock's holder (see `unload::collect_when_idle`).
+//!
 //! One step beyond glibc: when the last handle of an object is closed, the
 //! destructors that the *closing* thread has pending for it run at once
 //! (that thread could only reach those values through the object, which is
@@ -22,15 +28,18 @@
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
 
 use crate::host::{glibc, ThreadDtor};
 use crate::object::ObjId;
-use crate::registry::{registry_mut, LOADER};
 
 pub(crate) struct Pending {
     func: ThreadDtor,
     arg: *mut c_void,
     id: ObjId,
+    /// The object's `tls_dtors`.
+    count: Arc<AtomicUsize>,
     /// Run early by a dlclose on this thread; glibc's later call only frees.
     done: Cell<bool>,
 }
@@ -50,30 +59,16 @@ pub unsafe extern "C" fn thread_atexit(
     arg: *mut c_void,
     dso_symbol: *mut c_void,
 ) -> c_int {
-    let owner = {
-        let guard = LOADER.lock();
-        let found = match registry_mut(&guard) {
-            Ok(mut reg) => {
-                let id = reg
-                    .object_at(dso_symbol as usize)
-                    .filter(|&id| reg.obj(id).is_ours());
-                if let Some(id) = id {
-                    reg.obj_mut(id).tls_dtors += 1;
-                }
-                id
-            }
-            Err(_) => None,
-        };
-        found
-    };
-    let Some(id) = owner else {
+    let Some((id, count)) = crate::unwind::tls_counter_at(dso_symbol as usize) else {
         // SAFETY: glibc's function with the caller's arguments.
         return unsafe { (glibc().thread_atexit)(func, arg, dso_symbol) };
     };
+    count.fetch_add(1, SeqCst);
     let pending = Box::into_raw(Box::new(Pending {
         func,
         arg,
         id,
+        count,
         done: Cell::new(false),
     }));
     // The wrapper's own address names dynload's object, which glibc then
@@ -83,8 +78,8 @@ pub unsafe extern "C" fn thread_atexit(
     let r = unsafe { (glibc().thread_atexit)(run_pending, pending as *mut c_void, here) };
     if r != 0 {
         // SAFETY: glibc did not take it.
-        drop(unsafe { Box::from_raw(pending) });
-        crate::unload::thread_dtor_done(id);
+        let p = unsafe { Box::from_raw(pending) };
+        p.count.fetch_sub(1, SeqCst);
     } else {
         let _ = MINE.try_with(|m| m.borrow_mut().push(pending as usize));
     }
@@ -111,20 +106,20 @@ pub(crate) fn take_this_threads(wanted: impl Fn(ObjId) -> bool) -> Vec<*const Pe
     .unwrap_or_default()
 }
 
-/// Run a registration taken by [`take_this_threads`] now; returns its
-/// object. glibc's call at thread exit will only free the record.
+/// Run a registration taken by [`take_this_threads`] now and lower its
+/// object's count. glibc's call at thread exit will only free the record.
 ///
 /// # Safety
 /// `p` must come from `take_this_threads` on this thread, and its object
 /// must still be mapped.
-pub(crate) unsafe fn run_early(p: *const Pending) -> ObjId {
+pub(crate) unsafe fn run_early(p: *const Pending) {
     // SAFETY: live until glibc calls `run_pending`, which this thread does
     // only at its exit.
     let p = unsafe { &*p };
     p.done.set(true);
     // SAFETY: the caller keeps the object mapped.
     unsafe { (p.func)(p.arg) };
-    p.id
+    p.count.fetch_sub(1, SeqCst);
 }
 
 /// Run one registered destructor at thread exit, then release its object.
@@ -138,5 +133,7 @@ unsafe extern "C" fn run_pending(p: *mut c_void) {
     let _ = MINE.try_with(|m| m.borrow_mut().retain(|&q| q != addr));
     // SAFETY: the object is still loaded: its count includes this one.
     unsafe { (p.func)(p.arg) };
-    crate::unload::thread_dtor_done(p.id);
+    if p.count.fetch_sub(1, SeqCst) == 1 {
+        crate::unload::collect_when_idle();
+    }
 }

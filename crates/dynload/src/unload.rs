@@ -8,12 +8,19 @@ use crate::error::{Error, ErrorKind};
 use crate::init;
 use crate::object::{Kind, NoDelete, ObjId, Scope};
 use crate::registry::{registry_mut, Registry, LOADER};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
 /// Close one reference to `id`.
 pub(crate) fn dlclose(id: ObjId) -> Result<(), Error> {
     let guard = LOADER.lock();
+    let r = close_locked(&guard, id);
+    collect_pending(&guard);
+    r
+}
+
+fn close_locked(guard: &crate::registry::Guard, id: ObjId) -> Result<(), Error> {
     let victims = {
-        let mut reg = registry_mut(&guard)?;
+        let mut reg = registry_mut(guard)?;
         let Some(o) = reg.get(id) else {
             return Err(Error::load(
                 ErrorKind::NotOpen,
@@ -51,11 +58,11 @@ pub(crate) fn dlclose(id: ObjId) -> Result<(), Error> {
         }
         CLOSING.with(|c| c.set(true));
         drop(reg);
-        run_own_thread_dtors(&guard);
-        let mut reg = registry_mut(&guard)?;
+        run_own_thread_dtors(guard);
+        let mut reg = registry_mut(guard)?;
         collect(&mut reg)
     };
-    finish(&guard, victims);
+    finish(guard, victims);
     Ok(())
 }
 
@@ -66,33 +73,42 @@ thread_local! {
     static RERUN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// A `thread_local` destructor of `id` has run: once none is pending, an
+/// Set when the last pending `thread_local` destructor of an object ran
+/// while another thread held the loader lock: that holder collects.
+static COLLECT_PENDING: AtomicBool = AtomicBool::new(false);
+
+/// The last pending `thread_local` destructor of an object has run: an
 /// object whose handles were all closed is unloaded now, from the thread
-/// that ran the last one (glibc waits for the next dlclose).
-pub(crate) fn thread_dtor_done(id: ObjId) {
-    let guard = LOADER.lock();
+/// that ran it (glibc waits for the next dlclose), or, if another thread
+/// holds the loader lock (perhaps waiting for this one to exit), by that
+/// thread when it is done.
+pub(crate) fn collect_when_idle() {
+    COLLECT_PENDING.store(true, SeqCst);
+    if let Some(guard) = LOADER.try_lock() {
+        collect_pending(&guard);
+    }
+}
+
+/// Collect if a thread exit asked for it (loader lock held).
+pub(crate) fn collect_pending(guard: &crate::registry::Guard) {
+    if !COLLECT_PENDING.load(SeqCst) || CLOSING.with(|c| c.get()) {
+        return;
+    }
     let victims = {
-        let Ok(mut reg) = registry_mut(&guard) else {
+        let Ok(mut reg) = registry_mut(guard) else {
             return;
         };
-        let Some(o) = reg.get_mut(id) else { return };
-        o.tls_dtors = o.tls_dtors.saturating_sub(1);
-        if o.tls_dtors > 0 || o.direct_opencount > 0 || o.removed {
-            return;
-        }
-        if CLOSING.with(|c| c.get()) {
-            RERUN.with(|r| r.set(true));
-            return;
-        }
-        debug!(
-            debug::FILES,
-            "\nlast thread_local destructor of file={} [0] has run",
-            o.display_name()
-        );
+        COLLECT_PENDING.store(false, SeqCst);
         CLOSING.with(|c| c.set(true));
         collect(&mut reg)
     };
-    finish(&guard, victims);
+    if !victims.is_empty() {
+        debug!(
+            debug::FILES,
+            "\nunloading after the last thread_local destructors ran"
+        );
+    }
+    finish(guard, victims);
 }
 
 /// A host object's count reached zero: drop the glibc reference dynload held.
@@ -122,7 +138,7 @@ fn in_use(reg: &Registry, count_tls: bool) -> std::collections::HashSet<ObjId> {
             let o = reg.obj(id);
             o.direct_opencount > 0
                 || o.nodelete == NoDelete::Active
-                || (count_tls && o.tls_dtors > 0)
+                || (count_tls && o.tls_dtors.load(SeqCst) > 0)
         })
         .collect();
     while let Some(id) = stack.pop() {
@@ -149,7 +165,7 @@ fn run_own_thread_dtors(guard: &crate::registry::Guard) {
                 .loaded
                 .iter()
                 .copied()
-                .filter(|id| !used.contains(id) && reg.obj(*id).tls_dtors > 0)
+                .filter(|id| !used.contains(id) && reg.obj(*id).tls_dtors.load(SeqCst) > 0)
                 .collect();
             doomed
         }
@@ -161,12 +177,7 @@ fn run_own_thread_dtors(guard: &crate::registry::Guard) {
     for p in crate::thread_exit::take_this_threads(|id| doomed.contains(&id)) {
         // SAFETY: taken on this thread for an object that is still mapped
         // (it is only unmapped by the collection that follows).
-        let id = unsafe { crate::thread_exit::run_early(p) };
-        if let Ok(mut reg) = registry_mut(guard) {
-            if let Some(o) = reg.get_mut(id) {
-                o.tls_dtors = o.tls_dtors.saturating_sub(1);
-            }
-        }
+        unsafe { crate::thread_exit::run_early(p) };
     }
 }
 

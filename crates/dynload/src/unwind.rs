@@ -25,7 +25,7 @@
 
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::SeqCst};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::debug::{self, debug};
 use crate::elf::{elf, LE};
@@ -59,6 +59,9 @@ struct Entry {
     id: ObjId,
     /// The `.eh_frame` registered with the process's libgcc_s, or 0.
     registered: usize,
+    /// The object's `tls_dtors` counter (`Arc::as_ptr`; the object holds
+    /// the `Arc` while it is in the table).
+    tls_dtors: usize,
 }
 
 /// An immutable table, sorted by `start`.
@@ -74,21 +77,7 @@ static RETIRED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 /// # Safety
 /// `result` must point to a writable `struct dl_find_object`.
 pub unsafe extern "C" fn find_object(pc: *mut c_void, result: *mut DlFindObject) -> c_int {
-    let addr = pc as usize;
-    READERS.fetch_add(1, SeqCst);
-    let table = CURRENT.load(SeqCst);
-    let mut hit = None;
-    if !table.is_null() {
-        // SAFETY: a published table is freed only when no reader is
-        // counted, and this reader was counted before loading it.
-        let entries = unsafe { &(*table).0 };
-        let i = entries.partition_point(|e| e.start <= addr);
-        if i > 0 && addr < entries[i - 1].end {
-            hit = Some(entries[i - 1]);
-        }
-    }
-    READERS.fetch_sub(1, SeqCst);
-    match hit {
+    match lookup(pc as usize, |e| *e) {
         Some(e) => {
             // SAFETY: the caller provides a writable result.
             unsafe {
@@ -106,6 +95,40 @@ pub unsafe extern "C" fn find_object(pc: *mut c_void, result: *mut DlFindObject)
             None => -1,
         },
     }
+}
+
+/// `f` of the entry containing `addr`, read as a counted reader.
+fn lookup<R>(addr: usize, f: impl FnOnce(&Entry) -> R) -> Option<R> {
+    READERS.fetch_add(1, SeqCst);
+    let table = CURRENT.load(SeqCst);
+    let mut found = None;
+    if !table.is_null() {
+        // SAFETY: a published table is freed only when no reader is
+        // counted, and this reader was counted before loading it.
+        let entries = unsafe { &(*table).0 };
+        let i = entries.partition_point(|e| e.start <= addr);
+        if i > 0 && addr < entries[i - 1].end {
+            found = Some(f(&entries[i - 1]));
+        }
+    }
+    READERS.fetch_sub(1, SeqCst);
+    found
+}
+
+/// The object of dynload's that contains `addr`, and its `tls_dtors`
+/// counter, found without the loader lock (for `thread_exit`).
+pub(crate) fn tls_counter_at(addr: usize) -> Option<(ObjId, Arc<AtomicUsize>)> {
+    lookup(addr, |e| {
+        let counter = e.tls_dtors as *const AtomicUsize;
+        // SAFETY: the object owns an `Arc` of its counter while its entry
+        // is in the table; code that runs in an object (the only caller,
+        // registering a destructor) runs while it is loaded.
+        let counter = unsafe {
+            Arc::increment_strong_count(counter);
+            Arc::from_raw(counter)
+        };
+        (e.id, counter)
+    })
 }
 
 /// Publish a table changed by `change` (loader lock held).
@@ -166,6 +189,7 @@ pub(crate) fn publish(obj: &Object) {
         eh_frame_hdr,
         id: obj.id,
         registered,
+        tls_dtors: std::sync::Arc::as_ptr(&obj.tls_dtors) as usize,
     };
     update(|v| {
         v.retain(|e| e.id != entry.id);
