@@ -86,6 +86,20 @@ pub unsafe extern "C" fn thread_atexit(
     r
 }
 
+/// How many registrations this thread has pending, per object.
+pub(crate) fn this_threads_counts() -> std::collections::HashMap<ObjId, usize> {
+    let mut counts = std::collections::HashMap::new();
+    let _ = MINE.try_with(|m| {
+        for &p in m.borrow().iter() {
+            // SAFETY: records in MINE are live until their glibc call.
+            *counts
+                .entry(unsafe { (*(p as *const Pending)).id })
+                .or_insert(0) += 1;
+        }
+    });
+    counts
+}
+
 /// Take this thread's pending registrations for objects that `wanted`
 /// accepts, newest first (the order thread exit would run them in).
 pub(crate) fn take_this_threads(wanted: impl Fn(ObjId) -> bool) -> Vec<*const Pending> {

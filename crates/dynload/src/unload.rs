@@ -8,6 +8,7 @@ use crate::error::{Error, ErrorKind};
 use crate::init;
 use crate::object::{Kind, NoDelete, ObjId, Scope};
 use crate::registry::{registry_mut, Registry, LOADER};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
 /// Close one reference to `id`.
@@ -124,12 +125,12 @@ fn release_host(reg: &mut Registry, id: ObjId) {
     }
 }
 
-/// The objects still in use: reachable from open handles and NODELETE
-/// objects (and, with `count_tls`, from objects with pending
-/// `thread_local` destructors) through dependencies and relocation
-/// dependencies.
-fn in_use(reg: &Registry, count_tls: bool) -> std::collections::HashSet<ObjId> {
-    let mut used = std::collections::HashSet::new();
+/// The objects still in use: reachable from open handles, NODELETE objects
+/// and objects with pending `thread_local` destructors (not counting those
+/// in `discount`: this thread's, per object), through dependencies and
+/// relocation dependencies.
+fn in_use(reg: &Registry, discount: &HashMap<ObjId, usize>) -> HashSet<ObjId> {
+    let mut used = HashSet::new();
     let mut stack: Vec<ObjId> = reg
         .loaded
         .iter()
@@ -138,7 +139,7 @@ fn in_use(reg: &Registry, count_tls: bool) -> std::collections::HashSet<ObjId> {
             let o = reg.obj(id);
             o.direct_opencount > 0
                 || o.nodelete == NoDelete::Active
-                || (count_tls && o.tls_dtors.load(SeqCst) > 0)
+                || o.tls_dtors.load(SeqCst) > discount.get(&id).copied().unwrap_or(0)
         })
         .collect();
     while let Some(id) = stack.pop() {
@@ -156,24 +157,23 @@ fn in_use(reg: &Registry, count_tls: bool) -> std::collections::HashSet<ObjId> {
 }
 
 /// Before collecting: run the `thread_local` destructors this thread has
-/// pending for objects that nothing else keeps (see `thread_exit`).
+/// pending for objects that only they keep (see `thread_exit`). Objects
+/// that another thread's destructors keep stay, with this thread's values.
 fn run_own_thread_dtors(guard: &crate::registry::Guard) {
-    let doomed = match registry_mut(guard) {
+    let mine = crate::thread_exit::this_threads_counts();
+    if mine.is_empty() {
+        return;
+    }
+    let doomed: HashSet<ObjId> = match registry_mut(guard) {
         Ok(reg) => {
-            let used = in_use(&reg, false);
-            let doomed: std::collections::HashSet<ObjId> = reg
-                .loaded
-                .iter()
+            let used = in_use(&reg, &mine);
+            mine.keys()
                 .copied()
-                .filter(|id| !used.contains(id) && reg.obj(*id).tls_dtors.load(SeqCst) > 0)
-                .collect();
-            doomed
+                .filter(|id| reg.get(*id).is_some() && !used.contains(id))
+                .collect()
         }
         Err(_) => return,
     };
-    if doomed.is_empty() {
-        return;
-    }
     for p in crate::thread_exit::take_this_threads(|id| doomed.contains(&id)) {
         // SAFETY: taken on this thread for an object that is still mapped
         // (it is only unmapped by the collection that follows).
@@ -185,7 +185,7 @@ fn run_own_thread_dtors(guard: &crate::registry::Guard) {
 /// marked `removed` (lookups skip them) but stay mapped until `finish`.
 fn collect(reg: &mut Registry) -> Vec<ObjId> {
     let loaded = reg.loaded.clone();
-    let used = in_use(reg, true);
+    let used = in_use(reg, &HashMap::new());
     let mut order: Vec<ObjId> = loaded.clone();
     init::sort(reg, &mut order, true, false);
     let victims: Vec<ObjId> = order.into_iter().filter(|id| !used.contains(id)).collect();

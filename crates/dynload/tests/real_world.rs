@@ -109,6 +109,31 @@ fn closing_thread_runs_its_own_pending_destructors() {
 }
 
 #[test]
+fn closing_thread_keeps_its_values_while_another_thread_keeps_the_object() {
+    // Another thread's destructor keeps the object loaded through the
+    // close, so the closing thread's values must survive too: a reopen
+    // gets the same object, and its value.
+    let set = cxx_set("api-cxx-shared-tls");
+    let lib = unsafe { Library::open(set.path("thrower"), OpenFlags::NOW) }.unwrap();
+    let touch = *unsafe { lib.get::<extern "C" fn(i32) -> i32>("touch_thread_local") }.unwrap();
+    let (touched_tx, touched_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        touch(3);
+        touched_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+    });
+    touched_rx.recv().unwrap();
+    touch(5);
+    lib.close().unwrap();
+    let lib = unsafe { Library::open(set.path("thrower"), OpenFlags::NOW) }.unwrap();
+    let read = unsafe { lib.get::<IntFn>("read_thread_local") }.unwrap();
+    assert_eq!(read(), 5, "this thread's value was destroyed at the close");
+    go_tx.send(()).unwrap();
+    t.join().unwrap();
+}
+
+#[test]
 fn libgcc_s_loaded_by_dynload_finds_frames_of_both_worlds() {
     let set = cxx_set("api-libgcc-copy");
     // A second libgcc_s: a copy at another path is a new object, mapped by
