@@ -309,3 +309,44 @@ fn thread_exit_while_the_loader_lock_is_held_does_not_deadlock() {
     assert_eq!(without_iterate(&g.stdout), without_iterate(&d.stdout));
     assert!(mapped_in(&d.debug, &set.file("pool")), "{}", d.debug);
 }
+
+#[test]
+fn tls_of_a_glibc_loaded_static_tls_object_that_glibc_keeps_dynamic() {
+    // tls_mixed carries DF_STATIC_TLS (an initial-exec reference to the
+    // preloaded tls_base) but glibc gives its own variable a dynamic block:
+    // an object dynload loads must reach that variable per thread, not at
+    // an offset from the thread pointer computed in the loading thread.
+    let set = Set::build(
+        "capi-tls-mixed",
+        &[
+            Lib::src("base", "tls_base.c").no_log(),
+            Lib::src("mixed", "tls_mixed.c").no_log().dep("base"),
+            Lib::src("desc", "tls_mixed_user.c")
+                .no_log()
+                .dep("mixed")
+                .flag("-mtls-dialect=gnu2"),
+            Lib::src("gd", "tls_mixed_user.c").no_log().dep("mixed"),
+        ],
+    );
+    assert!(testkit::dynamic_section(set.path("mixed")).contains("STATIC_TLS"));
+    let script = [
+        "open $desc",
+        "call h1 user_check",
+        "threads 4 h1 user_check",
+        "open $gd",
+        "call h2 user_check",
+        "threads 4 h2 user_check",
+    ];
+    let base = set.path("base");
+    let g = run_driver(&set, &script, Loader::Glibc, &[("LD_PRELOAD", &base)]);
+    let both = testkit::preload_with_dynload(&base);
+    let d = run_driver(&set, &script, Loader::Dynload, &[("LD_PRELOAD", &both)]);
+    assert!(
+        g.stdout
+            .contains("call user_check: 1\nthreads user_check: 4\n"),
+        "{}",
+        g.stdout
+    );
+    assert_eq!(d.stdout, g.stdout, "{}", d.stderr);
+    assert!(mapped_in(&d.debug, &set.file("desc")), "{}", d.debug);
+}

@@ -410,13 +410,16 @@ impl Relocator<'_> {
             )
         })?;
         let offset = b.value.wrapping_add(addend as usize);
-        // glibc's start-up modules are in its static TLS, and so are those
-        // it loaded later with DF_STATIC_TLS (or it would have failed): a
-        // variable there is at one fixed offset from the thread pointer,
-        // the same in every thread. dynload's blocks are allocated per
-        // thread and have none.
+        // glibc's start-up modules are in its static TLS, and so may be
+        // those it loaded later with DF_STATIC_TLS (if an initial-exec
+        // relocation asked for it; checked): a variable there is at one
+        // fixed offset from the thread pointer, the same in every thread.
+        // dynload's blocks are allocated per thread and have none.
         let static_host = def.host().is_some_and(|h| {
-            h.startup || def.view.dyn_info.flags & u64::from(elf::DF_STATIC_TLS) != 0
+            h.startup
+                || (def.view.dyn_info.flags & u64::from(elf::DF_STATIC_TLS) != 0
+                    && matches!(rtype, r::TPOFF64 | r::TLSDESC)
+                    && tls::glibc_module_is_static(module))
         });
         // SAFETY (all writes): `target` checked the slot is writable.
         unsafe {

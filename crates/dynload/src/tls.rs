@@ -559,6 +559,22 @@ pub(crate) unsafe extern "C" fn tlsdesc_undefweak() {
 }
 
 /// The thread pointer (%fs:0), to turn static TLS addresses into offsets.
+/// Is glibc's module `id` in glibc's static TLS, at one offset from the
+/// thread pointer in every thread? glibc places a module loaded after
+/// start-up there only when an initial-exec relocation needs it, which
+/// dynload cannot see; the offsets in this thread and in a new one agree
+/// only if so. (Asked only for objects glibc loaded with DF_STATIC_TLS,
+/// once per relocation of such a variable.)
+pub(crate) fn glibc_module_is_static(id: usize) -> bool {
+    let here = address(id, 0).wrapping_sub(thread_pointer());
+    let there = std::thread::Builder::new()
+        .name("dynload-tls-probe".into())
+        .spawn(move || address(id, 0).wrapping_sub(thread_pointer()))
+        .ok()
+        .and_then(|t| t.join().ok());
+    there == Some(here)
+}
+
 pub(crate) fn thread_pointer() -> usize {
     let tp: usize;
     // SAFETY: reads the TCB's self pointer, which glibc keeps at %fs:0.
