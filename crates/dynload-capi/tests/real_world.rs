@@ -350,3 +350,28 @@ fn tls_of_a_glibc_loaded_static_tls_object_that_glibc_keeps_dynamic() {
     assert_eq!(d.stdout, g.stdout, "{}", d.stderr);
     assert!(mapped_in(&d.debug, &set.file("desc")), "{}", d.debug);
 }
+
+#[test]
+fn destructors_of_objects_still_loaded_run_at_exit() {
+    // Left open at exit: their destructors run, after the program's, in
+    // glibc's order (the object before its dependency).
+    let set = Set::build(
+        "capi-exit-dtors",
+        &[
+            Lib::src("b", "exit_dtor.c")
+                .no_log()
+                .define("NAME", "\"b\""),
+            Lib::src("a", "exit_dtor.c")
+                .no_log()
+                .define("NAME", "\"a\"")
+                .dep("b"),
+        ],
+    );
+    let (_, d) = compare(&set, &["open $a", "call h1 exit_dtor_loaded"]);
+    assert!(
+        d.stdout
+            .ends_with("call exit_dtor_loaded: 1\ndestructor a\ndestructor b\n"),
+        "{}",
+        d.stdout
+    );
+}

@@ -264,3 +264,53 @@ fn finish(guard: &crate::registry::Guard, victims: Vec<ObjId>) {
         finish(guard, victims);
     }
 }
+
+/// At exit, as glibc's `_dl_fini` does for its objects: the destructors of
+/// every dynload object still loaded, in destructor order, once. It runs
+/// from the `.fini_array` of the object that contains dynload (the program
+/// for the Rust API, libdynload.so for the C ABI), that is after the
+/// program's `atexit` handlers, within glibc's `_dl_fini`.
+extern "C" fn destructors_at_exit() {
+    // A thread that died holding the lock must not hang the exit.
+    let Some(guard) = LOADER.try_lock_for(std::time::Duration::from_millis(500)) else {
+        return;
+    };
+    let order = {
+        let Ok(reg) = registry_mut(&guard) else {
+            return;
+        };
+        let mut order: Vec<ObjId> = reg
+            .loaded
+            .iter()
+            .copied()
+            .filter(|&id| {
+                let o = reg.obj(id);
+                o.is_ours() && o.init_called && !o.removed
+            })
+            .collect();
+        init::sort(&reg, &mut order, true, false);
+        order
+    };
+    for id in order {
+        let (fns, name) = {
+            let Ok(mut reg) = registry_mut(&guard) else {
+                return;
+            };
+            let Some(o) = reg.get_mut(id) else { continue };
+            if !o.init_called {
+                continue;
+            }
+            // Finalised: a later dlclose (from another destructor) must not
+            // run these again.
+            o.init_called = false;
+            (init::destructors(o), o.display_name())
+        };
+        debug!(debug::LIBS, "\ncalling fini: {name} [0]\n");
+        // SAFETY: destructors of an initialised object that is still mapped.
+        unsafe { init::call_destructors(&fns) };
+    }
+}
+
+#[used]
+#[link_section = ".fini_array"]
+static DESTRUCTORS_AT_EXIT: extern "C" fn() = destructors_at_exit;

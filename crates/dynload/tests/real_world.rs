@@ -218,3 +218,32 @@ fn gdb_bt_names_frames_without_preload() {
         "{text}"
     );
 }
+
+#[test]
+fn destructors_of_objects_still_loaded_run_at_exit() {
+    // In a child, objects opened through the Rust API are left open; their
+    // destructors run when the child exits (object before dependency).
+    const CHILD: &str = "DYNLOAD_EXIT_DTORS_CHILD";
+    let name = "destructors_of_objects_still_loaded_run_at_exit";
+    if std::env::var_os(CHILD).is_some() {
+        let set = Set::build(
+            "api-exit-dtors",
+            &[
+                testkit::Lib::src("b", "exit_dtor.c")
+                    .no_log()
+                    .define("NAME", "\"b\""),
+                testkit::Lib::src("a", "exit_dtor.c")
+                    .no_log()
+                    .define("NAME", "\"a\"")
+                    .dep("b"),
+            ],
+        );
+        let lib = unsafe { Library::open(set.path("a"), OpenFlags::NOW) }.unwrap();
+        std::mem::forget(lib);
+        return;
+    }
+    let out = testkit::rerun_in_child(name, None, &[(CHILD, "1")]);
+    let tail = &out[out.find("constructor b").expect("constructors ran")..];
+    assert!(tail.contains("constructor a\n"), "{out}");
+    assert!(tail.ends_with("destructor a\ndestructor b\n"), "{out}");
+}
