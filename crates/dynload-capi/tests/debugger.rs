@@ -58,3 +58,16 @@ fn gdb_bt_names_frames_in_dynload_objects() {
     let off = gdb_bt(&set, &[&preload, "DYNLOAD_GDB=0"]);
     assert!(!off.iter().any(|n| n == "deep_static_frame"), "{off:?}");
 }
+
+#[test]
+fn the_jit_interface_stays_out_of_the_dynamic_symbols() {
+    // Another JIT in the process (libLLVM has its own descriptor, which it
+    // reaches through a GLOB_DAT relocation) must keep binding to its own:
+    // libdynload.so's pair is in its symbol table only, where debuggers
+    // look for it in each object.
+    let dynsyms = testkit::dynamic_symbols(libdynload());
+    assert!(!dynsyms.contains("__jit_debug"), "{dynsyms}");
+    let all = testkit::readelf("-sW", libdynload());
+    assert!(all.contains("__jit_debug_descriptor"), "not in .symtab");
+    assert!(all.contains("__jit_debug_register_code"), "not in .symtab");
+}

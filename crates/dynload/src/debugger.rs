@@ -40,23 +40,45 @@ pub struct JitDescriptor {
 const JIT_REGISTER_FN: u32 = 1;
 const JIT_UNREGISTER_FN: u32 = 2;
 
-/// The descriptor debuggers read (name and layout fixed by GDB).
-#[unsafe(no_mangle)]
-#[used]
-pub static mut __jit_debug_descriptor: JitDescriptor = JitDescriptor {
-    version: 1,
-    action_flag: 0,
-    relevant_entry: std::ptr::null_mut(),
-    first_entry: std::ptr::null_mut(),
-};
+// The descriptor debuggers read and the function they break on (names and
+// layout fixed by GDB). Defined in assembly to be hidden — kept out of
+// libdynload.so's dynamic symbols, so that another JIT in the process (LLVM
+// has its own pair) keeps binding to its own — and weak, so that a program
+// linking dynload and another JIT statically still links. Debuggers find
+// them in each object's symbol table.
+std::arch::global_asm!(
+    ".pushsection .text.__jit_debug_register_code,\"ax\",@progbits",
+    ".weak __jit_debug_register_code",
+    ".hidden __jit_debug_register_code",
+    ".type __jit_debug_register_code,@function",
+    "__jit_debug_register_code:",
+    "    nop",
+    "    ret",
+    ".size __jit_debug_register_code, . - __jit_debug_register_code",
+    ".popsection",
+    ".pushsection .data.__jit_debug_descriptor,\"aw\",@progbits",
+    ".weak __jit_debug_descriptor",
+    ".hidden __jit_debug_descriptor",
+    ".type __jit_debug_descriptor,@object",
+    ".balign 8",
+    "__jit_debug_descriptor:",
+    "    .long 1",
+    "    .long 0",
+    "    .quad 0",
+    "    .quad 0",
+    ".size __jit_debug_descriptor, 24",
+    ".popsection",
+);
 
-/// Debuggers break here to read the descriptor's news.
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn __jit_debug_register_code() {
-    // A body of its own, so that no other function is folded into it.
-    // SAFETY: an empty asm statement.
-    unsafe { std::arch::asm!("nop", options(nomem, nostack, preserves_flags)) };
+unsafe extern "C" {
+    static mut __jit_debug_descriptor: JitDescriptor;
+    fn __jit_debug_register_code();
+}
+
+/// Tell a debugger that the descriptor changed.
+fn notify() {
+    // SAFETY: the assembly function above: nop, ret.
+    unsafe { __jit_debug_register_code() };
 }
 
 struct Described {
@@ -76,7 +98,7 @@ fn watched() -> bool {
     match crate::process::settings().gdb {
         Some(on) => on,
         // SAFETY: reads one byte of this function's own code.
-        None => unsafe { *(__jit_debug_register_code as *const u8) == 0xcc },
+        None => unsafe { *(__jit_debug_register_code as *const () as *const u8) == 0xcc },
     }
 }
 
@@ -111,7 +133,7 @@ pub(crate) fn describe<'a>(objects: impl Iterator<Item = &'a Object>) {
             (*d).relevant_entry = &mut *entry;
             (*d).action_flag = JIT_REGISTER_FN;
         }
-        __jit_debug_register_code();
+        notify();
         described.insert(obj.id, Described { entry, _file: file });
     }
 }
@@ -137,7 +159,7 @@ pub(crate) fn forget(id: ObjId) {
         (*d).relevant_entry = e;
         (*d).action_flag = JIT_UNREGISTER_FN;
     }
-    __jit_debug_register_code();
+    notify();
     drop(gone);
 }
 
