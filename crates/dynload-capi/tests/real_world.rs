@@ -230,6 +230,19 @@ fn initial_exec_tls_objects_are_loaded_by_glibc() {
     );
     assert!(testkit::dynamic_section(set.path("ie")).contains("STATIC_TLS"));
     assert!(testkit::relocations(set.path("user")).contains("R_X86_64_TPOFF64"));
+    // glibc loads them with the mode asked for: RTLD_NOW binds everything.
+    set.compile(
+        &Lib::src("undef", "tls_ie_undef.c")
+            .no_log()
+            .flag("-ftls-model=initial-exec"),
+    );
+    let (_, d) = compare(&set, &["open $undef NOW", "open $undef LAZY"]);
+    assert!(
+        d.stdout
+            .contains("undefined symbol: no_such_function_anywhere"),
+        "{}",
+        d.stdout
+    );
     let (_, d) = compare(
         &set,
         &[

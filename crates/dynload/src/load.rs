@@ -583,8 +583,14 @@ fn load_via_glibc(
     let c = CString::new(name)
         .map_err(|_| Error::invalid(String::from_utf8_lossy(name), "name contains a NUL byte"))?;
     let g = host::glibc();
+    // The caller's mode, binding included (RTLD_NOW must bind everything
+    // now); RTLD_LAZY only when it gives none (a dependency's load).
+    let binding = match mode & RTLD_BINDING_MASK {
+        0 => libc::RTLD_LAZY,
+        b => b,
+    };
     let flags =
-        (mode & (RTLD_BINDING_MASK | RTLD_GLOBAL | RTLD_NODELETE | RTLD_NOLOAD)) | libc::RTLD_LAZY;
+        (mode & (RTLD_GLOBAL | RTLD_NODELETE | RTLD_NOLOAD | libc::RTLD_DEEPBIND)) | binding;
     let h = {
         let _inside = host::GlibcCall::enter();
         // SAFETY: glibc's dlopen with a C string.
