@@ -388,3 +388,67 @@ fn destructors_of_objects_still_loaded_run_at_exit() {
         d.stdout
     );
 }
+
+#[test]
+fn constructors_of_objects_glibc_loads_for_dynload_use_dynload() {
+    // glibc loads this object (initial-exec TLS) with dynload's registry
+    // free: its constructor finds a dynload object in the global scope and
+    // opens a library through its own RUNPATH; its destructor, run when
+    // glibc unloads it, closes that handle.
+    let set = Set::build(
+        "capi-ie-calls",
+        &[
+            Lib::src("core", "core_fn.c").no_log(),
+            Lib::node("sub", 5).no_log().subdir("sub"),
+            Lib::src("calls", "tls_ie_calls.c")
+                .no_log()
+                .flag("-ftls-model=initial-exec")
+                .flag("-Wl,-rpath,$ORIGIN/sub")
+                .define("SUBNAME", "\"libcapi_ie_calls_sub.so\""),
+        ],
+    );
+    let (_, d) = compare(
+        &set,
+        &[
+            "open $core NOW|GLOBAL",
+            "open $calls NOW",
+            "call h2 ie_calls_result",
+            "close h2",
+        ],
+    );
+    assert!(
+        d.stdout
+            .contains("call ie_calls_result: 3\nie destructor: dlclose(sub) = 0\nclose h2: 0"),
+        "{}",
+        d.stdout
+    );
+    assert!(
+        mapped_in(&d.debug, "libcapi_ie_calls_sub.so"),
+        "{}",
+        d.debug
+    );
+
+    // One that needs an object dynload already loaded is refused instead:
+    // glibc would map a second copy of that dependency.
+    set.compile(
+        &Lib::src("needs_core", "tls_ie_ctor.c")
+            .no_log()
+            .dep("core")
+            .flag("-ftls-model=initial-exec"),
+    );
+    let d = run_driver(
+        &set,
+        &[
+            "open $core NOW|GLOBAL",
+            "open $needs_core NOW",
+            "maps @needs_core",
+        ],
+        Loader::Dynload,
+        &[],
+    );
+    assert!(
+        d.stdout.contains("_needs_core.so: cannot allocate memory in static TLS block)\nmaps libcapi_ie_calls_needs_core.so: 0"),
+        "{}",
+        d.stdout
+    );
+}

@@ -104,10 +104,6 @@ pub unsafe extern "C" fn dlopen_from(
     mode: c_int,
     caller: *const c_void,
 ) -> *mut c_void {
-    if crate::host::inside_glibc_call() {
-        // SAFETY: glibc's dlopen with the caller's arguments.
-        return unsafe { (crate::host::glibc().dlopen)(file, mode) };
-    }
     clear_error();
     // RTLD_NOLOAD of an object that is not loaded: NULL, and no error.
     or_null(guarded(|| {
@@ -155,16 +151,6 @@ fn lookup(
     version: Option<*const c_char>,
     caller: *const c_void,
 ) -> *mut c_void {
-    if crate::host::inside_glibc_call() {
-        let g = crate::host::glibc();
-        // SAFETY: glibc's dlsym/dlvsym with the caller's arguments.
-        return unsafe {
-            match version {
-                Some(v) => (g.dlvsym)(handle, name, v),
-                None => (g.dlsym)(handle, name),
-            }
-        };
-    }
     clear_error();
     or_null(guarded(|| {
         let name = bytes(name)
@@ -227,10 +213,6 @@ pub unsafe extern "C" fn dlmopen_from(
 /// # Safety
 /// As for the C function: valid C strings and pointers, as glibc requires.
 pub unsafe extern "C" fn dl_close(handle: *mut c_void) -> c_int {
-    if crate::host::inside_glibc_call() && crate::host::is_glibc_handle(handle) {
-        // SAFETY: a handle glibc gave (through the forwarded dlopen).
-        return unsafe { (crate::host::glibc().dlclose)(handle) };
-    }
     clear_error();
     let r = guarded(|| {
         let id = crate::api::id_for(handle as usize)
@@ -251,10 +233,6 @@ pub unsafe extern "C" fn dl_close(handle: *mut c_void) -> c_int {
 /// # Safety
 /// As for the C function: valid C strings and pointers, as glibc requires.
 pub unsafe extern "C" fn dl_error() -> *mut c_char {
-    if crate::host::inside_glibc_call() {
-        // SAFETY: glibc's dlerror, for the forwarded calls' errors.
-        return unsafe { (crate::host::glibc().dlerror)() };
-    }
     LAST_ERROR
         .try_with(|e| {
             let Ok(mut e) = e.try_borrow_mut() else {

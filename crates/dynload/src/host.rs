@@ -124,7 +124,6 @@ type IterateFn = unsafe extern "C" fn(Option<IterateCallback>, *mut c_void) -> c
 type DlopenFn = unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void;
 type DlcloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 type DlsymFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
-type DlvsymFn = unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char) -> *mut c_void;
 type DlerrorFn = unsafe extern "C" fn() -> *mut c_char;
 type DladdrFn = unsafe extern "C" fn(*const c_void, *mut libc::Dl_info) -> c_int;
 type Dladdr1Fn =
@@ -140,7 +139,6 @@ pub(crate) struct Glibc {
     pub dlopen: DlopenFn,
     pub dlclose: DlcloseFn,
     pub dlsym: DlsymFn,
-    pub dlvsym: DlvsymFn,
     pub dlerror: DlerrorFn,
     pub dladdr: DladdrFn,
     pub dladdr1: Dladdr1Fn,
@@ -151,8 +149,7 @@ pub(crate) struct Glibc {
     pub thread_atexit: ThreadAtexitFn,
     /// glibc's handle for the main program (`dlopen(NULL)`).
     pub main_handle: *mut c_void,
-    /// `_r_debug` (<link.h>), read only.
-    r_debug: *const RDebug,
+
     /// The address of ld.so's `__tls_get_addr`, to which dynload's own
     /// forwards glibc's module ids (a tail jump, so no function type).
     pub tls_get_addr: usize,
@@ -163,55 +160,6 @@ pub(crate) struct Glibc {
 unsafe impl Send for Glibc {}
 // SAFETY: as above.
 unsafe impl Sync for Glibc {}
-
-thread_local! {
-    /// How deep this thread is inside a glibc dlopen or dlclose that
-    /// dynload made (with its registry borrowed).
-    static GLIBC_CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
-/// Marks a glibc dlopen/dlclose made by dynload, for its duration: the
-/// constructors and destructors glibc runs meanwhile may call the dl*
-/// functions, which then go to glibc (the objects involved are glibc's, and
-/// dynload is busy).
-pub(crate) struct GlibcCall(());
-
-impl GlibcCall {
-    pub(crate) fn enter() -> GlibcCall {
-        let _ = GLIBC_CALLS.try_with(|c| c.set(c.get() + 1));
-        GlibcCall(())
-    }
-}
-
-impl Drop for GlibcCall {
-    fn drop(&mut self) {
-        let _ = GLIBC_CALLS.try_with(|c| c.set(c.get().saturating_sub(1)));
-    }
-}
-
-/// Is `handle` one of glibc's (a link_map in `_r_debug`'s list)?
-pub(crate) fn is_glibc_handle(handle: *mut c_void) -> bool {
-    let mut lm = {
-        // SAFETY: `_r_debug` is ld.so's, alive for the whole process.
-        unsafe { (*glibc().r_debug).r_map }
-    };
-    let mut guard = 0;
-    while !lm.is_null() && guard < 1 << 16 {
-        if lm as *mut c_void == handle {
-            return true;
-        }
-        // SAFETY: entries of glibc's list (public prefix), read only, under
-        // glibc's own discipline for debuggers.
-        lm = unsafe { (*lm).l_next };
-        guard += 1;
-    }
-    false
-}
-
-/// Is this thread inside a [`GlibcCall`]?
-pub(crate) fn inside_glibc_call() -> bool {
-    GLIBC_CALLS.try_with(|c| c.get() > 0).unwrap_or(false)
-}
 
 /// glibc's functions, found once.
 pub(crate) fn glibc() -> &'static Glibc {
@@ -288,7 +236,6 @@ fn find_glibc() -> Result<Glibc, String> {
             dlopen,
             dlclose: std::mem::transmute::<usize, DlcloseFn>(get("dlclose")?),
             dlsym: std::mem::transmute::<usize, DlsymFn>(get("dlsym")?),
-            dlvsym: std::mem::transmute::<usize, DlvsymFn>(get("dlvsym")?),
             dlerror: std::mem::transmute::<usize, DlerrorFn>(get("dlerror")?),
             dladdr: std::mem::transmute::<usize, DladdrFn>(get("dladdr")?),
             dladdr1: std::mem::transmute::<usize, Dladdr1Fn>(get("dladdr1")?),
@@ -300,7 +247,6 @@ fn find_glibc() -> Result<Glibc, String> {
                 "__cxa_thread_atexit_impl",
             )?),
             main_handle,
-            r_debug,
             tls_get_addr,
         })
     }

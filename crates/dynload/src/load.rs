@@ -35,6 +35,11 @@ struct Tx {
     /// The objects that need them take references of their own; these are
     /// released when the call ends, whatever its outcome.
     glibc_handles: Vec<*mut c_void>,
+    /// A library glibc must load (name, mode, why) before the call can go
+    /// on: stage 1 stops, is rolled back, glibc loads it with the registry
+    /// not borrowed (its constructors may call dynload), and stage 1 runs
+    /// again, finding it loaded.
+    glibc_wanted: Option<(Vec<u8>, c_int, &'static str)>,
 }
 
 /// What a dlopen may change on an object that was already loaded.
@@ -88,6 +93,7 @@ pub(crate) fn dlopen(
     let result = open_locked(&guard, name, mode, caller, &mut tx);
     registry_mut(&guard)?.release_glibc(tx.glibc_handles.drain(..));
     crate::unload::collect_pending(&guard);
+    registry::close_queued_glibc(&guard);
     result
 }
 
@@ -101,15 +107,30 @@ fn open_locked(
 ) -> Result<Option<Opened>, Error> {
     let start = std::time::Instant::now();
     let stats_before = registry(guard)?.stats;
-    let stage1 = {
-        let mut reg = registry_mut(guard)?;
-        reg.stats.dlopen_calls += 1;
-        reg.refresh_host();
-        let r = open_stage1(&mut reg, name, mode, caller, tx);
-        if r.is_err() {
-            rollback(&mut reg, tx);
+    registry_mut(guard)?.stats.dlopen_calls += 1;
+    let mut glibc_loads = 0;
+    let stage1 = loop {
+        let r = {
+            let mut reg = registry_mut(guard)?;
+            reg.refresh_host();
+            let r = open_stage1(&mut reg, name, mode, caller, tx);
+            if r.is_err() {
+                rollback(&mut reg, tx);
+            }
+            r
+        };
+        match (r, tx.glibc_wanted.take()) {
+            // (Each round loads one more library; a name glibc's copy does
+            // not answer to would come back: stop there.)
+            (Err(e), Some(wanted)) => {
+                glibc_loads += 1;
+                if glibc_loads > 64 {
+                    return Err(e);
+                }
+                open_through_glibc(guard, wanted, tx)?
+            }
+            (r, _) => break r?,
         }
-        r?
     };
     let root = match stage1 {
         Stage1::NotLoaded => return Ok(None),
@@ -527,6 +548,32 @@ fn map_object(
         // that, and it is glibc's. glibc loads such objects (libGLdispatch)
         // itself, so they work as under glibc. (Initial-exec references to
         // other objects' static TLS, as libGL's, dynload serves.)
+        // glibc loads its dependencies itself: one that dynload loaded
+        // would be mapped a second time, so that is refused.
+        // (By name, soname, or file name: glibc would find the same file.)
+        let ours = obj.view.dyn_info.needed.iter().find_map(|&off| {
+            let dep = reg.dyn_string(&obj, off)?;
+            let base = |n: &[u8]| n.rsplit(|&c| c == b'/').next().map(<[u8]>::to_vec);
+            reg.loaded
+                .iter()
+                .map(|&id| reg.obj(id))
+                .find(|o| {
+                    o.is_ours()
+                        && !o.removed
+                        && (o.answers_to(dep) || base(o.name.to_bytes()).as_deref() == Some(dep))
+                })
+                .map(|o| o.display_name())
+        });
+        if let Some(dep) = ours {
+            return Err(Error::load(
+                ErrorKind::Unsupported,
+                path_shown,
+                "cannot allocate memory in static TLS block",
+            )
+            .with_why(format!(
+                "the object has initial-exec TLS of its own (DF_STATIC_TLS), which only glibc's static TLS can hold, so glibc must load it; but it needs {dep}, which dynload loaded, and glibc would map a second copy. Rebuild it with -ftls-model=global-dynamic (or -mtls-dialect=gnu2), or load {dep} with glibc"
+            )));
+        }
         drop(obj);
         return load_via_glibc(
             reg,
@@ -568,20 +615,36 @@ fn map_object(
     Ok(Some(id))
 }
 
-/// Hand a library to glibc (`why`: a C-runtime library, or one dynload
-/// cannot serve) and return its (host) record.
+/// A library glibc must load (`why`: a C-runtime library, or one dynload
+/// cannot serve): its host record if glibc has it already; otherwise stage
+/// 1 stops here, and `open_through_glibc` has glibc load it.
 fn load_via_glibc(
     reg: &mut Registry,
     name: &[u8],
     mode: c_int,
     tx: &mut Tx,
-    why: &str,
+    why: &'static str,
 ) -> Result<ObjId, Error> {
     if let Some(id) = reg.find_loaded(name) {
         return Ok(id);
     }
-    let c = CString::new(name)
-        .map_err(|_| Error::invalid(String::from_utf8_lossy(name), "name contains a NUL byte"))?;
+    tx.glibc_wanted = Some((name.to_vec(), mode, why));
+    Err(Error::load(
+        ErrorKind::System,
+        String::from_utf8_lossy(name),
+        "left to glibc",
+    ))
+}
+
+/// Have glibc load a library (no registry borrow held: glibc runs its
+/// constructors, which may call dynload's dl* functions).
+fn open_through_glibc(
+    guard: &registry::Guard,
+    (name, mode, why): (Vec<u8>, c_int, &'static str),
+    tx: &mut Tx,
+) -> Result<(), Error> {
+    let c = CString::new(name.clone())
+        .map_err(|_| Error::invalid(String::from_utf8_lossy(&name), "name contains a NUL byte"))?;
     let g = host::glibc();
     // The caller's mode, binding included (RTLD_NOW must bind everything
     // now); RTLD_LAZY only when it gives none (a dependency's load).
@@ -591,18 +654,19 @@ fn load_via_glibc(
     };
     let flags =
         (mode & (RTLD_GLOBAL | RTLD_NODELETE | RTLD_NOLOAD | libc::RTLD_DEEPBIND)) | binding;
-    let h = {
-        let _inside = host::GlibcCall::enter();
-        // SAFETY: glibc's dlopen with a C string.
-        unsafe { (g.dlopen)(c.as_ptr(), flags) }
-    };
+    // SAFETY: glibc's dlopen with a C string.
+    let h = unsafe { (g.dlopen)(c.as_ptr(), flags) };
     if h.is_null() {
         let text = host::glibc_error()
             .unwrap_or_else(|| format!("{}: cannot open shared object file", c.to_string_lossy()));
         return Err(Error::load(ErrorKind::System, "", text));
     }
+    // This handle keeps it loaded until the dlopen ends; by then the
+    // objects that use it hold references of their own.
+    tx.glibc_handles.push(h);
+    let mut reg = registry_mut(guard)?;
     reg.refresh_host();
-    let id = reg.find_loaded(name).or_else(|| {
+    let id = reg.find_loaded(&name).or_else(|| {
         let mut lm: *mut LinkMap = std::ptr::null_mut();
         // SAFETY: RTLD_DI_LINKMAP on glibc's own handle.
         unsafe { (g.dlinfo)(h, libc::RTLD_DI_LINKMAP, &mut lm as *mut _ as *mut c_void) };
@@ -613,10 +677,8 @@ fn load_via_glibc(
         reg.find_loaded(&path)
     });
     let Some(id) = id else {
-        // SAFETY: closing the handle just opened.
-        unsafe { (g.dlclose)(h) };
         return Err(Error::invalid(
-            String::from_utf8_lossy(name),
+            String::from_utf8_lossy(&name),
             "glibc loaded it but dl_iterate_phdr does not list it",
         ));
     };
@@ -625,10 +687,13 @@ fn load_via_glibc(
         "file={} [0];  {why}, loaded by glibc",
         reg.obj(id).display_name()
     );
-    // This handle keeps it loaded until the dlopen ends; by then the
-    // objects that use it hold references of their own.
-    tx.glibc_handles.push(h);
-    Ok(id)
+    if reg.obj(id).answers_to(&name) {
+        return Ok(());
+    }
+    // Found under its path only: remember the name it was asked by, so
+    // that the next stage 1 finds it.
+    reg.obj_mut(id).names.push(name);
+    Ok(())
 }
 
 /// Build the record for a freshly mapped object, checking its dynamic

@@ -28,6 +28,8 @@ pub(crate) struct Stats {
 
 pub(crate) struct Registry {
     slots: Vec<Option<Box<Object>>>,
+    /// glibc handles given up, to close when the operation ends.
+    glibc_closing: Vec<usize>,
     free: Vec<ObjId>,
     /// dynload's objects in load order (glibc's namespace list order).
     pub loaded: Vec<ObjId>,
@@ -96,6 +98,30 @@ impl Loader {
     }
 }
 
+/// Close the glibc handles `release_glibc` queued (loader lock held,
+/// registry not borrowed), then refresh the host list, so that no lookup
+/// reads the tables of objects glibc unloaded.
+pub(crate) fn close_queued_glibc(g: &Guard) {
+    loop {
+        let batch = match registry_mut(g) {
+            Ok(mut reg) => std::mem::take(&mut reg.glibc_closing),
+            Err(_) => return,
+        };
+        if batch.is_empty() {
+            return;
+        }
+        let glibc = host::glibc();
+        for h in batch {
+            // SAFETY: each is a handle glibc's dlopen returned to dynload,
+            // closed once (its holder gave it up).
+            unsafe { (glibc.dlclose)(h as *mut std::ffi::c_void) };
+        }
+        if let Ok(mut reg) = registry_mut(g) {
+            reg.refresh_host();
+        }
+    }
+}
+
 /// Mutable access to the registry under the lock. Fails (instead of
 /// panicking) when the loader is re-entered from code it is running with the
 /// registry borrowed, such as an IFUNC resolver that calls dlopen.
@@ -129,6 +155,7 @@ impl Registry {
         crate::tls::init(host::glibc().tls_get_addr);
         let finder = Finder::new();
         let mut reg = Registry {
+            glibc_closing: Vec::new(),
             slots: Vec::new(),
             free: Vec::new(),
             loaded: Vec::new(),
@@ -378,24 +405,19 @@ impl Registry {
 
     /// Mirror glibc's list of loaded objects, if it changed.
     /// Drop references dynload holds on glibc's objects (handles from
-    /// glibc's dlopen). glibc may unload objects now: the host list is
-    /// refreshed at once, so that no lookup reads their unmapped tables.
+    /// glibc's dlopen). They are queued and closed by `close_queued_glibc`
+    /// when the loader's operation ends, without the registry borrowed:
+    /// glibc may run destructors, which may call back into dynload.
     pub(crate) fn release_glibc(
         &mut self,
         handles: impl IntoIterator<Item = *mut std::ffi::c_void>,
     ) {
-        let g = host::glibc();
-        let mut closed = false;
-        let _inside = host::GlibcCall::enter();
-        for h in handles.into_iter().filter(|h| !h.is_null()) {
-            // SAFETY: each is a handle glibc's dlopen returned to dynload,
-            // closed once (its holder gives it up here).
-            unsafe { (g.dlclose)(h) };
-            closed = true;
-        }
-        if closed {
-            self.refresh_host();
-        }
+        self.glibc_closing.extend(
+            handles
+                .into_iter()
+                .filter(|h| !h.is_null())
+                .map(|h| h as usize),
+        );
     }
 
     pub(crate) fn refresh_host(&mut self) {

@@ -16,6 +16,7 @@ pub(crate) fn dlclose(id: ObjId) -> Result<(), Error> {
     let guard = LOADER.lock();
     let r = close_locked(&guard, id);
     collect_pending(&guard);
+    crate::registry::close_queued_glibc(&guard);
     r
 }
 
@@ -87,6 +88,7 @@ pub(crate) fn collect_when_idle() {
     COLLECT_PENDING.store(true, SeqCst);
     if let Some(guard) = LOADER.try_lock() {
         collect_pending(&guard);
+        crate::registry::close_queued_glibc(&guard);
     }
 }
 
