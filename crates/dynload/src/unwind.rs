@@ -305,8 +305,9 @@ pub(crate) fn eh_frame_of(obj: &Object, hdr: usize) -> Result<(usize, usize), St
             (hdr + 4).wrapping_add_signed(off)
         }
         0x00 => {
+            // An address as linked: add the load bias.
             let b = img.bytes(hdr + 4, 8).ok_or("truncated .eh_frame_hdr")?;
-            u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize
+            (u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize).wrapping_add(img.base)
         }
         e => return Err(format!("eh_frame_ptr encoding {e:#x}")),
     };
