@@ -140,10 +140,18 @@ fn dl_iterate_phdr_sees_both_worlds() {
         "open $a NOW",
         "iterate _iterate_",
         "iterate libc.so",
+        // dlpi_phdr points into the mapped image (PT_PHDR), as glibc's
+        // does: code finds the ELF header from it.
+        "phdroff _iterate_a",
         "close h1",
         "iterate _iterate_",
     ];
     let (g, _) = compare(&set, &script);
+    assert!(
+        g.stdout.contains("phdroff: libcapi_iterate_a.so 0x40\n"),
+        "{}",
+        g.stdout
+    );
     assert!(
         g.stdout
             .contains("iterate: libcapi_iterate_a.so libcapi_iterate_log.so\n"),

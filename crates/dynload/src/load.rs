@@ -6,7 +6,7 @@
 use std::ffi::{c_int, c_void, CString};
 
 use crate::debug::{self, debug};
-use crate::elf::{dynamic, elf};
+use crate::elf::{dynamic, elf, Phdr, LE};
 use crate::error::{Error, ErrorKind};
 use crate::find::{self, dst};
 use crate::host::{self, View};
@@ -759,8 +759,36 @@ fn build_object(
     };
     let deepbind = mode & RTLD_DEEPBIND != 0;
     let mut scope = Vec::new();
-    let phdrs_ptr = mapped.phdrs.as_ptr();
     let phnum = mapped.phdrs.len();
+    // As glibc: the program headers in the mapped image (code finds the
+    // ELF header from `dlpi_phdr`) — where PT_PHDR says, or inside the
+    // PT_LOAD whose file range holds them — if they are mapped there and
+    // are the ones read from the file; else the copy.
+    let len = phnum * std::mem::size_of::<Phdr>();
+    let phoff = opened.header.phoff;
+    let in_load = |p: &&Phdr| {
+        let (off, filesz) = (p.p_offset.get(LE), p.p_filesz.get(LE));
+        p.p_type.get(LE) == elf::PT_LOAD
+            && off <= phoff
+            && phoff.saturating_add(len as u64) <= off.saturating_add(filesz)
+    };
+    let phdrs_ptr = mapped
+        .phdrs
+        .iter()
+        .find(|p| p.p_type.get(LE) == elf::PT_PHDR)
+        .map(|p| view.image.addr(p.p_vaddr.get(LE)))
+        .or_else(|| {
+            let p = mapped.phdrs.iter().find(in_load)?;
+            let vaddr = p.p_vaddr.get(LE).wrapping_add(phoff - p.p_offset.get(LE));
+            Some(view.image.addr(vaddr))
+        })
+        .filter(|&a| {
+            view.image
+                .bytes(a, len)
+                .is_some_and(|b| b == object::pod::bytes_of_slice(&mapped.phdrs[..]))
+                && a % std::mem::align_of::<Phdr>() == 0
+        })
+        .map_or(mapped.phdrs.as_ptr(), |a| a as *const Phdr);
     let (map_start, map_end) = (mapped.mapping.start(), mapped.mapping.end());
     let mut obj = Object {
         id: 0,
