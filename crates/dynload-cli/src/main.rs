@@ -70,7 +70,14 @@ enum Cmd {
 /// or where DYNLOAD_LIBRARY says.
 fn libdynload() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("DYNLOAD_LIBRARY") {
-        return Ok(PathBuf::from(p));
+        // glibc would only warn that it cannot preload a missing file and
+        // run the program without dynload.
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("{} (DYNLOAD_LIBRARY) not found", p.display()))
+        };
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
     let lib = exe.with_file_name("libdynload.so");

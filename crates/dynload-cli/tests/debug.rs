@@ -149,3 +149,19 @@ fn stats_are_printed_for_the_program_not_its_children() {
         "one summary, from the program dynload run started:\n{stderr}"
     );
 }
+
+#[test]
+fn run_refuses_a_missing_libdynload() {
+    // glibc would warn and run the program without dynload: refuse instead.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynload"))
+        .env("DYNLOAD_LIBRARY", "/nonexistent/libdynload.so")
+        .args(["run", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/libdynload.so (DYNLOAD_LIBRARY) not found"),
+        "{err}"
+    );
+}
