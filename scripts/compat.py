@@ -728,6 +728,62 @@ def describe(counts):
     return ", ".join("%d %s" % (counts[k], k) for k in COUNT_KEYS if counts.get(k))
 
 
+# ------------------------------------------------- native libraries, CPython
+
+# Big C and C++ libraries used through their C APIs by fixtures/big_libraries.c
+# (what the tests in crates/*/tests/big_libraries.rs also check).
+NATIVE = [
+    ("llvm", "libLLVM-15.so.1", "C++ (LLVM 15: IR, verifier, MCJIT)"),
+    ("z3", "libz3.so.4", "C++ (Z3 solver)"),
+    ("icu", "libicuuc.so.72", "C++ (ICU 72: number formatting, collation)"),
+]
+
+
+def native_libraries():
+    """Each library's work under plain glibc and under `dynload run`: the
+    same output, and the library mapped by dynload."""
+    d = WORK / "native"
+    d.mkdir(parents=True, exist_ok=True)
+    prog = d / "big_libraries"
+    built = run(["gcc", "-O1", "-o", str(prog), str(ROOT / "fixtures" / "big_libraries.c")], cwd=d)
+    rows = []
+    for which, soname, kind in NATIVE:
+        problems = []
+        if built.rc != 0:
+            problems.append("cannot build fixtures/big_libraries.c: " + built.out[-300:])
+        else:
+            plain = run([str(prog), which], cwd=d, log_path=d / (which + "-glibc.log"))
+            debug = d / ("debug-" + which)
+            under = run(dynload_prefix(debug) + [str(prog), which], cwd=d,
+                        log_path=d / (which + "-dynload.log"))
+            if plain.rc != 0 or under.rc != 0:
+                problems.append("exit %d under glibc, %d under dynload" % (plain.rc, under.rc))
+            if plain.out != under.out:
+                problems.append("different output")
+            if not any(os.path.basename(n) == soname for n in mapped_by_dynload(debug)):
+                problems.append("%s was not mapped by dynload" % soname)
+        real = os.path.realpath("/usr/lib/x86_64-linux-gnu/" + soname)
+        rows.append({"library": os.path.basename(real), "kind": kind, "ok": not problems,
+                     "problems": problems})
+        log("%s: %s" % (soname, "same output, mapped by dynload" if not problems
+                        else "PROBLEM: " + "; ".join(problems)))
+    return rows
+
+
+def cpython_suite():
+    """CPython's own tests of its extension modules (scripts/cpython_suite.py),
+    every test case compared."""
+    out = WORK / "cpython-suite.json"
+    r = run([sys.executable, str(ROOT / "scripts" / "cpython_suite.py"), "--json", str(out)],
+            cwd=ROOT, log_path=WORK / "logs" / "cpython-suite.log")
+    log(r.out.strip())
+    if not out.exists():
+        return {"ok": False, "problems": ["no results"], "tests": [], "glibc": {}, "dynload": {}}
+    data = json.loads(out.read_text())
+    data["ok"] = r.rc == 0 and not data["differences"]
+    return data
+
+
 # ---------------------------------------------------------------- report
 
 def table(results):
@@ -751,6 +807,27 @@ def table(results):
     return "\n".join(rows)
 
 
+def native_table(results):
+    rows = ["| library | kind | under glibc and under `dynload run` |", "|---|---|---|"]
+    for r in results.get("native", []):
+        rows.append("| %s | %s | %s |" % (r["library"], r["kind"], "same output, mapped by dynload"
+                                          if r["ok"] else "**" + "; ".join(r["problems"]) + "**"))
+    return "\n".join(rows)
+
+
+def cpython_line(results):
+    c = results.get("cpython")
+    if not c:
+        return []
+    g = ", ".join("%d %s" % (n, k) for k, n in sorted(c["glibc"].items()))
+    u = ", ".join("%d %s" % (n, k) for k, n in sorted(c["dynload"].items()))
+    return ["CPython %s's own tests of its extension modules (`scripts/cpython_suite.py`, %d test "
+            "modules: %s): under glibc %s; under dynload %s; %s." % (
+                results["python"], len(c["tests"]), ", ".join(c["tests"]), g, u,
+                "every test case with the same outcome" if c["ok"] else
+                "**%d test cases differ**" % len(c.get("differences", []))), ""]
+
+
 def readme_section(results):
     notes = ["- %s: %s" % (r["package"], r["suite"]["why"])
              for r in results["packages"] if r.get("suite", {}).get("why")]
@@ -764,6 +841,11 @@ def readme_section(results):
         table(results),
         "",
         *notes,
+        "",
+        *cpython_line(results),
+        "Big C and C++ libraries, used through their C APIs by `fixtures/big_libraries.c`:",
+        "",
+        native_table(results),
     ])
 
 
@@ -811,6 +893,10 @@ def run_all(selected, suites):
                 for t, g, u in entry["suite"]["differing"][:10]:
                     log("    %s: glibc %s, dynload %s" % (t, g, u))
         results["packages"].append(entry)
+    if len(selected) == len(PACKAGES):
+        results["native"] = native_libraries()
+        if suites:
+            results["cpython"] = cpython_suite()
     results["seconds"] = round(time.monotonic() - start, 1)
     return results
 
@@ -822,7 +908,15 @@ def summary(results):
             bad.append("%s exercise: %s" % (r["package"], "; ".join(r["exercise"]["problems"])))
         if r.get("suite") and not r["suite"]["ok"]:
             bad.append("%s tests: %s" % (r["package"], "; ".join(r["suite"]["problems"])))
+    for r in results.get("native", []):
+        if not r["ok"]:
+            bad.append("%s: %s" % (r["library"], "; ".join(r["problems"])))
+    if results.get("cpython") and not results["cpython"]["ok"]:
+        bad.append("CPython's own tests: %d test cases differ"
+                   % len(results["cpython"].get("differences", [])))
     log("\n" + table(results))
+    if results.get("native"):
+        log("\n" + native_table(results))
     log("\n%d packages, %.0f s. %s" % (len(results["packages"]), results["seconds"],
                                         "glibc and dynload agree everywhere." if not bad else
                                         "DIFFERENCES:\n  " + "\n  ".join(bad)))
