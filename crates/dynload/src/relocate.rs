@@ -101,6 +101,7 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome,
         obj,
         scopes,
         cache: None,
+        static_modules: Vec::new(),
         out: Outcome::default(),
         name,
     };
@@ -126,6 +127,9 @@ struct Relocator<'a> {
     scopes: ScopeChunks<'a>,
     /// glibc's `l_lookup_cache`: (symbol index, PLT class) → result.
     cache: Option<(u32, bool, Binding)>,
+    /// glibc modules already probed for static TLS (`glibc_module_is_static`
+    /// starts a thread): module id → answer, for this object's relocation.
+    static_modules: Vec<(usize, bool)>,
     out: Outcome,
     name: String,
 }
@@ -370,6 +374,16 @@ impl Relocator<'_> {
         Ok(())
     }
 
+    /// `tls::glibc_module_is_static`, asked once per module.
+    fn glibc_module_is_static(&mut self, module: usize) -> bool {
+        if let Some(&(_, known)) = self.static_modules.iter().find(|(m, _)| *m == module) {
+            return known;
+        }
+        let known = tls::glibc_module_is_static(module);
+        self.static_modules.push((module, known));
+        known
+    }
+
     /// DTPMOD64, DTPOFF64, TPOFF64 and TLSDESC.
     fn apply_tls(
         &mut self,
@@ -415,12 +429,15 @@ impl Relocator<'_> {
         // relocation asked for it; checked): a variable there is at one
         // fixed offset from the thread pointer, the same in every thread.
         // dynload's blocks are allocated per thread and have none.
-        let static_host = def.host().is_some_and(|h| {
-            h.startup
-                || (def.view.dyn_info.flags & u64::from(elf::DF_STATIC_TLS) != 0
+        let static_host = match def.host() {
+            None => false,
+            Some(h) if h.startup => true,
+            Some(_) => {
+                def.view.dyn_info.flags & u64::from(elf::DF_STATIC_TLS) != 0
                     && matches!(rtype, r::TPOFF64 | r::TLSDESC)
-                    && tls::glibc_module_is_static(module))
-        });
+                    && self.glibc_module_is_static(module)
+            }
+        };
         // SAFETY (all writes): `target` checked the slot is writable.
         unsafe {
             match rtype {

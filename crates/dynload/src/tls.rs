@@ -564,7 +564,7 @@ pub(crate) unsafe extern "C" fn tlsdesc_undefweak() {
 /// start-up there only when an initial-exec relocation needs it, which
 /// dynload cannot see; the offsets in this thread and in a new one agree
 /// only if so. (Asked only for objects glibc loaded with DF_STATIC_TLS,
-/// once per relocation of such a variable.)
+/// once per module for each object relocated.)
 pub(crate) fn glibc_module_is_static(id: usize) -> bool {
     let here = address(id, 0).wrapping_sub(thread_pointer());
     let there = std::thread::Builder::new()
