@@ -17,7 +17,12 @@ use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 
-use crate::elf::{elf, SymExt, LE};
+use object::endian::{U16, U32, U64};
+use object::pod::bytes_of;
+
+use crate::elf::{elf, Ehdr, Sym, SymExt, LE};
+
+type Shdr = elf::SectionHeader64<crate::elf::E>;
 use crate::object::{ObjId, Object};
 
 #[repr(C)]
@@ -212,143 +217,161 @@ fn symbol_file(obj: &Object) -> Vec<u8> {
     funcs.dedup_by(|a, b| a.addr == b.addr && a.name == b.name);
 
     // Layout: header, .eh_frame bytes, .symtab, .strtab, .shstrtab,
-    // section headers.
+    // section headers; built from `object`'s ELF structures.
     const SHSTRTAB: &[u8] = b"\0.text\0.eh_frame\0.symtab\0.strtab\0.shstrtab\0";
-    let mut out = vec![0u8; 64];
-    let align = |v: &mut Vec<u8>, a: usize| v.resize(v.len().div_ceil(a) * a, 0);
+    let name_at = |n: &[u8]| -> u32 {
+        SHSTRTAB
+            .windows(n.len())
+            .position(|w| w == n)
+            .expect("section name") as u32
+    };
+    let align8 = |v: &mut Vec<u8>| v.resize(v.len().div_ceil(8) * 8, 0);
+    let mut out = vec![0u8; std::mem::size_of::<Ehdr>()];
     let eh_off = out.len();
     if let Some((_, bytes)) = eh_frame {
         out.extend_from_slice(bytes);
     }
     let eh_len = out.len() - eh_off;
-    align(&mut out, 8);
+    align8(&mut out);
     let mut strtab = vec![0u8];
     let sym_off = out.len();
-    out.extend_from_slice(&[0u8; 24]);
+    out.extend_from_slice(bytes_of(&Sym::default()));
     for f in &funcs {
-        let name = strtab.len() as u32;
+        let sym = Sym {
+            st_name: U32::new(LE, strtab.len() as u32),
+            st_info: (elf::STB_GLOBAL << 4) | elf::STT_FUNC,
+            st_other: 0,
+            st_shndx: U16::new(LE, 1),
+            st_value: U64::new(LE, f.addr as u64),
+            st_size: U64::new(LE, f.size),
+        };
         strtab.extend_from_slice(&f.name);
         strtab.push(0);
-        out.extend_from_slice(&name.to_le_bytes());
-        out.push((elf::STB_GLOBAL << 4) | elf::STT_FUNC);
-        out.push(0);
-        out.extend_from_slice(&1u16.to_le_bytes());
-        out.extend_from_slice(&(f.addr as u64).to_le_bytes());
-        out.extend_from_slice(&f.size.to_le_bytes());
+        out.extend_from_slice(bytes_of(&sym));
     }
     let sym_len = out.len() - sym_off;
     let str_off = out.len();
     out.extend_from_slice(&strtab);
     let shstr_off = out.len();
     out.extend_from_slice(SHSTRTAB);
-    align(&mut out, 8);
+    align8(&mut out);
     let shoff = out.len();
-    let name_at = |n: &[u8]| {
-        SHSTRTAB
-            .windows(n.len())
-            .position(|w| w == n)
-            .expect("section name") as u32
-    };
-    let mut section = |name: u32,
-                       kind: u32,
-                       flags: u64,
-                       addr: usize,
-                       off: usize,
-                       size: usize,
-                       link: u32,
-                       info: u32,
-                       align: u64,
-                       entsize: u64| {
-        out.extend_from_slice(&name.to_le_bytes());
-        out.extend_from_slice(&kind.to_le_bytes());
-        out.extend_from_slice(&flags.to_le_bytes());
-        out.extend_from_slice(&(addr as u64).to_le_bytes());
-        out.extend_from_slice(&(off as u64).to_le_bytes());
-        out.extend_from_slice(&(size as u64).to_le_bytes());
-        out.extend_from_slice(&link.to_le_bytes());
-        out.extend_from_slice(&info.to_le_bytes());
-        out.extend_from_slice(&align.to_le_bytes());
-        out.extend_from_slice(&entsize.to_le_bytes());
-    };
-    section(0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    let alloc = u64::from(elf::SHF_ALLOC);
-    section(
-        name_at(b".text\0"),
-        elf::SHT_NOBITS,
-        alloc | u64::from(elf::SHF_EXECINSTR),
-        text.0,
-        0,
-        text.1 - text.0,
-        0,
-        0,
-        16,
-        0,
-    );
+    #[allow(clippy::too_many_arguments)]
+    fn section(
+        name: u32,
+        kind: u32,
+        flags: u32,
+        addr: usize,
+        offset: usize,
+        size: usize,
+        link: u32,
+        info: u32,
+        entsize: u64,
+    ) -> Shdr {
+        Shdr {
+            sh_name: U32::new(LE, name),
+            sh_type: U32::new(LE, kind),
+            sh_flags: U64::new(LE, u64::from(flags)),
+            sh_addr: U64::new(LE, addr as u64),
+            sh_offset: U64::new(LE, offset as u64),
+            sh_size: U64::new(LE, size as u64),
+            sh_link: U32::new(LE, link),
+            sh_info: U32::new(LE, info),
+            sh_addralign: U64::new(LE, 8),
+            sh_entsize: U64::new(LE, entsize),
+        }
+    }
     let eh_addr = eh_frame.map_or(0, |(a, _)| a);
-    section(
-        name_at(b".eh_frame\0"),
-        elf::SHT_PROGBITS,
-        alloc,
-        eh_addr,
-        eh_off,
-        eh_len,
-        0,
-        0,
-        8,
-        0,
-    );
-    section(
-        name_at(b".symtab\0"),
-        elf::SHT_SYMTAB,
-        0,
-        0,
-        sym_off,
-        sym_len,
-        4,
-        1,
-        8,
-        24,
-    );
-    section(
-        name_at(b".strtab\0"),
-        elf::SHT_STRTAB,
-        0,
-        0,
-        str_off,
-        strtab.len(),
-        0,
-        0,
-        1,
-        0,
-    );
-    section(
-        name_at(b".shstrtab\0"),
-        elf::SHT_STRTAB,
-        0,
-        0,
-        shstr_off,
-        SHSTRTAB.len(),
-        0,
-        0,
-        1,
-        0,
-    );
-
-    // The ELF header: ELF64, little-endian, ET_EXEC (symbol values and
-    // section addresses are absolute), x86-64.
-    let h = &mut out[..64];
-    h[..4].copy_from_slice(b"\x7fELF");
-    h[4] = elf::ELFCLASS64;
-    h[5] = elf::ELFDATA2LSB;
-    h[6] = elf::EV_CURRENT;
-    h[16..18].copy_from_slice(&elf::ET_EXEC.to_le_bytes());
-    h[18..20].copy_from_slice(&elf::EM_X86_64.to_le_bytes());
-    h[20..24].copy_from_slice(&1u32.to_le_bytes());
-    h[40..48].copy_from_slice(&(shoff as u64).to_le_bytes());
-    h[52..54].copy_from_slice(&64u16.to_le_bytes());
-    h[58..60].copy_from_slice(&64u16.to_le_bytes());
-    h[60..62].copy_from_slice(&6u16.to_le_bytes());
-    h[62..64].copy_from_slice(&5u16.to_le_bytes());
+    let mut null = section(0, 0, 0, 0, 0, 0, 0, 0, 0);
+    null.sh_addralign = U64::new(LE, 0);
+    let sections = [
+        null,
+        section(
+            name_at(b".text\0"),
+            elf::SHT_NOBITS,
+            elf::SHF_ALLOC | elf::SHF_EXECINSTR,
+            text.0,
+            0,
+            text.1 - text.0,
+            0,
+            0,
+            0,
+        ),
+        section(
+            name_at(b".eh_frame\0"),
+            elf::SHT_PROGBITS,
+            elf::SHF_ALLOC,
+            eh_addr,
+            eh_off,
+            eh_len,
+            0,
+            0,
+            0,
+        ),
+        section(
+            name_at(b".symtab\0"),
+            elf::SHT_SYMTAB,
+            0,
+            0,
+            sym_off,
+            sym_len,
+            4,
+            1,
+            std::mem::size_of::<Sym>() as u64,
+        ),
+        section(
+            name_at(b".strtab\0"),
+            elf::SHT_STRTAB,
+            0,
+            0,
+            str_off,
+            strtab.len(),
+            0,
+            0,
+            0,
+        ),
+        section(
+            name_at(b".shstrtab\0"),
+            elf::SHT_STRTAB,
+            0,
+            0,
+            shstr_off,
+            SHSTRTAB.len(),
+            0,
+            0,
+            0,
+        ),
+    ];
+    for sh in &sections {
+        out.extend_from_slice(bytes_of(sh));
+    }
+    // ELF64, little-endian, ET_EXEC (symbol values and section addresses
+    // are absolute), x86-64.
+    let header = Ehdr {
+        e_ident: elf::Ident {
+            magic: elf::ELFMAG,
+            class: elf::ELFCLASS64,
+            data: elf::ELFDATA2LSB,
+            version: elf::EV_CURRENT,
+            os_abi: 0,
+            abi_version: 0,
+            padding: [0; 7],
+        },
+        e_type: U16::new(LE, elf::ET_EXEC),
+        e_machine: U16::new(LE, elf::EM_X86_64),
+        e_version: U32::new(LE, u32::from(elf::EV_CURRENT)),
+        e_entry: U64::new(LE, 0),
+        e_phoff: U64::new(LE, 0),
+        e_shoff: U64::new(LE, shoff as u64),
+        e_flags: U32::new(LE, 0),
+        e_ehsize: U16::new(LE, std::mem::size_of::<Ehdr>() as u16),
+        e_phentsize: U16::new(LE, 0),
+        e_phnum: U16::new(LE, 0),
+        e_shentsize: U16::new(LE, std::mem::size_of::<Shdr>() as u16),
+        e_shnum: U16::new(LE, sections.len() as u16),
+        e_shstrndx: U16::new(LE, 5),
+    };
+    out[..std::mem::size_of::<Ehdr>()].copy_from_slice(bytes_of(&header));
     out
 }
 
@@ -371,44 +394,37 @@ fn file_symtab(path: &[u8], base: usize) -> Vec<Func> {
         file.read_exact_at(&mut v, off).ok()?;
         Some(v)
     };
-    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
-    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4"));
-    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8"));
     let go = || -> Option<Vec<Func>> {
-        let eh = read(0, 64)?;
-        let (shoff, shentsize, shnum) = (u64_at(&eh, 40), u16_at(&eh, 58), u16_at(&eh, 60));
-        if shentsize != 64 {
-            return None;
-        }
-        let shdrs = read(shoff, u64::from(shnum) * 64)?;
-        let sh = |i: usize| &shdrs[i * 64..i * 64 + 64];
-        let symtab = (0..usize::from(shnum)).find(|&i| u32_at(sh(i), 4) == elf::SHT_SYMTAB)?;
-        let s = sh(symtab);
-        let link = u32_at(s, 40) as usize;
-        if link >= usize::from(shnum) {
-            return None;
-        }
-        let syms = read(u64_at(s, 24), u64_at(s, 32))?;
-        let strs = read(u64_at(sh(link), 24), u64_at(sh(link), 32))?;
-        let mut out = Vec::new();
-        for e in syms.chunks_exact(24) {
-            let (name, info, shndx) = (u32_at(e, 0) as usize, e[4], u16_at(e, 6));
-            if info & 0xf != elf::STT_FUNC || shndx == elf::SHN_UNDEF {
-                continue;
-            }
-            let Some(rest) = strs.get(name..) else {
-                continue;
-            };
-            let Some(end) = rest.iter().position(|&c| c == 0) else {
-                continue;
-            };
-            out.push(Func {
-                addr: base.wrapping_add(u64_at(e, 8) as usize),
-                size: u64_at(e, 16),
-                name: rest[..end].to_vec(),
-            });
-        }
-        Some(out)
+        let head = read(0, std::mem::size_of::<Ehdr>() as u64)?;
+        let ehdr: &Ehdr = object::pod::from_bytes(&head).ok()?.0;
+        let shnum = usize::from(ehdr.e_shnum.get(LE));
+        let shdr_bytes = read(
+            ehdr.e_shoff.get(LE),
+            (shnum * std::mem::size_of::<Shdr>()) as u64,
+        )?;
+        let shdrs: &[Shdr] = object::pod::slice_from_bytes(&shdr_bytes, shnum).ok()?.0;
+        let symtab = shdrs
+            .iter()
+            .find(|s| s.sh_type.get(LE) == elf::SHT_SYMTAB)?;
+        let strtab = shdrs.get(symtab.sh_link.get(LE) as usize)?;
+        let sym_bytes = read(symtab.sh_offset.get(LE), symtab.sh_size.get(LE))?;
+        let strs = read(strtab.sh_offset.get(LE), strtab.sh_size.get(LE))?;
+        let count = sym_bytes.len() / std::mem::size_of::<Sym>();
+        let syms: &[Sym] = object::pod::slice_from_bytes(&sym_bytes, count).ok()?.0;
+        Some(
+            syms.iter()
+                .filter(|s| s.kind() == elf::STT_FUNC && !s.is_undefined())
+                .filter_map(|s| {
+                    let rest = strs.get(s.st_name.get(LE) as usize..)?;
+                    let end = rest.iter().position(|&c| c == 0)?;
+                    Some(Func {
+                        addr: base.wrapping_add(s.st_value.get(LE) as usize),
+                        size: s.st_size.get(LE),
+                        name: rest[..end].to_vec(),
+                    })
+                })
+                .collect(),
+        )
     };
     go().unwrap_or_default()
 }
