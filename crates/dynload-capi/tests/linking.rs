@@ -336,9 +336,7 @@ fn unique_symbols_are_shared_with_preloaded_objects() {
         "same h1 DEFAULT _ZZ14shared_countervE1c",
     ];
     let ua = set.path("ua");
-    let g = run_driver(&set, &script, Loader::Glibc, &[("LD_PRELOAD", &ua)]);
-    let both = testkit::preload_with_dynload(&ua);
-    let d = run_driver(&set, &script, Loader::Dynload, &[("LD_PRELOAD", &both)]);
+    let (g, d) = testkit::runs_with_preload(&set, &script, &ua);
     assert_eq!(
         g.stdout,
         "call bump: 1\nopen libcapi_uniquepre_ub.so: h1\ncall bump: 2\ncall bump: 3\nsame _ZZ14shared_countervE1c: yes\n"
@@ -376,9 +374,7 @@ fn tls_of_objects_glibc_loaded() {
     }
     let script: Vec<&str> = script.iter().map(String::as_str).collect();
     let malloc = set.path("malloc");
-    let g = run_driver(&set, &script, Loader::Glibc, &[("LD_PRELOAD", &malloc)]);
-    let both = testkit::preload_with_dynload(&malloc);
-    let d = run_driver(&set, &script, Loader::Dynload, &[("LD_PRELOAD", &both)]);
+    let (g, d) = testkit::runs_with_preload(&set, &script, &malloc);
     let each = "sameaddr malloc_calls: yes\ncall host_tls_counts: 1\nthreads host_tls_counts: 4\n";
     assert!(
         g.stdout.contains(&format!("open libcapi_tlshost_gd.so: h1\n{each}close h1: 0\nopen libcapi_tlshost_desc.so: h2\n{each}close h2: 0\nopen libcapi_tlshost_ie.so: h3\n{each}close h3: 0\n")),

@@ -351,9 +351,7 @@ fn tls_of_a_glibc_loaded_static_tls_object_that_glibc_keeps_dynamic() {
         "threads 4 h2 user_check",
     ];
     let base = set.path("base");
-    let g = run_driver(&set, &script, Loader::Glibc, &[("LD_PRELOAD", &base)]);
-    let both = testkit::preload_with_dynload(&base);
-    let d = run_driver(&set, &script, Loader::Dynload, &[("LD_PRELOAD", &both)]);
+    let (g, d) = testkit::runs_with_preload(&set, &script, &base);
     assert!(
         g.stdout
             .contains("call user_check: 1\nthreads user_check: 4\n"),

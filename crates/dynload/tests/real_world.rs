@@ -64,26 +64,44 @@ fn cxx_exceptions_and_casts_through_registered_frames() {
     assert_eq!(f(), 42);
 }
 
+/// A thread that has called `touch(value)` (giving it a pending
+/// thread_local destructor in the object) and waits until `finish`.
+struct Worker {
+    go: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Worker {
+    fn touching(touch: extern "C" fn(i32) -> i32, value: i32) -> Worker {
+        let (touched_tx, touched_rx) = mpsc::channel();
+        let (go, go_rx) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            touch(value);
+            touched_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        });
+        touched_rx.recv().unwrap();
+        Worker { go, thread }
+    }
+
+    /// Let it exit (running its destructors) and wait for it.
+    fn finish(self) {
+        self.go.send(()).unwrap();
+        self.thread.join().unwrap();
+    }
+}
+
 #[test]
 fn thread_local_destructor_keeps_its_object_until_the_thread_exits() {
     let set = cxx_set("api-cxx-tls");
     let file = set.file("thrower");
     let lib = unsafe { Library::open(set.path("thrower"), OpenFlags::NOW) }.unwrap();
     let touch = unsafe { lib.get::<extern "C" fn(i32) -> i32>("touch_thread_local") }.unwrap();
-    let touch: extern "C" fn(i32) -> i32 = *touch;
-    let (touched_tx, touched_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let t = std::thread::spawn(move || {
-        touch(3);
-        touched_tx.send(()).unwrap();
-        go_rx.recv().unwrap();
-    });
-    touched_rx.recv().unwrap();
+    let worker = Worker::touching(*touch, 3);
     lib.close().unwrap();
     // The other thread's destructor is pending: still mapped.
     assert!(code_mapped(&file), "unmapped with a destructor pending");
-    go_tx.send(()).unwrap();
-    t.join().unwrap();
+    worker.finish();
     // It ran at the thread's exit, and the object went with it.
     assert!(!code_mapped(&file), "still mapped after the thread exited");
 }
@@ -116,21 +134,13 @@ fn closing_thread_keeps_its_values_while_another_thread_keeps_the_object() {
     let set = cxx_set("api-cxx-shared-tls");
     let lib = unsafe { Library::open(set.path("thrower"), OpenFlags::NOW) }.unwrap();
     let touch = *unsafe { lib.get::<extern "C" fn(i32) -> i32>("touch_thread_local") }.unwrap();
-    let (touched_tx, touched_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let t = std::thread::spawn(move || {
-        touch(3);
-        touched_tx.send(()).unwrap();
-        go_rx.recv().unwrap();
-    });
-    touched_rx.recv().unwrap();
+    let worker = Worker::touching(touch, 3);
     touch(5);
     lib.close().unwrap();
     let lib = unsafe { Library::open(set.path("thrower"), OpenFlags::NOW) }.unwrap();
     let read = unsafe { lib.get::<IntFn>("read_thread_local") }.unwrap();
     assert_eq!(read(), 5, "this thread's value was destroyed at the close");
-    go_tx.send(()).unwrap();
-    t.join().unwrap();
+    worker.finish();
 }
 
 #[test]

@@ -484,6 +484,15 @@ pub fn preload_with_dynload(first: &str) -> String {
     format!("{first} {}", libdynload().display())
 }
 
+/// Run `script` under glibc with `first` preloaded, and under dynload with
+/// `first` preloaded before libdynload.so (glibc's run first).
+pub fn runs_with_preload(set: &Set, script: &[&str], first: &str) -> (Run, Run) {
+    let g = run_driver(set, script, Loader::Glibc, &[("LD_PRELOAD", first)]);
+    let both = preload_with_dynload(first);
+    let d = run_driver(set, script, Loader::Dynload, &[("LD_PRELOAD", &both)]);
+    (g, d)
+}
+
 /// The result of one driver run.
 #[derive(Debug)]
 pub struct Run {
