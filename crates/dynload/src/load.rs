@@ -158,10 +158,13 @@ fn open_locked(
             }
             reg.adds += 1;
             reg.stats.objects_loaded += 1;
-            if reg.obj(id).is_ours() {
-                crate::unwind::publish(reg.obj(id));
-            }
         }
+        crate::unwind::publish(
+            tx.new_objects
+                .iter()
+                .map(|&id| reg.obj(id))
+                .filter(|o| o.is_ours()),
+        );
         if reg.obj(root).nodelete == NoDelete::Pending {
             reg.obj_mut(root).nodelete = NoDelete::Active;
         }

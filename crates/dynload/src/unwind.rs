@@ -159,8 +159,21 @@ fn update(change: impl FnOnce(&mut Vec<Entry>)) {
     }
 }
 
-/// Make a relocated object known to unwinders (before its constructors).
-pub(crate) fn publish(obj: &Object) {
+/// Make relocated objects known to unwinders (before their constructors),
+/// in one new table.
+pub(crate) fn publish<'a>(objects: impl IntoIterator<Item = &'a Object>) {
+    let entries: Vec<Entry> = objects.into_iter().map(entry_for).collect();
+    if entries.is_empty() {
+        return;
+    }
+    update(|v| {
+        v.retain(|e| !entries.iter().any(|n| n.id == e.id));
+        v.extend_from_slice(&entries);
+    });
+}
+
+/// An object's entry, its frames registered with libgcc if need be.
+fn entry_for(obj: &Object) -> Entry {
     let eh_frame_hdr = eh_frame_hdr(obj).unwrap_or(0);
     let registered = match (eh_frame_hdr, registrar()) {
         (0, _) | (_, None) => 0,
@@ -182,19 +195,15 @@ pub(crate) fn publish(obj: &Object) {
             }
         },
     };
-    let entry = Entry {
+    Entry {
         start: obj.map_start,
         end: obj.map_end,
         link_map: &*obj.link_map as *const _ as usize,
         eh_frame_hdr,
         id: obj.id,
         registered,
-        tls_dtors: std::sync::Arc::as_ptr(&obj.tls_dtors) as usize,
-    };
-    update(|v| {
-        v.retain(|e| e.id != entry.id);
-        v.push(entry);
-    });
+        tls_dtors: Arc::as_ptr(&obj.tls_dtors) as usize,
+    }
 }
 
 /// Forget an object before it is unmapped (no-op if it was never
