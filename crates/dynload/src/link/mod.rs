@@ -10,7 +10,8 @@ use crate::elf::symbols::NameHash;
 use crate::elf::versions::VersionEntry;
 use crate::elf::{elf, SymExt};
 use crate::error::Error;
-use crate::object::{ObjId, Object, Scope};
+use crate::host::View;
+use crate::object::{ObjId, Scope};
 use crate::registry::Registry;
 
 pub(crate) mod unique;
@@ -40,17 +41,17 @@ const ALLOWED_TYPES: u32 = (1 << elf::STT_NOTYPE)
     | (1 << elf::STT_TLS)
     | (1 << elf::STT_GNU_IFUNC);
 
-/// glibc's `do_lookup_x` for one object: the index of the definition of
+/// glibc's `do_lookup_x` for one object (its tables): the index of the definition of
 /// `name` this object provides, if any.
 #[inline]
 pub(crate) fn lookup_in_object(
-    obj: &Object,
+    view: &View,
     name: &[u8],
     hash: &mut NameHash,
     version: Option<&VersionEntry>,
     flags: Flags,
 ) -> Option<u32> {
-    let syms = &obj.view.symbols;
+    let syms = &view.symbols;
     let mut versioned: Option<u32> = None;
     let mut num_versions = 0u32;
     let found = syms.find(name, hash, |idx, sym| {
@@ -65,7 +66,7 @@ pub(crate) fn lookup_in_object(
         match (version, versym) {
             (Some(_), None) => true,
             (Some(want), Some(vs)) => {
-                let (h, n) = obj.view.versions.at(vs);
+                let (h, n) = view.versions.at(vs);
                 !((h != want.hash || n != &*want.name)
                     && (want.hidden || h != 0 || vs & 0x8000 != 0))
             }
@@ -149,7 +150,7 @@ impl Registry {
                             obj.display_name()
                         );
                     }
-                    if let Some(sym) = lookup_in_object(obj, name, &mut hash, version, flags) {
+                    if let Some(sym) = lookup_in_object(&obj.view, name, &mut hash, version, flags) {
                         let found = Found { obj: id, sym };
                         if obj.view.symbols.sym(sym).bind() == elf::STB_GNU_UNIQUE {
                             return Some(self.unique_definition(name, found));
