@@ -103,7 +103,19 @@ pub(crate) struct TlsSegment {
     pub align: u64,
 }
 
-fn plan(o: &Opened, name: &str) -> Result<Plan, Error> {
+/// Why an object is mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// To run it: each segment with its own permissions.
+    Load,
+    /// Only to read its tables (diagnostics): every segment read-only,
+    /// nothing executable, and what loading would refuse (an executable,
+    /// an executable stack, a writable and executable segment) is left for
+    /// the reader to report.
+    Read,
+}
+
+fn plan(o: &Opened, name: &str, purpose: Purpose) -> Result<Plan, Error> {
     let mut loads = Vec::new();
     let mut align_max = PAGE_SIZE;
     let mut dynamic: Option<(u64, u64)> = None;
@@ -156,7 +168,7 @@ fn plan(o: &Opened, name: &str) -> Result<Plan, Error> {
                     ));
                 }
                 let flags = ph.p_flags.get(LE);
-                if flags & elf::PF_W != 0 && flags & elf::PF_X != 0 {
+                if flags & elf::PF_W != 0 && flags & elf::PF_X != 0 && purpose == Purpose::Load {
                     return Err(Error::unsupported(
                         name,
                         "ELF load command is both writable and executable",
@@ -169,7 +181,10 @@ fn plan(o: &Opened, name: &str) -> Result<Plan, Error> {
                     dataend: dataend as usize,
                     allocend: allocend as usize,
                     mapoff: page_down(offset as usize) as u64,
-                    prot: prot_of(flags),
+                    prot: match purpose {
+                        Purpose::Load => prot_of(flags),
+                        Purpose::Read => prot_of(flags & elf::PF_R),
+                    },
                 };
                 if !loads.is_empty() && l.mapstart < last_end {
                     return Err(Error::invalid(
@@ -213,14 +228,14 @@ fn plan(o: &Opened, name: &str) -> Result<Plan, Error> {
     if loads.is_empty() {
         return Err(Error::invalid(name, "object file has no loadable segments"));
     }
-    if o.header.e_type != elf::ET_DYN {
+    if o.header.e_type != elf::ET_DYN && purpose == Purpose::Load {
         return Err(Error::invalid(name, "cannot dynamically load executable"));
     }
     let dynamic = match dynamic {
         Some(d) if !empty_dynamic => d,
         _ => return Err(Error::invalid(name, "object file has no dynamic section")),
     };
-    if stack_flags & elf::PF_X != 0 {
+    if stack_flags & elf::PF_X != 0 && purpose == Purpose::Load {
         return Err(Error::system(name, "cannot enable executable stack as shared object requires", libc::EINVAL).with_why(
             "the object asks for an executable stack (PT_GNU_STACK with PF_X, or no PT_GNU_STACK); dynload refuses it, as glibc 2.41 and later do",
         ));
@@ -250,6 +265,16 @@ fn plan(o: &Opened, name: &str) -> Result<Plan, Error> {
 
 /// Map the file `o` (already opened and checked by `find`).
 pub(crate) fn map(o: &Opened, name: &str) -> Result<Mapped, Error> {
+    map_for(o, name, Purpose::Load)
+}
+
+/// Map the file `o` read-only, only to read its tables: the checks and the
+/// layout are those of [`map`], but no page is writable or executable.
+pub(crate) fn map_for_reading(o: &Opened, name: &str) -> Result<Mapped, Error> {
+    map_for(o, name, Purpose::Read)
+}
+
+fn map_for(o: &Opened, name: &str, purpose: Purpose) -> Result<Mapped, Error> {
     let Plan {
         loads,
         align,
@@ -257,7 +282,7 @@ pub(crate) fn map(o: &Opened, name: &str) -> Result<Mapped, Error> {
         dynamic,
         relro,
         tls,
-    } = plan(o, name)?;
+    } = plan(o, name, purpose)?;
     let span = page_up(span).ok_or_else(|| Error::invalid(name, "object too large"))?;
     let reserve = span + (align - PAGE_SIZE);
     // Reserve the whole span at once, PROT_NONE: gaps between segments stay

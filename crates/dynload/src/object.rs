@@ -180,9 +180,12 @@ impl Object {
 
     /// glibc's `_dl_name_match_p` plus the soname check of `_dl_map_object`.
     pub(crate) fn answers_to(&self, name: &[u8]) -> bool {
-        self.name.to_bytes() == name
-            || self.names.iter().any(|n| n == name)
-            || self.soname.as_deref() == Some(name)
+        name_matches(
+            self.name.to_bytes(),
+            &self.names,
+            self.soname.as_deref(),
+            name,
+        )
     }
 
     /// The symbol `dladdr` reports for `addr`: among the symbols glibc's
@@ -240,6 +243,17 @@ impl Object {
         }
         best.map(|e| e.sym)
     }
+}
+
+/// Does an object with this path, these requested names and this soname
+/// answer to `name`? (glibc's `_dl_name_match_p` plus the soname check.)
+pub(crate) fn name_matches(
+    path: &[u8],
+    names: &[Vec<u8>],
+    soname: Option<&[u8]>,
+    name: &[u8],
+) -> bool {
+    path == name || names.iter().any(|n| n == name) || soname == Some(name)
 }
 
 /// One entry of the address index used by `dladdr`.

@@ -348,59 +348,38 @@ impl Registry {
         obj.view.symbols.string(off as usize)
     }
 
+    fn path_owner<'r>(&'r self, o: &'r Object) -> find::PathOwner<'r> {
+        find::PathOwner {
+            name: o.display_name(),
+            rpath: o
+                .view
+                .dyn_info
+                .rpath
+                .and_then(|off| self.dyn_string(o, off)),
+            runpath: o
+                .view
+                .dyn_info
+                .runpath
+                .and_then(|off| self.dyn_string(o, off)),
+            nodeflib: o.view.dyn_info.flag_1(elf::DF_1_NODEFLIB),
+            dst: self.dst_values(o),
+        }
+    }
+
     /// The search input for `name` asked for by `loader` (glibc's
     /// `_dl_map_object` search order).
     pub(crate) fn search_input<'a>(&self, name: &'a [u8], loader: ObjId) -> SearchInput<'a> {
-        let lobj = self.obj(loader);
-        let mut rpaths = Vec::new();
-        if lobj.view.dyn_info.runpath.is_none() {
-            let mut did_main = false;
-            let mut cur = Some(loader);
-            while let Some(id) = cur {
-                let o = self.obj(id);
-                if let Some(off) = o.view.dyn_info.rpath {
-                    if let Some(spec) = self.dyn_string(o, off) {
-                        let dirs = find::expand_list(spec, b":", &self.dst_values(o));
-                        rpaths.push(SearchList {
-                            kind: ListKind::Rpath(o.display_name()),
-                            dirs,
-                        });
-                        did_main |= id == self.main;
-                    }
-                }
-                cur = o.loader;
-            }
-            let main = self.obj(self.main);
-            if !did_main {
-                if let Some(spec) = main
-                    .view
-                    .dyn_info
-                    .rpath
-                    .and_then(|off| self.dyn_string(main, off))
-                {
-                    let dirs = find::expand_list(spec, b":", &self.dst_values(main));
-                    rpaths.push(SearchList {
-                        kind: ListKind::Rpath(main.display_name()),
-                        dirs,
-                    });
-                }
-            }
+        let mut chain = Vec::new();
+        let mut main_in_chain = false;
+        let mut cur = Some(loader);
+        while let Some(id) = cur {
+            let o = self.obj(id);
+            chain.push(self.path_owner(o));
+            main_in_chain |= id == self.main;
+            cur = o.loader;
         }
-        let runpath = lobj
-            .view
-            .dyn_info
-            .runpath
-            .and_then(|off| self.dyn_string(lobj, off))
-            .map(|spec| SearchList {
-                kind: ListKind::Runpath(lobj.display_name()),
-                dirs: find::expand_list(spec, b":", &self.dst_values(lobj)),
-            });
-        SearchInput {
-            name,
-            rpaths,
-            runpath,
-            nodeflib: lobj.view.dyn_info.flag_1(elf::DF_1_NODEFLIB),
-        }
+        let main = (!main_in_chain).then(|| self.path_owner(self.obj(self.main)));
+        find::search_input(name, &chain, main.as_ref())
     }
 
     /// Mirror glibc's list of loaded objects, if it changed.

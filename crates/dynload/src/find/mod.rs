@@ -144,6 +144,58 @@ pub(crate) struct SearchInput<'a> {
     pub nodeflib: bool,
 }
 
+/// The facts about one object that decide where the objects it needs are
+/// searched for.
+pub(crate) struct PathOwner<'a> {
+    /// Its name in messages (`RPATH from file NAME`).
+    pub name: String,
+    pub rpath: Option<&'a [u8]>,
+    pub runpath: Option<&'a [u8]>,
+    pub nodeflib: bool,
+    pub dst: dst::DstValues<'a>,
+}
+
+/// glibc's `_dl_map_object` search lists for `name`: `chain` is the object
+/// that needs it followed by the objects that loaded it, up to the root;
+/// `main` is the main program when it is not in the chain. DT_RPATH of
+/// the whole chain (and of the main program) is used unless the requester
+/// has DT_RUNPATH, which is then searched after LD_LIBRARY_PATH.
+pub(crate) fn search_input<'a>(
+    name: &'a [u8],
+    chain: &[PathOwner<'_>],
+    main: Option<&PathOwner<'_>>,
+) -> SearchInput<'a> {
+    let Some(requester) = chain.first().or(main) else {
+        return SearchInput {
+            name,
+            rpaths: Vec::new(),
+            runpath: None,
+            nodeflib: false,
+        };
+    };
+    let mut rpaths = Vec::new();
+    if requester.runpath.is_none() {
+        for o in chain.iter().chain(main) {
+            if let Some(spec) = o.rpath {
+                rpaths.push(SearchList {
+                    kind: ListKind::Rpath(o.name.clone()),
+                    dirs: expand_list(spec, b":", &o.dst),
+                });
+            }
+        }
+    }
+    let runpath = requester.runpath.map(|spec| SearchList {
+        kind: ListKind::Runpath(requester.name.clone()),
+        dirs: expand_list(spec, b":", &requester.dst),
+    });
+    SearchInput {
+        name,
+        rpaths,
+        runpath,
+        nodeflib: requester.nodeflib,
+    }
+}
+
 /// An opened and checked candidate file.
 pub(crate) struct Opened {
     pub path: Vec<u8>,
