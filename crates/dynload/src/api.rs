@@ -484,3 +484,54 @@ pub(crate) fn summary() -> Option<String> {
     }
     Some(out)
 }
+
+/// A symbol defined a second time in the global scope: an object joining
+/// it (opened `GLOBAL`, or promoted to `GLOBAL` by a later open such as
+/// `NOLOAD | GLOBAL`) defines a symbol that an object already there
+/// defines. The existing definition wins: `Library::this()` lookups
+/// (`dlsym(RTLD_DEFAULT)`) and the relocations of objects loaded later get
+/// it, never the new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Collision {
+    /// The symbol's name.
+    pub symbol: String,
+    /// The version the new object defines it with (`VERS_1` for
+    /// `name@@VERS_1`), if any.
+    pub version: Option<String>,
+    /// The path of the object that joined the global scope.
+    pub new_object: String,
+    /// The path of the object whose definition lookups get: the first one
+    /// in the global scope that defines the symbol.
+    pub existing_object: String,
+}
+
+/// Call `callback` for every [`Collision`] from now on, in this process
+/// (replacing any callback set before). Only collisions involving an
+/// object dynload loaded are reported, not the C runtime's own
+/// duplicates. `DYNLOAD_DEBUG=collisions` prints the same reports.
+///
+/// The callback runs inside the loader, with its lock held, while the
+/// `open` that caused it is in progress: it must not call back into the
+/// loader (open, close or look up symbols, or call `on_collision`), or that
+/// call fails; it should record what it needs and return. A panic in the
+/// callback is caught and ignored.
+///
+/// ```no_run
+/// use std::sync::{Arc, Mutex};
+/// use dynload::{Collision, Library, OpenFlags};
+///
+/// let seen: Arc<Mutex<Vec<Collision>>> = Arc::default();
+/// let sink = seen.clone();
+/// dynload::on_collision(move |c| sink.lock().unwrap().push(c.clone()));
+/// // SAFETY: trusted libraries.
+/// let _a = unsafe { Library::open("liba.so", OpenFlags::NOW | OpenFlags::GLOBAL) }?;
+/// let _b = unsafe { Library::open("libb.so", OpenFlags::NOW | OpenFlags::GLOBAL) }?;
+/// for c in seen.lock().unwrap().iter() {
+///     eprintln!("{} of {} is hidden by {}'s", c.symbol, c.new_object, c.existing_object);
+/// }
+/// # Ok::<(), dynload::Error>(())
+/// ```
+pub fn on_collision(callback: impl Fn(&Collision) + Send + Sync + 'static) {
+    crate::link::collisions::set_callback(std::sync::Arc::new(callback));
+}

@@ -15,6 +15,9 @@ pub(crate) const RELOC: u32 = 1 << 5;
 pub(crate) const FILES: u32 = 1 << 6;
 pub(crate) const STATISTICS: u32 = 1 << 7;
 pub(crate) const SCOPES: u32 = 1 << 9;
+/// dynload's own: symbols an object joining the global scope defines a
+/// second time (a bit glibc does not use).
+pub(crate) const COLLISIONS: u32 = 1 << 12;
 
 const CATEGORIES: &[(&str, u32, &str)] = &[
     ("libs", LIBS, "display library search paths"),
@@ -30,9 +33,15 @@ const CATEGORIES: &[(&str, u32, &str)] = &[
     ("scopes", SCOPES, "display scope information"),
     ("statistics", STATISTICS, "display relocation statistics"),
     (
+        "collisions",
+        COLLISIONS,
+        "display symbols an RTLD_GLOBAL load defines a second time in the global scope",
+    ),
+    // glibc's set: tests compare `all` with LD_DEBUG=all.
+    (
         "all",
         LIBS | RELOC | FILES | SYMBOLS | BINDINGS | VERSIONS | SCOPES,
-        "all previous options combined, except statistics",
+        "all previous options combined, except statistics and collisions",
     ),
 ];
 

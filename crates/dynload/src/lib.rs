@@ -49,7 +49,8 @@ mod unload;
 mod unwind;
 
 pub use api::{
-    find_address, loaded_objects, AddressInfo, Library, LoadedBy, ObjectInfo, OpenFlags, Symbol,
+    find_address, loaded_objects, on_collision, AddressInfo, Collision, Library, LoadedBy,
+    ObjectInfo, OpenFlags, Symbol,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use find::FoundVia;

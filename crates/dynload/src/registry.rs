@@ -572,6 +572,7 @@ impl Registry {
                     "\nadd {} [0] to global scope",
                     self.obj(id).display_name()
                 );
+                crate::link::collisions::check(self, id);
             }
         }
     }

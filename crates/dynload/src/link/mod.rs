@@ -14,6 +14,7 @@ use crate::host::View;
 use crate::object::{ObjId, Scope};
 use crate::registry::Registry;
 
+pub(crate) mod collisions;
 pub(crate) mod unique;
 
 /// How a lookup treats versions and undefined entries.
@@ -150,7 +151,8 @@ impl Registry {
                             obj.display_name()
                         );
                     }
-                    if let Some(sym) = lookup_in_object(&obj.view, name, &mut hash, version, flags) {
+                    if let Some(sym) = lookup_in_object(&obj.view, name, &mut hash, version, flags)
+                    {
                         let found = Found { obj: id, sym };
                         if obj.view.symbols.sym(sym).bind() == elf::STB_GNU_UNIQUE {
                             return Some(self.unique_definition(name, found));
