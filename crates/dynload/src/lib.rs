@@ -33,6 +33,7 @@ mod error;
 mod find;
 mod host;
 mod init;
+pub mod inspect;
 mod lazy;
 mod link;
 mod load;

@@ -54,7 +54,7 @@ fn callback() -> Option<Callback> {
 }
 
 /// Names the linker defines in every object: never a real interposition.
-const LINKER_MADE: &[&[u8]] = &[
+pub(crate) const LINKER_MADE: &[&[u8]] = &[
     b"_init",
     b"_fini",
     b"_edata",

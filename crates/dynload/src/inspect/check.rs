@@ -1,0 +1,690 @@
+//! `dynload check`: what would go wrong if an object were loaded, found by
+//! reading it and its tree (nothing runs), by severity.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
+
+use super::{exported, phdrs_of, version_suffix, Inspector, ObjectId, Reason};
+use crate::elf::symbols::NameHash;
+use crate::elf::versions::VersionEntry;
+use crate::elf::{elf, Rela, SymExt, LE};
+use crate::error::Error;
+use crate::link::{lookup_in_object, Flags};
+
+/// How bad a finding is. `check` exits with 2 if there is an error, 1 if
+/// there is a warning, else 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Worth knowing; nothing breaks.
+    Info,
+    /// Works now, but by luck or with a cost.
+    Warning,
+    /// Loading fails, or the program breaks.
+    Error,
+}
+
+impl Severity {
+    /// "info", "warning" or "error".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// One thing `check` found.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// How bad it is.
+    pub severity: Severity,
+    /// A stable identifier (`missing-dependency`, `undefined-symbol`, ...).
+    pub code: &'static str,
+    /// The object concerned.
+    pub object: String,
+    /// The symbol concerned, if any.
+    pub symbol: Option<String>,
+    /// One line: what is wrong (glibc's error text where glibc has one).
+    pub message: String,
+    /// Further lines: why, what was tried, what would fix it.
+    pub details: Vec<String>,
+}
+
+/// One symbolic reference of an object (a relocation's symbol).
+struct Reference {
+    sym: u32,
+    plt: bool,
+}
+
+impl Inspector {
+    /// Everything that would go wrong, or work only by luck, when `root`
+    /// is opened (RTLD_LOCAL) by the host program.
+    pub fn check(&self, root: ObjectId) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let list = self.search_list(root);
+        let ours: Vec<ObjectId> = list
+            .iter()
+            .copied()
+            .filter(|&id| !self.objects[id].host)
+            .collect();
+        let r = &self.objects[root];
+        if r.is_executable() {
+            let pie = r.view.dyn_info.flag_1(elf::DF_1_PIE);
+            out.push(Finding {
+                severity: Severity::Error,
+                code: "executable",
+                object: r.path(),
+                symbol: None,
+                message: format!(
+                    "{}: cannot dynamically load {}executable",
+                    r.path(),
+                    if pie { "position-independent " } else { "" }
+                ),
+                details: vec!["only shared objects can be opened; build it with -shared".into()],
+            });
+        }
+        for &id in &ours {
+            self.check_dependencies(id, &mut out);
+            // glibc's own libraries are glibc's business.
+            if self.objects[id].reason != Reason::CRuntime {
+                self.check_object(id, &mut out);
+            }
+            self.check_versions(id, &mut out);
+        }
+        let mut missing: Vec<(usize, String)> = Vec::new();
+        for &id in &ours {
+            if self.objects[id].reason == Reason::CRuntime {
+                continue;
+            }
+            self.check_symbols(id, &mut out, &mut missing);
+        }
+        self.suggest_definers(&mut out, &missing);
+        self.check_collisions(root, &ours, &mut out);
+        out
+    }
+
+    fn check_dependencies(&self, id: ObjectId, out: &mut Vec<Finding>) {
+        let o = &self.objects[id];
+        for dep in &o.deps {
+            match &dep.target {
+                Err(miss) => {
+                    let not_found = matches!(miss.error, Error::NotFound { .. });
+                    let mut details = Vec::new();
+                    if !miss.tried.is_empty() {
+                        details.push(format!(
+                            "tried, in order: {}",
+                            super::fold_tried(&miss.tried).join(", ")
+                        ));
+                    }
+                    details.extend(self.runpath_hint(id, &dep.name));
+                    out.push(Finding {
+                        severity: Severity::Error,
+                        code: if not_found {
+                            "missing-dependency"
+                        } else {
+                            "unreadable-dependency"
+                        },
+                        object: o.path(),
+                        symbol: None,
+                        message: format!("{} (needed by {})", miss.error, o.path()),
+                        details,
+                    });
+                }
+                Ok((t, Reason::Rpath { of, own: false })) => {
+                    let t = &self.objects[*t];
+                    out.push(Finding {
+                        severity: Severity::Info,
+                        code: "inherited-rpath",
+                        object: o.path(),
+                        symbol: None,
+                        message: format!(
+                            "{} was found only through the DT_RPATH of {of}, inherited by {}",
+                            t.path(),
+                            o.file_name()
+                        ),
+                        details: vec![format!(
+                            "DT_RPATH is inherited by dependencies; DT_RUNPATH (what current linkers write) is not: relinked with RUNPATH, {of} would no longer make {} findable for {}",
+                            dep.name,
+                            o.file_name()
+                        )],
+                    });
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// A missing `name` needed by `id` that an ancestor's DT_RUNPATH
+    /// would have found: RUNPATH is not inherited.
+    fn runpath_hint(&self, id: ObjectId, name: &str) -> Option<String> {
+        let mut cur = self.objects[id].loader;
+        while let Some(a) = cur {
+            let ao = &self.objects[a];
+            if let Some(spec) = ao.runpath() {
+                let values = self.dst_values(a);
+                for dir in crate::find::expand_list(spec.as_bytes(), b":", &values) {
+                    let mut p = dir.clone();
+                    p.push(b'/');
+                    p.extend_from_slice(name.as_bytes());
+                    if std::path::Path::new(std::ffi::OsStr::new(
+                        std::str::from_utf8(&p).unwrap_or_default(),
+                    ))
+                    .is_file()
+                    {
+                        return Some(format!(
+                            "{} exists in {}, a DT_RUNPATH directory of {}; but DT_RUNPATH applies only to {}'s own DT_NEEDED entries, not to those of its dependencies (unlike DT_RPATH). Fix: give {} its own RUNPATH (e.g. -Wl,-rpath,'$ORIGIN'), or make {} a direct dependency of {}",
+                            name,
+                            String::from_utf8_lossy(&dir),
+                            ao.file_name(),
+                            ao.file_name(),
+                            self.objects[id].file_name(),
+                            name,
+                            ao.file_name()
+                        ));
+                    }
+                }
+            }
+            cur = ao.loader;
+        }
+        None
+    }
+
+    fn check_object(&self, id: ObjectId, out: &mut Vec<Finding>) {
+        let o = &self.objects[id];
+        let d = &o.view.dyn_info;
+        let mut push = |severity, code, message: String, details: Vec<String>| {
+            out.push(Finding {
+                severity,
+                code,
+                object: o.path(),
+                symbol: None,
+                message,
+                details,
+            })
+        };
+        let stack = phdrs_of(o, elf::PT_GNU_STACK).next();
+        if stack.is_none_or(|p| p.p_flags.get(LE) & elf::PF_X != 0) {
+            push(
+                Severity::Error,
+                "executable-stack",
+                format!(
+                    "{}: cannot enable executable stack as shared object requires",
+                    o.path()
+                ),
+                vec![format!(
+                    "the object {}; dynload refuses it (as glibc 2.41 does), glibc 2.36 makes every thread's stack executable. Usually an assembly file without a .note.GNU-stack section: link with -Wl,-z,noexecstack",
+                    if stack.is_none() { "has no PT_GNU_STACK" } else { "asks for an executable stack (PT_GNU_STACK with PF_X)" }
+                )],
+            );
+        }
+        if phdrs_of(o, elf::PT_LOAD).any(|p| {
+            let f = p.p_flags.get(LE);
+            f & elf::PF_W != 0 && f & elf::PF_X != 0
+        }) {
+            push(
+                Severity::Error,
+                "writable-executable",
+                format!(
+                    "{}: ELF load command is both writable and executable",
+                    o.path()
+                ),
+                vec!["dynload never maps a page writable and executable at once (W^X)".into()],
+            );
+        }
+        if d.has_textrel() {
+            push(
+                Severity::Error,
+                "text-relocations",
+                format!(
+                    "{}: cannot load an object with text relocations (DT_TEXTREL)",
+                    o.path()
+                ),
+                vec!["text relocations need code pages made writable while relocating; glibc allows them, dynload does not. Rebuild with -fPIC".into()],
+            );
+        }
+        if d.filter {
+            push(
+                Severity::Error,
+                "filter",
+                format!(
+                    "{}: filter objects (DT_FILTER/DT_AUXILIARY) are not supported",
+                    o.path()
+                ),
+                Vec::new(),
+            );
+        }
+        let has_tls = phdrs_of(o, elf::PT_TLS).any(|p| p.p_memsz.get(LE) > 0);
+        if d.flags & u64::from(elf::DF_STATIC_TLS) != 0 {
+            push(
+                Severity::Warning,
+                "initial-exec-tls",
+                format!(
+                    "{}: uses the initial-exec TLS model (DF_STATIC_TLS) in an object meant for dlopen",
+                    o.path()
+                ),
+                vec![if has_tls {
+                    "its own TLS must then live in glibc's static TLS surplus: dynload hands the object to glibc, and once the surplus (a few hundred bytes to spare) is used up, loading fails with \"cannot allocate memory in static TLS block\". Build with -ftls-model=global-dynamic (or -mtls-dialect=gnu2)".into()
+                } else {
+                    "it reaches other objects' TLS at fixed offsets: that works only for TLS in glibc's static block (objects loaded at start-up)".into()
+                }],
+            );
+        }
+        if d.rpath.is_some() && d.runpath.is_some() {
+            push(
+                Severity::Info,
+                "rpath-ignored",
+                format!(
+                    "{}: DT_RPATH ({}) is ignored because DT_RUNPATH ({}) is present",
+                    o.path(),
+                    o.rpath().unwrap_or_default(),
+                    o.runpath().unwrap_or_default()
+                ),
+                Vec::new(),
+            );
+        }
+    }
+
+    fn check_versions(&self, id: ObjectId, out: &mut Vec<Finding>) {
+        let o = &self.objects[id];
+        for needed in &o.view.versions.needed {
+            let dep = o.deps.iter().find_map(|d| match d.target {
+                Ok((t, _)) if self.objects[t].answers_to(&needed.file) => Some(t),
+                _ => None,
+            });
+            let Some(dep) = dep.map(|t| &self.objects[t]) else {
+                continue;
+            };
+            if !dep.view.versions.has_verdef {
+                continue;
+            }
+            for req in &needed.versions {
+                if req.weak || dep.view.versions.defines(req.hash, &req.name) {
+                    continue;
+                }
+                let version = String::from_utf8_lossy(&req.name).into_owned();
+                let defined = dep.defined_versions();
+                let mut details = Vec::new();
+                if let Some(h) = highest_like(&version, &defined) {
+                    details.push(format!(
+                        "the highest {} version {} defines is {h}: {} was built against a newer {}",
+                        prefix_of(&version),
+                        dep.file_name(),
+                        o.file_name(),
+                        dep.file_name()
+                    ));
+                } else if !defined.is_empty() {
+                    details.push(format!(
+                        "{} defines: {}",
+                        dep.file_name(),
+                        defined.join(", ")
+                    ));
+                }
+                out.push(Finding {
+                    severity: Severity::Error,
+                    code: "version-not-found",
+                    object: o.path(),
+                    symbol: None,
+                    message: format!(
+                        "{}: version `{version}' not found (required by {})",
+                        dep.path(),
+                        o.path()
+                    ),
+                    details,
+                });
+            }
+        }
+    }
+
+    fn references(&self, id: ObjectId) -> Vec<Reference> {
+        let view = &self.objects[id].view;
+        let d = &view.dyn_info;
+        let mut seen = HashMap::new();
+        for t in [d.rela, d.jmprel].into_iter().flatten() {
+            let count = (t.size as usize) / std::mem::size_of::<Rela>();
+            let Some(relas) = view.image.slice::<Rela>(view.image.addr(t.vaddr), count) else {
+                continue;
+            };
+            for r in relas {
+                let info = r.r_info.get(LE);
+                let (sym, kind) = ((info >> 32) as u32, (info & 0xffff_ffff) as u32);
+                if sym == 0 || view.symbols.get(sym).is_none() {
+                    continue;
+                }
+                let plt = kind == elf::R_X86_64_JUMP_SLOT;
+                let e = seen.entry(sym).or_insert(plt);
+                *e &= plt;
+            }
+        }
+        let mut v: Vec<Reference> = seen
+            .into_iter()
+            .map(|(sym, plt)| Reference { sym, plt })
+            .collect();
+        v.sort_by_key(|r| r.sym);
+        v
+    }
+
+    /// The first definition in `scopes` of a reference.
+    fn bind(
+        &self,
+        scopes: &[(String, Vec<ObjectId>)],
+        name: &[u8],
+        version: Option<&VersionEntry>,
+        plt: bool,
+    ) -> Option<(ObjectId, u32)> {
+        let mut hash = NameHash::new(name);
+        let flags = Flags {
+            plt,
+            ..Flags::default()
+        };
+        scopes.iter().flat_map(|(_, l)| l.iter()).find_map(|&oid| {
+            lookup_in_object(&self.objects[oid].view, name, &mut hash, version, flags)
+                .map(|s| (oid, s))
+        })
+    }
+
+    fn check_symbols(
+        &self,
+        id: ObjectId,
+        out: &mut Vec<Finding>,
+        missing: &mut Vec<(usize, String)>,
+    ) {
+        let o = &self.objects[id];
+        let view = &o.view;
+        let scopes = self.scopes_of(id, false);
+        for r in self.references(id) {
+            let sym = view.symbols.sym(r.sym);
+            if sym.bind() == elf::STB_LOCAL {
+                continue;
+            }
+            let name = view.symbols.name(sym);
+            let version = view
+                .symbols
+                .versym(r.sym)
+                .and_then(|v| view.versions.entry(v));
+            if self.bind(&scopes, name, version, r.plt).is_some() || sym.bind() == elf::STB_WEAK {
+                continue;
+            }
+            let shown = String::from_utf8_lossy(name).into_owned();
+            let mut details = Vec::new();
+            let searched: Vec<String> = scopes
+                .iter()
+                .map(|(n, l)| {
+                    format!(
+                        "{n}: {}",
+                        l.iter()
+                            .map(|&i| self.objects[i].file_name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+                .collect();
+            details.push(format!("searched: {}", searched.join("; ")));
+            for (oid, entry) in self.other_versions(&scopes, name) {
+                details.push(format!(
+                    "{} defines {shown}{entry}, not the version asked for",
+                    self.objects[oid].file_name()
+                ));
+            }
+            let similar = self.similar_names(&scopes, &shown);
+            if !similar.is_empty() {
+                details.push(format!("similar names in scope: {}", similar.join(", ")));
+            }
+            if r.plt {
+                details.push("a function: with RTLD_LAZY the load succeeds and the process ends at its first call; with RTLD_NOW (CPython's default) the load fails".into());
+            }
+            missing.push((out.len(), shown.clone()));
+            out.push(Finding {
+                severity: Severity::Error,
+                code: "undefined-symbol",
+                object: o.path(),
+                symbol: Some(shown.clone()),
+                message: Error::UndefinedSymbol {
+                    object: o.path(),
+                    symbol: shown,
+                    version: version.map(|v| String::from_utf8_lossy(&v.name).into_owned()),
+                    searched: Vec::new(),
+                    near_misses: Vec::new(),
+                }
+                .to_string(),
+                details,
+            });
+        }
+    }
+
+    /// Definitions of `name` in the scopes under another version.
+    fn other_versions(
+        &self,
+        scopes: &[(String, Vec<ObjectId>)],
+        name: &[u8],
+    ) -> Vec<(ObjectId, String)> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        for &oid in scopes.iter().flat_map(|(_, l)| l.iter()) {
+            if !seen.insert(oid) {
+                continue;
+            }
+            let view = &self.objects[oid].view;
+            let mut hash = NameHash::new(name);
+            view.symbols.find(name, &mut hash, |i, s| {
+                if !s.is_undefined() {
+                    out.push((oid, version_suffix(view, view.symbols.versym(i))));
+                }
+                false
+            });
+        }
+        out
+    }
+
+    /// Exported names in the scopes within a small edit distance of `name`.
+    fn similar_names(&self, scopes: &[(String, Vec<ObjectId>)], name: &str) -> Vec<String> {
+        let limit = if name.len() < 6 { 1 } else { 2 };
+        let mut best: BTreeMap<(usize, String), String> = BTreeMap::new();
+        let mut seen = HashSet::new();
+        for &oid in scopes.iter().flat_map(|(_, l)| l.iter()) {
+            if !seen.insert(oid) {
+                continue;
+            }
+            let o = &self.objects[oid];
+            for (_, s) in exported(&o.view) {
+                let n = o.view.symbols.name(s);
+                if n.len().abs_diff(name.len()) > limit || n == name.as_bytes() {
+                    continue;
+                }
+                let n = String::from_utf8_lossy(n);
+                let d = strsim::levenshtein(&n, name);
+                if d <= limit {
+                    best.insert((d, n.to_string()), format!("{n} ({})", o.file_name()));
+                }
+            }
+        }
+        best.into_values().take(3).collect()
+    }
+
+    /// For undefined symbols: libraries of the default directories that
+    /// define them (the missing -l).
+    fn suggest_definers(&self, out: &mut [Finding], missing: &[(usize, String)]) {
+        if missing.is_empty() {
+            return;
+        }
+        let mut found: HashMap<&str, Vec<OsString>> = HashMap::new();
+        for lib in Inspector::system_libraries() {
+            let Some((_mapped, view)) = Inspector::read_alone(&lib) else {
+                continue;
+            };
+            for (_, name) in missing {
+                let v = found.entry(name.as_str()).or_default();
+                if v.len() >= 3 {
+                    continue;
+                }
+                let mut hash = NameHash::new(name.as_bytes());
+                if view
+                    .symbols
+                    .find(name.as_bytes(), &mut hash, |_, s| super::is_export(s))
+                    .is_some()
+                {
+                    v.push(lib.clone());
+                }
+            }
+        }
+        for (i, name) in missing {
+            if let Some(libs) = found.get(name.as_str()).filter(|l| !l.is_empty()) {
+                let shown: Vec<String> = libs
+                    .iter()
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .collect();
+                let flags: Vec<String> = libs
+                    .iter()
+                    .filter_map(|l| link_flag(&l.to_string_lossy()))
+                    .collect();
+                out[*i].details.push(format!(
+                    "defined by {}, which is not in the tree: a missing DT_NEEDED? (link with {})",
+                    shown.join(", "),
+                    flags.join(" or ")
+                ));
+            }
+        }
+    }
+
+    /// Symbols defined by several objects of `root`'s scope: the first
+    /// definition wins for every reference, the object's own included.
+    fn check_collisions(&self, root: ObjectId, ours: &[ObjectId], out: &mut Vec<Finding>) {
+        let mut scope: Vec<ObjectId> = Vec::new();
+        for &id in self.global.iter().chain(self.search_list(root).iter()) {
+            if !scope.contains(&id) {
+                scope.push(id);
+            }
+        }
+        let scopes = vec![(String::new(), scope)];
+        let mut groups: BTreeMap<(ObjectId, ObjectId), Vec<String>> = BTreeMap::new();
+        for &x in ours {
+            let o = &self.objects[x];
+            if o.reason == Reason::CRuntime {
+                continue;
+            }
+            let view = &o.view;
+            for (i, s) in exported(view) {
+                // Weak and unique definitions are meant to be shared (C++
+                // inline functions, templates, typeinfo).
+                if s.bind() != elf::STB_GLOBAL || s.shndx() == elf::SHN_ABS {
+                    continue;
+                }
+                let vs = view.symbols.versym(i);
+                if vs.is_some_and(|v| v & 0x8000 != 0) {
+                    continue;
+                }
+                let name = view.symbols.name(s);
+                if crate::link::collisions::LINKER_MADE.contains(&name) {
+                    continue;
+                }
+                let version = vs.and_then(|v| view.versions.entry(v));
+                if let Some((w, wsym)) = self.bind(&scopes, name, version, false) {
+                    let wo = &self.objects[w];
+                    if w != x && wo.view.symbols.sym(wsym).bind() == elf::STB_GLOBAL {
+                        groups.entry((x, w)).or_default().push(format!(
+                            "{}{}",
+                            String::from_utf8_lossy(name),
+                            version_suffix(view, vs)
+                        ));
+                    }
+                }
+            }
+        }
+        for ((x, w), names) in groups {
+            let (xo, wo) = (&self.objects[x], &self.objects[w]);
+            let sample: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+            let more = if names.len() > sample.len() {
+                format!(" and {} more", names.len() - sample.len())
+            } else {
+                String::new()
+            };
+            let consequence = if self.global.contains(&w) {
+                format!(
+                    "{w} is in the global scope, searched first: every reference from {root}'s tree, {x}'s own included, binds to {w}'s definition, not {x}'s (silently, if they differ). RTLD_DEEPBIND would search {root}'s own tree first; linking {x} with -Wl,-Bsymbolic (or making the symbols hidden) keeps its own references inside it",
+                    w = wo.file_name(),
+                    x = xo.file_name(),
+                    root = self.objects[root].file_name()
+                )
+            } else {
+                format!(
+                    "{w} comes before {x} in {root}'s search list: references from the tree, {x}'s own included, bind to {w}'s definition. Opened RTLD_GLOBAL, {w}'s also wins for every object loaded later; RTLD_DEEPBIND does not change the order between them",
+                    w = wo.file_name(),
+                    x = xo.file_name(),
+                    root = self.objects[root].file_name()
+                )
+            };
+            out.push(Finding {
+                severity: Severity::Warning,
+                code: "symbol-collision",
+                object: xo.path(),
+                symbol: (names.len() == 1).then(|| names[0].clone()),
+                message: format!(
+                    "{} symbol{} of {} {} also defined by {}, which comes first: {}{more}",
+                    names.len(),
+                    if names.len() == 1 { "" } else { "s" },
+                    xo.path(),
+                    if names.len() == 1 { "is" } else { "are" },
+                    wo.path(),
+                    sample.join(", ")
+                ),
+                details: vec![consequence],
+            });
+        }
+    }
+}
+
+/// The linker flag for a library path: "-lz" for ".../libz.so.1".
+fn link_flag(path: &str) -> Option<String> {
+    let file = path.rsplit('/').next()?;
+    let stem = file.strip_prefix("lib")?;
+    let end = stem.find(".so")?;
+    Some(format!("-l{}", &stem[..end]))
+}
+
+/// "GLIBC" of "GLIBC_2.38".
+fn prefix_of(version: &str) -> &str {
+    version
+        .find(|c: char| c.is_ascii_digit())
+        .map(|i| version[..i].trim_end_matches(['_', '.']))
+        .unwrap_or(version)
+}
+
+/// The highest of `defined` with the same prefix as `version`, by numeric
+/// components ("GLIBC_2.36" for "GLIBC_2.38").
+fn highest_like(version: &str, defined: &[String]) -> Option<String> {
+    let prefix = prefix_of(version);
+    let key = |v: &str| -> Vec<u64> {
+        v[prefix.len()..]
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap_or(0))
+            .collect()
+    };
+    defined
+        .iter()
+        .filter(|d| d.starts_with(prefix) && d[prefix.len()..].starts_with(['_', '.']))
+        .max_by_key(|d| key(d))
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn highest_version_of_the_same_family() {
+        let defined: Vec<String> = ["GLIBC_2.2.5", "GLIBC_2.36", "GLIBC_2.4", "GLIBC_PRIVATE"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            highest_like("GLIBC_2.38", &defined).as_deref(),
+            Some("GLIBC_2.36")
+        );
+        assert_eq!(prefix_of("GLIBCXX_3.4.32"), "GLIBCXX");
+        assert_eq!(
+            highest_like("VERS_2", &["VERS_1".to_string()]).as_deref(),
+            Some("VERS_1")
+        );
+    }
+}
