@@ -1,5 +1,12 @@
 //! The `dynload` command: run programs with dynload as their runtime
-//! loader, and (later) explain dynamic linking.
+//! loader, and explain dynamic linking: what loads, why, and what breaks.
+
+mod check;
+mod host;
+mod python;
+mod style;
+mod tree;
+mod why;
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -63,6 +70,87 @@ enum Cmd {
             value_name = "PROGRAM"
         )]
         program: Vec<OsString>,
+    },
+    /// Show the dependency tree dynload would load, with the reason each
+    /// object was found ([rpath], [runpath], [ld.so.cache], ...) and, for
+    /// what is missing, every place tried in order. Nothing is run.
+    ///
+    /// Examples:
+    ///   dynload tree /usr/lib/x86_64-linux-gnu/libLLVM-15.so.1
+    ///   dynload tree --paths --all libz3.so
+    ///   dynload tree --python python3 ./mymodule.cpython-311-x86_64-linux-gnu.so
+    ///
+    /// Exit status: 0, or 2 when something is not found.
+    #[command(verbatim_doc_comment)]
+    Tree {
+        /// Show every DT_NEEDED entry, also of objects already shown.
+        #[arg(long)]
+        all: bool,
+        /// Show full paths instead of the names asked for.
+        #[arg(long)]
+        paths: bool,
+        #[command(flatten)]
+        output: style::OutputArgs,
+        #[command(flatten)]
+        host: host::HostArgs,
+        /// Files (paths) or library names (searched as dlopen does).
+        #[arg(required = true, value_name = "FILE|NAME")]
+        files: Vec<OsString>,
+    },
+    /// Find what would break if these objects were loaded, without running
+    /// any of them: missing dependencies, undefined symbols (with the
+    /// nearest candidates), unmet versions, symbols that several objects
+    /// define, executable stacks, text relocations, initial-exec TLS, RPATH
+    /// and RUNPATH surprises. Python extension modules (objects exporting
+    /// PyInit_*) are checked against the interpreter: libpython linked in,
+    /// a wrong PyInit_ name, Python API the interpreter does not provide.
+    /// A wheel (.whl) or a directory checks every extension module in it.
+    ///
+    /// Examples:
+    ///   dynload check ./plugin.so
+    ///   dynload check --python python3.11 dist/mypkg-1.0-cp311-cp311-linux_x86_64.whl
+    ///   dynload check --json ./a.so ./b.so
+    ///
+    /// Exit status: 0 clean, 1 warnings, 2 errors.
+    #[command(verbatim_doc_comment)]
+    Check {
+        #[command(flatten)]
+        output: style::OutputArgs,
+        #[command(flatten)]
+        host: host::HostArgs,
+        /// Shared objects, wheels or directories.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<OsString>,
+    },
+    /// Explain which object SYMBOL binds to, from FILE's point of view (or
+    /// a dlsym on the host's global scope): every object of every scope in
+    /// search order, with what each has of it (absent, hidden version,
+    /// wrong version, weak, protected, not exported).
+    ///
+    /// Examples:
+    ///   dynload why malloc
+    ///   dynload why --in ./plugin.so compress2
+    ///   dynload why --python python3 --in ./ext.so PyLong_FromLong
+    ///
+    /// Exit status: 0 when it binds, 2 when nothing defines it.
+    #[command(verbatim_doc_comment)]
+    Why {
+        /// Look up as a reference from this object (opened by the host).
+        #[arg(long = "in", value_name = "FILE")]
+        within: Option<OsString>,
+        /// The version asked for (default: the version FILE's own
+        /// reference asks for, if any).
+        #[arg(long, value_name = "VERSION")]
+        version: Option<String>,
+        /// As if FILE's root were opened with RTLD_DEEPBIND.
+        #[arg(long)]
+        deepbind: bool,
+        #[command(flatten)]
+        output: style::OutputArgs,
+        #[command(flatten)]
+        host: host::HostArgs,
+        /// The symbol's name.
+        symbol: String,
     },
 }
 
@@ -195,6 +283,12 @@ fn load(
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` ends quietly, as other command-line tools do.
+    // SAFETY: restoring the default disposition of SIGPIPE before any
+    // thread exists; no handler is involved.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     // `run` fails only when the program cannot be started: 127, as a shell.
     let status = if matches!(cli.command, Cmd::Run { .. }) {
@@ -202,6 +296,66 @@ fn main() -> ExitCode {
     } else {
         1
     };
+    let diagnosis = match &cli.command {
+        Cmd::Tree {
+            all,
+            paths,
+            output,
+            host,
+            files,
+        } => Some(host::inspector(host, None).and_then(|mut ins| {
+            let opts = tree::TreeOptions {
+                all: *all,
+                paths: *paths,
+                json: output.json,
+            };
+            tree::run(&mut ins, files, &opts, style::Style::new(output.color))
+        })),
+        Cmd::Check {
+            output,
+            host,
+            files,
+        } => Some(check::run(
+            files,
+            host,
+            output.json,
+            style::Style::new(output.color),
+        )),
+        Cmd::Why {
+            within,
+            version,
+            deepbind,
+            output,
+            host,
+            symbol,
+        } => Some(
+            host.python
+                .as_ref()
+                .map(host::query_python)
+                .transpose()
+                .and_then(|py| host::inspector(host, py.as_ref()))
+                .and_then(|mut ins| {
+                    let opts = why::WhyOptions {
+                        symbol: symbol.clone(),
+                        within: within.clone(),
+                        version: version.clone(),
+                        deepbind: *deepbind,
+                        json: output.json,
+                    };
+                    why::run(&mut ins, &opts, style::Style::new(output.color))
+                }),
+        ),
+        _ => None,
+    };
+    if let Some(result) = diagnosis {
+        return match result {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("dynload: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let result = match cli.command {
         Cmd::Run {
             debug,
@@ -215,6 +369,7 @@ fn main() -> ExitCode {
             symbols,
             libraries,
         } => load(lazy, global, &symbols, &libraries),
+        Cmd::Tree { .. } | Cmd::Check { .. } | Cmd::Why { .. } => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -148,6 +148,24 @@ fn stats_are_printed_for_the_program_not_its_children() {
         1,
         "one summary, from the program dynload run started:\n{stderr}"
     );
+    // What it says: objects loaded by dynload and by glibc, relocations,
+    // time, and each object with the reason it was found.
+    let summary = stderr
+        .lines()
+        .find(|l| l.starts_with("dynload: 1 dlopen calls"))
+        .unwrap();
+    for part in [
+        " objects loaded by dynload (",
+        " by glibc; ",
+        " relocations (",
+        " ms in dlopen",
+    ] {
+        assert!(summary.contains(part), "{part:?} not in {summary:?}");
+    }
+    assert!(
+        stderr.contains(&format!("  {} [path]", set.path("a"))),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -9,48 +9,14 @@
 //! symbols win because the global scope is searched first, and an already
 //! loaded libpython is not loaded again.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::{pyenv_python, under_dynload};
-
-const MODULE_FILE: &str = "pyo3_demo.cpython-311-x86_64-linux-gnu.so";
-const DEBIAN_PYTHON: &str = "/usr/bin/python3.11";
-const DEBIAN_LIBPYTHON: &str = "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0";
-
-/// Build the module into `dir/right` (PYO3_BUILD_EXTENSION_MODULE=1) and
-/// `dir/wrong` (linked against Debian's libpython).
-fn build(dir: &Path) -> (PathBuf, PathBuf) {
-    let pyenv = pyenv_python();
-    let (right, wrong) = (dir.join("right"), dir.join("wrong"));
-    for d in [&right, &wrong] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    testkit::cargo_cdylib(
-        "pyo3_demo",
-        &[
-            ("PYO3_BUILD_EXTENSION_MODULE", "1"),
-            ("PYO3_PYTHON", &pyenv.to_string_lossy()),
-        ],
-        &right.join(MODULE_FILE),
-    );
-    testkit::cargo_cdylib(
-        "pyo3_demo",
-        &[("PYO3_PYTHON", DEBIAN_PYTHON)],
-        &wrong.join(MODULE_FILE),
-    );
-    let needed = |p: &Path| testkit::dynamic_section(p).contains("[libpython3.11.so.1.0]");
-    assert!(
-        !needed(&right.join(MODULE_FILE)),
-        "the right build links libpython"
-    );
-    assert!(
-        needed(&wrong.join(MODULE_FILE)),
-        "the wrong build does not link libpython"
-    );
-    (right, wrong)
-}
+use common::{
+    build_pyo3_demo as build, pyenv_python, under_dynload, DEBIAN_LIBPYTHON, DEBIAN_PYTHON,
+    MODULE_FILE,
+};
 
 /// Run the check script on `module_dir` with `python`, under glibc and
 /// under `dynload run`; the outputs must be equal and dynload must have
