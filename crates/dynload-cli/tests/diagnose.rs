@@ -86,6 +86,22 @@ fn fixtures() -> &'static Path {
             ],
         );
         build("libunder.so", &[s("under.c")], &[]);
+        build("libtextrel.so", &[s("textrel.c")], &[]);
+        build("libietls.so", &[s("ietls.c")], &[]);
+        build("libexecstack.so", &[s("leaf.c")], &["-Wl,-z,execstack"]);
+        let kinds = format!("-Wl,--version-script={}", s("kinds.map"));
+        build("libkinds.so", &[s("kinds.c")], &[&kinds]);
+        gcc(
+            &dir,
+            &[
+                "-o",
+                "kinds_host",
+                &s("kinds_host.c"),
+                "-L.",
+                "-lkinds",
+                "-Wl,-rpath,$ORIGIN",
+            ],
+        );
         // Python extension modules written in C.
         let py = common::pyenv_python();
         let include = python_var(
@@ -648,5 +664,114 @@ fn output_for_people_and_for_programs() {
     assert!(
         err.contains("/nonexistent.so: cannot open shared object file"),
         "{err}"
+    );
+}
+
+#[test]
+fn what_check_refuses_is_what_loading_refuses() {
+    for (file, code) in [
+        ("libtextrel.so", "text-relocations"),
+        ("libexecstack.so", "executable-stack"),
+    ] {
+        let file = path(file);
+        let (doc, status) = json(&["check", "--json", &file]);
+        assert_eq!(status, 2);
+        let finding = &doc["files"][0]["findings"][0];
+        assert_eq!(finding["code"], code);
+        // `dynload load` opens it with the loader: the same error text.
+        let (out, _, status) = dynload(&["load", &file]);
+        assert_ne!(status, 0);
+        let first = out.lines().next().unwrap();
+        assert_eq!(
+            first,
+            format!("{file}: error: {}", finding["message"].as_str().unwrap()),
+            "{out}"
+        );
+    }
+    // Initial-exec TLS: a warning; loading works (glibc loads it).
+    let ie = path("libietls.so");
+    let (doc, status) = json(&["check", "--json", &ie]);
+    assert_eq!(status, 1);
+    assert_eq!(codes(&doc), ["warning:initial-exec-tls"]);
+    let (out, _, status) = dynload(&["load", &ie]);
+    assert_eq!(status, 0, "{out}");
+    assert_eq!(glibc_dlopen(&ie), "ok");
+}
+
+#[test]
+fn why_tells_each_kind_of_definition_apart() {
+    let kinds = path("libkinds.so");
+    let status_of = |args: &[&str]| -> Vec<(String, String)> {
+        let (doc, _) = json(args);
+        doc["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["objects"].as_array().unwrap().iter())
+            .filter(|o| o["object"] == kinds.as_str())
+            .map(|o| {
+                (
+                    o["status"].as_str().unwrap().to_string(),
+                    o["detail"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let one = |args: &[&str]| status_of(args).pop().unwrap();
+    let (st, detail) = one(&["why", "--json", "--in", &kinds, "weak_fn"]);
+    assert_eq!(
+        (st.as_str(), detail.contains("weak")),
+        ("binds", true),
+        "{detail}"
+    );
+    let (st, detail) = one(&["why", "--json", "--in", &kinds, "protected_fn"]);
+    assert_eq!(
+        (st.as_str(), detail.contains("protected")),
+        ("binds", true),
+        "{detail}"
+    );
+    let (st, _) = one(&["why", "--json", "--in", &kinds, "hidden_fn"]);
+    assert_eq!(
+        st, "absent",
+        "hidden symbols are not in the dynamic symbol table"
+    );
+    let (st, detail) = one(&[
+        "why",
+        "--json",
+        "--in",
+        &kinds,
+        "--version",
+        "KINDS_3",
+        "versioned_fn",
+    ]);
+    assert_eq!(st, "wrong-version");
+    assert!(detail.starts_with("versioned_fn@@KINDS_2"), "{detail}");
+    let (st, detail) = one(&[
+        "why",
+        "--json",
+        "--in",
+        &kinds,
+        "--version",
+        "KINDS_1",
+        "versioned_fn",
+    ]);
+    assert_eq!(
+        (st.as_str(), detail.as_str()),
+        ("binds", "versioned_fn@KINDS_1")
+    );
+    // dlsym from a program linked with it: the old version alone is hidden,
+    // as glibc's dlsym finds.
+    let host = path("kinds_host");
+    let (st, detail) = one(&["why", "--json", "--host", &host, "only_old"]);
+    assert_eq!(st, "hidden-version");
+    assert!(detail.starts_with("only_old@KINDS_1"), "{detail}");
+    let (out, _, status) = dynload(&["why", "--color", "never", "--host", &host, "only_old"]);
+    assert_eq!(status, 2);
+    golden("why-hidden-version", &out);
+    let code = "import ctypes, sys\nl = ctypes.CDLL(sys.argv[1])\ntry:\n    l.only_old\n    print('found')\nexcept AttributeError as e:\n    print(e)";
+    let glibc = testkit::run(Command::new("python3").args(["-c", code, &kinds]));
+    assert_eq!(
+        String::from_utf8_lossy(&glibc.stdout).trim(),
+        format!("{kinds}: undefined symbol: only_old")
     );
 }

@@ -236,9 +236,7 @@ fn plan(o: &Opened, name: &str, purpose: Purpose) -> Result<Plan, Error> {
         _ => return Err(Error::invalid(name, "object file has no dynamic section")),
     };
     if stack_flags & elf::PF_X != 0 && purpose == Purpose::Load {
-        return Err(Error::system(name, "cannot enable executable stack as shared object requires", libc::EINVAL).with_why(
-            "the object asks for an executable stack (PT_GNU_STACK with PF_X, or no PT_GNU_STACK); dynload refuses it, as glibc 2.41 and later do",
-        ));
+        return Err(executable_stack_error(name));
     }
     if let Some(t) = tls.filter(|t| t.filesz > 0) {
         let (start, end) = (t.vaddr as usize, t.vaddr.saturating_add(t.filesz) as usize);
@@ -261,6 +259,17 @@ fn plan(o: &Opened, name: &str, purpose: Purpose) -> Result<Plan, Error> {
         relro,
         tls,
     })
+}
+
+/// glibc's error for an object that wants an executable stack (glibc 2.41
+/// and later refuse it too).
+pub(crate) fn executable_stack_error(name: &str) -> Error {
+    Error::system(
+        name,
+        "cannot enable executable stack as shared object requires",
+        libc::EINVAL,
+    )
+    .with_why("the object asks for an executable stack (PT_GNU_STACK with PF_X, or no PT_GNU_STACK); dynload refuses it, as glibc 2.41 and later do")
 }
 
 /// Map the file `o` (already opened and checked by `find`).

@@ -68,6 +68,12 @@ pub(crate) struct Binding {
     pub size: u64,
 }
 
+/// The refusal of an object with text relocations.
+pub(crate) fn text_relocation_error(name: &str) -> Error {
+    Error::unsupported(name, "cannot load an object with text relocations (DT_TEXTREL)")
+        .with_why("text relocations would need its code pages writable while relocating (glibc allows that, dynload never makes a page writable and executable); rebuild it with -fPIC")
+}
+
 /// Relocate one object of ours. Runs IFUNC resolvers (which are code of
 /// already-relocated objects) but nothing else of the object. With `lazy`,
 /// PLT slots are left to be bound at their first call.
@@ -76,8 +82,7 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome,
     let name = obj.display_name();
     let d = &obj.view.dyn_info;
     if d.has_textrel() {
-        return Err(Error::unsupported(name, "cannot load an object with text relocations (DT_TEXTREL)")
-            .with_why("text relocations would need its code pages writable while relocating; rebuild it with -fPIC"));
+        return Err(text_relocation_error(&name));
     }
     if d.rel.is_some_and(|t| t.size > 0) {
         return Err(Error::unsupported(

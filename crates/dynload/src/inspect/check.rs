@@ -205,17 +205,15 @@ impl Inspector {
         };
         let stack = phdrs_of(o, elf::PT_GNU_STACK).next();
         if stack.is_none_or(|p| p.p_flags.get(LE) & elf::PF_X != 0) {
+            let e = crate::map::executable_stack_error(&o.path());
             push(
                 Severity::Error,
                 "executable-stack",
-                format!(
-                    "{}: cannot enable executable stack as shared object requires",
-                    o.path()
-                ),
-                vec![format!(
-                    "the object {}; dynload refuses it (as glibc 2.41 does), glibc 2.36 makes every thread's stack executable. Usually an assembly file without a .note.GNU-stack section: link with -Wl,-z,noexecstack",
-                    if stack.is_none() { "has no PT_GNU_STACK" } else { "asks for an executable stack (PT_GNU_STACK with PF_X)" }
-                )],
+                e.to_string(),
+                vec![
+                    why_of(&e),
+                    "glibc 2.36 loads it and makes every thread's stack executable. Usually an assembly file without a .note.GNU-stack section: link with -Wl,-z,noexecstack".into(),
+                ],
             );
         }
         if phdrs_of(o, elf::PT_LOAD).any(|p| {
@@ -233,14 +231,12 @@ impl Inspector {
             );
         }
         if d.has_textrel() {
+            let e = crate::relocate::text_relocation_error(&o.path());
             push(
                 Severity::Error,
                 "text-relocations",
-                format!(
-                    "{}: cannot load an object with text relocations (DT_TEXTREL)",
-                    o.path()
-                ),
-                vec!["text relocations need code pages made writable while relocating; glibc allows them, dynload does not. Rebuild with -fPIC".into()],
+                e.to_string(),
+                vec![why_of(&e)],
             );
         }
         if d.filter {
@@ -630,6 +626,14 @@ impl Inspector {
                 details: vec![consequence],
             });
         }
+    }
+}
+
+/// The explanation dynload's loader attaches to an error.
+fn why_of(e: &Error) -> String {
+    match e {
+        Error::Load { why: Some(w), .. } => w.clone(),
+        _ => String::new(),
     }
 }
 
