@@ -84,6 +84,13 @@ pub fn inspector(args: &HostArgs, python: Option<&Interpreter>) -> Result<Inspec
     made.map_err(|e| e.explain())
 }
 
+/// An inspector for `--host`/`--python` as given (no extension-module
+/// detection: that is `check`'s).
+pub fn from_args(args: &HostArgs) -> Result<Inspector, String> {
+    let py = args.python.as_ref().map(query_python).transpose()?;
+    inspector(args, py.as_ref())
+}
+
 /// A program named without a '/' is looked up in PATH, as a shell would.
 fn resolve_program(program: &std::path::Path) -> Result<PathBuf, String> {
     if program.as_os_str().to_string_lossy().contains('/') {

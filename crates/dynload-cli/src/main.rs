@@ -303,7 +303,7 @@ fn main() -> ExitCode {
             output,
             host,
             files,
-        } => Some(host::inspector(host, None).and_then(|mut ins| {
+        } => Some(host::from_args(host).and_then(|mut ins| {
             let opts = tree::TreeOptions {
                 all: *all,
                 paths: *paths,
@@ -328,23 +328,16 @@ fn main() -> ExitCode {
             output,
             host,
             symbol,
-        } => Some(
-            host.python
-                .as_ref()
-                .map(host::query_python)
-                .transpose()
-                .and_then(|py| host::inspector(host, py.as_ref()))
-                .and_then(|mut ins| {
-                    let opts = why::WhyOptions {
-                        symbol: symbol.clone(),
-                        within: within.clone(),
-                        version: version.clone(),
-                        deepbind: *deepbind,
-                        json: output.json,
-                    };
-                    why::run(&mut ins, &opts, style::Style::new(output.color))
-                }),
-        ),
+        } => Some(host::from_args(host).and_then(|mut ins| {
+            let opts = why::WhyOptions {
+                symbol: symbol.clone(),
+                within: within.clone(),
+                version: version.clone(),
+                deepbind: *deepbind,
+                json: output.json,
+            };
+            why::run(&mut ins, &opts, style::Style::new(output.color))
+        })),
         _ => None,
     };
     if let Some(result) = diagnosis {

@@ -473,6 +473,22 @@ fn hand_written_extension_modules_checked_against_the_interpreter() {
         )),
         "{here}"
     );
+    // `tree` with each interpreter as the host: pyenv's has this libpython
+    // loaded already; Debian's would load it.
+    let (out, _, _) = dynload(&["tree", "--color", "never", "--python", "python3", &linked]);
+    assert!(
+        out.contains("└── libpython3.11.so.1.0 [already loaded]"),
+        "{out}"
+    );
+    let (out, _, _) = dynload(&[
+        "tree",
+        "--color",
+        "never",
+        "--python",
+        "/usr/bin/python3.11",
+        &linked,
+    ]);
+    assert!(out.contains("└── libpython3.11.so.1.0 [runpath]"), "{out}");
     let wrong = path(&format!("wrongname.{PYENV_TAG}.so"));
     let (out, _, code) = dynload(&["check", "--color", "never", &wrong]);
     assert_eq!(code, 2);
