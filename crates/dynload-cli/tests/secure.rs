@@ -1,6 +1,7 @@
 //! Secure mode (AT_SECURE): a set-user-ID program run by another user.
-//! dynload then ignores its DYNLOAD_* variables and LD_LIBRARY_PATH, and
-//! honours $ORIGIN only at the start of a path element, as glibc does.
+//! dynload then ignores its DYNLOAD_* variables (the load policy too) and
+//! LD_LIBRARY_PATH, and honours $ORIGIN only at the start of a path
+//! element, as glibc does.
 //! The same library is opened by the glibc driver and by `dynload load`,
 //! both made set-user-ID root and run as `nobody`; CI runs as root.
 
@@ -99,7 +100,10 @@ fn setuid_programs_ignore_the_environment_and_untrusted_origin() {
         // "NAME: error: ..." when not; anything else (a crash, setpriv
         // failing) is neither.
         let dynload_found = |out: &str| {
-            let found = out.lines().next().is_some_and(|l| l.contains(": /"));
+            let found = out
+                .lines()
+                .next()
+                .is_some_and(|l| l.contains(": /") && !l.contains(": error:"));
             let refused = out.contains(": error:");
             assert!(found != refused, "no answer from dynload load:\n{out}");
             found
@@ -123,6 +127,24 @@ fn setuid_programs_ignore_the_environment_and_untrusted_origin() {
             !setuid,
             "dynload, setuid={setuid}: {d_p}"
         );
+        // So is the load policy: one that allows nothing refuses o, except
+        // in secure mode, where DYNLOAD_POLICY is ignored like the rest.
+        let (d_policy, _) = as_nobody(
+            &dynload,
+            &["load", &o],
+            &[("DYNLOAD_POLICY", "dir=/nonexistent")],
+        );
+        assert_eq!(
+            dynload_found(&d_policy),
+            setuid,
+            "DYNLOAD_POLICY, setuid={setuid}: {d_policy}"
+        );
+        if !setuid {
+            assert!(
+                d_policy.contains("refused by dynload's load policy"),
+                "{d_policy}"
+            );
+        }
         // DYNLOAD_DEBUG is ignored in secure mode.
         assert_eq!(
             d_bare_err.contains("find library="),

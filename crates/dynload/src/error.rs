@@ -18,6 +18,8 @@ pub enum ErrorKind {
     NotOpen,
     /// A system call failed (the message ends with the system's reason).
     System,
+    /// The load policy ([`crate::LoadPolicy`]) does not allow the file.
+    Denied,
 }
 
 /// A failed dynamic-loading operation.

@@ -30,6 +30,7 @@ mod debugger;
 pub mod dlfcn;
 mod elf;
 mod error;
+mod fault;
 mod find;
 mod host;
 mod init;
@@ -39,6 +40,7 @@ mod link;
 mod load;
 mod map;
 mod object;
+mod policy;
 mod process;
 mod query;
 mod registry;
@@ -54,5 +56,12 @@ pub use api::{
     ObjectInfo, OpenFlags, Symbol,
 };
 pub use error::{Error, ErrorKind, Result};
+
+/// Hooks for tests of failure paths; not a stable interface.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::fault::{fail_nth, Syscall};
+}
 pub use find::FoundVia;
 pub use object::LinkMap;
+pub use policy::{allow_text_relocations, set_load_policy, LoadPolicy};

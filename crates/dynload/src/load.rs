@@ -528,6 +528,8 @@ fn map_object(
     if mode & RTLD_NOLOAD != 0 {
         return Ok(None);
     }
+    // On the descriptor that is about to be mapped (see `policy`).
+    crate::policy::check(&opened.file, &opened.path)?;
     let path_shown = String::from_utf8_lossy(&opened.path).into_owned();
     let mapped = map::map(&opened, &path_shown)?;
     let obj = build_object(
@@ -857,6 +859,49 @@ fn build_object(
     Ok(obj)
 }
 
+/// Text relocations, when allowed: the read-only segments of `id` made
+/// writable (not executable) for its relocation.
+fn open_text(guard: &registry::Guard, id: ObjId) -> Result<Vec<(usize, usize)>, Error> {
+    let mut reg = registry_mut(guard)?;
+    let o = reg.obj(id);
+    if !o.is_ours() || !o.view.dyn_info.has_textrel() || !crate::policy::text_relocations_allowed()
+    {
+        return Ok(Vec::new());
+    }
+    let ranges = o.view.image.read_only_segments();
+    map::text_writable(&ranges, true, |_| 0, &o.display_name())?;
+    let o = reg.obj_mut(id);
+    for &r in &ranges {
+        o.view.image.set_writable(r, true);
+    }
+    Ok(ranges)
+}
+
+/// Give the segments `open_text` opened their own protections back.
+fn close_text(guard: &registry::Guard, id: ObjId, ranges: &[(usize, usize)]) -> Result<(), Error> {
+    if ranges.is_empty() {
+        return Ok(());
+    }
+    let mut reg = registry_mut(guard)?;
+    let o = reg.obj_mut(id);
+    for &r in ranges {
+        o.view.image.set_writable(r, false);
+    }
+    let base = o.view.image.base;
+    let phdrs: Vec<crate::elf::Phdr> = match &o.kind {
+        Kind::Ours(m) => m.phdrs.to_vec(),
+        Kind::Host(_) => Vec::new(),
+    };
+    let flags_of = |start: usize| {
+        phdrs
+            .iter()
+            .filter(|p| p.p_type.get(crate::elf::LE) == elf::PT_LOAD)
+            .find(|p| base.wrapping_add(p.p_vaddr.get(crate::elf::LE) as usize) == start)
+            .map_or(elf::PF_R, |p| p.p_flags.get(crate::elf::LE))
+    };
+    map::text_writable(ranges, false, flags_of, &o.display_name())
+}
+
 /// Relocate every object of the new search list that needs it, from the
 /// end of the initialisation list (dependencies first).
 fn relocate_all(guard: &registry::Guard, root: ObjId, mode: c_int) -> Result<(), Error> {
@@ -875,11 +920,14 @@ fn relocate_all(guard: &registry::Guard, root: ObjId, mode: c_int) -> Result<(),
     // DF_1_NOW), as in glibc.
     let lazy_mode = mode & RTLD_LAZY != 0 && !crate::process::settings().bind_now;
     for id in order {
+        let text = open_text(guard, id)?;
         let outcome = {
             let reg = registry(guard)?;
             let lazy = lazy_mode && !reg.obj(id).view.dyn_info.wants_bind_now();
-            relocate::relocate(&reg, id, lazy)?
+            relocate::relocate(&reg, id, lazy)
         };
+        close_text(guard, id, &text)?;
+        let outcome = outcome?;
         let mut reg = registry_mut(guard)?;
         let o = reg.obj(id);
         init::check_entry_points(&reg, o).map_err(|e| Error::invalid(o.display_name(), e))?;

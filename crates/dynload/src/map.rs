@@ -296,6 +296,13 @@ fn map_for(o: &Opened, name: &str, purpose: Purpose) -> Result<Mapped, Error> {
     let reserve = span + (align - PAGE_SIZE);
     // Reserve the whole span at once, PROT_NONE: gaps between segments stay
     // inaccessible, and nothing else can be mapped in between.
+    if let Some(errno) = crate::fault::injected(crate::fault::Syscall::Mmap) {
+        return Err(Error::system(
+            name,
+            "failed to map segment from shared object",
+            errno,
+        ));
+    }
     // SAFETY: a fresh anonymous mapping at an address the kernel chooses.
     let raw = unsafe {
         rustix::mm::mmap_anonymous(
@@ -346,6 +353,9 @@ fn map_for(o: &Opened, name: &str, purpose: Purpose) -> Result<Mapped, Error> {
 
 fn map_segment(o: &Opened, base: usize, l: &Load) -> Result<(), i32> {
     let err = |e: rustix::io::Errno| e.raw_os_error();
+    if let Some(errno) = crate::fault::injected(crate::fault::Syscall::Mmap) {
+        return Err(errno);
+    }
     if l.mapend > l.mapstart {
         // SAFETY: the target range lies inside the reservation made in `map`
         // (checked by `plan`: ascending, non-overlapping, within the span),
@@ -421,6 +431,40 @@ fn mprotect_flags(p: ProtFlags) -> MprotectFlags {
     m
 }
 
+/// Text relocations (opted in): make `ranges` (an object's read-only
+/// segments) readable and writable — never executable — for the time of
+/// its relocation, or, with `open` false, give them back their own
+/// protections (`flags_of` gives the segment's p_flags by start address).
+pub(crate) fn text_writable(
+    ranges: &[(usize, usize)],
+    open: bool,
+    flags_of: impl Fn(usize) -> u32,
+    name: &str,
+) -> Result<(), Error> {
+    for &(start, end) in ranges {
+        let (s, e) = (page_down(start), page_up(end).unwrap_or(end));
+        let prot = if open {
+            MprotectFlags::READ | MprotectFlags::WRITE
+        } else {
+            mprotect_flags(prot_of(flags_of(start)))
+        };
+        // SAFETY: the range is a segment of the object being relocated,
+        // mapped by this loader; nothing runs from it while it is changed.
+        unsafe { rustix::mm::mprotect(s as *mut _, e - s, prot) }.map_err(|e| {
+            Error::system(
+                name,
+                if open {
+                    "cannot make segment writable for relocation"
+                } else {
+                    "cannot restore segment prot after reloc"
+                },
+                e.raw_os_error(),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Make PT_GNU_RELRO read-only after relocation. The end is rounded down,
 /// as glibc does: the partial page at the end stays writable.
 pub(crate) fn protect_relro(mapped: &Mapped, name: &str) -> Result<(), Error> {
@@ -432,6 +476,13 @@ pub(crate) fn protect_relro(mapped: &Mapped, name: &str) -> Result<(), Error> {
     if end > start {
         if start < mapped.mapping.start() || end > mapped.mapping.end() {
             return Err(Error::invalid(name, "PT_GNU_RELRO lies outside the object"));
+        }
+        if let Some(errno) = crate::fault::injected(crate::fault::Syscall::Mprotect) {
+            return Err(Error::system(
+                name,
+                "cannot apply additional memory protection after relocation",
+                errno,
+            ));
         }
         // SAFETY: the range lies inside this object's own mapping.
         unsafe { rustix::mm::mprotect(start as *mut _, end - start, MprotectFlags::READ) }

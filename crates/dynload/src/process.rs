@@ -83,6 +83,10 @@ pub(crate) struct Settings {
     /// DYNLOAD_GDB: `1` describes every object to debuggers, `0` none;
     /// unset, only while a debugger has its breakpoint set (see `debugger`).
     pub gdb: Option<bool>,
+    /// DYNLOAD_POLICY: the load policy (`dir=PATH;sha256=HEX;...`).
+    pub policy: Option<Vec<u8>>,
+    /// DYNLOAD_ALLOW_TEXTREL set to a non-empty value other than `0`.
+    pub allow_textrel: bool,
 }
 
 fn env_bytes(name: &str) -> Option<Vec<u8>> {
@@ -126,6 +130,9 @@ pub(crate) fn settings() -> &'static Settings {
             state_save: trusted("DYNLOAD_STATE_SAVE")
                 .map(|v| String::from_utf8_lossy(&v).into_owned()),
             gdb: trusted("DYNLOAD_GDB").map(|v| v != b"0" && !v.is_empty()),
+            policy: trusted("DYNLOAD_POLICY"),
+            allow_textrel: trusted("DYNLOAD_ALLOW_TEXTREL")
+                .is_some_and(|v| !v.is_empty() && v != b"0"),
         }
     })
 }

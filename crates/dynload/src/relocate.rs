@@ -71,7 +71,7 @@ pub(crate) struct Binding {
 /// The refusal of an object with text relocations.
 pub(crate) fn text_relocation_error(name: &str) -> Error {
     Error::unsupported(name, "cannot load an object with text relocations (DT_TEXTREL)")
-        .with_why("text relocations would need its code pages writable while relocating (glibc allows that, dynload never makes a page writable and executable); rebuild it with -fPIC")
+        .with_why("text relocations need its code pages written while relocating; glibc allows them, dynload only when asked to (DYNLOAD_ALLOW_TEXTREL=1 or dynload::allow_text_relocations), and then the pages are writable but not executable until relocation ends. Better: rebuild it with -fPIC")
 }
 
 /// Relocate one object of ours. Runs IFUNC resolvers (which are code of
@@ -82,7 +82,33 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome,
     let name = obj.display_name();
     let d = &obj.view.dyn_info;
     if d.has_textrel() {
-        return Err(text_relocation_error(&name));
+        if !crate::policy::text_relocations_allowed() {
+            return Err(text_relocation_error(&name));
+        }
+        // Its code is not executable while it is written: its own IFUNC
+        // resolvers could not run.
+        let image = &obj.view.image;
+        let irelative = [d.rela, d.jmprel].into_iter().flatten().any(|t| {
+            image
+                .slice::<crate::elf::Rela>(image.addr(t.vaddr), (t.size / 24) as usize)
+                .is_some_and(|rs| {
+                    rs.iter()
+                        .any(|r| r.r_info.get(LE) & 0xffff_ffff == u64::from(r::IRELATIVE))
+                })
+        });
+        if irelative
+            || obj
+                .view
+                .symbols
+                .iter()
+                .any(|(_, s)| s.kind() == elf::STT_GNU_IFUNC && !s.is_undefined())
+        {
+            return Err(Error::unsupported(
+                name,
+                "cannot load an object with text relocations and IFUNC symbols of its own",
+            )
+            .with_why("during its relocation its code is writable and therefore not executable (W^X), so its IFUNC resolvers cannot run; rebuild it with -fPIC"));
+        }
     }
     if d.rel.is_some_and(|t| t.size > 0) {
         return Err(Error::unsupported(

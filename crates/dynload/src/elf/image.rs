@@ -74,6 +74,25 @@ impl Image {
         self.writable.iter().any(|&(s, e)| s <= addr && end <= e)
     }
 
+    /// The readable segments that are not writable, as [start, end).
+    pub(crate) fn read_only_segments(&self) -> Vec<(usize, usize)> {
+        self.readable
+            .iter()
+            .copied()
+            .filter(|&(s, e)| !self.writable.iter().any(|&(ws, we)| ws <= s && e <= we))
+            .collect()
+    }
+
+    /// Count `range` as writable (text relocations, while the range is
+    /// made writable) or, with `writable` false, no longer.
+    pub(crate) fn set_writable(&mut self, range: (usize, usize), writable: bool) {
+        if writable {
+            self.writable.push(range);
+        } else {
+            self.writable.retain(|&r| r != range);
+        }
+    }
+
     /// The absolute address of file virtual address `vaddr`.
     pub(crate) fn addr(&self, vaddr: u64) -> usize {
         self.base.wrapping_add(vaddr as usize)

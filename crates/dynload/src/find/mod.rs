@@ -221,6 +221,10 @@ pub(crate) enum Rejected {
 /// Open `path` and check it is an object this loader could map.
 pub(crate) fn open_verify(path: &[u8]) -> Result<Opened, Rejected> {
     let os = std::ffi::OsStr::from_bytes(path);
+    if let Some(errno) = crate::fault::injected(crate::fault::Syscall::Open) {
+        return Err(Rejected::Missing(errno));
+    }
+    // (std opens with O_CLOEXEC; this descriptor is the one mapped.)
     let mut file = match std::fs::OpenOptions::new().read(true).open(os) {
         Ok(f) => f,
         Err(e) => return Err(Rejected::Missing(e.raw_os_error().unwrap_or(libc::ENOENT))),
@@ -397,6 +401,16 @@ impl Finder {
                 }
                 Err(Rejected::Skipped(HeaderProblem::WrongClass)) => att.other_class = true,
                 Err(Rejected::Skipped(_)) => {}
+                // Another failure than "not there" or "not allowed" ends
+                // the search with its reason, as in glibc's `open_path`
+                // (EMFILE: "Too many open files").
+                Err(Rejected::Missing(errno)) if !is_absence(errno) => {
+                    return Err(Error::NotFound {
+                        name: String::from_utf8_lossy(name).into_owned(),
+                        reason: strerror(errno),
+                        tried: att.tried.clone(),
+                    });
+                }
                 Err(Rejected::Missing(errno)) => {
                     if errno == libc::EACCES {
                         att.eacces = true;
@@ -516,6 +530,12 @@ pub(crate) fn open_path(path: &[u8]) -> Result<Opened, Error> {
         }),
         Err(Rejected::Fatal(e)) => Err(e),
     }
+}
+
+/// Does a failed open mean only that this candidate is not usable (so the
+/// search goes on)?
+fn is_absence(errno: i32) -> bool {
+    matches!(errno, libc::ENOENT | libc::ENOTDIR | libc::EACCES)
 }
 
 /// `dir/name`; an empty `dir` is the current directory (no prefix).

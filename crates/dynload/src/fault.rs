@@ -1,0 +1,47 @@
+//! Fault injection for tests: make the loader's n-th `open`, `mmap` or
+//! `mprotect` from now on fail with a chosen errno, to prove that every
+//! such failure ends in a clean error with nothing left mapped, and that a
+//! later load succeeds. Off unless a test turns it on (one relaxed atomic
+//! load per call otherwise); not reachable from the environment.
+
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+
+/// The system calls that can be made to fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syscall {
+    /// Opening a candidate file (during the search).
+    Open,
+    /// Reserving an object's address range or mapping a segment.
+    Mmap,
+    /// Changing protections (RELRO after relocation, text relocations).
+    Mprotect,
+}
+
+static COUNTDOWN: [AtomicU32; 3] = [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
+static ERRNO: [AtomicI32; 3] = [AtomicI32::new(0), AtomicI32::new(0), AtomicI32::new(0)];
+
+/// Make the `n`-th (1 = the next) call of `call` fail with `errno`; `n` 0
+/// turns it off.
+pub fn fail_nth(call: Syscall, n: u32, errno: i32) {
+    ERRNO[call as usize].store(errno, Ordering::Relaxed);
+    COUNTDOWN[call as usize].store(n, Ordering::Relaxed);
+}
+
+/// Called before each real call: the errno to fail with, if this is the
+/// call chosen.
+#[inline]
+pub(crate) fn injected(call: Syscall) -> Option<i32> {
+    let c = &COUNTDOWN[call as usize];
+    if c.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    match c.fetch_sub(1, Ordering::Relaxed) {
+        1 => Some(ERRNO[call as usize].load(Ordering::Relaxed)),
+        0 => {
+            // Lost a race with another call; leave it off.
+            c.store(0, Ordering::Relaxed);
+            None
+        }
+        _ => None,
+    }
+}
