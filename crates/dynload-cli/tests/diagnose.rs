@@ -125,11 +125,13 @@ fn fixtures() -> &'static Path {
         let rp = format!("-Wl,-rpath,{libdir}");
         ext("spamlinked", "spamlinked", &[&ldir, "-lpython3.11", &rp]);
         ext("wrongname", "spam", &[]);
-        build(
-            "newapi.cpython-313-x86_64-linux-gnu.so",
-            &[s("newapi.c")],
-            &[&inc],
-        );
+        for tag in ["cpython-313", "cpython-313t"] {
+            build(
+                &format!("newapi.{tag}-x86_64-linux-gnu.so"),
+                &[s("newapi.c")],
+                &[&inc],
+            );
+        }
         // A wheel holding a good module and a bad one.
         for f in ["spam", "spamlinked"] {
             let name = format!("{f}.{PYENV_TAG}.so");
@@ -497,6 +499,21 @@ fn hand_written_extension_modules_checked_against_the_interpreter() {
     let (out, _, code) = dynload(&["check", "--color", "never", &newer]);
     assert_eq!(code, 2);
     golden("check-python-api", &generic(&out));
+    // Built for the free-threaded ABI: said so.
+    let (doc, _) = json(&[
+        "check",
+        "--json",
+        &path("newapi.cpython-313t-x86_64-linux-gnu.so"),
+    ]);
+    let f = &doc["files"][0]["findings"][0];
+    assert_eq!(f["code"], "python-api-missing");
+    assert!(
+        f["details"][0]
+            .as_str()
+            .unwrap()
+            .contains("free-threaded ABI (cpython-313t-x86_64-linux-gnu)"),
+        "{f}"
+    );
     // Python agrees: the module imports, the other cannot.
     let import = |dir: &Path, module: &str| {
         let out = Command::new(&py)
