@@ -424,3 +424,78 @@ fn every_way_of_saving_register_state() {
     assert!(want.contains("call lazy_preserves_xmm: 1"), "{want}");
     assert_eq!(fxsave.stdout, want);
 }
+
+/// An object with both DT_RPATH and DT_RUNPATH: glibc ignores its DT_RPATH
+/// entirely, for its own dependencies and for theirs. Here top's RPATH
+/// would find hid (needed by mid, which has no path of its own); with the
+/// RUNPATH beside it, neither glibc nor dynload may find it.
+#[test]
+fn rpath_beside_runpath_is_ignored_for_the_whole_chain() {
+    let set = Set::build(
+        "capi-rpath-runpath",
+        &[
+            Lib::node("hid", 3).subdir("sub").no_log(),
+            Lib::node("mid", 2).no_log().no_runpath().dep("hid"),
+            Lib::node("top", 1)
+                .no_log()
+                .no_runpath()
+                .dep("mid")
+                .flag("-Wl,--disable-new-dtags,-rpath,{dir}/sub:{dir}"),
+        ],
+    );
+    // Give top a DT_RUNPATH too (in place of DT_FINI), naming only its own
+    // directory: mid is still found, hid only through the RPATH.
+    let top = set.path("top");
+    let both = damage::variant(&top, &set.dir, "libcapi_rpath_runpath_both", |b| {
+        let rpath = damage::dynamic_value(b, 15);
+        let fini = damage::dynamic_entry(b, 13);
+        damage::put_u64(b, fini, 29);
+        // "{dir}/sub:{dir}": point past "{dir}/sub:" at "{dir}".
+        let skip = set.dir.join("sub").to_string_lossy().len() as u64 + 1;
+        damage::put_u64(b, fini + 8, rpath + skip);
+    });
+    assert!(testkit::dynamic_section(&both).contains("(RUNPATH)"));
+    // (both first: once top has loaded hid, it is found by name.)
+    let script = [format!("open {both} NOW"), format!("open {top} NOW")];
+    let script: Vec<&str> = script.iter().map(String::as_str).collect();
+    let (g, d) = compare(&set, &script);
+    assert!(
+        g.stdout.contains("open libcapi_rpath_runpath_top.so: h"),
+        "{}",
+        g.stdout
+    );
+    assert!(
+        d.stdout.contains("open libcapi_rpath_runpath_both.so: NULL (libcapi_rpath_runpath_hid.so: cannot open shared object file"),
+        "{}",
+        d.stdout
+    );
+}
+
+/// A C-runtime library (libm here) found through the requester's
+/// DT_RUNPATH: glibc loads the copy the search finds; dynload, which leaves
+/// C-runtime libraries to glibc, must hand glibc that copy, not the name
+/// (glibc's dlopen would then search from libdynload, without the
+/// requester's RUNPATH, and find the system's).
+#[test]
+fn a_c_runtime_library_found_through_runpath_is_that_copy() {
+    let set = Set::build(
+        "capi-bundled-libm",
+        &[Lib::node("use", 1)
+            .no_log()
+            .no_runpath()
+            .flag("-Wl,--no-as-needed,-lm,--enable-new-dtags,-rpath,$ORIGIN/bundled")],
+    );
+    std::fs::create_dir_all(set.dir.join("bundled")).unwrap();
+    std::fs::copy(
+        "/lib/x86_64-linux-gnu/libm.so.6",
+        set.dir.join("bundled/libm.so.6"),
+    )
+    .unwrap();
+    let script = ["open $use NOW", "maps bundled/libm.so.6"];
+    let (g, _) = compare(&set, &script);
+    assert!(
+        g.stdout.contains("maps bundled/libm.so.6: 1"),
+        "{}",
+        g.stdout
+    );
+}

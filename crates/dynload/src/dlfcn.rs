@@ -75,18 +75,7 @@ fn set_error(err: &Error) {
 fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r,
-        Err(p) => {
-            let what = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".into());
-            Err(Error::load(
-                ErrorKind::InvalidArgument,
-                "",
-                format!("dynload: internal error: {what}"),
-            ))
-        }
+        Err(p) => Err(Error::internal(p.as_ref())),
     }
 }
 

@@ -123,6 +123,20 @@ impl Error {
         )
     }
 
+    /// A panic inside the loader (a bug), as an error for the caller.
+    pub(crate) fn internal(payload: &(dyn std::any::Any + Send)) -> Error {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        Error::load(
+            ErrorKind::InvalidArgument,
+            "",
+            format!("dynload: internal error: {what}"),
+        )
+    }
+
     pub(crate) fn with_why(mut self, text: impl Into<String>) -> Error {
         if let Error::Load { why, .. } = &mut self {
             *why = Some(text.into());

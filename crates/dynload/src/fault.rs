@@ -20,8 +20,12 @@ pub enum Syscall {
 static COUNTDOWN: [AtomicU32; 3] = [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
 static ERRNO: [AtomicI32; 3] = [AtomicI32::new(0), AtomicI32::new(0), AtomicI32::new(0)];
 
-/// Make the `n`-th (1 = the next) call of `call` fail with `errno`; `n` 0
-/// turns it off.
+/// Instead of an errno: panic at that call (a stand-in for a loader bug),
+/// to test that a panic is rolled back like any failure.
+pub const PANIC: i32 = i32::MIN;
+
+/// Make the `n`-th (1 = the next) call of `call` fail with `errno` (or
+/// panic, with [`PANIC`]); `n` 0 turns it off.
 pub fn fail_nth(call: Syscall, n: u32, errno: i32) {
     ERRNO[call as usize].store(errno, Ordering::Relaxed);
     COUNTDOWN[call as usize].store(n, Ordering::Relaxed);
@@ -36,7 +40,10 @@ pub(crate) fn injected(call: Syscall) -> Option<i32> {
         return None;
     }
     match c.fetch_sub(1, Ordering::Relaxed) {
-        1 => Some(ERRNO[call as usize].load(Ordering::Relaxed)),
+        1 => match ERRNO[call as usize].load(Ordering::Relaxed) {
+            PANIC => panic!("injected panic at {call:?}"),
+            errno => Some(errno),
+        },
         0 => {
             // Lost a race with another call; leave it off.
             c.store(0, Ordering::Relaxed);

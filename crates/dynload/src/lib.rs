@@ -60,7 +60,7 @@ pub use error::{Error, ErrorKind, Result};
 /// Hooks for tests of failure paths; not a stable interface.
 #[doc(hidden)]
 pub mod testing {
-    pub use crate::fault::{fail_nth, Syscall};
+    pub use crate::fault::{fail_nth, Syscall, PANIC};
 }
 pub use find::FoundVia;
 pub use object::LinkMap;

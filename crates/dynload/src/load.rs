@@ -40,6 +40,9 @@ struct Tx {
     /// not borrowed (its constructors may call dynload), and stage 1 runs
     /// again, finding it loaded.
     glibc_wanted: Option<(Vec<u8>, c_int, &'static str)>,
+    /// Past the point from which nothing fails (constructors may have run):
+    /// no rollback any more.
+    committed: bool,
 }
 
 /// What a dlopen may change on an object that was already loaded.
@@ -90,7 +93,19 @@ pub(crate) fn dlopen(
     check_mode(&shown, mode)?;
     let guard = LOADER.lock();
     let mut tx = Tx::default();
-    let result = open_locked(&guard, name, mode, caller, &mut tx);
+    // A panic in the loader (a bug) must not leave a half-loaded object
+    // registered: it is rolled back like any failure and becomes an error.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        open_locked(&guard, name, mode, caller, &mut tx)
+    }))
+    .unwrap_or_else(|payload| {
+        if !tx.committed {
+            if let Ok(mut reg) = registry_mut(&guard) {
+                rollback(&mut reg, &mut tx);
+            }
+        }
+        Err(Error::internal(payload.as_ref()))
+    });
     registry_mut(&guard)?.release_glibc(tx.glibc_handles.drain(..));
     crate::unload::collect_pending(&guard);
     registry::close_queued_glibc(&guard);
@@ -149,6 +164,7 @@ fn open_locked(
         return Err(e);
     }
     // Demarcation point: from here on nothing fails.
+    tx.committed = true;
     let order = {
         let mut reg = registry_mut(guard)?;
         for &id in &tx.new_objects {
@@ -498,9 +514,7 @@ fn map_object(
             "needed by"
         }
     );
-    if host::is_c_runtime(name) {
-        return load_via_glibc(reg, name, mode, tx, "C runtime").map(Some);
-    }
+    let c_runtime = host::is_c_runtime(name);
     let opened = if name.contains(&b'/') {
         let path = if dst::has_dst(name) {
             let lo = reg.obj(loader);
@@ -528,10 +542,18 @@ fn map_object(
     if mode & RTLD_NOLOAD != 0 {
         return Ok(None);
     }
+    if c_runtime {
+        // glibc's own library: glibc loads it, the copy this search found
+        // (through the requester's RPATH/RUNPATH, as glibc would), not
+        // whatever its own search from libdynload would find.
+        return load_via_glibc(reg, &opened.path, mode, tx, "C runtime").map(Some);
+    }
     // On the descriptor that is about to be mapped (see `policy`).
     crate::policy::check(&opened.file, &opened.path)?;
     let path_shown = String::from_utf8_lossy(&opened.path).into_owned();
-    let mapped = map::map(&opened, &path_shown)?;
+    // Errors of the mapping name the object as it was asked for, as
+    // glibc's `_dl_map_object_from_fd` does.
+    let mapped = map::map(&opened, &shown)?;
     let obj = build_object(
         reg,
         mapped,
@@ -570,14 +592,7 @@ fn map_object(
                 .map(|o| o.display_name())
         });
         if let Some(dep) = ours {
-            return Err(Error::load(
-                ErrorKind::Unsupported,
-                path_shown,
-                "cannot allocate memory in static TLS block",
-            )
-            .with_why(format!(
-                "the object has initial-exec TLS of its own (DF_STATIC_TLS), which only glibc's static TLS can hold, so glibc must load it; but it needs {dep}, which dynload loaded, and glibc would map a second copy. Rebuild it with -ftls-model=global-dynamic (or -mtls-dialect=gnu2), or load {dep} with glibc"
-            )));
+            return Err(static_tls_dependency_error(&path_shown, &dep));
         }
         drop(obj);
         return load_via_glibc(
@@ -618,6 +633,19 @@ fn map_object(
         );
     }
     Ok(Some(id))
+}
+
+/// The refusal of an object with initial-exec TLS of its own (which glibc
+/// must load) that needs `dep`, an object dynload loads.
+pub(crate) fn static_tls_dependency_error(path: &str, dep: &str) -> Error {
+    Error::load(
+        ErrorKind::Unsupported,
+        path,
+        "cannot allocate memory in static TLS block",
+    )
+    .with_why(format!(
+        "the object has initial-exec TLS of its own (DF_STATIC_TLS), which only glibc's static TLS can hold, so glibc must load it; but it needs {dep}, which dynload loaded, and glibc would map a second copy. Rebuild it with -ftls-model=global-dynamic (or -mtls-dialect=gnu2), or load {dep} with glibc"
+    ))
 }
 
 /// A library glibc must load (`why`: a C-runtime library, or one dynload

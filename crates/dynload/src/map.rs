@@ -233,6 +233,10 @@ fn plan(o: &Opened, name: &str, purpose: Purpose) -> Result<Plan, Error> {
     }
     let dynamic = match dynamic {
         Some(d) if !empty_dynamic => d,
+        // (Read only: a statically linked executable, glibc's words.)
+        _ if o.header.e_type != elf::ET_DYN => {
+            return Err(Error::invalid(name, "cannot dynamically load executable"))
+        }
         _ => return Err(Error::invalid(name, "object file has no dynamic section")),
     };
     if stack_flags & elf::PF_X != 0 && purpose == Purpose::Load {
@@ -272,6 +276,16 @@ pub(crate) fn executable_stack_error(name: &str) -> Error {
     .with_why("the object asks for an executable stack (PT_GNU_STACK with PF_X, or no PT_GNU_STACK); dynload refuses it, as glibc 2.41 and later do")
 }
 
+/// glibc's error for a failed mapping: the name the object was asked for,
+/// and no errno (glibc's `_dl_map_segments` failure carries none).
+fn map_failed(name: &str) -> Error {
+    Error::load(
+        crate::error::ErrorKind::System,
+        name,
+        "failed to map segment from shared object",
+    )
+}
+
 /// Map the file `o` (already opened and checked by `find`).
 pub(crate) fn map(o: &Opened, name: &str) -> Result<Mapped, Error> {
     map_for(o, name, Purpose::Load)
@@ -296,12 +310,8 @@ fn map_for(o: &Opened, name: &str, purpose: Purpose) -> Result<Mapped, Error> {
     let reserve = span + (align - PAGE_SIZE);
     // Reserve the whole span at once, PROT_NONE: gaps between segments stay
     // inaccessible, and nothing else can be mapped in between.
-    if let Some(errno) = crate::fault::injected(crate::fault::Syscall::Mmap) {
-        return Err(Error::system(
-            name,
-            "failed to map segment from shared object",
-            errno,
-        ));
+    if crate::fault::injected(crate::fault::Syscall::Mmap).is_some() {
+        return Err(map_failed(name));
     }
     // SAFETY: a fresh anonymous mapping at an address the kernel chooses.
     let raw = unsafe {
@@ -312,13 +322,7 @@ fn map_for(o: &Opened, name: &str, purpose: Purpose) -> Result<Mapped, Error> {
             MapFlags::PRIVATE | MapFlags::NORESERVE,
         )
     }
-    .map_err(|e| {
-        Error::system(
-            name,
-            "failed to map segment from shared object",
-            e.raw_os_error(),
-        )
-    })? as usize;
+    .map_err(|_| map_failed(name))? as usize;
     let aligned = (raw + align - 1) & !(align - 1);
     // SAFETY: trimming the parts of our own reservation outside the
     // aligned span; nothing refers to them.
@@ -337,8 +341,7 @@ fn map_for(o: &Opened, name: &str, purpose: Purpose) -> Result<Mapped, Error> {
     };
     let base = aligned.wrapping_sub(loads[0].mapstart);
     for l in &loads {
-        map_segment(o, base, l)
-            .map_err(|e| Error::system(name, "failed to map segment from shared object", e))?;
+        map_segment(o, base, l).map_err(|_| map_failed(name))?;
     }
     let (dyn_vaddr, dyn_size) = dynamic;
     Ok(Mapped {
@@ -471,8 +474,11 @@ pub(crate) fn protect_relro(mapped: &Mapped, name: &str) -> Result<(), Error> {
     let Some((vaddr, memsz)) = mapped.relro else {
         return Ok(());
     };
+    let Some(relro_end) = vaddr.checked_add(memsz) else {
+        return Err(Error::invalid(name, "PT_GNU_RELRO lies outside the object"));
+    };
     let start = page_down(mapped.base.wrapping_add(vaddr as usize));
-    let end = page_down(mapped.base.wrapping_add((vaddr + memsz) as usize));
+    let end = page_down(mapped.base.wrapping_add(relro_end as usize));
     if end > start {
         if start < mapped.mapping.start() || end > mapped.mapping.end() {
             return Err(Error::invalid(name, "PT_GNU_RELRO lies outside the object"));

@@ -11,6 +11,8 @@
 use crate::debug::{self, debug};
 use crate::dlfcn;
 use crate::elf::dynamic::Table;
+use crate::elf::image::Image;
+use crate::elf::symbols::SymbolTable;
 use crate::elf::{elf, Rela, SymExt, LE};
 use crate::error::{Error, ErrorKind};
 use crate::lazy::LazyInfo;
@@ -171,94 +173,40 @@ impl Relocator<'_> {
         check_target(self.obj, offset, len)
     }
 
-    /// DT_RELR: an even entry is an address to relocate; an odd entry is a
-    /// bitmap over the 63 words that follow the last address.
+    /// DT_RELR: every word [`walk_relr`] checked gets the load bias added.
     fn relr(&mut self, t: Table) -> Result<(), Error> {
         let image = &self.obj.view.image;
-        let entries: &[u64] = image
-            .slice(image.addr(t.vaddr), (t.size / 8) as usize)
-            .ok_or_else(|| {
-                Error::invalid(
-                    self.name.clone(),
-                    "DT_RELR lies outside the loaded segments",
-                )
-            })?;
         let base = image.base;
-        let mut next: usize = 0;
-        for &e in entries {
-            if e & 1 == 0 {
-                let addr = self.target(e, 8)?;
-                // SAFETY: `target` checked that the word is writable memory
-                // of this object.
-                unsafe { *(addr as *mut usize) = (*(addr as *const usize)).wrapping_add(base) };
-                next = addr + 8;
-                self.out.relative += 1;
-            } else {
-                if next == 0 {
-                    return Err(Error::invalid(
-                        self.name.clone(),
-                        "DT_RELR bitmap before any address",
-                    ));
-                }
-                let mut bits = e >> 1;
-                let mut where_ = next;
-                while bits != 0 {
-                    if bits & 1 != 0 {
-                        if !image.is_writable(where_, 8) {
-                            return Err(Error::invalid(
-                                self.name.clone(),
-                                "DT_RELR bitmap points outside the writable segments",
-                            ));
-                        }
-                        // SAFETY: checked writable just above.
-                        unsafe {
-                            *(where_ as *mut usize) = (*(where_ as *const usize)).wrapping_add(base)
-                        };
-                        self.out.relative += 1;
-                    }
-                    bits >>= 1;
-                    where_ += 8;
-                }
-                next += 63 * 8;
-            }
-        }
-        Ok(())
+        let relative = &mut self.out.relative;
+        walk_relr(image, t, &self.name, |addr| {
+            // SAFETY: `walk_relr` checked that the word is writable memory
+            // of this object.
+            unsafe {
+                (addr as *mut usize)
+                    .write_unaligned((addr as *const usize).read_unaligned().wrapping_add(base))
+            };
+            *relative += 1;
+        })
     }
 
     fn rela_table(&mut self, t: Table, plt: bool, lazy: bool) -> Result<(), Error> {
-        let image = &self.obj.view.image;
-        let relas: &[Rela] = image
-            .slice(image.addr(t.vaddr), (t.size / 24) as usize)
-            .ok_or_else(|| {
-                Error::invalid(
-                    self.name.clone(),
-                    "relocation table lies outside the loaded segments",
-                )
-            })?;
+        let relas = rela_entries(&self.obj.view.image, t, &self.name)?;
         if lazy {
             self.prepare_lazy(t, relas.len())?;
         }
         let mut irelative = Vec::new();
         for rela in relas {
-            let rtype = (rela.r_info.get(LE) & 0xffff_ffff) as u32;
-            match rtype {
+            match rela_type(rela) {
                 r::IRELATIVE => {
                     irelative.push(rela);
                     continue;
                 }
                 r::JUMP_SLOT if lazy => self.rebase_slot(rela)?,
-                r::JUMP_SLOT | r::TLSDESC => self.apply(rela, rtype)?,
-                _ if plt => {
-                    return Err(Error::unsupported(
-                        self.name.clone(),
-                        format!("unexpected PLT reloc type 0x{}", hex_type(rtype)),
-                    ))
-                }
-                _ => self.apply(rela, rtype)?,
+                _ => self.apply(rela, plt)?,
             }
         }
         for rela in irelative {
-            self.apply(rela, r::IRELATIVE)?;
+            self.apply(rela, plt)?;
         }
         Ok(())
     }
@@ -281,8 +229,9 @@ impl Relocator<'_> {
         // SAFETY: `target` checked that GOT[0..3] is writable memory of this
         // object.
         unsafe {
-            *((got + 8) as *mut usize) = &*info as *const LazyInfo as usize;
-            *((got + 16) as *mut usize) = crate::lazy::runtime_resolve as *const () as usize;
+            ((got + 8) as *mut usize).write_unaligned(&*info as *const LazyInfo as usize);
+            ((got + 16) as *mut usize)
+                .write_unaligned(crate::lazy::runtime_resolve as *const () as usize);
         }
         self.out.lazy = Some(info);
         Ok(())
@@ -291,8 +240,17 @@ impl Relocator<'_> {
     /// A PLT slot left for lazy binding points back into the PLT: rebase it.
     fn rebase_slot(&mut self, rela: &Rela) -> Result<(), Error> {
         let addr = self.target(rela.r_offset.get(LE), 8)?;
+        // The lazy fix-up stores the binding atomically: the slot must be a
+        // whole aligned word (it always is in objects linkers make).
+        if addr % 8 != 0 {
+            return Err(Error::invalid(
+                self.name.clone(),
+                "PLT slot (R_X86_64_JUMP_SLOT) at an unaligned address",
+            ));
+        }
         // SAFETY: checked writable by `target`.
-        let stub = unsafe { *(addr as *const usize) }.wrapping_add(self.obj.view.image.base);
+        let stub = unsafe { (addr as *const usize).read_unaligned() }
+            .wrapping_add(self.obj.view.image.base);
         if !is_code(self.obj, stub) {
             return Err(Error::invalid(
                 self.name.clone(),
@@ -300,26 +258,25 @@ impl Relocator<'_> {
             ));
         }
         // SAFETY: checked writable by `target`.
-        unsafe { *(addr as *mut usize) = stub };
+        unsafe { (addr as *mut usize).write_unaligned(stub) };
         self.out.relative += 1;
         Ok(())
     }
 
-    fn apply(&mut self, rela: &Rela, rtype: u32) -> Result<(), Error> {
-        let base = self.obj.view.image.base;
+    fn apply(&mut self, rela: &Rela, plt: bool) -> Result<(), Error> {
+        let image = &self.obj.view.image;
+        let base = image.base;
         let addend = rela.r_addend.get(LE);
-        let offset = rela.r_offset.get(LE);
-        match rtype {
-            r::NONE => return Ok(()),
-            r::RELATIVE | r::RELATIVE64 => {
-                let addr = self.target(offset, 8)?;
-                // SAFETY: checked writable by `target`.
-                unsafe { *(addr as *mut usize) = base.wrapping_add(addend as usize) };
-                self.out.relative += 1;
-                return Ok(());
-            }
-            r::IRELATIVE => {
-                let addr = self.target(offset, 8)?;
+        let rtype = rela_type(rela);
+        let (addr, symidx) = match check_entry(
+            image,
+            &self.obj.view.symbols,
+            rela,
+            plt,
+            &self.name,
+        )? {
+            Entry::Nothing => return Ok(()),
+            Entry::Word(addr) if rtype == r::IRELATIVE => {
                 let resolver = base.wrapping_add(addend as usize);
                 if !is_code(self.obj, resolver) {
                     return Err(Error::invalid(
@@ -330,38 +287,19 @@ impl Relocator<'_> {
                 // SAFETY: an IFUNC resolver of this object, inside its
                 // executable segment; x86_64 resolvers take no arguments.
                 let value = unsafe { call_resolver(resolver) };
-                // SAFETY: checked writable by `target`.
-                unsafe { *(addr as *mut usize) = value };
+                // SAFETY: checked writable by `check_entry`.
+                unsafe { (addr as *mut usize).write_unaligned(value) };
                 self.out.relocations += 1;
                 return Ok(());
             }
-            r::COPY => {
-                return Err(Error::unsupported(
-                    self.name.clone(),
-                    "R_X86_64_COPY relocation in a shared object",
-                ));
+            Entry::Word(addr) => {
+                // SAFETY: checked writable by `check_entry`.
+                unsafe { (addr as *mut usize).write_unaligned(base.wrapping_add(addend as usize)) };
+                self.out.relative += 1;
+                return Ok(());
             }
-            _ => {}
-        }
-        let len = match rtype {
-            r::R64
-            | r::GLOB_DAT
-            | r::JUMP_SLOT
-            | r::SIZE64
-            | r::DTPMOD64
-            | r::DTPOFF64
-            | r::TPOFF64 => 8,
-            r::TLSDESC => 16,
-            r::PC32 | r::R32 | r::SIZE32 => 4,
-            _ => {
-                return Err(Error::invalid(
-                    self.name.clone(),
-                    format!("unexpected reloc type 0x{}", hex_type(rtype)),
-                ));
-            }
+            Entry::Symbolic { addr, symidx } => (addr, symidx),
         };
-        let addr = self.target(offset, len)?;
-        let symidx = (rela.r_info.get(LE) >> 32) as u32;
         let tls = matches!(rtype, r::DTPMOD64 | r::DTPOFF64 | r::TPOFF64 | r::TLSDESC);
         // glibc's elf_machine_type_class: JUMP_SLOT and the TLS types are of
         // the PLT class.
@@ -371,13 +309,13 @@ impl Relocator<'_> {
             return self.apply_tls(rtype, addr, symidx, b, addend);
         }
         let value = b.value;
-        // SAFETY (all writes below): `target` checked that [addr, addr+len)
-        // is writable memory of this object.
+        // SAFETY (all writes below): `check_entry` checked that the bytes
+        // the type writes at `addr` are writable memory of this object.
         unsafe {
             match rtype {
-                r::GLOB_DAT | r::JUMP_SLOT => *(addr as *mut usize) = value,
-                r::R64 => *(addr as *mut usize) = value.wrapping_add(addend as usize),
-                r::SIZE64 => *(addr as *mut u64) = b.size.wrapping_add(addend as u64),
+                r::GLOB_DAT | r::JUMP_SLOT => (addr as *mut usize).write_unaligned(value),
+                r::R64 => (addr as *mut usize).write_unaligned(value.wrapping_add(addend as usize)),
+                r::SIZE64 => (addr as *mut u64).write_unaligned(b.size.wrapping_add(addend as u64)),
                 r::SIZE32 | r::R32 => {
                     let v = if rtype == r::SIZE32 {
                         b.size as i64
@@ -430,8 +368,9 @@ impl Relocator<'_> {
             if rtype == r::TLSDESC {
                 // SAFETY: a 16-byte descriptor slot, checked writable.
                 unsafe {
-                    *(addr as *mut usize) = tls::tlsdesc_undefweak as *const () as usize;
-                    *((addr + 8) as *mut usize) = addend as usize;
+                    (addr as *mut usize)
+                        .write_unaligned(tls::tlsdesc_undefweak as *const () as usize);
+                    ((addr + 8) as *mut usize).write_unaligned(addend as usize);
                 }
             }
             return Ok(());
@@ -472,8 +411,8 @@ impl Relocator<'_> {
         // SAFETY (all writes): `target` checked the slot is writable.
         unsafe {
             match rtype {
-                r::DTPMOD64 => *(addr as *mut usize) = module,
-                r::DTPOFF64 => *(addr as *mut usize) = offset,
+                r::DTPMOD64 => (addr as *mut usize).write_unaligned(module),
+                r::DTPOFF64 => (addr as *mut usize).write_unaligned(offset),
                 r::TPOFF64 => {
                     if !static_host {
                         let sym = String::from_utf8_lossy(
@@ -489,18 +428,21 @@ impl Relocator<'_> {
                                 def.display_name()
                             )));
                     }
-                    *(addr as *mut usize) =
-                        tls::address(module, offset).wrapping_sub(tls::thread_pointer());
+                    (addr as *mut usize).write_unaligned(
+                        tls::address(module, offset).wrapping_sub(tls::thread_pointer()),
+                    );
                 }
                 r::TLSDESC if static_host => {
-                    *(addr as *mut usize) = tls::tlsdesc_static as *const () as usize;
-                    *((addr + 8) as *mut usize) =
-                        tls::address(module, offset).wrapping_sub(tls::thread_pointer());
+                    (addr as *mut usize).write_unaligned(tls::tlsdesc_static as *const () as usize);
+                    ((addr + 8) as *mut usize).write_unaligned(
+                        tls::address(module, offset).wrapping_sub(tls::thread_pointer()),
+                    );
                 }
                 r::TLSDESC => {
                     let arg = Box::new(TlsIndex { module, offset });
-                    *(addr as *mut usize) = tls::tlsdesc_dynamic as *const () as usize;
-                    *((addr + 8) as *mut usize) = &*arg as *const TlsIndex as usize;
+                    (addr as *mut usize)
+                        .write_unaligned(tls::tlsdesc_dynamic as *const () as usize);
+                    ((addr + 8) as *mut usize).write_unaligned(&*arg as *const TlsIndex as usize);
                     self.out.tls_descs.push(arg);
                 }
                 _ => unreachable!("TLS types only"),
@@ -539,14 +481,153 @@ impl Relocator<'_> {
 
 /// Check that a relocation target lies in writable memory of `obj`.
 pub(crate) fn check_target(obj: &Object, offset: u64, len: usize) -> Result<usize, Error> {
-    let addr = obj.view.image.addr(offset);
-    if !obj.view.image.is_writable(addr, len) {
-        return Err(Error::invalid(
-            obj.display_name(),
-            format!("relocation target {offset:#x} is outside the object's writable segments"),
+    writable_target(&obj.view.image, offset, len)
+        .ok_or_else(|| target_error(obj.display_name(), offset))
+}
+
+/// The address of `len` bytes at file virtual address `offset`, if they lie
+/// in writable memory of the object in `image`.
+fn writable_target(image: &Image, offset: u64, len: usize) -> Option<usize> {
+    let addr = image.addr(offset);
+    image.is_writable(addr, len).then_some(addr)
+}
+
+fn target_error(name: impl Into<String>, offset: u64) -> Error {
+    Error::invalid(
+        name,
+        format!("relocation target {offset:#x} is outside the object's writable segments"),
+    )
+}
+
+/// The type of a relocation entry (the low 32 bits of `r_info`).
+fn rela_type(rela: &Rela) -> u32 {
+    (rela.r_info.get(LE) & 0xffff_ffff) as u32
+}
+
+/// The entries of a DT_RELA or DT_JMPREL table.
+pub(crate) fn rela_entries<'a>(
+    image: &'a Image,
+    t: Table,
+    name: &str,
+) -> Result<&'a [Rela], Error> {
+    image
+        .slice(image.addr(t.vaddr), (t.size / 24) as usize)
+        .ok_or_else(|| Error::invalid(name, "relocation table lies outside the loaded segments"))
+}
+
+/// A DT_RELA or DT_JMPREL entry that passed [`check_entry`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Entry {
+    /// R_X86_64_NONE: nothing to write.
+    Nothing,
+    /// RELATIVE, RELATIVE64 or IRELATIVE: the word at this address, no
+    /// symbol.
+    Word(usize),
+    /// A symbolic relocation of the bytes at `addr` (as many as its type
+    /// writes), against symbol `symidx`, which is inside the symbol table.
+    Symbolic { addr: usize, symidx: u32 },
+}
+
+/// The checks an entry gets before anything is written for it: a type this
+/// loader handles (and of the PLT class in DT_JMPREL: `plt`), a target in
+/// the object's writable segments, a symbol index inside its symbol table.
+/// (Lazily bound PLT slots are only rebased: see `Relocator::rebase_slot`.)
+pub(crate) fn check_entry(
+    image: &Image,
+    syms: &SymbolTable,
+    rela: &Rela,
+    plt: bool,
+    name: &str,
+) -> Result<Entry, Error> {
+    let rtype = rela_type(rela);
+    let offset = rela.r_offset.get(LE);
+    if plt && !matches!(rtype, r::JUMP_SLOT | r::TLSDESC | r::IRELATIVE) {
+        return Err(Error::unsupported(
+            name,
+            format!("unexpected PLT reloc type 0x{}", hex_type(rtype)),
         ));
     }
-    Ok(addr)
+    let target =
+        |len| writable_target(image, offset, len).ok_or_else(|| target_error(name, offset));
+    let len = match rtype {
+        r::NONE => return Ok(Entry::Nothing),
+        r::RELATIVE | r::RELATIVE64 | r::IRELATIVE => return target(8).map(Entry::Word),
+        r::COPY => {
+            return Err(Error::unsupported(
+                name,
+                "R_X86_64_COPY relocation in a shared object",
+            ))
+        }
+        r::R64
+        | r::GLOB_DAT
+        | r::JUMP_SLOT
+        | r::SIZE64
+        | r::DTPMOD64
+        | r::DTPOFF64
+        | r::TPOFF64 => 8,
+        r::TLSDESC => 16,
+        r::PC32 | r::R32 | r::SIZE32 => 4,
+        _ => {
+            return Err(Error::invalid(
+                name,
+                format!("unexpected reloc type 0x{}", hex_type(rtype)),
+            ))
+        }
+    };
+    let addr = target(len)?;
+    let symidx = (rela.r_info.get(LE) >> 32) as u32;
+    // `bind` refuses the same (lazy binding relies on that).
+    if syms.get(symidx).is_none() {
+        return Err(Error::invalid(
+            name,
+            format!("relocation refers to symbol {symidx}, beyond the symbol table"),
+        ));
+    }
+    Ok(Entry::Symbolic { addr, symidx })
+}
+
+/// Walk a DT_RELR table: an even entry is an address to relocate; an odd
+/// entry is a bitmap over the 63 words that follow the last address. Each
+/// word is checked to be writable memory of the object before `f` is given
+/// its address.
+pub(crate) fn walk_relr(
+    image: &Image,
+    t: Table,
+    name: &str,
+    mut f: impl FnMut(usize),
+) -> Result<(), Error> {
+    let entries: &[u64] = image
+        .slice(image.addr(t.vaddr), (t.size / 8) as usize)
+        .ok_or_else(|| Error::invalid(name, "DT_RELR lies outside the loaded segments"))?;
+    let mut next: usize = 0;
+    for &e in entries {
+        if e & 1 == 0 {
+            let addr = writable_target(image, e, 8).ok_or_else(|| target_error(name, e))?;
+            f(addr);
+            next = addr + 8;
+        } else {
+            if next == 0 {
+                return Err(Error::invalid(name, "DT_RELR bitmap before any address"));
+            }
+            let mut bits = e >> 1;
+            let mut where_ = next;
+            while bits != 0 {
+                if bits & 1 != 0 {
+                    if !image.is_writable(where_, 8) {
+                        return Err(Error::invalid(
+                            name,
+                            "DT_RELR bitmap points outside the writable segments",
+                        ));
+                    }
+                    f(where_);
+                }
+                bits >>= 1;
+                where_ += 8;
+            }
+            next += 63 * 8;
+        }
+    }
+    Ok(())
 }
 
 /// Bind symbol `symidx` of object `id`: what a relocation against it, or a

@@ -228,7 +228,14 @@ fn free_entry(e: Entry) {
 /// mmap itself; larger alignments are made by over-allocating.
 fn alloc_block(m: &Module) -> Entry {
     let extra = if m.align > PAGE_SIZE { m.align } else { 0 };
-    let len = (m.memsz.max(1) + extra).next_multiple_of(PAGE_SIZE);
+    // A size no mapping can have (a damaged PT_TLS) fails as a mapping
+    // that cannot be made would: glibc's fatal error, not an overflow.
+    let len = m
+        .memsz
+        .max(1)
+        .checked_add(extra)
+        .and_then(|l| l.checked_next_multiple_of(PAGE_SIZE))
+        .unwrap_or_else(|| fatal("cannot allocate memory for thread-local data: ABORT"));
     let map = map_anon(len);
     let block = ((map as usize + m.align - 1) & !(m.align - 1)) as *mut u8;
     // SAFETY: the image lies in the object's mapped PT_TLS segment

@@ -33,6 +33,16 @@ pub fn phdr_of(b: &[u8], kind: u32) -> usize {
 
 /// File offset and size of the section named `name`.
 pub fn section(b: &[u8], name: &str) -> (usize, usize) {
+    find_section(b, name).unwrap_or_else(|| panic!("no section {name}"))
+}
+
+/// File offset and size of the program header table.
+pub fn program_header_table(b: &[u8]) -> (usize, usize) {
+    (u64_at(b, 32) as usize, 56 * u16_at(b, 56) as usize)
+}
+
+/// File offset and size of the section named `name`, if there is one.
+pub fn find_section(b: &[u8], name: &str) -> Option<(usize, usize)> {
     let shoff = u64_at(b, 40) as usize;
     let shnum = u16_at(b, 60) as usize;
     let shstrndx = u16_at(b, 62) as usize;
@@ -42,13 +52,13 @@ pub fn section(b: &[u8], name: &str) -> (usize, usize) {
         let n = strtab + u32_at(b, sh(i)) as usize;
         let end = b[n..].iter().position(|&c| c == 0).unwrap();
         if &b[n..n + end] == name.as_bytes() {
-            return (
+            return Some((
                 u64_at(b, sh(i) + 24) as usize,
                 u64_at(b, sh(i) + 32) as usize,
-            );
+            ));
         }
     }
-    panic!("no section {name}");
+    None
 }
 
 /// Change the type of the first relocation of type `from` in `.rela.dyn`.

@@ -493,6 +493,98 @@ pub fn runs_with_preload(set: &Set, script: &[&str], first: &str) -> (Run, Run) 
     (g, d)
 }
 
+/// How a child run with a time limit ended ([`run_bounded`]).
+#[derive(Debug)]
+pub struct Bounded {
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+    /// Its exit status, or None if it was still running at the time limit
+    /// (it was then killed).
+    pub status: Option<std::process::ExitStatus>,
+}
+
+impl Bounded {
+    /// Did it end by exiting (any status), not by a signal or the limit?
+    pub fn exited(&self) -> bool {
+        self.status.is_some_and(|s| s.code().is_some())
+    }
+
+    /// How it ended, in words: `exit N`, `signal N (SIGxxx)` or `hung`.
+    pub fn how(&self) -> String {
+        use std::os::unix::process::ExitStatusExt;
+        match self.status {
+            None => "hung (killed at the time limit)".into(),
+            Some(s) => match (s.code(), s.signal()) {
+                (Some(c), _) => format!("exit {c}"),
+                (None, Some(sig)) => format!("signal {sig} ({})", signal_name(sig)),
+                _ => format!("{s}"),
+            },
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        31 => "SIGSYS",
+        _ => "other",
+    }
+}
+
+/// Run `cmd` (standard input closed, output collected) for at most
+/// `limit`: a child still running then is killed with SIGKILL and reported
+/// with no status. For children that might hang (a deadlock, a loop over
+/// damaged tables) where the test must fail rather than wait forever.
+pub fn run_bounded(cmd: &mut Command, limit: std::time::Duration) -> Bounded {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    // Read both pipes while waiting, so that a talkative child cannot block.
+    let reader = |mut p: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = p.read_to_end(&mut v);
+            String::from_utf8_lossy(&v).into_owned()
+        })
+    };
+    let out = reader(Box::new(child.stdout.take().unwrap()));
+    let err = reader(Box::new(child.stderr.take().unwrap()));
+    let start = std::time::Instant::now();
+    let mut nap = std::time::Duration::from_micros(200);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for the child") {
+            break Some(s);
+        }
+        if start.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(std::time::Duration::from_millis(20));
+    };
+    Bounded {
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        status,
+    }
+}
+
 /// The result of one driver run.
 #[derive(Debug)]
 pub struct Run {

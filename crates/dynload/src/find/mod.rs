@@ -159,7 +159,8 @@ pub(crate) struct PathOwner<'a> {
 /// that needs it followed by the objects that loaded it, up to the root;
 /// `main` is the main program when it is not in the chain. DT_RPATH of
 /// the whole chain (and of the main program) is used unless the requester
-/// has DT_RUNPATH, which is then searched after LD_LIBRARY_PATH.
+/// has DT_RUNPATH, which is then searched after LD_LIBRARY_PATH; the
+/// DT_RPATH of an object that also has DT_RUNPATH is never used.
 pub(crate) fn search_input<'a>(
     name: &'a [u8],
     chain: &[PathOwner<'_>],
@@ -175,7 +176,10 @@ pub(crate) fn search_input<'a>(
     };
     let mut rpaths = Vec::new();
     if requester.runpath.is_none() {
-        for o in chain.iter().chain(main) {
+        // An object that has DT_RUNPATH has no DT_RPATH for glibc
+        // (`elf_get_dynamic_info` drops it): not for its own needs, and not
+        // for those of the objects below it.
+        for o in chain.iter().chain(main).filter(|o| o.runpath.is_none()) {
             if let Some(spec) = o.rpath {
                 rpaths.push(SearchList {
                     kind: ListKind::Rpath(o.name.clone()),
