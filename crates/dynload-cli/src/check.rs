@@ -55,7 +55,7 @@ pub fn run(
             }
             None => {
                 let extension = dynload::inspect::exported_symbols_of(p)
-                    .is_ok_and(|x| python::is_extension(&x));
+                    .is_ok_and(|x| python::is_extension(p, &x));
                 targets.push(Target {
                     path: p.to_path_buf(),
                     from: None,
@@ -74,9 +74,14 @@ pub fn run(
     } else {
         None
     };
-    let mut ins = host::inspector(host_args, py.as_ref())?;
+    // Each file is checked as the only one the host opens: a fresh
+    // inspector each time, so that nothing of one file's tree (loaded, or
+    // failed) shows in another's.
+    let fresh = || host::inspector(host_args, py.as_ref());
+    let host_ins = fresh()?;
     let mut reports = Vec::new();
     for t in &targets {
+        let mut ins = fresh()?;
         let findings = match ins.open(t.path.as_os_str()) {
             Ok(root) => {
                 let mut f = ins.check(root);
@@ -91,15 +96,7 @@ pub fn run(
                 object: t.path.display().to_string(),
                 symbol: None,
                 message: e.to_string(),
-                details: match &e {
-                    dynload::Error::NotFound { tried, .. } if !tried.is_empty() => {
-                        vec![format!(
-                            "tried, in order: {}",
-                            dynload::inspect::fold_tried(tried).join(", ")
-                        )]
-                    }
-                    _ => Vec::new(),
-                },
+                details: crate::host::open_error_details(&e, &t.path),
             }],
         };
         let mut findings = findings;
@@ -118,9 +115,9 @@ pub fn run(
         count(Severity::Warning),
         count(Severity::Info),
     );
-    let host_shown = match (&py, ins.host()) {
+    let host_shown = match (&py, host_ins.host()) {
         (Some(p), _) => format!("Python {} ({})", p.version, p.executable.display()),
-        (None, Some(h)) => ins.object(h).path(),
+        (None, Some(h)) => host_ins.object(h).path(),
         (None, None) => "a minimal C program (libc.so.6)".to_string(),
     };
     if json_out {

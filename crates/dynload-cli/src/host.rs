@@ -102,3 +102,25 @@ fn resolve_program(program: &std::path::Path) -> Result<PathBuf, String> {
         .find(|p| p.is_file())
         .ok_or_else(|| format!("{}: not found in PATH", program.display()))
 }
+
+/// What to add to an error opening `name`: the places tried (folded), and
+/// a hint when a bare name that was searched for exists right here.
+pub fn open_error_details(e: &dynload::Error, name: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let dynload::Error::NotFound { tried, .. } = e {
+        if !tried.is_empty() {
+            out.push(format!(
+                "tried, in order: {}",
+                dynload::inspect::fold_tried(tried).join(", ")
+            ));
+        }
+        let bare = !name.as_os_str().to_string_lossy().contains('/');
+        if bare && name.is_file() {
+            out.push(format!(
+                "a name without a '/' is searched for, as dlopen does, not looked up in the current directory; for the file here, write ./{}",
+                name.display()
+            ));
+        }
+    }
+    out
+}

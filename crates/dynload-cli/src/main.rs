@@ -303,14 +303,25 @@ fn main() -> ExitCode {
             output,
             host,
             files,
-        } => Some(host::from_args(host).and_then(|mut ins| {
-            let opts = tree::TreeOptions {
-                all: *all,
-                paths: *paths,
-                json: output.json,
-            };
-            tree::run(&mut ins, files, &opts, style::Style::new(output.color))
-        })),
+        } => Some(
+            host.python
+                .as_ref()
+                .map(host::query_python)
+                .transpose()
+                .and_then(|py| {
+                    let opts = tree::TreeOptions {
+                        all: *all,
+                        paths: *paths,
+                        json: output.json,
+                    };
+                    tree::run(
+                        || host::inspector(host, py.as_ref()),
+                        files,
+                        &opts,
+                        style::Style::new(output.color),
+                    )
+                }),
+        ),
         Cmd::Check {
             output,
             host,

@@ -10,11 +10,26 @@ use dynload::inspect::{Finding, Inspector, ObjectId, Severity};
 
 use crate::host::Interpreter;
 
-/// Does a file with these exports look like an extension module?
-pub fn is_extension(exports: &[String]) -> bool {
-    exports
-        .iter()
-        .any(|n| n.starts_with("PyInit_") || n.starts_with("PyModExport_"))
+/// Is the file at `path`, with these exports, an extension module? It
+/// exports the init function of the module its name says, or it has an
+/// extension's name (an ABI tag) and exports some init function. libpython
+/// itself (which exports PyInit_ functions of its built-in modules) is not.
+pub fn is_extension(path: &Path, exports: &[String]) -> bool {
+    let text = path.to_string_lossy();
+    let file = text.rsplit('/').next().unwrap_or(&text);
+    if file.starts_with("libpython") {
+        return false;
+    }
+    let module = module_name(&text);
+    let own = [format!("PyInit_{module}"), format!("PyModExport_{module}")];
+    if exports.iter().any(|n| own.contains(n)) {
+        return true;
+    }
+    let tagged = abi_tag(&text).is_some_and(|t| t.starts_with("cpython-") || t == "abi3");
+    tagged
+        && exports
+            .iter()
+            .any(|n| n.starts_with("PyInit_") || n.starts_with("PyModExport_"))
 }
 
 /// A directory this run extracted a wheel into, removed at the end.
@@ -31,12 +46,11 @@ pub fn extract_wheel(wheel: &Path) -> Result<Extracted, String> {
     let file = std::fs::File::open(wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
     let mut archive = zip::ZipArchive::new(file)
         .map_err(|e| format!("{}: not a wheel (zip): {e}", wheel.display()))?;
-    let dir = std::env::temp_dir().join(format!(
-        "dynload-check-{}-{}",
-        std::process::id(),
-        wheel.file_stem().unwrap_or_default().to_string_lossy()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = tempfile::Builder::new()
+        .prefix("dynload-check-")
+        .tempdir()
+        .map_err(|e| format!("cannot make a temporary directory: {e}"))?
+        .keep();
     archive
         .extract(&dir)
         .map_err(|e| format!("{}: cannot extract: {e}", wheel.display()))?;
@@ -58,7 +72,7 @@ pub fn extensions_in(dir: &Path) -> Vec<PathBuf> {
                 stack.push(p);
             } else if ft.is_file()
                 && p.extension() == Some(OsStr::new("so"))
-                && dynload::inspect::exported_symbols_of(&p).is_ok_and(|x| is_extension(&x))
+                && dynload::inspect::exported_symbols_of(&p).is_ok_and(|x| is_extension(&p, &x))
             {
                 out.push(p);
             }

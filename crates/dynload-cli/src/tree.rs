@@ -17,7 +17,7 @@ pub struct TreeOptions {
 
 /// Print the trees; the exit status is 2 if anything was not found.
 pub fn run(
-    ins: &mut Inspector,
+    fresh: impl Fn() -> Result<Inspector, String>,
     files: &[OsString],
     opts: &TreeOptions,
     style: Style,
@@ -25,7 +25,15 @@ pub fn run(
     let mut trees = Vec::new();
     let mut status = 0;
     let mut text = String::new();
+    let host = {
+        let ins = fresh()?;
+        ins.host().map(|h| ins.object(h).path())
+    };
     for file in files {
+        // Each file as the only one the host opens (nothing of one tree,
+        // loaded or failed, in another).
+        let mut ins = fresh()?;
+        let ins = &mut ins;
         let root = match ins.open(file) {
             Ok(r) => r,
             Err(e) => {
@@ -41,10 +49,10 @@ pub fn run(
                     text.push_str(&format!(
                         "{} {}\n",
                         file.to_string_lossy(),
-                        style.red(&format!("not found: {e}"))
+                        style.red(&failure_label(&e))
                     ));
-                    for t in dynload::inspect::fold_tried(&tried_of(&e)) {
-                        text.push_str(&format!("    tried {t}\n"));
+                    for d in crate::host::open_error_details(&e, std::path::Path::new(file)) {
+                        text.push_str(&format!("    {}\n", style.dim(&d)));
                     }
                 }
                 continue;
@@ -81,7 +89,7 @@ pub fn run(
     if opts.json {
         let doc = json!({
             "schema": "dynload-tree/1",
-            "host": ins.host().map(|h| ins.object(h).path()),
+            "host": host,
             "trees": trees,
         });
         println!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
@@ -89,6 +97,15 @@ pub fn run(
         print!("{text}");
     }
     Ok(status)
+}
+
+/// "not found: ..." for a miss, "error: ..." for a file that could not be
+/// used.
+fn failure_label(e: &dynload::Error) -> String {
+    match e {
+        dynload::Error::NotFound { .. } => format!("not found: {e}"),
+        _ => format!("error: {e}"),
+    }
 }
 
 fn tried_of(e: &dynload::Error) -> Vec<String> {
@@ -166,7 +183,7 @@ fn render(
                 out.push_str(&format!(
                     "{prefix}{branch}{} {}\n",
                     style.bold(&dep.name),
-                    style.red(&format!("not found: {}", miss.error))
+                    style.red(&failure_label(&miss.error))
                 ));
                 let mut first = true;
                 let tried = if opts.all {
@@ -228,6 +245,7 @@ fn node_json(ins: &Inspector, id: ObjectId, name: &str, expanded: &mut HashSet<O
                 } else {
                     let mut leaf = object_json(ins, *t, &d.name, reason);
                     leaf["repeated"] = json!(true);
+                    leaf["dependencies"] = json!([]);
                     leaf
                 }
             }

@@ -19,7 +19,14 @@ pub struct WhyOptions {
 /// Exit status: 0 when the symbol binds, 2 when nothing defines it.
 pub fn run(ins: &mut Inspector, opts: &WhyOptions, style: Style) -> Result<u8, String> {
     let from = match &opts.within {
-        Some(f) => Some(ins.open(f).map_err(|e| e.explain())?),
+        Some(f) => Some(ins.open(f).map_err(|e| {
+            let mut text = e.to_string();
+            for d in crate::host::open_error_details(&e, std::path::Path::new(f)) {
+                text.push_str("\n  ");
+                text.push_str(&d);
+            }
+            text
+        })?),
         None => None,
     };
     let why = ins.why(&opts.symbol, opts.version.as_deref(), from, opts.deepbind);

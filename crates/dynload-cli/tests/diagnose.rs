@@ -89,6 +89,24 @@ fn fixtures() -> &'static Path {
         build("libtextrel.so", &[s("textrel.c")], &[]);
         build("libietls.so", &[s("ietls.c")], &[]);
         build("libexecstack.so", &[s("leaf.c")], &["-Wl,-z,execstack"]);
+        build("libdep.so", &[s("ie_dep.c")], &[]);
+        build(
+            "libie.so",
+            &[s("ietls.c")],
+            &["-L.", "-Wl,--no-as-needed", "-ldep", "-Wl,-rpath,$ORIGIN"],
+        );
+        build(
+            "libieroot.so",
+            &[s("ie_root.c")],
+            &[
+                "-L.",
+                "-Wl,--no-as-needed",
+                "-ldep",
+                "-lie",
+                "-Wl,-rpath,$ORIGIN",
+            ],
+        );
+        gcc(&dir, &["-static", "-o", "static_main", &s("static_main.c")]);
         let kinds = format!("-Wl,--version-script={}", s("kinds.map"));
         build("libkinds.so", &[s("kinds.c")], &[&kinds]);
         gcc(
@@ -155,12 +173,20 @@ fn python_var(py: &Path, code: &str) -> String {
 
 /// Run `dynload ARGS` (no colour); returns stdout, stderr and the status.
 fn dynload(args: &[&str]) -> (String, String, i32) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dynload"))
-        .args(args)
+    dynload_with(args, &[], None)
+}
+
+/// `dynload ARGS` with `env` added, in `dir`.
+fn dynload_with(args: &[&str], env: &[(&str, &str)], dir: Option<&Path>) -> (String, String, i32) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dynload"));
+    cmd.args(args)
         .env_remove("LD_LIBRARY_PATH")
-        .env_remove("NO_COLOR")
-        .output()
-        .expect("run dynload");
+        .env_remove("NO_COLOR");
+    cmd.envs(env.iter().copied());
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
+    let out = cmd.output().expect("run dynload");
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -807,4 +833,174 @@ fn why_tells_each_kind_of_definition_apart() {
         String::from_utf8_lossy(&glibc.stdout).trim(),
         format!("{kinds}: undefined symbol: only_old")
     );
+}
+
+/// What a review of the first version found, each compared with what
+/// glibc or dynload's loader does.
+#[test]
+fn each_file_is_checked_on_its_own() {
+    // libtop_runpath fails; that must not leak into libtop_rpath's check,
+    // which glibc loads fine after the other failed.
+    let (doc, _) = json(&[
+        "check",
+        "--json",
+        &path("libtop_runpath.so"),
+        &path("libtop_rpath.so"),
+    ]);
+    let files = doc["files"].as_array().unwrap();
+    let second: Vec<&str> = files[1]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(second, ["inherited-rpath"], "{doc:#}");
+    let (out, _, _) = dynload(&[
+        "tree",
+        "--color",
+        "never",
+        &path("libtop_runpath.so"),
+        &path("libtop_rpath.so"),
+    ]);
+    assert!(out.contains("    └── libleaf.so [rpath of "), "{out}");
+}
+
+#[test]
+fn initial_exec_tls_is_judged_by_the_loaders_rule() {
+    let root = path("libieroot.so");
+    let (doc, status) = json(&["check", "--json", &root]);
+    assert_eq!(status, 2, "{doc:#}");
+    let f = doc["files"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "initial-exec-tls")
+        .unwrap()
+        .clone();
+    // The loader's own refusal, word for word.
+    let (out, _, status) = dynload(&["load", &root]);
+    assert_ne!(status, 0);
+    assert!(out.contains(f["message"].as_str().unwrap()), "{out}\n{f}");
+    assert!(f["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("cannot allocate memory in static TLS block"));
+    // An initial-exec reference into libc's TLS (errno) is no finding.
+    let (doc, _) = json(&["check", "--json", &path("libdep.so")]);
+    assert_eq!(codes(&doc), Vec::<String>::new());
+}
+
+#[test]
+fn why_takes_the_version_a_relocation_asks_for() {
+    let kinds = path("libkinds.so");
+    let (doc, _) = json(&["why", "--json", "--in", &kinds, "versioned_fn"]);
+    assert_eq!(doc["version"], "KINDS_2");
+    assert_eq!(doc["binds_to"]["entry"], "versioned_fn@@KINDS_2");
+    // glibc binds the same reference to the same version.
+    let driver = {
+        std::fs::create_dir_all(testkit::out_root().join("diag")).unwrap();
+        testkit::program("diag/dlopen_now.c")
+    };
+    let out = Command::new(&driver)
+        .arg(&kinds)
+        .env("LD_DEBUG", "bindings")
+        .output()
+        .unwrap();
+    let debug = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        debug.contains("normal symbol `versioned_fn' [KINDS_2]"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn odd_files_and_names() {
+    // libpython is not an extension module (it exports PyInit_ functions of
+    // its built-in modules).
+    let (doc, _) = json(&[
+        "check",
+        "--json",
+        "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0",
+    ]);
+    assert_eq!(doc["files"][0]["extension_module"], false);
+    assert!(
+        !codes(&doc)
+            .iter()
+            .any(|c| c.contains("missing-init-function")),
+        "{doc:#}"
+    );
+    // A C-runtime library asked for directly is checked: glibc cannot load
+    // libthread_db on its own either.
+    let thread_db = "/usr/lib/x86_64-linux-gnu/libthread_db.so.1";
+    let (doc, status) = json(&["check", "--json", thread_db]);
+    assert_eq!(status, 2);
+    let undefined: Vec<&str> = doc["files"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "undefined-symbol")
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    let glibc = glibc_dlopen(thread_db);
+    assert!(
+        undefined.contains(&glibc.as_str()),
+        "{glibc}\n{undefined:?}"
+    );
+    // A statically linked executable: glibc's words.
+    let (doc, _) = json(&["check", "--json", &path("static_main")]);
+    assert_eq!(
+        doc["files"][0]["findings"][0]["message"],
+        format!(
+            "{}: cannot dynamically load executable",
+            path("static_main")
+        )
+    );
+    // A bare name is searched for, not taken from the current directory:
+    // said so when the file is right here.
+    let (doc, _) = json_in(&["check", "--json", "libplug.so"], fixtures());
+    let f = &doc["files"][0]["findings"][0];
+    assert_eq!(f["code"], "cannot-open");
+    assert!(
+        f["details"].to_string().contains("write ./libplug.so"),
+        "{f}"
+    );
+    // $ORIGIN in LD_LIBRARY_PATH is the host program's directory.
+    let (doc, _) = {
+        let (out, err, code) = dynload_with(
+            &[
+                "tree",
+                "--json",
+                "--host",
+                &path("kinds_host"),
+                &path("lib/libmid.so"),
+            ],
+            &[("LD_LIBRARY_PATH", "$ORIGIN/deps")],
+            None,
+        );
+        (
+            serde_json::from_str::<Value>(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}")),
+            code,
+        )
+    };
+    let leaf = &doc["trees"][0]["dependencies"][0];
+    assert_eq!(leaf["reason"], "ld-library-path", "{doc:#}");
+    // A repeated entry has an empty list of dependencies, as documented.
+    let (doc, _) = json(&[
+        "tree",
+        "--json",
+        "/usr/lib/x86_64-linux-gnu/libLLVM-15.so.1",
+    ]);
+    let repeated = doc["trees"][0]["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["repeated"] == true)
+        .expect("a repeated entry");
+    assert_eq!(repeated["dependencies"], serde_json::json!([]));
+}
+
+fn json_in(args: &[&str], dir: &Path) -> (Value, i32) {
+    let (out, err, code) = dynload_with(args, &[], Some(dir));
+    let v = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    (v, code)
 }

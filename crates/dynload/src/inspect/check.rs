@@ -51,10 +51,22 @@ pub struct Finding {
     pub details: Vec<String>,
 }
 
+/// glibc 2.36's static TLS surplus for objects loaded after start-up
+/// (`glibc.rtld.optional_static_tls` 512 bytes plus what its namespaces
+/// reserve): an initial-exec TLS block bigger than this can never fit.
+const STATIC_TLS_SURPLUS: u64 = 1664;
+
+/// Undefined symbols of one object for which the nearest candidates are
+/// worked out.
+const DIAGNOSED_PER_OBJECT: usize = 20;
+
 /// One symbolic reference of an object (a relocation's symbol).
-struct Reference {
-    sym: u32,
-    plt: bool,
+pub(crate) struct Reference {
+    pub(crate) sym: u32,
+    /// Only PLT slots (R_X86_64_JUMP_SLOT) refer to it.
+    pub(crate) plt: bool,
+    /// An initial-exec TLS reference (R_X86_64_TPOFF64) among them.
+    pub(crate) tpoff: bool,
 }
 
 impl Inspector {
@@ -70,7 +82,7 @@ impl Inspector {
             .collect();
         let r = &self.objects[root];
         if r.is_executable() {
-            let pie = r.view.dyn_info.flag_1(elf::DF_1_PIE);
+            let pie = r.read.view.dyn_info.flag_1(elf::DF_1_PIE);
             out.push(Finding {
                 severity: Severity::Error,
                 code: "executable",
@@ -87,14 +99,16 @@ impl Inspector {
         for &id in &ours {
             self.check_dependencies(id, &mut out);
             // glibc's own libraries are glibc's business.
-            if self.objects[id].reason != Reason::CRuntime {
+            if self.objects[id].reason != Reason::CRuntime || id == root {
                 self.check_object(id, &mut out);
             }
             self.check_versions(id, &mut out);
         }
         let mut missing: Vec<(usize, String)> = Vec::new();
         for &id in &ours {
-            if self.objects[id].reason == Reason::CRuntime {
+            // glibc's own libraries are glibc's business, unless one is what
+            // was asked for.
+            if self.objects[id].reason == Reason::CRuntime && id != root {
                 continue;
             }
             self.check_symbols(id, &mut out, &mut missing);
@@ -192,7 +206,7 @@ impl Inspector {
 
     fn check_object(&self, id: ObjectId, out: &mut Vec<Finding>) {
         let o = &self.objects[id];
-        let d = &o.view.dyn_info;
+        let d = &o.read.view.dyn_info;
         let mut push = |severity, code, message: String, details: Vec<String>| {
             out.push(Finding {
                 severity,
@@ -250,21 +264,52 @@ impl Inspector {
                 Vec::new(),
             );
         }
-        let has_tls = phdrs_of(o, elf::PT_TLS).any(|p| p.p_memsz.get(LE) > 0);
-        if d.flags & u64::from(elf::DF_STATIC_TLS) != 0 {
-            push(
-                Severity::Warning,
-                "initial-exec-tls",
-                format!(
-                    "{}: uses the initial-exec TLS model (DF_STATIC_TLS) in an object meant for dlopen",
-                    o.path()
-                ),
-                vec![if has_tls {
-                    "its own TLS must then live in glibc's static TLS surplus: dynload hands the object to glibc, and once the surplus (a few hundred bytes to spare) is used up, loading fails with \"cannot allocate memory in static TLS block\". Build with -ftls-model=global-dynamic (or -mtls-dialect=gnu2)".into()
-                } else {
-                    "it reaches other objects' TLS at fixed offsets: that works only for TLS in glibc's static block (objects loaded at start-up)".into()
-                }],
-            );
+        // Initial-exec TLS of its own: the loader hands the object to glibc,
+        // which must fit it into its static TLS surplus. (Initial-exec
+        // references to others' TLS are checked with the symbols.)
+        let tls_size = phdrs_of(o, elf::PT_TLS)
+            .map(|p| p.p_memsz.get(LE))
+            .max()
+            .unwrap_or(0);
+        if d.flags & u64::from(elf::DF_STATIC_TLS) != 0 && tls_size > 0 {
+            // The same rule as the loader's: glibc loads it and what it
+            // needs, so nothing it needs may be dynload's.
+            let ours = o.deps.iter().find_map(|dep| match dep.target {
+                Ok((t, _))
+                    if !self.objects[t].host && self.objects[t].reason != Reason::CRuntime =>
+                {
+                    Some(self.objects[t].file_name())
+                }
+                _ => None,
+            });
+            if let Some(dep) = ours {
+                let e = crate::load::static_tls_dependency_error(&o.path(), &dep);
+                push(
+                    Severity::Error,
+                    "initial-exec-tls",
+                    e.to_string(),
+                    vec![why_of(&e)],
+                );
+            } else if tls_size > STATIC_TLS_SURPLUS {
+                push(
+                    Severity::Error,
+                    "initial-exec-tls",
+                    format!("{}: cannot allocate memory in static TLS block", o.path()),
+                    vec![format!(
+                        "its initial-exec TLS ({tls_size} bytes) must live in glibc's static TLS surplus, which has {STATIC_TLS_SURPLUS} bytes in all for objects loaded after start-up (glibc 2.36's default): glibc refuses it. Build it with -ftls-model=global-dynamic (or -mtls-dialect=gnu2)"
+                    )],
+                );
+            } else {
+                push(
+                    Severity::Warning,
+                    "initial-exec-tls",
+                    format!(
+                        "{}: uses the initial-exec TLS model (DF_STATIC_TLS) in an object meant for dlopen",
+                        o.path()
+                    ),
+                    vec![format!("its TLS ({tls_size} bytes) must live in glibc's static TLS surplus ({STATIC_TLS_SURPLUS} bytes for every object loaded after start-up): dynload hands the object to glibc, and once the surplus is used up, loading fails with \"cannot allocate memory in static TLS block\". Build with -ftls-model=global-dynamic (or -mtls-dialect=gnu2)")],
+                );
+            }
         }
         if d.rpath.is_some() && d.runpath.is_some() {
             push(
@@ -283,7 +328,7 @@ impl Inspector {
 
     fn check_versions(&self, id: ObjectId, out: &mut Vec<Finding>) {
         let o = &self.objects[id];
-        for needed in &o.view.versions.needed {
+        for needed in &o.read.view.versions.needed {
             let dep = o.deps.iter().find_map(|d| match d.target {
                 Ok((t, _)) if self.objects[t].answers_to(&needed.file) => Some(t),
                 _ => None,
@@ -291,11 +336,11 @@ impl Inspector {
             let Some(dep) = dep.map(|t| &self.objects[t]) else {
                 continue;
             };
-            if !dep.view.versions.has_verdef {
+            if !dep.read.view.versions.has_verdef {
                 continue;
             }
             for req in &needed.versions {
-                if req.weak || dep.view.versions.defines(req.hash, &req.name) {
+                if req.weak || dep.read.view.versions.defines(req.hash, &req.name) {
                     continue;
                 }
                 let version = String::from_utf8_lossy(&req.name).into_owned();
@@ -332,10 +377,11 @@ impl Inspector {
         }
     }
 
-    fn references(&self, id: ObjectId) -> Vec<Reference> {
-        let view = &self.objects[id].view;
+    pub(crate) fn references(&self, id: ObjectId) -> Vec<Reference> {
+        let view = &self.objects[id].read.view;
         let d = &view.dyn_info;
-        let mut seen = HashMap::new();
+        // symbol index -> (only PLT slots, some TPOFF64)
+        let mut seen: HashMap<u32, (bool, bool)> = HashMap::new();
         for t in [d.rela, d.jmprel].into_iter().flatten() {
             let count = (t.size as usize) / std::mem::size_of::<Rela>();
             let Some(relas) = view.image.slice::<Rela>(view.image.addr(t.vaddr), count) else {
@@ -348,16 +394,26 @@ impl Inspector {
                     continue;
                 }
                 let plt = kind == elf::R_X86_64_JUMP_SLOT;
-                let e = seen.entry(sym).or_insert(plt);
-                *e &= plt;
+                let tpoff = kind == elf::R_X86_64_TPOFF64;
+                let e = seen.entry(sym).or_insert((plt, tpoff));
+                e.0 &= plt;
+                e.1 |= tpoff;
             }
         }
         let mut v: Vec<Reference> = seen
             .into_iter()
-            .map(|(sym, plt)| Reference { sym, plt })
+            .map(|(sym, (plt, tpoff))| Reference { sym, plt, tpoff })
             .collect();
         v.sort_by_key(|r| r.sym);
         v
+    }
+
+    /// Initial-exec TLS of its own (DF_STATIC_TLS and a PT_TLS segment):
+    /// the loader leaves such an object to glibc.
+    fn has_own_static_tls(&self, id: ObjectId) -> bool {
+        let o = &self.objects[id];
+        o.read.view.dyn_info.flags & u64::from(elf::DF_STATIC_TLS) != 0
+            && phdrs_of(o, elf::PT_TLS).any(|p| p.p_memsz.get(LE) > 0)
     }
 
     /// The first definition in `scopes` of a reference.
@@ -374,8 +430,14 @@ impl Inspector {
             ..Flags::default()
         };
         scopes.iter().flat_map(|(_, l)| l.iter()).find_map(|&oid| {
-            lookup_in_object(&self.objects[oid].view, name, &mut hash, version, flags)
-                .map(|s| (oid, s))
+            lookup_in_object(
+                &self.objects[oid].read.view,
+                name,
+                &mut hash,
+                version,
+                flags,
+            )
+            .map(|s| (oid, s))
         })
     }
 
@@ -386,8 +448,9 @@ impl Inspector {
         missing: &mut Vec<(usize, String)>,
     ) {
         let o = &self.objects[id];
-        let view = &o.view;
+        let view = &o.read.view;
         let scopes = self.scopes_of(id, false);
+        let mut diagnosed = 0;
         for r in self.references(id) {
             let sym = view.symbols.sym(r.sym);
             if sym.bind() == elf::STB_LOCAL {
@@ -398,7 +461,30 @@ impl Inspector {
                 .symbols
                 .versym(r.sym)
                 .and_then(|v| view.versions.entry(v));
-            if self.bind(&scopes, name, version, r.plt).is_some() || sym.bind() == elf::STB_WEAK {
+            let bound = self.bind(&scopes, name, version, r.plt);
+            if let (true, Some((definer, _))) = (r.tpoff, bound) {
+                // An initial-exec reference from an object dynload relocates:
+                // served only for TLS in glibc's static block — the host's
+                // start-up objects, and objects glibc loads for their own
+                // initial-exec TLS. (An object with initial-exec TLS of its
+                // own is loaded, and relocated, by glibc.)
+                let d = &self.objects[definer];
+                if !d.host && !self.has_own_static_tls(definer) && !self.has_own_static_tls(id) {
+                    out.push(Finding {
+                        severity: Severity::Error,
+                        code: "initial-exec-tls",
+                        object: o.path(),
+                        symbol: Some(String::from_utf8_lossy(name).into_owned()),
+                        message: format!("{}: cannot allocate memory in static TLS block", o.path()),
+                        details: vec![format!(
+                            "it uses initial-exec TLS (R_X86_64_TPOFF64) for `{}' in {}, which would be loaded after start-up: its TLS has no fixed offset from the thread pointer. Rebuild it with -ftls-model=global-dynamic (or -mtls-dialect=gnu2)",
+                            String::from_utf8_lossy(name),
+                            d.file_name()
+                        )],
+                    });
+                }
+            }
+            if bound.is_some() || sym.bind() == elf::STB_WEAK {
                 continue;
             }
             let shown = String::from_utf8_lossy(name).into_owned();
@@ -416,20 +502,27 @@ impl Inspector {
                 })
                 .collect();
             details.push(format!("searched: {}", searched.join("; ")));
-            for (oid, entry) in self.other_versions(&scopes, name) {
-                details.push(format!(
-                    "{} defines {shown}{entry}, not the version asked for",
-                    self.objects[oid].file_name()
-                ));
-            }
-            let similar = self.similar_names(&scopes, &shown);
-            if !similar.is_empty() {
-                details.push(format!("similar names in scope: {}", similar.join(", ")));
+            // The nearest candidates cost a walk over every name in scope:
+            // worked out for the first few undefined symbols of an object
+            // (an object built against another version of a big library
+            // can have thousands).
+            diagnosed += 1;
+            if diagnosed <= DIAGNOSED_PER_OBJECT {
+                for (oid, entry) in self.other_versions(&scopes, name) {
+                    details.push(format!(
+                        "{} defines {shown}{entry}, not the version asked for",
+                        self.objects[oid].file_name()
+                    ));
+                }
+                let similar = self.similar_names(&scopes, &shown);
+                if !similar.is_empty() {
+                    details.push(format!("similar names in scope: {}", similar.join(", ")));
+                }
+                missing.push((out.len(), shown.clone()));
             }
             if r.plt {
                 details.push("a function: with RTLD_LAZY the load succeeds and the process ends at its first call; with RTLD_NOW (CPython's default) the load fails".into());
             }
-            missing.push((out.len(), shown.clone()));
             out.push(Finding {
                 severity: Severity::Error,
                 code: "undefined-symbol",
@@ -460,7 +553,7 @@ impl Inspector {
             if !seen.insert(oid) {
                 continue;
             }
-            let view = &self.objects[oid].view;
+            let view = &self.objects[oid].read.view;
             let mut hash = NameHash::new(name);
             view.symbols.find(name, &mut hash, |i, s| {
                 if !s.is_undefined() {
@@ -482,8 +575,8 @@ impl Inspector {
                 continue;
             }
             let o = &self.objects[oid];
-            for (_, s) in exported(&o.view) {
-                let n = o.view.symbols.name(s);
+            for (_, s) in exported(&o.read.view) {
+                let n = o.read.view.symbols.name(s);
                 if n.len().abs_diff(name.len()) > limit || n == name.as_bytes() {
                     continue;
                 }
@@ -505,7 +598,7 @@ impl Inspector {
         }
         let mut found: HashMap<&str, Vec<OsString>> = HashMap::new();
         for lib in Inspector::system_libraries() {
-            let Some((_mapped, view)) = Inspector::read_alone(&lib) else {
+            let Some(read) = Inspector::read_alone(&lib) else {
                 continue;
             };
             for (_, name) in missing {
@@ -514,7 +607,8 @@ impl Inspector {
                     continue;
                 }
                 let mut hash = NameHash::new(name.as_bytes());
-                if view
+                if read
+                    .view
                     .symbols
                     .find(name.as_bytes(), &mut hash, |_, s| super::is_export(s))
                     .is_some()
@@ -552,17 +646,29 @@ impl Inspector {
             }
         }
         let scopes = vec![(String::new(), scope)];
-        let mut groups: BTreeMap<(ObjectId, ObjectId), Vec<String>> = BTreeMap::new();
+        // Who references each name (a relocation against it): a symbol
+        // defined twice that nothing in the tree uses binds nothing.
+        let mut referenced: HashMap<Vec<u8>, Vec<ObjectId>> = HashMap::new();
+        for &id in ours {
+            let syms = &self.objects[id].read.view.symbols;
+            for r in self.references(id) {
+                referenced
+                    .entry(syms.name(syms.sym(r.sym)).to_vec())
+                    .or_default()
+                    .push(id);
+            }
+        }
+        // (x, w) -> names of x's definitions that w's shadow, and whether x
+        // itself refers to any of them.
+        let mut groups: BTreeMap<(ObjectId, ObjectId), (Vec<String>, bool)> = BTreeMap::new();
         for &x in ours {
             let o = &self.objects[x];
             if o.reason == Reason::CRuntime {
                 continue;
             }
-            let view = &o.view;
+            let view = &o.read.view;
             for (i, s) in exported(view) {
-                // Weak and unique definitions are meant to be shared (C++
-                // inline functions, templates, typeinfo).
-                if s.bind() != elf::STB_GLOBAL || s.shndx() == elf::SHN_ABS {
+                if !crate::link::collisions::may_collide(s) {
                     continue;
                 }
                 let vs = view.symbols.versym(i);
@@ -570,23 +676,32 @@ impl Inspector {
                     continue;
                 }
                 let name = view.symbols.name(s);
-                if crate::link::collisions::LINKER_MADE.contains(&name) {
+                if crate::link::collisions::LINKER_MADE.contains(&name)
+                    || is_handle_entry_point(name)
+                {
                     continue;
                 }
+                let Some(users) = referenced.get(name) else {
+                    continue;
+                };
                 let version = vs.and_then(|v| view.versions.entry(v));
                 if let Some((w, wsym)) = self.bind(&scopes, name, version, false) {
                     let wo = &self.objects[w];
-                    if w != x && wo.view.symbols.sym(wsym).bind() == elf::STB_GLOBAL {
-                        groups.entry((x, w)).or_default().push(format!(
+                    if w != x
+                        && crate::link::collisions::may_collide(wo.read.view.symbols.sym(wsym))
+                    {
+                        let g = groups.entry((x, w)).or_default();
+                        g.0.push(format!(
                             "{}{}",
                             String::from_utf8_lossy(name),
                             version_suffix(view, vs)
                         ));
+                        g.1 |= users.contains(&x);
                     }
                 }
             }
         }
-        for ((x, w), names) in groups {
+        for ((x, w), (names, self_ref)) in groups {
             let (xo, wo) = (&self.objects[x], &self.objects[w]);
             let sample: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
             let more = if names.len() > sample.len() {
@@ -594,21 +709,39 @@ impl Inspector {
             } else {
                 String::new()
             };
-            let consequence = if self.global.contains(&w) {
+            let (xn, wn, rn) = (
+                self.shown_name(x, w),
+                self.shown_name(w, x),
+                self.objects[root].file_name(),
+            );
+            let own = if self_ref {
+                format!(", {xn}'s own included,")
+            } else {
+                String::new()
+            };
+            // One depends on the other: perhaps a wrapper or a deliberate
+            // override (or an accident: a plugin defining strlen).
+            let depends = if self.search_list(x).contains(&w) {
+                Some((&xn, &wn))
+            } else if self.search_list(w).contains(&x) {
+                Some((&wn, &xn))
+            } else {
+                None
+            };
+            let mut details = vec![if self.global.contains(&w) {
                 format!(
-                    "{w} is in the global scope, searched first: every reference from {root}'s tree, {x}'s own included, binds to {w}'s definition, not {x}'s (silently, if they differ). RTLD_DEEPBIND would search {root}'s own tree first; linking {x} with -Wl,-Bsymbolic (or making the symbols hidden) keeps its own references inside it",
-                    w = wo.file_name(),
-                    x = xo.file_name(),
-                    root = self.objects[root].file_name()
+                    "{wn} is in the global scope, searched first: references from {rn}'s tree{own} bind to {wn}'s definition, not {xn}'s (silently, if they differ). RTLD_DEEPBIND would search {rn}'s own tree first; linking {xn} with -Wl,-Bsymbolic (or making the symbols hidden) keeps its own references inside it"
                 )
             } else {
                 format!(
-                    "{w} comes before {x} in {root}'s search list: references from the tree, {x}'s own included, bind to {w}'s definition. Opened RTLD_GLOBAL, {w}'s also wins for every object loaded later; RTLD_DEEPBIND does not change the order between them",
-                    w = wo.file_name(),
-                    x = xo.file_name(),
-                    root = self.objects[root].file_name()
+                    "{wn} comes before {xn} in {rn}'s search list: references from the tree{own} bind to {wn}'s definition. Opened RTLD_GLOBAL, {wn}'s also wins for every object loaded later; RTLD_DEEPBIND does not change the order between them"
                 )
-            };
+            }];
+            if let (Some((user, used)), false) = (depends, self.global.contains(&w)) {
+                details.push(format!(
+                    "{user} needs {used}: if {wn} overrides {xn}'s definitions on purpose (a wrapper), this is intended"
+                ));
+            }
             out.push(Finding {
                 severity: Severity::Warning,
                 code: "symbol-collision",
@@ -623,10 +756,30 @@ impl Inspector {
                     wo.path(),
                     sample.join(", ")
                 ),
-                details: vec![consequence],
+                details,
             });
         }
     }
+
+    /// An object's file name, or its path when `other` has the same file
+    /// name (two copies of one library).
+    fn shown_name(&self, id: ObjectId, other: ObjectId) -> String {
+        let (o, p) = (&self.objects[id], &self.objects[other]);
+        if o.file_name() == p.file_name() {
+            o.path()
+        } else {
+            o.file_name()
+        }
+    }
+}
+
+/// Entry points a host looks up through the object's own handle
+/// (`dlsym(handle, ...)` searches the object's tree first), so a
+/// definition elsewhere does not shadow them.
+fn is_handle_entry_point(name: &[u8]) -> bool {
+    ["PyInit_", "PyModExport_", "JNI_OnLoad", "JNI_OnUnload"]
+        .iter()
+        .any(|p| name.starts_with(p.as_bytes()))
 }
 
 /// The explanation dynload's loader attaches to an error.

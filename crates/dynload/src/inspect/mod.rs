@@ -125,9 +125,7 @@ pub struct InspectedObject {
     deps: Vec<Dependency>,
     deps_done: bool,
     e_type: u16,
-    // `view` points into `mapped`: declared first, so it is dropped first.
-    pub(crate) view: View,
-    pub(crate) mapped: Mapped,
+    pub(crate) read: ReadObject,
 }
 
 impl InspectedObject {
@@ -168,27 +166,27 @@ impl InspectedObject {
     }
     /// An executable rather than a shared object.
     pub fn is_executable(&self) -> bool {
-        self.e_type == elf::ET_EXEC || self.view.dyn_info.flag_1(elf::DF_1_PIE)
+        self.e_type == elf::ET_EXEC || self.read.view.dyn_info.flag_1(elf::DF_1_PIE)
     }
     /// A DT_RPATH or DT_RUNPATH string.
     pub fn rpath(&self) -> Option<String> {
-        self.dyn_str(self.view.dyn_info.rpath)
+        self.dyn_str(self.read.view.dyn_info.rpath)
     }
     /// DT_RUNPATH.
     pub fn runpath(&self) -> Option<String> {
-        self.dyn_str(self.view.dyn_info.runpath)
+        self.dyn_str(self.read.view.dyn_info.runpath)
     }
     fn dyn_str(&self, off: Option<u64>) -> Option<String> {
-        let s = self.view.symbols.string(off? as usize)?;
+        let s = self.read.view.symbols.string(off? as usize)?;
         Some(String::from_utf8_lossy(s).into_owned())
     }
     /// Names of the symbols it exports (defined, global or weak, visible),
     /// each once.
     pub fn exported_symbols(&self) -> Vec<String> {
         let mut seen = HashSet::new();
-        exported(&self.view)
+        exported(&self.read.view)
             .filter_map(|(_, s)| {
-                let n = self.view.symbols.name(s);
+                let n = self.read.view.symbols.name(s);
                 seen.insert(n)
                     .then(|| String::from_utf8_lossy(n).into_owned())
             })
@@ -196,14 +194,15 @@ impl InspectedObject {
     }
     /// Does it export a definition of `name` (any version)?
     pub fn exports(&self, name: &str) -> bool {
-        let syms = &self.view.symbols;
+        let syms = &self.read.view.symbols;
         let mut hash = crate::elf::symbols::NameHash::new(name.as_bytes());
         syms.find(name.as_bytes(), &mut hash, |_, s| is_export(s))
             .is_some()
     }
     /// The versions it defines (DT_VERDEF, without the base version).
     pub fn defined_versions(&self) -> Vec<String> {
-        self.view
+        self.read
+            .view
             .versions
             .defined
             .iter()
@@ -257,6 +256,7 @@ impl Inspector {
     /// libc.so.6 and what that needs.
     pub fn new() -> Result<Inspector, Error> {
         let mut ins = Inspector::empty();
+        ins.init_library_path();
         let libc = ins.resolve(b"libc.so.6", None)?.0;
         ins.finish_host(libc)?;
         Ok(ins)
@@ -273,30 +273,15 @@ impl Inspector {
         let opened = find::open_path(&path)?;
         let main = ins.add(opened, &path, None, Reason::Program, true)?;
         ins.main = Some(main);
+        ins.init_library_path();
         ins.finish_host(main)?;
         Ok(ins)
     }
 
     fn empty() -> Inspector {
-        let settings = crate::process::settings();
-        let finder = find::Finder::new();
-        let library_path = settings.library_path.as_ref().map(|parts| {
-            let joined = parts.join(&b':');
-            let values = dst::DstValues {
-                origin: None,
-                platform: finder.hwcaps.platform.as_bytes(),
-                lib: dst::LIB,
-                secure: settings.secure,
-                is_main: true,
-            };
-            SearchList {
-                kind: ListKind::LdLibraryPath,
-                dirs: find::expand_list(&joined, b":;", &values),
-            }
-        });
         Inspector {
-            finder,
-            library_path,
+            finder: find::Finder::new(),
+            library_path: None,
             objects: Vec::new(),
             main: None,
             global: Vec::new(),
@@ -304,11 +289,49 @@ impl Inspector {
         }
     }
 
+    /// LD_LIBRARY_PATH, its tokens expanded for the main program (as the
+    /// loader does; with no program, `$ORIGIN` elements are dropped).
+    fn init_library_path(&mut self) {
+        let settings = crate::process::settings();
+        let Some(parts) = &settings.library_path else {
+            return;
+        };
+        let joined = parts.join(&b':');
+        let dirs = match self.main {
+            Some(m) => find::expand_list(&joined, b":;", &self.dst_values(m)),
+            None => {
+                let values = dst::DstValues {
+                    origin: None,
+                    platform: self.finder.hwcaps.platform.as_bytes(),
+                    lib: dst::LIB,
+                    secure: settings.secure,
+                    is_main: true,
+                };
+                find::expand_list(&joined, b":;", &values)
+            }
+        };
+        self.library_path = Some(SearchList {
+            kind: ListKind::LdLibraryPath,
+            dirs,
+        });
+    }
+
     /// Load the host's dependencies; everything loaded so far is the host
     /// and its breadth-first list is the global scope. glibc puts its own
     /// ld.so at the end if nothing needed it.
     fn finish_host(&mut self, first: ObjectId) -> Result<(), Error> {
-        let mut list = self.map_deps(first);
+        // glibc's start-up order: the program, the preloaded objects
+        // (LD_PRELOAD, /etc/ld.so.preload), then everything they need,
+        // breadth first.
+        let mut start = vec![first];
+        for p in &crate::process::settings().preload {
+            if let Ok((id, _)) = self.resolve(p, self.main) {
+                if !start.contains(&id) {
+                    start.push(id);
+                }
+            }
+        }
+        let mut list = self.map_deps_from(start);
         if !list.iter().any(|&id| self.objects[id].answers_to(LD_SO)) {
             if let Ok((id, _)) = self.resolve(LD_SO, None) {
                 self.map_deps(id);
@@ -384,7 +407,10 @@ impl Inspector {
     /// Breadth-first over DT_NEEDED from `root` (glibc's
     /// `_dl_map_object_deps`), resolving what has not been resolved yet.
     fn map_deps(&mut self, root: ObjectId) -> Vec<ObjectId> {
-        let mut list = vec![root];
+        self.map_deps_from(vec![root])
+    }
+
+    fn map_deps_from(&mut self, mut list: Vec<ObjectId>) -> Vec<ObjectId> {
         let mut i = 0;
         while i < list.len() {
             let l = list[i];
@@ -393,11 +419,14 @@ impl Inspector {
                 self.objects[l].deps_done = true;
                 let names: Vec<Vec<u8>> = {
                     let o = &self.objects[l];
-                    o.view
+                    o.read
+                        .view
                         .dyn_info
                         .needed
                         .iter()
-                        .filter_map(|&off| o.view.symbols.string(off as usize).map(<[u8]>::to_vec))
+                        .filter_map(|&off| {
+                            o.read.view.symbols.string(off as usize).map(<[u8]>::to_vec)
+                        })
                         .collect()
                 };
                 let mut deps = Vec::new();
@@ -440,13 +469,15 @@ impl Inspector {
 
     fn path_owner(&self, id: ObjectId) -> find::PathOwner<'_> {
         let o = &self.objects[id];
-        let d = &o.view.dyn_info;
+        let d = &o.read.view.dyn_info;
         find::PathOwner {
             name: o.path(),
-            rpath: d.rpath.and_then(|off| o.view.symbols.string(off as usize)),
+            rpath: d
+                .rpath
+                .and_then(|off| o.read.view.symbols.string(off as usize)),
             runpath: d
                 .runpath
-                .and_then(|off| o.view.symbols.string(off as usize)),
+                .and_then(|off| o.read.view.symbols.string(off as usize)),
             nodeflib: d.flag_1(elf::DF_1_NODEFLIB),
             dst: self.dst_values(id),
         }
@@ -547,7 +578,8 @@ impl Inspector {
         reason: Reason,
         is_main: bool,
     ) -> Result<ObjectId, Error> {
-        let (mapped, view) = read_file(&opened)?;
+        let read = read_file(&opened)?;
+        let view = &read.view;
         let soname = view
             .dyn_info
             .soname
@@ -574,8 +606,7 @@ impl Inspector {
             deps: Vec::new(),
             deps_done: false,
             e_type: opened.header.e_type,
-            view,
-            mapped,
+            read,
         });
         Ok(id)
     }
@@ -586,7 +617,7 @@ impl Inspector {
     pub(crate) fn scopes_of(&self, id: ObjectId, deepbind: bool) -> Vec<(String, Vec<ObjectId>)> {
         let mut out = Vec::new();
         let o = &self.objects[id];
-        if o.view.dyn_info.is_symbolic() {
+        if o.read.view.dyn_info.is_symbolic() {
             out.push(("the object itself (DT_SYMBOLIC)".to_string(), vec![id]));
         }
         let global = ("global scope".to_string(), self.global.clone());
@@ -664,20 +695,27 @@ impl Inspector {
     }
 
     /// Read one file on its own (not added to any tree).
-    pub(crate) fn read_alone(path: &OsStr) -> Option<(Mapped, View)> {
+    pub(crate) fn read_alone(path: &OsStr) -> Option<ReadObject> {
         let opened = find::open_verify(path.as_bytes()).ok()?;
-        let (mapped, view) = read_file(&opened).ok()?;
-        Some((mapped, view))
+        read_file(&opened).ok()
     }
 }
 
-/// Map an opened file read-only and read its tables. The view points into
-/// the mapping: keep them together, and drop the view first.
-fn read_file(opened: &find::Opened) -> Result<(Mapped, View), Error> {
+/// An object mapped read-only, with the view of its tables. The view
+/// points into the mapping: it is declared first, so it is dropped first,
+/// and the two are only ever moved together.
+pub(crate) struct ReadObject {
+    pub(crate) view: View,
+    pub(crate) mapped: Mapped,
+}
+
+/// Map an opened file read-only and read its tables.
+fn read_file(opened: &find::Opened) -> Result<ReadObject, Error> {
     let shown = String::from_utf8_lossy(&opened.path).into_owned();
     let mapped = map::map_for_reading(opened, &shown)?;
     // SAFETY: `mapped` owns the read-only mapping of the object and its
-    // program headers, and is returned with the view.
+    // program headers, and is kept with the view in `ReadObject`. (As for
+    // any loader, a file truncated while mapped would make reads fault.)
     let view = unsafe {
         View::of_mapped(
             mapped.base,
@@ -687,7 +725,7 @@ fn read_file(opened: &find::Opened) -> Result<(Mapped, View), Error> {
         )
     }
     .map_err(|why| Error::invalid(shown, why))?;
-    Ok((mapped, view))
+    Ok(ReadObject { view, mapped })
 }
 
 /// glibc's own loader, in every program's global scope.
@@ -709,7 +747,11 @@ pub(crate) fn version_suffix(view: &View, versym: Option<u16>) -> String {
 
 /// The program headers of `o` with type `t`.
 pub(crate) fn phdrs_of(o: &InspectedObject, t: u32) -> impl Iterator<Item = &crate::elf::Phdr> {
-    o.mapped.phdrs.iter().filter(move |p| p.p_type.get(LE) == t)
+    o.read
+        .mapped
+        .phdrs
+        .iter()
+        .filter(move |p| p.p_type.get(LE) == t)
 }
 
 /// The names a file exports, read without loading it (nothing runs); for
@@ -717,17 +759,16 @@ pub(crate) fn phdrs_of(o: &InspectedObject, t: u32) -> impl Iterator<Item = &cra
 pub fn exported_symbols_of(path: &std::path::Path) -> Result<Vec<String>, Error> {
     let bytes = path.as_os_str().as_bytes();
     let opened = find::open_path(bytes)?;
-    let (mapped, view) = read_file(&opened)?;
+    let read = read_file(&opened)?;
+    let view = &read.view;
     let mut seen = HashSet::new();
-    let names = exported(&view)
+    let names = exported(view)
         .filter_map(|(_, s)| {
             let n = view.symbols.name(s);
             seen.insert(n)
                 .then(|| String::from_utf8_lossy(n).into_owned())
         })
         .collect();
-    drop(view);
-    drop(mapped);
     Ok(names)
 }
 

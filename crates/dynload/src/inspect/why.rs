@@ -67,16 +67,24 @@ impl Inspector {
             Some(id) => {
                 let o = &self.objects[id];
                 if wanted.is_none() {
-                    // The version this object's own reference asks for.
-                    // (Undefined symbols are not in a GNU hash table: scan.)
-                    let syms = &o.view.symbols;
-                    if let Some((i, _)) = syms
-                        .iter()
-                        .find(|(_, s)| s.is_undefined() && syms.name(s) == name)
-                    {
+                    // The version this object's own reference asks for: a
+                    // relocation's symbol (which may be one it defines), or
+                    // failing that an undefined symbol of that name.
+                    let syms = &o.read.view.symbols;
+                    let referenced = self
+                        .references(id)
+                        .into_iter()
+                        .map(|r| r.sym)
+                        .find(|&i| syms.name(syms.sym(i)) == name)
+                        .or_else(|| {
+                            syms.iter()
+                                .find(|(_, s)| s.is_undefined() && syms.name(s) == name)
+                                .map(|(i, _)| i)
+                        });
+                    if let Some(i) = referenced {
                         wanted = syms
                             .versym(i)
-                            .and_then(|v| o.view.versions.entry(v))
+                            .and_then(|v| o.read.view.versions.entry(v))
                             .cloned();
                     }
                 }
@@ -101,7 +109,7 @@ impl Inspector {
                 }
                 seen.push(id);
                 let o = &self.objects[id];
-                let view = &o.view;
+                let view = &o.read.view;
                 let mut hash = NameHash::new(name);
                 let (status, detail) =
                     match lookup_in_object(view, name, &mut hash, wanted.as_ref(), flags) {

@@ -16,7 +16,9 @@
 //!
 //! OLD is the first definer in scope order (glibc's part of the global
 //! scope, then dynload's), which is the one lookups find: a weak definition
-//! there still wins over a global one that comes later. Collisions between
+//! there still wins over a global one that comes later. A new definition
+//! that is itself weak or unique (C++ inline functions, templates,
+//! typeinfo: defined in many objects by design) is not reported. Collisions between
 //! two of glibc's objects (the C runtime defining a symbol twice) are not
 //! reported.
 //!
@@ -51,6 +53,15 @@ fn callback() -> Option<Callback> {
         return None;
     }
     CALLBACK.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Can this definition be a collision worth reporting? A strong (global)
+/// definition, not an absolute value. Weak and unique definitions are
+/// meant to be defined many times (C++ inline functions, template
+/// instances, typeinfo: one definition rule), so a second one is not news.
+/// The same rule serves `dynload check`.
+pub(crate) fn may_collide(s: &crate::elf::Sym) -> bool {
+    s.bind() == elf::STB_GLOBAL && s.shndx() != elf::SHN_ABS
 }
 
 /// Names the linker defines in every object: never a real interposition.
@@ -135,11 +146,7 @@ fn report(
     for (i, s) in syms.iter() {
         let kind = s.kind();
         if s.is_undefined()
-            || s.shndx() == elf::SHN_ABS
-            || !matches!(
-                s.bind(),
-                elf::STB_GLOBAL | elf::STB_WEAK | elf::STB_GNU_UNIQUE
-            )
+            || !may_collide(s)
             || !matches!(s.visibility(), elf::STV_DEFAULT | elf::STV_PROTECTED)
             || ALLOWED_TYPES & (1 << kind) == 0
             // Lookups never find a value-0 definition (glibc's check_match).
