@@ -885,6 +885,16 @@ fn initial_exec_tls_is_judged_by_the_loaders_rule() {
         .as_str()
         .unwrap()
         .ends_with("cannot allocate memory in static TLS block"));
+    // More initial-exec TLS than glibc's surplus: glibc refuses it, with
+    // the same words.
+    let lsan = "/usr/lib/x86_64-linux-gnu/liblsan.so.0";
+    let (doc, status) = json(&["check", "--json", lsan]);
+    assert_eq!(status, 2);
+    assert_eq!(
+        doc["files"][0]["findings"][0]["message"],
+        glibc_dlopen(lsan).as_str(),
+        "{doc:#}"
+    );
     // An initial-exec reference into libc's TLS (errno) is no finding.
     let (doc, _) = json(&["check", "--json", &path("libdep.so")]);
     assert_eq!(codes(&doc), Vec::<String>::new());

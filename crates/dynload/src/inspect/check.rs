@@ -273,10 +273,13 @@ impl Inspector {
             .unwrap_or(0);
         if d.flags & u64::from(elf::DF_STATIC_TLS) != 0 && tls_size > 0 {
             // The same rule as the loader's: glibc loads it and what it
-            // needs, so nothing it needs may be dynload's.
+            // needs, so nothing it needs may be dynload's already (loaded
+            // before it: ids are in load order).
             let ours = o.deps.iter().find_map(|dep| match dep.target {
                 Ok((t, _))
-                    if !self.objects[t].host && self.objects[t].reason != Reason::CRuntime =>
+                    if t < id
+                        && !self.objects[t].host
+                        && self.objects[t].reason != Reason::CRuntime =>
                 {
                     Some(self.objects[t].file_name())
                 }
