@@ -32,6 +32,7 @@ mod elf;
 mod error;
 mod fault;
 mod find;
+pub mod fuzzing;
 mod host;
 mod init;
 pub mod inspect;

@@ -301,11 +301,13 @@ fn count_by_layout(image: &Image, d: &DynInfo, symtab: u64) -> u32 {
     let Some(segment_end) = image.segment_end(start) else {
         return 0;
     };
+    // Compared as addresses: a file address above the symbols can wrap
+    // around below them once the load bias is added.
     let end = tables
         .into_iter()
         .flatten()
-        .filter(|&v| v > symtab)
         .map(|v| image.addr(v))
+        .filter(|&a| a > start)
         .fold(segment_end, usize::min);
     u32::try_from((end - start) / std::mem::size_of::<Sym>()).unwrap_or(u32::MAX)
 }
@@ -357,7 +359,10 @@ fn parse_gnu(image: &Image, addr: usize) -> Result<(HashTable, Option<u32>), Str
             .checked_add(1)
             .ok_or_else(|| bad("hash chain does not end"))?;
     }
-    let nsyms = last + 1;
+    // A chain ending at index 2^32 - 1 would make 2^32 symbols.
+    let nsyms = last
+        .checked_add(1)
+        .ok_or_else(|| bad("hash chain ends past the last symbol index"))?;
     let chain_len = (nsyms - symoffset) as usize;
     let chain: &[u32] = image
         .slice(chain_addr, chain_len)

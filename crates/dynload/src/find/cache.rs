@@ -137,7 +137,12 @@ impl LdCache {
                 ) else {
                     break;
                 };
-                if tag == EXT_TAG_GLIBC_HWCAPS && size % 4 == 0 && off % 4 == 0 {
+                // A section must lie inside the file: its size is not
+                // otherwise bounded, and one name is kept per offset.
+                let inside = (off as usize)
+                    .checked_add(size as usize)
+                    .is_some_and(|end| end <= file.len());
+                if tag == EXT_TAG_GLIBC_HWCAPS && size % 4 == 0 && off % 4 == 0 && inside {
                     for k in 0..(size / 4) as usize {
                         match u32_at(file, off as usize + 4 * k)
                             .and_then(|n| cstr_at(strings, n as usize))

@@ -1,0 +1,4 @@
+#![no_main]
+
+// See dynload::fuzzing::relocation_tables for what is fed, and README.md, "Fuzzing".
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dynload::fuzzing::relocation_tables(data));
