@@ -183,6 +183,22 @@ impl Versions {
         }
     }
 
+    /// Is requirement `req` left unmet by an object with these versions?
+    /// (glibc's `match_symbol`: an object without DT_VERDEF meets every
+    /// requirement, and a weak requirement never fails.)
+    pub(crate) fn unmet(&self, req: &Requirement) -> bool {
+        self.has_verdef && !req.weak && !self.defines(req.hash, &req.name)
+    }
+
+    /// The names of the versions it defines, without the base version.
+    pub(crate) fn defined_names(&self) -> Vec<String> {
+        self.defined
+            .iter()
+            .skip(1)
+            .map(|(_, n, _)| String::from_utf8_lossy(n).into_owned())
+            .collect()
+    }
+
     /// Does this object define version `name` (glibc's `match_symbol`)?
     pub(crate) fn defines(&self, hash: u32, name: &[u8]) -> bool {
         self.defined

@@ -339,11 +339,8 @@ impl Inspector {
             let Some(dep) = dep.map(|t| &self.objects[t]) else {
                 continue;
             };
-            if !dep.read.view.versions.has_verdef {
-                continue;
-            }
             for req in &needed.versions {
-                if req.weak || dep.read.view.versions.defines(req.hash, &req.name) {
+                if !dep.read.view.versions.unmet(req) {
                     continue;
                 }
                 let version = String::from_utf8_lossy(&req.name).into_owned();

@@ -201,14 +201,7 @@ impl InspectedObject {
     }
     /// The versions it defines (DT_VERDEF, without the base version).
     pub fn defined_versions(&self) -> Vec<String> {
-        self.read
-            .view
-            .versions
-            .defined
-            .iter()
-            .skip(1)
-            .map(|(_, n, _)| String::from_utf8_lossy(n).into_owned())
-            .collect()
+        self.read.view.versions.defined_names()
     }
 
     fn answers_to(&self, name: &[u8]) -> bool {

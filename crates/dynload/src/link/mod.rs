@@ -279,19 +279,12 @@ impl Registry {
                     dep.display_name(),
                     obj.display_name()
                 );
-                if !dep.view.versions.defines(req.hash, &req.name) && !req.weak {
+                if dep.view.versions.unmet(req) {
                     return Err(Error::VersionNotFound {
                         library: dep.display_name(),
                         version: String::from_utf8_lossy(&req.name).into_owned(),
                         required_by: obj.display_name(),
-                        available: dep
-                            .view
-                            .versions
-                            .defined
-                            .iter()
-                            .skip(1)
-                            .map(|(_, n, _)| String::from_utf8_lossy(n).into_owned())
-                            .collect(),
+                        available: dep.view.versions.defined_names(),
                     });
                 }
             }
