@@ -199,6 +199,20 @@ impl Versions {
             .collect()
     }
 
+    /// How a symbol's version is written: "@@V" (default), "@V" (hidden),
+    /// or "" (none), for the versym value `versym`.
+    pub(crate) fn suffix(&self, versym: Option<u16>) -> String {
+        let Some(v) = versym else {
+            return String::new();
+        };
+        let (_, n) = self.at(v);
+        if n.is_empty() {
+            return String::new();
+        }
+        let sep = if v & 0x8000 != 0 { "@" } else { "@@" };
+        format!("{sep}{}", String::from_utf8_lossy(n))
+    }
+
     /// Does this object define version `name` (glibc's `match_symbol`)?
     pub(crate) fn defines(&self, hash: u32, name: &[u8]) -> bool {
         self.defined

@@ -727,15 +727,7 @@ const LD_SO: &[u8] = b"ld-linux-x86-64.so.2";
 /// The text of a version index of `view`: "@@V" (default), "@V" (hidden),
 /// or "" (none).
 pub(crate) fn version_suffix(view: &View, versym: Option<u16>) -> String {
-    let Some(v) = versym else {
-        return String::new();
-    };
-    let (_, n) = view.versions.at(v);
-    if n.is_empty() {
-        return String::new();
-    }
-    let sep = if v & 0x8000 != 0 { "@" } else { "@@" };
-    format!("{sep}{}", String::from_utf8_lossy(n))
+    view.versions.suffix(versym)
 }
 
 /// The program headers of `o` with type `t`.

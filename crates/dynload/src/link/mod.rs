@@ -225,18 +225,7 @@ impl Registry {
                         if syms.name(s) != name || s.is_undefined() {
                             continue;
                         }
-                        let ver = syms
-                            .versym(i)
-                            .map(|v| {
-                                let (_, n) = obj.view.versions.at(v);
-                                let sep = if v & 0x8000 != 0 { "@" } else { "@@" };
-                                if n.is_empty() {
-                                    String::new()
-                                } else {
-                                    format!("{sep}{}", String::from_utf8_lossy(n))
-                                }
-                            })
-                            .unwrap_or_default();
+                        let ver = obj.view.versions.suffix(syms.versym(i));
                         let why = match (s.bind(), s.visibility()) {
                             (elf::STB_LOCAL, _) => " (local)",
                             (_, elf::STV_HIDDEN) | (_, elf::STV_INTERNAL) => " (hidden visibility)",
