@@ -316,13 +316,6 @@ impl Drop for Library {
     }
 }
 
-/// The object id behind a C handle, if it names an open object.
-pub(crate) fn id_for(handle: usize) -> Option<ObjId> {
-    let guard = LOADER.lock();
-    let reg = registry(&guard).ok()?;
-    reg.by_handle(handle)
-}
-
 /// Which loader mapped an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoadedBy {

@@ -310,6 +310,23 @@ pub(crate) fn host_objects() -> (Vec<HostEntry>, u64, u64) {
     (acc.list, acc.adds, acc.subs)
 }
 
+/// glibc's load and unload counters (`dlpi_adds`, `dlpi_subs`), read from
+/// the first object alone: the cheap check that glibc's list is unchanged,
+/// done before copying it.
+pub(crate) fn host_counters() -> (u64, u64) {
+    unsafe extern "C" fn cb(info: *mut libc::dl_phdr_info, _: usize, data: *mut c_void) -> c_int {
+        // SAFETY: glibc passes a valid info and our `data`.
+        unsafe {
+            *(data as *mut (u64, u64)) = ((*info).dlpi_adds, (*info).dlpi_subs);
+        }
+        1
+    }
+    let mut counters = (0u64, 0u64);
+    // SAFETY: the callback writes only `counters`, which outlives the call.
+    unsafe { (glibc().dl_iterate_phdr)(Some(cb), &mut counters as *mut (u64, u64) as *mut c_void) };
+    counters
+}
+
 /// The sonames glibc itself provides. dynload never maps these: a second
 /// libc in one process is a broken process.
 const C_RUNTIME: &[&str] = &[

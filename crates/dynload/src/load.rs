@@ -54,7 +54,7 @@ struct RootState {
 }
 
 /// Validate a dlopen mode as glibc does.
-pub(crate) fn check_mode(name: &str, mode: c_int) -> Result<(), Error> {
+pub(crate) fn check_mode(name: Option<&[u8]>, mode: c_int) -> Result<(), Error> {
     let valid = RTLD_BINDING_MASK | RTLD_NOLOAD | RTLD_DEEPBIND | RTLD_GLOBAL | RTLD_NODELETE;
     if mode & !valid != 0 {
         return Err(Error::load(
@@ -65,7 +65,7 @@ pub(crate) fn check_mode(name: &str, mode: c_int) -> Result<(), Error> {
     }
     if mode & RTLD_BINDING_MASK == 0 {
         return Err(Error::system(
-            name,
+            String::from_utf8_lossy(name.unwrap_or_default()),
             "invalid mode for dlopen()",
             libc::EINVAL,
         ));
@@ -87,10 +87,7 @@ pub(crate) fn dlopen(
     mode: c_int,
     caller: usize,
 ) -> Result<Option<Opened>, Error> {
-    let shown = name
-        .map(|n| String::from_utf8_lossy(n).into_owned())
-        .unwrap_or_default();
-    check_mode(&shown, mode)?;
+    check_mode(name, mode)?;
     let guard = LOADER.lock();
     let mut tx = Tx::default();
     // A panic in the loader (a bug) must not leave a half-loaded object
@@ -120,7 +117,11 @@ fn open_locked(
     caller: usize,
     tx: &mut Tx,
 ) -> Result<Option<Opened>, Error> {
-    let start = std::time::Instant::now();
+    // The clock is read only for the statistics (a system call's worth of
+    // time on the re-open path otherwise).
+    let timed = crate::process::settings().stats != crate::process::SummaryScope::Off
+        || debug::enabled(debug::STATISTICS);
+    let start = timed.then(std::time::Instant::now);
     let stats_before = registry(guard)?.stats;
     registry_mut(guard)?.stats.dlopen_calls += 1;
     let mut glibc_loads = 0;
@@ -198,7 +199,7 @@ fn open_locked(
     if mode & RTLD_GLOBAL != 0 {
         reg.add_to_global(root);
     }
-    let nanos = start.elapsed().as_nanos() as u64;
+    let nanos = start.map_or(0, |t| t.elapsed().as_nanos() as u64);
     reg.stats.nanos += nanos;
     if debug::enabled(debug::STATISTICS) {
         let (now, name) = (reg.stats, reg.obj(root).display_name());
@@ -275,8 +276,7 @@ fn open_stage1(
         return Ok(Stage1::Done(main));
     };
     let caller_obj = reg.caller_object(caller);
-    let requester = reg.obj(caller_obj).display_name();
-    let Some(root) = map_object(reg, name, caller_obj, &requester, true, mode, tx)? else {
+    let Some(root) = map_object(reg, name, caller_obj, true, mode, tx)? else {
         return Ok(Stage1::NotLoaded);
     };
     tx.root = Some(root);
@@ -416,7 +416,6 @@ fn map_deps(
                     .filter_map(|&off| reg.dyn_string(o, off).map(<[u8]>::to_vec))
                     .collect()
             };
-            let requester = reg.obj(l).display_name();
             let mut deps = Vec::new();
             for n in names {
                 let expanded = if dst::has_dst(&n) {
@@ -430,16 +429,8 @@ fn map_deps(
                 } else {
                     n
                 };
-                let dep = map_object(
-                    reg,
-                    &expanded,
-                    l,
-                    &requester,
-                    false,
-                    mode & !RTLD_NOLOAD,
-                    tx,
-                )?
-                .expect("not NOLOAD");
+                let dep = map_object(reg, &expanded, l, false, mode & !RTLD_NOLOAD, tx)?
+                    .expect("not NOLOAD");
                 // A C-runtime dependency loaded on this object's behalf is
                 // held with a glibc reference until this object unloads.
                 pin_host_dependency(reg, l, dep);
@@ -496,7 +487,6 @@ fn map_object(
     reg: &mut Registry,
     name: &[u8],
     loader: ObjId,
-    requester: &str,
     callmap: bool,
     mode: c_int,
     tx: &mut Tx,
@@ -507,12 +497,13 @@ fn map_object(
     let shown = String::from_utf8_lossy(name).into_owned();
     debug!(
         debug::FILES,
-        "\nfile={shown} [0];  {} {requester} [0]",
+        "\nfile={shown} [0];  {} {} [0]",
         if callmap {
             "dynamically loaded by"
         } else {
             "needed by"
-        }
+        },
+        reg.obj(loader).display_name()
     );
     let c_runtime = host::is_c_runtime(name);
     let opened = if name.contains(&b'/') {

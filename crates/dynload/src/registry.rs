@@ -2,8 +2,8 @@
 //! loaded (mirrored from `dl_iterate_phdr`), the global scope, handles,
 //! and the single lock that serialises loading and unloading.
 
+use rustc_hash::FxHashMap;
 use std::cell::{RefCell, RefMut};
-use std::collections::HashMap;
 use std::ffi::CString;
 
 use parking_lot::{ReentrantMutex, ReentrantMutexGuard};
@@ -42,7 +42,7 @@ pub(crate) struct Registry {
     pub main: ObjId,
     /// dynload's RTLD_GLOBAL objects, in the order they became global.
     pub our_global: Vec<ObjId>,
-    handles: HashMap<usize, ObjId>,
+    handles: FxHashMap<usize, ObjId>,
     /// dynload's objects by address: (start, end, id), sorted.
     ranges: Vec<(usize, usize, ObjId)>,
     pub finder: Finder,
@@ -164,7 +164,7 @@ impl Registry {
             host_global: Vec::new(),
             main: 0,
             our_global: Vec::new(),
-            handles: HashMap::new(),
+            handles: FxHashMap::default(),
             ranges: Vec::new(),
             finder,
             library_path: None,
@@ -400,10 +400,10 @@ impl Registry {
     }
 
     pub(crate) fn refresh_host(&mut self) {
-        let (entries, adds, subs) = host::host_objects();
-        if self.host_counters == Some((adds, subs)) {
+        if self.host_counters == Some(host::host_counters()) {
             return;
         }
+        let (entries, adds, subs) = host::host_objects();
         let first = self.host_counters.is_none();
         self.host_counters = Some((adds, subs));
         for &id in &self.host_list {

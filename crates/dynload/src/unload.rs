@@ -7,13 +7,24 @@ use crate::debug::{self, debug};
 use crate::error::{Error, ErrorKind};
 use crate::init;
 use crate::object::{Kind, NoDelete, ObjId, Scope};
-use crate::registry::{registry_mut, Registry, LOADER};
+use crate::registry::{registry, registry_mut, Registry, LOADER};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
 /// Close one reference to `id`.
 pub(crate) fn dlclose(id: ObjId) -> Result<(), Error> {
+    close_with(|_| Some(id))
+}
+
+/// `dlclose` of a C handle (resolved under the same lock as the close).
+pub(crate) fn dlclose_handle(handle: usize) -> Result<(), Error> {
+    close_with(|reg| reg.by_handle(handle))
+}
+
+fn close_with(id: impl FnOnce(&crate::registry::Registry) -> Option<ObjId>) -> Result<(), Error> {
     let guard = LOADER.lock();
+    let id = id(&*registry(&guard)?)
+        .ok_or_else(|| Error::load(ErrorKind::NotOpen, "", "shared object not open"))?;
     let r = close_locked(&guard, id);
     collect_pending(&guard);
     crate::registry::close_queued_glibc(&guard);
@@ -39,12 +50,13 @@ fn close_locked(guard: &crate::registry::Guard, id: ObjId) -> Result<(), Error> 
         }
         let o = reg.obj_mut(id);
         o.direct_opencount -= 1;
-        let (count, name) = (o.direct_opencount, o.display_name());
+        let count = o.direct_opencount;
         if !o.is_ours() {
             release_host(&mut reg, id);
             debug!(
                 debug::FILES,
-                "\nclosing file={name}; direct_opencount={count}"
+                "\nclosing file={}; direct_opencount={count}",
+                reg.obj(id).display_name()
             );
             return Ok(());
         }
@@ -54,7 +66,8 @@ fn close_locked(guard: &crate::registry::Guard, id: ObjId) -> Result<(), Error> 
             }
             debug!(
                 debug::FILES,
-                "\nclosing file={name}; direct_opencount={count}"
+                "\nclosing file={}; direct_opencount={count}",
+                reg.obj(id).display_name()
             );
             return Ok(());
         }
