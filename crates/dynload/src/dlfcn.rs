@@ -26,17 +26,106 @@ pub static VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
     Err(_) => panic!("version string"),
 };
 
+/// A `dlsym` that found nothing: enough to build glibc's message, and to
+/// explain it, when asked. Its buffers are reused from miss to miss.
+struct Undefined {
+    /// The object the message names, as bytes of its name ("" for the
+    /// main program, named by its program name).
+    object: Vec<u8>,
+    symbol: Vec<u8>,
+    version: Option<Vec<u8>>,
+    target: Target,
+    caller: usize,
+}
+
+/// One thread's dlerror state.
+struct ErrorState {
+    /// The message, once built.
+    text: Option<CString>,
+    /// dlerror returned it already: the next call returns NULL.
+    read: bool,
+    /// A failed lookup whose message is not built yet.
+    undefined: Option<Undefined>,
+    /// The long explanation, once built.
+    explanation: Option<CString>,
+}
+
+impl ErrorState {
+    const fn new() -> ErrorState {
+        ErrorState {
+            text: None,
+            read: false,
+            undefined: None,
+            explanation: None,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.text = None;
+        self.read = false;
+        self.explanation = None;
+        if let Some(u) = &mut self.undefined {
+            // Kept for its buffers; `caller == 0` marks it unused.
+            u.caller = 0;
+        }
+    }
+
+    fn pending_undefined(&self) -> Option<&Undefined> {
+        self.undefined.as_ref().filter(|u| u.caller != 0)
+    }
+
+    /// The message, built now if the error is a lazy one.
+    fn text(&mut self) -> Option<&CString> {
+        if self.text.is_none() {
+            let u = self.pending_undefined()?;
+            let object = if u.object.is_empty() {
+                crate::process::program_name()
+            } else {
+                String::from_utf8_lossy(&u.object).into_owned()
+            };
+            let e = Error::UndefinedSymbol {
+                object,
+                symbol: String::from_utf8_lossy(&u.symbol).into_owned(),
+                version: u
+                    .version
+                    .as_deref()
+                    .map(|v| String::from_utf8_lossy(v).into_owned()),
+                searched: Vec::new(),
+                near_misses: Vec::new(),
+            };
+            self.text = Some(c_string(e.to_string()));
+        }
+        self.text.as_ref()
+    }
+}
+
 thread_local! {
-    /// This thread's dlerror state: the message, and whether it was read.
-    static LAST_ERROR: RefCell<(Option<CString>, bool)> = const { RefCell::new((None, false)) };
-    /// The long explanation of the last error (`dynload_explain_error`).
-    static LAST_EXPLANATION: RefCell<Option<CString>> = const { RefCell::new(None) };
+    static LAST_ERROR: RefCell<ErrorState> = const { RefCell::new(ErrorState::new()) };
+}
+
+fn c_string(s: String) -> CString {
+    CString::new(s.replace('\0', "")).unwrap_or_default()
 }
 
 /// This thread's last error, explained (NULL if the last call succeeded).
+/// A failed lookup's explanation walks its scopes again, as they are now.
 pub fn last_explanation() -> *const c_char {
-    LAST_EXPLANATION
-        .try_with(|e| e.borrow().as_ref().map_or(std::ptr::null(), |s| s.as_ptr()))
+    LAST_ERROR
+        .try_with(|e| {
+            let Ok(mut e) = e.try_borrow_mut() else {
+                return std::ptr::null();
+            };
+            if e.explanation.is_none() {
+                if let Some(u) = e.pending_undefined() {
+                    let err =
+                        query::undefined_error(u.target, &u.symbol, u.version.as_deref(), u.caller);
+                    e.explanation = Some(c_string(err.explain()));
+                }
+            }
+            e.explanation
+                .as_ref()
+                .map_or(std::ptr::null(), |s| s.as_ptr())
+        })
         .unwrap_or(std::ptr::null())
 }
 
@@ -45,28 +134,49 @@ pub fn last_explanation() -> *const c_char {
 fn clear_error() {
     let _ = LAST_ERROR.try_with(|e| {
         if let Ok(mut e) = e.try_borrow_mut() {
-            *e = (None, false);
-        }
-    });
-    let _ = LAST_EXPLANATION.try_with(|e| {
-        if let Ok(mut e) = e.try_borrow_mut() {
-            *e = None;
+            e.clear();
         }
     });
 }
 
 fn set_error(err: &Error) {
-    let text = CString::new(err.to_string().replace('\0', "")).unwrap_or_default();
-    let long = CString::new(err.explain().replace('\0', "")).unwrap_or_default();
-    let _ = LAST_EXPLANATION.try_with(|e| {
-        if let Ok(mut e) = e.try_borrow_mut() {
-            *e = Some(long);
-        }
-    });
     let _ = LAST_ERROR.try_with(|e| {
         if let Ok(mut e) = e.try_borrow_mut() {
-            *e = (Some(text), false);
+            e.clear();
+            e.text = Some(c_string(err.to_string()));
+            e.explanation = Some(c_string(err.explain()));
         }
+    });
+}
+
+/// Record a lookup that found nothing, without building its message.
+fn set_undefined(
+    object: &crate::object::Object,
+    symbol: &[u8],
+    version: Option<&[u8]>,
+    target: Target,
+    caller: usize,
+) {
+    let _ = LAST_ERROR.try_with(|e| {
+        let Ok(mut e) = e.try_borrow_mut() else {
+            return;
+        };
+        e.clear();
+        let u = e.undefined.get_or_insert_with(|| Undefined {
+            object: Vec::new(),
+            symbol: Vec::new(),
+            version: None,
+            target,
+            caller,
+        });
+        u.object.clear();
+        u.object.extend_from_slice(object.name.to_bytes());
+        u.symbol.clear();
+        u.symbol.extend_from_slice(symbol);
+        u.version = version.map(<[u8]>::to_vec);
+        u.target = target;
+        // (Never 0: the caller's address is in some code.)
+        u.caller = caller.max(1);
     });
 }
 
@@ -151,8 +261,12 @@ fn lookup(
                 })?),
                 None => None,
             };
-        let addr = query::lookup_symbol(target_of(handle), name, version, caller as usize)?;
-        Ok(addr as *mut c_void)
+        let target = target_of(handle);
+        let caller = caller as usize;
+        let found = query::lookup_symbol_or_miss(target, name, version, caller, |o| {
+            set_undefined(o, name, version, target, caller)
+        })?;
+        Ok(found.map_or(std::ptr::null_mut(), |a| a as *mut c_void))
     }))
 }
 
@@ -203,11 +317,7 @@ pub unsafe extern "C" fn dlmopen_from(
 /// As for the C function: valid C strings and pointers, as glibc requires.
 pub unsafe extern "C" fn dl_close(handle: *mut c_void) -> c_int {
     clear_error();
-    let r = guarded(|| {
-        let id = crate::api::id_for(handle as usize)
-            .ok_or_else(|| Error::load(ErrorKind::NotOpen, "", "shared object not open"))?;
-        crate::unload::dlclose(id)
-    });
+    let r = guarded(|| crate::unload::dlclose_handle(handle as usize));
     match r {
         Ok(()) => 0,
         Err(e) => {
@@ -227,15 +337,15 @@ pub unsafe extern "C" fn dl_error() -> *mut c_char {
             let Ok(mut e) = e.try_borrow_mut() else {
                 return std::ptr::null_mut();
             };
-            match &e.0 {
+            if e.read {
+                e.clear();
+                return std::ptr::null_mut();
+            }
+            match e.text() {
                 None => std::ptr::null_mut(),
-                Some(_) if e.1 => {
-                    *e = (None, false);
-                    std::ptr::null_mut()
-                }
                 Some(msg) => {
                     let p = msg.as_ptr() as *mut c_char;
-                    e.1 = true;
+                    e.read = true;
                     p
                 }
             }

@@ -46,10 +46,34 @@ pub(crate) fn lookup_symbol(
     version: Option<&[u8]>,
     caller: usize,
 ) -> Result<usize, Error> {
+    match lookup_symbol_or_miss(target, name, version, caller, |_| {})? {
+        Some(addr) => Ok(addr),
+        None => Err(undefined_error(target, name, version, caller)),
+    }
+}
+
+/// The C ABI's `dlsym`: as [`lookup_symbol`], but a symbol with no
+/// definition is `Ok(None)`, after `undefined` is shown the object named in
+/// the message. The message and its explanation (the objects searched,
+/// near misses) are built only if `dlerror` asks for them: a miss costs
+/// about what a hit does.
+pub(crate) fn lookup_symbol_or_miss(
+    target: Target,
+    name: &[u8],
+    version: Option<&[u8]>,
+    caller: usize,
+    undefined: impl FnOnce(&crate::object::Object),
+) -> Result<Option<usize>, Error> {
     let guard = LOADER.lock();
     let hit = {
         let reg = registry(&guard)?;
-        find(&reg, target, name, version, caller)?
+        match find(&reg, target, name, version, caller)? {
+            Ok(hit) => hit,
+            Err(object) => {
+                undefined(reg.obj(object));
+                return Ok(None);
+            }
+        }
     };
     if hit.unique || hit.dependent.is_some() {
         let mut reg = registry_mut(&guard)?;
@@ -62,46 +86,67 @@ pub(crate) fn lookup_symbol(
     }
     if let Some((modid, offset)) = hit.tls {
         // The calling thread's copy, as glibc's `_dl_tls_symaddr`.
-        return Ok(crate::tls::address(modid, offset as usize));
+        return Ok(Some(crate::tls::address(modid, offset as usize)));
     }
     if hit.ifunc {
         // SAFETY: the resolver of a relocated object; no arguments.
-        return Ok(unsafe { crate::relocate::call_resolver(hit.value) });
+        return Ok(Some(unsafe { crate::relocate::call_resolver(hit.value) }));
     }
-    Ok(hit.value)
+    Ok(Some(hit.value))
 }
 
-fn find(
-    reg: &Registry,
+/// glibc's "undefined symbol" error for a lookup that found nothing, with
+/// what dynload knows besides: the objects searched and near misses. The
+/// lookup is walked again (only failures pay for this).
+pub(crate) fn undefined_error(
     target: Target,
     name: &[u8],
     version: Option<&[u8]>,
     caller: usize,
-) -> Result<Hit, Error> {
-    let want = version.map(|v| VersionEntry {
+) -> Error {
+    let guard = LOADER.lock();
+    let reg = match registry(&guard) {
+        Ok(reg) => reg,
+        Err(e) => return e,
+    };
+    let want = version.map(wanted_version);
+    let r = with_scope(&reg, target, caller, |chunks, undef, _| {
+        reg.undefined_error(chunks, reg.obj(undef).display_name(), name, want.as_ref())
+    });
+    r.unwrap_or_else(|e| e)
+}
+
+fn wanted_version(v: &[u8]) -> VersionEntry {
+    VersionEntry {
         name: v.into(),
         hash: hash::elf_hash(v),
         hidden: true,
         filename: None,
-    });
-    // glibc: plain dlsym returns the default (newest) version; dlvsym asks
-    // for an exact one, hidden versions included.
-    let flags = Flags {
-        return_newest: want.is_none(),
-        plt: false,
-    };
-    let caller_obj = reg.caller_object(caller);
-    let (scopes_owned, undef, dep_from): (Vec<Vec<ObjId>>, ObjId, Option<ObjId>) = match target {
+    }
+}
+
+/// Call `f` with the lists `target` searches (as the caller at `caller`
+/// sees them), the object named in an undefined-symbol message, and the
+/// object that comes to depend on the definer (RTLD_DEFAULT's caller).
+/// Search lists are borrowed, not copied, when the registry has them.
+fn with_scope<R>(
+    reg: &Registry,
+    target: Target,
+    caller: usize,
+    f: impl FnOnce(&[[&[ObjId]; 2]], ObjId, Option<ObjId>) -> R,
+) -> Result<R, Error> {
+    match target {
         Target::Default => {
+            let caller_obj = reg.caller_object(caller);
             let c = reg.obj(caller_obj);
-            let lists = reg
-                .scope_chunks(&c.scope, std::slice::from_ref(&c.id))
-                .into_iter()
-                .map(|chunks| chunks.iter().flat_map(|c| c.iter().copied()).collect())
-                .collect();
-            (lists, caller_obj, Some(caller_obj))
+            Ok(
+                reg.with_scope_chunks(&c.scope, std::slice::from_ref(&c.id), |chunks| {
+                    f(chunks, caller_obj, Some(caller_obj))
+                }),
+            )
         }
         Target::Next => {
+            let caller_obj = reg.caller_object(caller);
             let c = reg.obj(caller_obj);
             if caller_obj == reg.main && !c.contains(caller) {
                 return Err(Error::load(
@@ -128,44 +173,67 @@ fn find(
                 Some(p) => list[p + 1..].to_vec(),
                 None => list.into_iter().filter(|&o| o != caller_obj).collect(),
             };
-            (vec![after], caller_obj, None)
+            Ok(f(&[[&after, &[]]], caller_obj, None))
         }
         Target::Handle(h) => {
             let id = reg.by_handle(h).ok_or_else(invalid_handle)?;
             let o = reg.obj(id);
-            let list = if o.is_main() {
-                reg.global_scope()
-            } else {
-                o.searchlist.clone().unwrap_or_else(|| reg.bfs(id))
+            if o.is_main() {
+                let global = [[reg.host_global.as_slice(), reg.our_global.as_slice()]];
+                return Ok(f(&global, id, None));
+            }
+            let computed;
+            let list = match &o.searchlist {
+                Some(l) => l.as_slice(),
+                None => {
+                    computed = reg.bfs(id);
+                    computed.as_slice()
+                }
             };
-            (vec![list], id, None)
+            Ok(f(&[[list, &[]]], id, None))
         }
+    }
+}
+
+/// The definition `target` finds, or (inner `Err`) the object an
+/// undefined-symbol message names.
+fn find(
+    reg: &Registry,
+    target: Target,
+    name: &[u8],
+    version: Option<&[u8]>,
+    caller: usize,
+) -> Result<Result<Hit, ObjId>, Error> {
+    let want = version.map(wanted_version);
+    // glibc: plain dlsym returns the default (newest) version; dlvsym asks
+    // for an exact one, hidden versions included.
+    let flags = Flags {
+        return_newest: want.is_none(),
+        plt: false,
     };
-    let chunks: Vec<[&[ObjId]; 2]> = scopes_owned
-        .iter()
-        .map(|l| [l.as_slice(), &[][..]])
-        .collect();
-    let Some(found) = reg.lookup(&chunks, name, want.as_ref(), flags, Some(undef)) else {
-        return Err(reg.undefined_error(
-            &chunks,
-            reg.obj(undef).display_name(),
-            name,
-            want.as_ref(),
-        ));
+    let (found, undef, dep_from) = with_scope(reg, target, caller, |chunks, undef, dep_from| {
+        (
+            reg.lookup(chunks, name, want.as_ref(), flags, Some(undef)),
+            undef,
+            dep_from,
+        )
+    })?;
+    let Some(found) = found else {
+        return Ok(Err(undef));
     };
     let def = reg.obj(found.obj);
     let sym = def.view.symbols.sym(found.sym);
     let value = def.view.symbols.address(sym);
     if !def.is_ours() {
         if let Some(ours) = dlfcn::replacement(name) {
-            return Ok(Hit {
+            return Ok(Ok(Hit {
                 found,
                 value: ours,
                 ifunc: false,
                 tls: None,
                 dependent: None,
                 unique: false,
-            });
+            }));
         }
     }
     let tls = if sym.kind() == elf::STT_TLS {
@@ -186,14 +254,14 @@ fn find(
     // glibc makes the definer of a unique symbol NODELETE on first use.
     let unique = sym.bind() == elf::STB_GNU_UNIQUE && def.can_be_unloaded();
     let dependent = dep_from.filter(|&c| reg.needs_dependency(c, found.obj));
-    Ok(Hit {
+    Ok(Ok(Hit {
         found,
         value,
         ifunc,
         tls,
         dependent,
         unique,
-    })
+    }))
 }
 
 fn invalid_handle() -> Error {

@@ -106,6 +106,36 @@ pub(crate) fn lookup_in_object(
 pub(crate) type ScopeChunks<'a> = Vec<[&'a [ObjId]; 2]>;
 
 impl Registry {
+    /// The concrete lists behind one scope of an object.
+    fn scope_chunk<'a>(&'a self, s: &Scope, symbolic_self: &'a [ObjId]) -> [&'a [ObjId]; 2] {
+        match *s {
+            Scope::Global => [self.host_global.as_slice(), self.our_global.as_slice()],
+            Scope::Local(root) => [self.obj(root).searchlist.as_deref().unwrap_or(&[]), &[]],
+            Scope::Symbolic(_) => [symbolic_self, &[]],
+        }
+    }
+
+    /// [`Registry::scope_chunks`] without the allocation when the scope is
+    /// short (it almost always is: global, then local).
+    pub(crate) fn with_scope_chunks<R>(
+        &self,
+        scope: &[Scope],
+        symbolic_self: &[ObjId],
+        f: impl FnOnce(&[[&[ObjId]; 2]]) -> R,
+    ) -> R {
+        let chunk = |s: &Scope| self.scope_chunk(s, symbolic_self);
+        const SHORT: usize = 4;
+        if scope.len() <= SHORT {
+            let mut chunks: [[&[ObjId]; 2]; SHORT] = [[&[], &[]]; SHORT];
+            for (c, s) in chunks.iter_mut().zip(scope) {
+                *c = chunk(s);
+            }
+            f(&chunks[..scope.len()])
+        } else {
+            f(&scope.iter().map(chunk).collect::<Vec<_>>())
+        }
+    }
+
     /// The concrete lists behind an object's scope.
     pub(crate) fn scope_chunks<'a>(
         &'a self,
@@ -114,11 +144,7 @@ impl Registry {
     ) -> ScopeChunks<'a> {
         scope
             .iter()
-            .map(|s| match *s {
-                Scope::Global => [self.host_global.as_slice(), self.our_global.as_slice()],
-                Scope::Local(root) => [self.obj(root).searchlist.as_deref().unwrap_or(&[]), &[]],
-                Scope::Symbolic(_) => [symbolic_self, &[]],
-            })
+            .map(|s| self.scope_chunk(s, symbolic_self))
             .collect()
     }
 
@@ -126,7 +152,7 @@ impl Registry {
     /// return the first acceptable definition. `skip` is RTLD_NEXT's caller.
     pub(crate) fn lookup(
         &self,
-        scopes: &ScopeChunks<'_>,
+        scopes: &[[&[ObjId]; 2]],
         name: &[u8],
         version: Option<&VersionEntry>,
         flags: Flags,
@@ -170,7 +196,7 @@ impl Registry {
     /// binds inside the referencing object.
     pub(crate) fn lookup_reference(
         &self,
-        scopes: &ScopeChunks<'_>,
+        scopes: &[[&[ObjId]; 2]],
         name: &[u8],
         version: Option<&VersionEntry>,
         flags: Flags,
@@ -205,7 +231,7 @@ impl Registry {
     /// objects searched and definitions that exist but did not match.
     pub(crate) fn undefined_error(
         &self,
-        scopes: &ScopeChunks<'_>,
+        scopes: &[[&[ObjId]; 2]],
         object: String,
         name: &[u8],
         version: Option<&VersionEntry>,
