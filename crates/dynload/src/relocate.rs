@@ -16,7 +16,7 @@ use crate::elf::symbols::SymbolTable;
 use crate::elf::{elf, Rela, SymExt, LE};
 use crate::error::{Error, ErrorKind};
 use crate::lazy::LazyInfo;
-use crate::link::{Flags, Found, ScopeChunks};
+use crate::link::{Flags, Found, PreparedScope, Searched};
 use crate::object::{ObjId, Object};
 use crate::registry::Registry;
 use crate::tls::{self, TlsIndex};
@@ -127,7 +127,7 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome,
         if lazy { " (lazy)" } else { "" }
     );
     let symbolic_self: &[ObjId] = std::slice::from_ref(&obj.id);
-    let scopes = reg.scope_chunks(&obj.scope, symbolic_self);
+    let scopes = reg.prepare(&reg.scope_chunks(&obj.scope, symbolic_self));
     let mut rl = Relocator {
         reg,
         id,
@@ -157,7 +157,7 @@ struct Relocator<'a> {
     reg: &'a Registry,
     id: ObjId,
     obj: &'a Object,
-    scopes: ScopeChunks<'a>,
+    scopes: PreparedScope,
     /// glibc's `l_lookup_cache`: (symbol index, PLT class) → result.
     cache: Option<(u32, bool, Binding)>,
     /// glibc modules already probed for static TLS (`glibc_module_is_static`
@@ -195,7 +195,16 @@ impl Relocator<'_> {
             self.prepare_lazy(t, relas.len())?;
         }
         let mut irelative = Vec::new();
-        for rela in relas {
+        let mut rest = relas;
+        while let Some((rela, tail)) = rest.split_first() {
+            if rela_type(rela) == r::RELATIVE && !plt {
+                let applied = self.relative_run(rest);
+                if applied > 0 {
+                    rest = &rest[applied..];
+                    continue;
+                }
+            }
+            rest = tail;
             match rela_type(rela) {
                 r::IRELATIVE => {
                     irelative.push(rela);
@@ -209,6 +218,41 @@ impl Relocator<'_> {
             self.apply(rela, plt)?;
         }
         Ok(())
+    }
+
+    /// Apply the R_X86_64_RELATIVE entries at the head of `relas` (linkers
+    /// put them first, hundreds of thousands in big libraries) and return
+    /// how many there were. The loop is written for this one type: the
+    /// target is checked against the writable segment the previous entry
+    /// hit, and any other entry (or a target elsewhere) ends the run, to be
+    /// handled, or refused, by the general path.
+    fn relative_run(&mut self, relas: &[Rela]) -> usize {
+        let image = &self.obj.view.image;
+        let base = image.base;
+        let mut segment = (0usize, 0usize);
+        let mut done = 0usize;
+        for rela in relas {
+            if rela_type(rela) != r::RELATIVE {
+                break;
+            }
+            let addr = image.addr(rela.r_offset.get(LE));
+            let inside = addr >= segment.0 && addr.checked_add(8).is_some_and(|e| e <= segment.1);
+            if !inside {
+                match image.writable_segment(addr, 8) {
+                    Some(s) => segment = s,
+                    None => break,
+                }
+            }
+            // SAFETY: `addr..addr + 8` lies in a writable segment of this
+            // object (checked just above, or for the segment's previous hit).
+            unsafe {
+                (addr as *mut usize)
+                    .write_unaligned(base.wrapping_add(rela.r_addend.get(LE) as usize))
+            };
+            done += 1;
+        }
+        self.out.relative += done as u64;
+        done
     }
 
     /// Lazy binding: GOT[1] identifies the object to the resolver, GOT[2]
@@ -636,7 +680,7 @@ pub(crate) fn walk_relr(
 pub(crate) fn bind(
     reg: &Registry,
     id: ObjId,
-    scopes: &ScopeChunks<'_>,
+    scopes: &(impl Searched + ?Sized),
     symidx: u32,
     plt: bool,
     out: &mut Outcome,

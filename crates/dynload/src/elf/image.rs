@@ -68,10 +68,16 @@ impl Image {
     /// Is `[addr, addr+len)` writable memory of this object (a data or
     /// RELRO segment), as a relocation target must be?
     pub(crate) fn is_writable(&self, addr: usize, len: usize) -> bool {
-        let Some(end) = addr.checked_add(len) else {
-            return false;
-        };
-        self.writable.iter().any(|&(s, e)| s <= addr && end <= e)
+        self.writable_segment(addr, len).is_some()
+    }
+
+    /// The writable segment (start, end) holding `addr..addr + len`.
+    pub(crate) fn writable_segment(&self, addr: usize, len: usize) -> Option<(usize, usize)> {
+        let end = addr.checked_add(len)?;
+        self.writable
+            .iter()
+            .copied()
+            .find(|&(s, e)| s <= addr && end <= e)
     }
 
     /// The readable segments that are not writable, as [start, end).
