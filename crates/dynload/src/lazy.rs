@@ -109,8 +109,8 @@ fn bind_slot(info: *const LazyInfo, index: usize) -> Result<usize, String> {
         let scopes = reg.scope_chunks(&obj.scope, symbolic_self);
         let mut out = Outcome::default();
         let symidx = (rela.r_info.get(LE) >> 32) as u32;
-        let binding =
-            relocate::bind(&reg, info.id, &scopes, symidx, true, &mut out).map_err(|e| {
+        let binding = relocate::bind(&reg, info.id, scopes.as_slice(), symidx, true, &mut out)
+            .map_err(|e| {
                 let prog = crate::process::program_name();
                 format!("{prog}: symbol lookup error: {e}")
             })?;

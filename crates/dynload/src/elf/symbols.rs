@@ -30,6 +30,26 @@ impl NameHash {
     }
 }
 
+/// A DT_GNU_HASH Bloom filter, copied out of its table so that a lookup
+/// can reject an object by reading one word (and nothing of the object).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bloom {
+    words: *const u64,
+    mask: u32,
+    shift: u32,
+}
+
+impl Bloom {
+    /// False when no symbol with GNU hash `h` can be in the table.
+    #[inline]
+    pub(crate) fn may_contain(&self, h: u32) -> bool {
+        // SAFETY: the filter has `mask + 1` words (checked in parse_gnu) and
+        // stays mapped while its object is loaded.
+        let word = unsafe { *self.words.add(((h / 64) & self.mask) as usize) };
+        (word >> (h % 64)) & (word >> ((h >> self.shift) % 64)) & 1 != 0
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum HashTable {
     Gnu {
@@ -162,8 +182,11 @@ impl SymbolTable {
         // SAFETY: `strtab` has `strsz` bytes inside the mapping.
         let rest =
             unsafe { std::slice::from_raw_parts(self.strtab.add(offset), self.strsz - offset) };
-        let nul = memchr(rest)?;
-        Some(&rest[..nul])
+        // (`CStr::from_bytes_until_nul` searches a word at a time; this is
+        // on every relocation's path.)
+        std::ffi::CStr::from_bytes_until_nul(rest)
+            .ok()
+            .map(std::ffi::CStr::to_bytes)
     }
 
     /// The name of `sym`.
@@ -196,6 +219,23 @@ impl SymbolTable {
         }
     }
 
+    /// The Bloom filter of a DT_GNU_HASH table (None for SysV tables).
+    pub(crate) fn bloom(&self) -> Option<Bloom> {
+        match self.hash {
+            HashTable::Gnu {
+                bloom,
+                bloom_mask,
+                shift,
+                ..
+            } => Some(Bloom {
+                words: bloom,
+                mask: bloom_mask,
+                shift,
+            }),
+            _ => None,
+        }
+    }
+
     /// Call `f` with the index of every symbol named `name`, in hash-chain
     /// order, until it returns `true`; returns that index.
     #[inline]
@@ -216,15 +256,18 @@ impl SymbolTable {
                 chain,
             } => {
                 let h = hash.gnu;
-                // SAFETY: all three arrays were bounds-checked in parse_gnu:
-                // bloom has bloom_mask+1 words, buckets has nbuckets entries,
-                // and every chain walked from a bucket ends (end bit) before
-                // index nsyms - symoffset.
+                let filter = Bloom {
+                    words: bloom,
+                    mask: bloom_mask,
+                    shift,
+                };
+                if !filter.may_contain(h) {
+                    return None;
+                }
+                // SAFETY: both arrays were bounds-checked in parse_gnu:
+                // buckets has nbuckets entries, and every chain walked from
+                // a bucket ends (end bit) before index nsyms - symoffset.
                 unsafe {
-                    let word = *bloom.add(((h / 64) & bloom_mask) as usize);
-                    if (word >> (h % 64)) & (word >> ((h >> shift) % 64)) & 1 == 0 {
-                        return None;
-                    }
                     let mut idx = *buckets.add((h % nbuckets) as usize);
                     if idx == 0 {
                         return None;
@@ -274,10 +317,6 @@ impl SymbolTable {
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &Sym)> + '_ {
         (0..self.nsyms).map(move |i| (i, self.sym(i)))
     }
-}
-
-fn memchr(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&b| b == 0)
 }
 
 /// The number of symbols of a table whose GNU hash table hashes none (an

@@ -6,7 +6,7 @@
 //! [`crate::elf::symbols`] and allocates nothing unless a lookup fails.
 
 use crate::debug::{self, debug};
-use crate::elf::symbols::NameHash;
+use crate::elf::symbols::{Bloom, NameHash};
 use crate::elf::versions::VersionEntry;
 use crate::elf::{elf, SymExt};
 use crate::error::Error;
@@ -105,6 +105,42 @@ pub(crate) fn lookup_in_object(
 /// lists (glibc's part, then dynload's), which count as one scope.
 pub(crate) type ScopeChunks<'a> = Vec<[&'a [ObjId]; 2]>;
 
+/// An object a lookup visits, with its Bloom filter when known.
+#[derive(Clone, Copy)]
+pub(crate) struct Candidate {
+    id: ObjId,
+    bloom: Option<Bloom>,
+}
+
+/// What a lookup walks: the objects of its scopes, in order.
+pub(crate) trait Searched {
+    fn candidates(&self) -> impl Iterator<Item = Candidate> + '_;
+}
+
+impl Searched for [[&[ObjId]; 2]] {
+    fn candidates(&self) -> impl Iterator<Item = Candidate> + '_ {
+        self.iter()
+            .flatten()
+            .flat_map(|chunk| chunk.iter())
+            .map(|&id| Candidate { id, bloom: None })
+    }
+}
+
+/// Scopes flattened once for the many lookups of one relocation pass, each
+/// object with its Bloom filter beside it: most objects of a scope do not
+/// define a given name, and rejecting one then reads one word instead of
+/// the object (bionic's idea). The registry must not change while it is
+/// used (the loader lock is held throughout a relocation pass).
+pub(crate) struct PreparedScope {
+    objects: Vec<Candidate>,
+}
+
+impl Searched for PreparedScope {
+    fn candidates(&self) -> impl Iterator<Item = Candidate> + '_ {
+        self.objects.iter().copied()
+    }
+}
+
 impl Registry {
     /// The concrete lists behind one scope of an object.
     fn scope_chunk<'a>(&'a self, s: &Scope, symbolic_self: &'a [ObjId]) -> [&'a [ObjId]; 2] {
@@ -148,11 +184,24 @@ impl Registry {
             .collect()
     }
 
+    /// [`PreparedScope`] of `scopes`.
+    pub(crate) fn prepare(&self, scopes: &[[&[ObjId]; 2]]) -> PreparedScope {
+        PreparedScope {
+            objects: scopes
+                .candidates()
+                .map(|c| Candidate {
+                    bloom: self.obj(c.id).view.symbols.bloom(),
+                    ..c
+                })
+                .collect(),
+        }
+    }
+
     /// glibc's `_dl_lookup_symbol_x` without the error: walk the scopes and
     /// return the first acceptable definition. `skip` is RTLD_NEXT's caller.
-    pub(crate) fn lookup(
+    pub(crate) fn lookup<S: Searched + ?Sized>(
         &self,
-        scopes: &[[&[ObjId]; 2]],
+        scopes: &S,
         name: &[u8],
         version: Option<&VersionEntry>,
         flags: Flags,
@@ -160,32 +209,33 @@ impl Registry {
     ) -> Option<Found> {
         let mut hash = NameHash::new(name);
         let undef_removed = undef.is_some_and(|u| self.obj(u).removed);
-        for chunks in scopes {
-            for chunk in chunks {
-                for &id in *chunk {
-                    let obj = self.obj(id);
-                    // Objects being unloaded are skipped, unless the reference
-                    // comes from one of them (glibc bug 30425's fix).
-                    if obj.removed && !undef_removed {
-                        continue;
-                    }
-                    if debug::enabled(debug::SYMBOLS) {
-                        debug!(
-                            debug::SYMBOLS,
-                            "symbol={};  lookup in file={} [0]",
-                            String::from_utf8_lossy(name),
-                            obj.display_name()
-                        );
-                    }
-                    if let Some(sym) = lookup_in_object(&obj.view, name, &mut hash, version, flags)
-                    {
-                        let found = Found { obj: id, sym };
-                        if obj.view.symbols.sym(sym).bind() == elf::STB_GNU_UNIQUE {
-                            return Some(self.unique_definition(name, found));
-                        }
-                        return Some(found);
-                    }
+        // (With the symbols category on, every object is visited, so that
+        // the trace lists each as glibc's does.)
+        let tracing = debug::enabled(debug::SYMBOLS);
+        for Candidate { id, bloom } in scopes.candidates() {
+            if bloom.is_some_and(|b| !tracing && !b.may_contain(hash.gnu)) {
+                continue;
+            }
+            let obj = self.obj(id);
+            // Objects being unloaded are skipped, unless the reference
+            // comes from one of them (glibc bug 30425's fix).
+            if obj.removed && !undef_removed {
+                continue;
+            }
+            if tracing {
+                debug!(
+                    debug::SYMBOLS,
+                    "symbol={};  lookup in file={} [0]",
+                    String::from_utf8_lossy(name),
+                    obj.display_name()
+                );
+            }
+            if let Some(sym) = lookup_in_object(&obj.view, name, &mut hash, version, flags) {
+                let found = Found { obj: id, sym };
+                if obj.view.symbols.sym(sym).bind() == elf::STB_GNU_UNIQUE {
+                    return Some(self.unique_definition(name, found));
                 }
+                return Some(found);
             }
         }
         None
@@ -194,9 +244,9 @@ impl Registry {
     /// A lookup on behalf of a reference from `undef` whose own symbol entry
     /// is `ref_sym`: adds glibc's rule that a reference to a protected symbol
     /// binds inside the referencing object.
-    pub(crate) fn lookup_reference(
+    pub(crate) fn lookup_reference<S: Searched + ?Sized>(
         &self,
-        scopes: &[[&[ObjId]; 2]],
+        scopes: &S,
         name: &[u8],
         version: Option<&VersionEntry>,
         flags: Flags,
@@ -229,39 +279,35 @@ impl Registry {
 
     /// Build the "undefined symbol" error, with what dynload knows: the
     /// objects searched and definitions that exist but did not match.
-    pub(crate) fn undefined_error(
+    pub(crate) fn undefined_error<S: Searched + ?Sized>(
         &self,
-        scopes: &[[&[ObjId]; 2]],
+        scopes: &S,
         object: String,
         name: &[u8],
         version: Option<&VersionEntry>,
     ) -> Error {
         let mut searched = Vec::new();
         let mut near_misses = Vec::new();
-        for chunks in scopes {
-            for chunk in chunks {
-                for &id in *chunk {
-                    let obj = self.obj(id);
-                    let shown = obj.display_name();
-                    if !searched.contains(&shown) {
-                        searched.push(shown.clone());
-                    }
-                    let syms = &obj.view.symbols;
-                    for (i, s) in syms.iter() {
-                        if syms.name(s) != name || s.is_undefined() {
-                            continue;
-                        }
-                        let ver = obj.view.versions.suffix(syms.versym(i));
-                        let why = match (s.bind(), s.visibility()) {
-                            (elf::STB_LOCAL, _) => " (local)",
-                            (_, elf::STV_HIDDEN) | (_, elf::STV_INTERNAL) => " (hidden visibility)",
-                            _ => "",
-                        };
-                        let entry = format!("{shown}: {}{ver}{why}", String::from_utf8_lossy(name));
-                        if !near_misses.contains(&entry) {
-                            near_misses.push(entry);
-                        }
-                    }
+        for Candidate { id, .. } in scopes.candidates() {
+            let obj = self.obj(id);
+            let shown = obj.display_name();
+            if !searched.contains(&shown) {
+                searched.push(shown.clone());
+            }
+            let syms = &obj.view.symbols;
+            for (i, s) in syms.iter() {
+                if syms.name(s) != name || s.is_undefined() {
+                    continue;
+                }
+                let ver = obj.view.versions.suffix(syms.versym(i));
+                let why = match (s.bind(), s.visibility()) {
+                    (elf::STB_LOCAL, _) => " (local)",
+                    (_, elf::STV_HIDDEN) | (_, elf::STV_INTERNAL) => " (hidden visibility)",
+                    _ => "",
+                };
+                let entry = format!("{shown}: {}{ver}{why}", String::from_utf8_lossy(name));
+                if !near_misses.contains(&entry) {
+                    near_misses.push(entry);
                 }
             }
         }
