@@ -13,6 +13,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+
+mod common;
+use common::config;
 use dynload_bench::{many_symbol, Fixtures, Loader};
 
 /// The dlfcn functions of one loader, statically dispatched so that neither
@@ -210,13 +213,6 @@ fn cases<D: Dl>(c: &mut Criterion) {
     c.benchmark_group("tls_get_addr")
         .bench_function(who, |b| b.iter(|| bump()));
     close::<D>(tls);
-}
-
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(50)
 }
 
 criterion_group! {

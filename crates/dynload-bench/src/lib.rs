@@ -58,6 +58,9 @@ pub struct Fixtures {
 impl Fixtures {
     /// Build (or reuse) the fixtures for `loader`.
     pub fn for_loader(loader: Loader) -> Fixtures {
+        // (Tests build them from several threads.)
+        static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
         let dir = target_dir().join("bench-fixtures");
         std::fs::create_dir_all(&dir).expect("create target/bench-fixtures");
         let f = Fixtures {
@@ -188,7 +191,8 @@ pub struct Footprint {
     pub rss_kb: i64,
     /// Lines of /proc/self/maps.
     pub mappings: i64,
-    /// Bytes malloc has handed out and not had back.
+    /// Bytes malloc has handed out and not had back (its own chunks and
+    /// the big allocations it maps separately).
     pub heap_bytes: i64,
 }
 
@@ -205,7 +209,8 @@ impl Footprint {
             .map(|m| m.lines().count() as i64)
             .unwrap_or(0);
         // SAFETY: mallinfo2 only reads malloc's counters.
-        let heap_bytes = unsafe { libc::mallinfo2() }.uordblks as i64;
+        let m = unsafe { libc::mallinfo2() };
+        let heap_bytes = (m.uordblks + m.hblkhd) as i64;
         Footprint {
             rss_kb,
             mappings,

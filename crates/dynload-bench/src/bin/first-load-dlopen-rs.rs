@@ -31,7 +31,13 @@ fn main() {
     };
     let _warm = args
         .get(4)
-        .map(|w| measured_load(w, flags).expect("warm-up load"));
+        .map(|w| match ElfLibrary::dlopen(w.as_str(), flags) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("dlopen-rs: cannot load the warm-up object {w}: {e}");
+                std::process::exit(1);
+            }
+        });
     let before = Footprint::now();
     let start = std::time::Instant::now();
     let lib = measured_load(path, flags);
