@@ -198,7 +198,7 @@ fn symbol_file(obj: &Object) -> Vec<u8> {
         _ => (obj.map_start, obj.map_start),
     };
     let eh_frame = crate::unwind::eh_frame_hdr(obj)
-        .and_then(|h| crate::unwind::eh_frame_of(obj, h).ok())
+        .and_then(|h| crate::unwind::eh_frame_of(&obj.view.image, h).ok())
         .and_then(|(s, len)| Some((s, obj.view.image.bytes(s, len)?)));
 
     let mut funcs: Vec<Func> = Vec::new();

@@ -93,10 +93,12 @@ impl Drop for Memory {
 }
 
 /// An input laid out as an object's memory.
-struct Loaded {
-    image: Image,
+pub(crate) struct Loaded {
+    pub(crate) image: Image,
     /// Absolute address and size of the dynamic section, if any.
     dynamic: Option<(usize, usize)>,
+    /// Absolute address of `.eh_frame_hdr`, if any.
+    pub(crate) eh_frame_hdr: Option<usize>,
     maybe_relocated: bool,
     /// Declared after `image`: the memory it describes outlives it.
     _memory: Memory,
@@ -121,7 +123,7 @@ fn aligned<R>(bytes: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
 }
 
 /// An ELF file laid out as `map.rs` would map it (see the module comment).
-fn layout_elf(data: &[u8]) -> Option<Loaded> {
+pub(crate) fn layout_elf(data: &[u8]) -> Option<Loaded> {
     let head = &data[..data.len().min(header::HEADER_READ)];
     let hdr = aligned(head, header::check).ok()?;
     let count = usize::from(hdr.phnum);
@@ -160,9 +162,14 @@ fn layout_elf(data: &[u8]) -> Option<Loaded> {
             let addr = base.wrapping_add(p.p_vaddr.get(LE) as usize);
             (addr, p.p_memsz.get(LE) as usize)
         });
+    let eh_frame_hdr = phdrs
+        .iter()
+        .find(|p| p.p_type.get(LE) == elf::PT_GNU_EH_FRAME)
+        .map(|p| base.wrapping_add(p.p_vaddr.get(LE) as usize));
     Some(Loaded {
         image,
         dynamic,
+        eh_frame_hdr,
         maybe_relocated: false,
         _memory: memory,
     })
@@ -200,6 +207,7 @@ fn layout_raw(data: &[u8], header_len: usize) -> Option<Loaded> {
     Some(Loaded {
         image,
         dynamic,
+        eh_frame_hdr: None,
         maybe_relocated: header_len == RAW_DYNAMIC && flags & 1 != 0,
         _memory: memory,
     })
