@@ -316,7 +316,8 @@ pub fn elf_header(data: &[u8]) {
     }
 }
 
-/// `dynamic::parse` and `check_tables`, then the strings the section names.
+/// `dynamic::parse` and `check_tables`, then the strings the section names;
+/// for ELF inputs, also the `.eh_frame` check of unwind registration.
 pub fn dynamic_section(data: &[u8]) {
     let l = if is_elf(data) {
         layout_elf(data)
@@ -324,6 +325,9 @@ pub fn dynamic_section(data: &[u8]) {
         layout_raw(data, RAW_DYNAMIC)
     };
     let Some(l) = l else { return };
+    if let Some(hdr) = l.eh_frame_hdr {
+        let _ = crate::unwind::eh_frame_of(&l.image, hdr);
+    }
     let Some((addr, size)) = l.dynamic else {
         return;
     };
