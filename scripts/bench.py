@@ -1,0 +1,944 @@
+#!/usr/bin/env python3
+"""dynload against glibc's loader and the dlopen-rs crate: run, compare, report.
+
+    python3 scripts/bench.py            # everything (a few minutes)
+    python3 scripts/bench.py --quick    # short criterion runs, 3 runs, callgrind on one case
+    python3 scripts/bench.py --report-only   # redo the chart and README from bench/results.json
+
+What is measured, each loader loading its own copy of every fixture:
+
+1. criterion (`cargo bench -p dynload-bench --bench loader`, then
+   `--bench dlopen_rs`): the median time of each in-process case.
+2. first loads: `first-load` in a fresh process per run, for big system
+   libraries in both binding modes, and for one more small object after a
+   bigger one; loaders are interleaved run by run, so that noise hits them
+   alike, after one unrecorded round that warms the page cache.
+3. instructions: callgrind's count (Ir) of the `measured_load` call.
+4. memory: what one more object adds to VmRSS, mappings and the heap.
+5. Python: `python -c 'import <extension modules>'`, plain and under
+   `dynload run`, for pyenv's CPython (shared libpython) and Debian's.
+
+Writes bench/results.json (every raw figure, the ratios to glibc, the targets
+and whether each is met), bench/ratios.svg, and the README section between
+`<!-- bench:begin -->` and `<!-- bench:end -->`.
+"""
+
+import argparse
+import datetime
+import html
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+RELEASE = TARGET / "release"
+FIXTURES = TARGET / "bench-fixtures"
+CRITERION = TARGET / "criterion"
+OUT = ROOT / "bench"
+RESULTS = OUT / "results.json"
+CHART = OUT / "ratios.svg"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+SYSTEM_LIBS = Path("/usr/lib/x86_64-linux-gnu")
+LOADERS = ("glibc", "dynload", "dlopen-rs")
+FIXTURE_PREFIX = {"glibc": "g_", "dynload": "d_", "dlopen-rs": "r_"}
+FIXTURE_NAMES = ("tiny", "many")
+GROUPS = (
+    "open_close_tiny", "reopen_refcount", "reopen_noload", "dlsym_hit", "dlsym_miss",
+    "dlsym_default_hit", "dlsym_default_miss", "dlvsym_default", "dladdr", "relocations_now",
+    "relocations_lazy", "plt_first_call", "plt_steady_call", "tls_get_addr",
+)
+BENCHES = ("loader", "dlopen_rs")
+QUICK_CRITERION = ["--warm-up-time", "0.2", "--measurement-time", "0.5", "--sample-size", "10"]
+BIG_LIBS = ("libLLVM-15.so.1", "libz3.so.4", "libcrypto.so.3")
+MODES = ("now", "lazy")
+MEMORY_RUNS = 5
+PYTHON_MODULES = (
+    "_decimal _ssl _hashlib _sqlite3 _ctypes _json _pickle _datetime array math _socket select "
+    "zlib _bz2 _lzma pyexpat _elementtree unicodedata _struct _random _bisect _heapq _csv "
+    "_multibytecodec _asyncio _queue binascii"
+).split()
+INTERPRETERS = ("python3", "/usr/bin/python3.11")
+KINDS = {
+    "criterion": "in-process operations (criterion median)",
+    "first_load": "first load in a fresh process (median time)",
+    "instructions": "instructions of the load (callgrind Ir)",
+    "python": "python -c 'import ...' (whole process)",
+}
+
+
+@dataclass(frozen=True)
+class Load:
+    """One `first-load` invocation: `object` (a system library or a fixture
+    name) loaded in `mode`, after `warm` when there is one."""
+
+    object: str
+    mode: str = "now"
+    warm: str | None = None
+
+    @property
+    def name(self):
+        after = f" (after {self.warm})" if self.warm else ""
+        return f"{self.object}{after} {self.mode}"
+
+
+BIG_LOADS = tuple(Load(lib, mode) for lib in BIG_LIBS for mode in MODES)
+ONE_MORE_OBJECT = Load("tiny", "now", "many")
+MEMORY_LOADS = (ONE_MORE_OBJECT, Load("many", "now", "tiny"), Load("libz3.so.4", "now", "tiny"))
+
+
+@dataclass(frozen=True)
+class Target:
+    """A limit on dynload/glibc for one case; met when the ratio is at most
+    `limit * (1 + tolerance)`."""
+
+    kind: str
+    case: str
+    limit: float
+    tolerance: float = 0.0
+    stretch: float | None = None
+
+    def text(self):
+        tol = f" (±{self.tolerance:.0%})" if self.tolerance else ""
+        stretch = f" (stretch {self.stretch:g})" if self.stretch else ""
+        return f"≤ {self.limit:g}{tol}{stretch}"
+
+
+TARGETS = (
+    Target("criterion", "dlsym_hit", 0.5),
+    Target("criterion", "dlsym_miss", 0.5),
+    Target("criterion", "dladdr", 0.05),
+    Target("criterion", "open_close_tiny", 0.7),
+    Target("criterion", "reopen_refcount", 1.0),
+    Target("criterion", "relocations_now", 0.6),
+    Target("criterion", "relocations_lazy", 0.6),
+    Target("criterion", "plt_steady_call", 1.0, tolerance=0.03),
+    Target("first_load", "libLLVM-15.so.1 now", 0.7, stretch=0.5),
+)
+MEMORY_LIMIT_KIB = 1.0
+
+
+class Failed(Exception):
+    """A measurement that could not be made; the message says why (for a
+    loader, its own error text)."""
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------- machine
+
+def command_output(argv):
+    """First line of a command's output, or None when it cannot run."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    except OSError:
+        return None
+    lines = (proc.stdout or proc.stderr).strip().splitlines()
+    return lines[0].strip() if proc.returncode == 0 and lines else None
+
+
+def cpu_model():
+    """lscpu's model name, else /proc/cpuinfo's."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        text = Path("/proc/cpuinfo").read_text()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "model name":
+            return value.strip()
+    return "unknown"
+
+
+def describe_machine():
+    return {
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "glibc": command_output(["ldd", "--version"]) or command_output(["getconf", "GNU_LIBC_VERSION"]),
+        "rustc": command_output(["rustc", "--version"]),
+        "commit": command_output(["git", "rev-parse", "--short", "HEAD"]),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def machine_line(m):
+    return f"{m['cpu']}, {m['cpus']} CPUs; Linux {m['kernel']}; {m['glibc']}; {m['rustc']}"
+
+
+# ---------------------------------------------------------------- building, criterion
+
+def build():
+    """The measuring programs and `dynload run` must match the sources."""
+    for argv in (["cargo", "build", "--release", "-p", "dynload-bench", "--bins"],
+                 ["cargo", "build", "--release", "-p", "dynload-cli", "-p", "dynload-capi"]):
+        log("$ " + " ".join(argv))
+        if subprocess.run(argv, cwd=ROOT).returncode != 0:
+            sys.exit("bench.py: the build failed")
+
+
+def run_criterion(quick):
+    """Both benches, from a clean target/criterion so that no stale result is
+    reported. A bench that fails (dlopen_rs may not exist yet) is recorded
+    with the end of its output, and whatever it wrote is still read."""
+    shutil.rmtree(CRITERION, ignore_errors=True)
+    status = {}
+    for bench in BENCHES:
+        argv = ["cargo", "bench", "-p", "dynload-bench", "--bench", bench, "--", "--noplot"]
+        argv += QUICK_CRITERION if quick else []
+        log("$ " + " ".join(argv))
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+        status[bench] = "ok" if proc.returncode == 0 else "failed: " + tail(proc.stderr)
+        log(f"  {bench}: {status[bench]}")
+    return {"benches": status, "cases": read_criterion()}
+
+
+def tail(text):
+    """The gist of a failure's output: a panic and its message, else the
+    first error, else the last lines."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if "panicked at" in line:
+            return " ".join(lines[i:i + 2])
+    errors = [line for line in lines if line.startswith("error")]
+    return errors[0] if errors else " / ".join(lines[-4:])
+
+
+def read_criterion():
+    """{group: {loader: median and its confidence interval, in ns}}, groups
+    in the order of GROUPS, then any new ones."""
+    cases = {}
+    found = sorted(CRITERION.glob("*/*/new/estimates.json"))
+    order = {g: i for i, g in enumerate(GROUPS)}
+    for path in sorted(found, key=lambda p: (order.get(p.parts[-4], len(order)), p.parts[-4])):
+        median = json.loads(path.read_text())["median"]
+        interval = median["confidence_interval"]
+        cases.setdefault(path.parts[-4], {})[path.parts[-3]] = {
+            "median_ns": median["point_estimate"],
+            "lower_ns": interval["lower_bound"],
+            "upper_ns": interval["upper_bound"],
+        }
+    return cases
+
+
+# ---------------------------------------------------------------- first-load
+
+def object_path(loader, name):
+    """A fixture name means this loader's own copy; anything else is a
+    system library."""
+    if name in FIXTURE_NAMES:
+        return FIXTURES / f"lib{FIXTURE_PREFIX[loader]}{name}.so"
+    return SYSTEM_LIBS / name
+
+
+def first_load_argv(loader, load):
+    program = RELEASE / ("first-load-dlopen-rs" if loader == "dlopen-rs" else "first-load")
+    argv = [str(program), loader, load.mode, str(object_path(loader, load.object))]
+    if load.warm:
+        argv.append(str(object_path(loader, load.warm)))
+    for path in map(Path, argv[:1] + argv[3:]):
+        if not path.exists():
+            raise Failed(f"{path} does not exist")
+    return argv
+
+
+def loader_env(loader, search=True):
+    """dlopen-rs does not find libz3 (libLLVM-15's dependency) on its own:
+    its program gets LD_LIBRARY_PATH, and only it."""
+    env = dict(os.environ)
+    if loader == "dlopen-rs" and search:
+        env["LD_LIBRARY_PATH"] = str(SYSTEM_LIBS)
+    return env
+
+
+def first_load(loader, load, search=True):
+    """One fresh process: {"ns", "rss_kb", "mappings", "heap_bytes", ...}."""
+    proc = subprocess.run(first_load_argv(loader, load), env=loader_env(loader, search),
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise Failed(tail(proc.stderr) or f"exit status {proc.returncode}")
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise Failed(f"unreadable output: {proc.stdout!r}")
+
+
+def sample_first_loads(loads, runs):
+    """{load name: {loader: {"samples": [...]} or {"error": ...}}}. Round 0
+    warms the page cache and is not kept; a loader that fails once is not
+    tried again for that load."""
+    table = {load.name: {loader: {"samples": []} for loader in LOADERS} for load in loads}
+    for round_ in range(runs + 1):
+        for load in loads:
+            for loader, entry in table[load.name].items():
+                if "error" in entry:
+                    continue
+                try:
+                    sample = first_load(loader, load)
+                except Failed as e:
+                    entry.pop("samples")
+                    entry["error"] = str(e)
+                    continue
+                if round_:
+                    entry["samples"].append(sample)
+    return table
+
+
+def time_summary(samples):
+    ns = [s["ns"] for s in samples]
+    return {"median_ns": statistics.median(ns), "min_ns": min(ns), "ns": ns}
+
+
+def memory_summary(samples):
+    return {key: statistics.median(s[key] for s in samples) for key in ("rss_kb", "mappings", "heap_bytes")}
+
+
+def summarise(loads, table, summary):
+    rows = []
+    for load in loads:
+        loaders = {name: (summary(e["samples"]) if "samples" in e else e) for name, e in table[load.name].items()}
+        rows.append({**asdict(load), "case": load.name, "loaders": loaders})
+    return rows
+
+
+def measure_first_loads(runs):
+    loads = BIG_LOADS + (ONE_MORE_OBJECT,)
+    log(f"first loads: {len(loads)} cases x {len(LOADERS)} loaders x {runs} runs")
+    return summarise(loads, sample_first_loads(loads, runs), time_summary)
+
+
+def measure_memory():
+    log(f"memory: {len(MEMORY_LOADS)} cases x {len(LOADERS)} loaders x {MEMORY_RUNS} runs")
+    return summarise(MEMORY_LOADS, sample_first_loads(MEMORY_LOADS, MEMORY_RUNS), memory_summary)
+
+
+def dlopen_rs_error(lib, search):
+    try:
+        first_load("dlopen-rs", Load(lib), search)
+    except Failed as e:
+        return str(e)
+    return None
+
+
+def dlopen_rs_search_needs():
+    """The big libraries dlopen-rs loads only with LD_LIBRARY_PATH, with its
+    error without: the record of why the variable is set."""
+    needs = {}
+    for lib in BIG_LIBS:
+        without = dlopen_rs_error(lib, search=False)
+        if without and not dlopen_rs_error(lib, search=True):
+            needs[lib] = without
+    return needs
+
+
+# ---------------------------------------------------------------- callgrind
+
+def callgrind_ir(loader, load, workdir):
+    """Ir of everything under `measured_load` in one run."""
+    out = Path(workdir) / "callgrind.out"
+    argv = ["valgrind", "--tool=callgrind", "--toggle-collect=measured_load",
+            f"--callgrind-out-file={out}", *first_load_argv(loader, load)]
+    proc = subprocess.run(argv, env=loader_env(loader), capture_output=True, text=True)
+    if proc.returncode != 0:
+        own = [line for line in proc.stderr.splitlines() if not line.startswith("==")]
+        raise Failed(tail("\n".join(own)) or f"exit status {proc.returncode}")
+    for line in out.read_text().splitlines():
+        if line.startswith(("totals:", "summary:")):
+            return int(line.split()[1])
+    raise Failed(f"no totals in {out}")
+
+
+def instructions(loader, load, workdir):
+    """Ir of the load of `load.object` (the programs load WARM_PATH through
+    another function, which callgrind does not count)."""
+    return {"ir": callgrind_ir(loader, load, workdir)}
+
+
+def measure_instructions(quick):
+    loads = (ONE_MORE_OBJECT,) if quick else BIG_LOADS + (ONE_MORE_OBJECT,)
+    log(f"callgrind: {len(loads)} cases x {len(LOADERS)} loaders")
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for load in loads:
+            loaders = {}
+            for loader in LOADERS:
+                try:
+                    loaders[loader] = instructions(loader, load, workdir)
+                except Failed as e:
+                    loaders[loader] = {"error": str(e)}
+            rows.append({**asdict(load), "case": load.name, "loaders": loaders})
+    return rows
+
+
+# ---------------------------------------------------------------- python
+
+PROBE = """
+import importlib, importlib.util, json, platform, sys
+kept = []
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        continue
+    origin = importlib.util.find_spec(name).origin or ""
+    if origin.endswith(".so"):
+        kept.append(name)
+print(json.dumps({"executable": sys.executable, "version": platform.python_version(), "modules": kept}))
+"""
+
+
+def probe_interpreter(command):
+    """The real executable (pyenv's `python3` is a shell script, which must
+    not be what `dynload run` starts), its version, and which of
+    PYTHON_MODULES it can import as shared objects."""
+    try:
+        proc = subprocess.run([command, "-c", PROBE, *PYTHON_MODULES], capture_output=True, text=True)
+    except OSError as e:
+        raise Failed(str(e))
+    if proc.returncode != 0:
+        raise Failed(tail(proc.stderr))
+    return json.loads(proc.stdout)
+
+
+def timed_run(argv):
+    start = time.perf_counter_ns()
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter_ns() - start
+    if proc.returncode != 0:
+        raise Failed(tail(proc.stderr))
+    return elapsed
+
+
+def python_variants(info):
+    argv = [info["executable"], "-c", "import " + ", ".join(info["modules"])]
+    return {"glibc": argv, "dynload": [str(RELEASE / "dynload"), "run", "--", *argv]}
+
+
+def measure_python(runs):
+    """Whole-process times, plain and under `dynload run`, interleaved run
+    by run after one unrecorded round."""
+    rows = []
+    for command in INTERPRETERS:
+        try:
+            rows.append({"interpreter": command, **probe_interpreter(command), "ns": {"glibc": [], "dynload": []}})
+        except Failed as e:
+            rows.append({"interpreter": command, "error": str(e)})
+    live = [row for row in rows if "error" not in row]
+    log(f"python: {len(live)} interpreters x 2 x {runs} runs")
+    for round_ in range(runs + 1):
+        for row in list(live):
+            try:
+                times = {name: timed_run(argv) for name, argv in python_variants(row).items()}
+            except Failed as e:
+                row["error"] = str(e)
+                live.remove(row)
+                continue
+            for name, ns in times.items():
+                if round_:
+                    row["ns"][name].append(ns)
+    for row in live:
+        row["median_ns"] = {name: statistics.median(ns) for name, ns in row["ns"].items()}
+    return rows
+
+
+# ---------------------------------------------------------------- ratios and targets
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def comparison(kind, case, values, unit):
+    return {"kind": kind, "case": case, "unit": unit, "values": values,
+            "dynload/glibc": ratio(values.get("dynload"), values.get("glibc")),
+            "dlopen-rs/glibc": ratio(values.get("dlopen-rs"), values.get("glibc"))}
+
+
+def figure(entry, key):
+    return entry.get(key) if entry else None
+
+
+def comparisons(results):
+    """Every case as {kind, case, values per loader, ratios to glibc}: what
+    the chart, the tables and the targets read."""
+    rows = []
+    for group, loaders in results.get("criterion", {}).get("cases", {}).items():
+        values = {name: figure(loaders.get(name), "median_ns") for name in LOADERS}
+        rows.append(comparison("criterion", group, values, "ns"))
+    for row in results.get("first_load", []):
+        values = {name: figure(row["loaders"][name], "median_ns") for name in LOADERS}
+        rows.append(comparison("first_load", row["case"], values, "ns"))
+    for row in results.get("instructions", []):
+        values = {name: figure(row["loaders"][name], "ir") for name in LOADERS}
+        rows.append(comparison("instructions", row["case"], values, "Ir"))
+    for row in results.get("python", []):
+        if "median_ns" in row:
+            rows.append(comparison("python", python_label(row), row["median_ns"], "ns"))
+    return rows
+
+
+def python_label(row):
+    return f"{row['interpreter']} {row['version']}"
+
+
+def evaluate(target, rows):
+    value = next((r["dynload/glibc"] for r in rows if (r["kind"], r["case"]) == (target.kind, target.case)), None)
+    met = None if value is None else value <= target.limit * (1 + target.tolerance)
+    record = {**asdict(target), "measure": "dynload/glibc", "target": target.text(), "value": value, "met": met}
+    if target.stretch:
+        record["stretch_met"] = None if value is None else value <= target.stretch
+    return record
+
+
+def per_object_kib(entry):
+    """heap bytes and resident kB added by one object, together, in KiB."""
+    return entry["heap_bytes"] / 1024 + entry["rss_kb"]
+
+
+def memory_targets(memory):
+    """Per object, dynload may add at most 1 KiB of heap+RSS and no mapping
+    more than glibc does."""
+    records = []
+    for row in memory:
+        glibc, dynload = row["loaders"]["glibc"], row["loaders"]["dynload"]
+        both = "error" not in glibc and "error" not in dynload
+        kib = per_object_kib(dynload) - per_object_kib(glibc) if both else None
+        maps = dynload["mappings"] - glibc["mappings"] if both else None
+        records.append({"kind": "memory", "case": row["case"], "measure": "dynload − glibc heap+RSS (KiB)",
+                        "target": f"≤ glibc + {MEMORY_LIMIT_KIB:g} KiB", "limit": MEMORY_LIMIT_KIB,
+                        "value": kib, "met": None if kib is None else kib <= MEMORY_LIMIT_KIB})
+        records.append({"kind": "memory", "case": row["case"], "measure": "dynload − glibc mappings",
+                        "target": "≤ glibc", "limit": 0, "value": maps, "met": None if maps is None else maps <= 0})
+    return records
+
+
+def derive(results):
+    """Ratios and targets, from the raw figures."""
+    rows = comparisons(results)
+    results["ratios"] = rows
+    results["targets"] = [evaluate(t, rows) for t in TARGETS] + memory_targets(results.get("memory", []))
+
+
+# ---------------------------------------------------------------- formatting
+
+def three_digits(x):
+    """3 significant digits, never in exponent notation."""
+    if x == 0:
+        return "0"
+    decimals = max(0, 2 - math.floor(math.log10(abs(x))))
+    return f"{x:.{decimals}f}"
+
+
+def format_time(ns):
+    if ns is None:
+        return "—"
+    ns = float(f"{ns:.3g}")
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            return f"{three_digits(ns / scale)} {unit}"
+    return f"{three_digits(ns)} ns"
+
+
+def format_ratio(r):
+    return "—" if r is None else three_digits(r)
+
+
+def format_met(record):
+    if record is None:
+        return ""
+    if record["met"] is None:
+        return "not measured"
+    text = "yes" if record["met"] else "**no**"
+    if record.get("stretch") is not None and record.get("stretch_met") is not None:
+        text += f" (stretch: {'yes' if record['stretch_met'] else 'no'})"
+    return text
+
+
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- README section
+
+def target_for(results, kind, case, measure="dynload/glibc"):
+    return next((t for t in results["targets"]
+                 if (t["kind"], t["case"], t["measure"]) == (kind, case, measure)), None)
+
+
+def criterion_table(results):
+    rows = []
+    for r in results["ratios"]:
+        if r["kind"] != "criterion":
+            continue
+        t = target_for(results, "criterion", r["case"])
+        rows.append([r["case"], *(format_time(r["values"][name]) for name in LOADERS),
+                     format_ratio(r["dynload/glibc"]), t["target"] if t else "", format_met(t)])
+    return markdown_table(["case", *LOADERS, "dynload/glibc", "target", "met"], rows)
+
+
+def first_load_table(results):
+    ir = {r["case"]: r for r in results["ratios"] if r["kind"] == "instructions"}
+    rows = []
+    for r in results["ratios"]:
+        if r["kind"] != "first_load":
+            continue
+        t = target_for(results, "first_load", r["case"])
+        ir_ratio = format_ratio(ir[r["case"]]["dynload/glibc"]) if r["case"] in ir else "—"
+        rows.append([r["case"], *(format_time(r["values"][name]) for name in LOADERS),
+                     format_ratio(r["dynload/glibc"]), format_ratio(r["dlopen-rs/glibc"]),
+                     ir_ratio, t["target"] if t else "", format_met(t)])
+    header = ["library, mode", *LOADERS, "dynload/glibc", "dlopen-rs/glibc",
+              "instructions dynload/glibc", "target", "met"]
+    return markdown_table(header, rows)
+
+
+def memory_cell(entry):
+    if "error" in entry:
+        return "—"
+    return f"{per_object_kib(entry):,.1f} KiB, {entry['mappings']:g} maps"
+
+
+def memory_table(results):
+    rows = []
+    for row in results.get("memory", []):
+        kib = target_for(results, "memory", row["case"], "dynload − glibc heap+RSS (KiB)")
+        maps = target_for(results, "memory", row["case"], "dynload − glibc mappings")
+        rows.append([row["object"], row["warm"], *(memory_cell(row["loaders"][name]) for name in LOADERS),
+                     format_target_value(kib), format_met(kib), format_target_value(maps), format_met(maps)])
+    header = ["object", "loaded after", *LOADERS, "dynload − glibc", f"≤ {MEMORY_LIMIT_KIB:g} KiB",
+              "mappings dynload − glibc", "≤ 0"]
+    return markdown_table(header, rows)
+
+
+def python_table(results):
+    rows, notes = [], []
+    for row in results.get("python", []):
+        if "median_ns" not in row:
+            notes.append(f"- `{row['interpreter']}`: not measured: {row['error']}")
+            continue
+        med = row["median_ns"]
+        rows.append([f"`{row['interpreter']}` ({row['version']}, `{row['executable']}`)", len(row["modules"]),
+                     format_time(med["glibc"]), format_time(med["dynload"]),
+                     format_ratio(ratio(med["dynload"], med["glibc"]))])
+        notes.append(f"- `{row['interpreter']}` imports: {', '.join(row['modules'])}")
+    table = markdown_table(["interpreter", "modules", "plain", "`dynload run`", "ratio"], rows)
+    return "\n".join([table, "", *notes])
+
+
+def dlopen_rs_failures(results):
+    """Every case dlopen-rs has no figure for, with the reason."""
+    failures = []
+    criterion = results.get("criterion", {})
+    bench = criterion.get("benches", {}).get("dlopen_rs")
+    if bench not in (None, "ok"):
+        failures.append(("criterion, every case", f"the dlopen_rs bench {bench}"))
+    for group, loaders in criterion.get("cases", {}).items():
+        if bench == "ok" and "dlopen-rs" not in loaders:
+            failures.append((group, "not a case of the dlopen_rs bench"))
+    for section in ("first_load", "instructions", "memory"):
+        for row in results.get(section, []):
+            entry = row["loaders"]["dlopen-rs"]
+            if "error" in entry:
+                failures.append((f"{section.replace('_', ' ')}: {row['case']}", entry["error"]))
+    return failures
+
+
+def failure_lines(results):
+    lines = [f"- {case}: {why}" for case, why in dlopen_rs_failures(results)]
+    needs = results["settings"].get("dlopen_rs_needs_ld_library_path") or {}
+    for lib, error in needs.items():
+        lines.append(f"- {lib} without `LD_LIBRARY_PATH={SYSTEM_LIBS}`: {error} "
+                     "(so its program runs with that variable set)")
+    return lines or ["- none"]
+
+
+def format_target_value(t):
+    if t["value"] is None:
+        return "—"
+    if t["measure"] == "dynload/glibc":
+        return format_ratio(t["value"])
+    unit = " KiB" if "KiB" in t["measure"] else ""
+    return f"{t['value']:+,.1f}{unit}" if unit else f"{t['value']:+g}"
+
+
+def miss_lines(results):
+    lines = []
+    for t in results["targets"]:
+        value = format_target_value(t)
+        where = f"{t['kind'].replace('_', ' ')} {t['case']}, {t['measure']}"
+        if t["met"] is False:
+            lines.append(f"- {where}: {value} (target {t['target']})")
+        elif t["met"] is None:
+            lines.append(f"- {where}: not measured (target {t['target']})")
+        elif t.get("stretch_met") is False:
+            lines.append(f"- {where}: {value} (stretch target ≤ {t['stretch']:g})")
+    return lines or ["- none"]
+
+
+def note_lines(results):
+    """Stages left out of this run, and why."""
+    skipped = [f"{stage}: skipped (--skip-{stage})" for stage in results["settings"]["skipped"]]
+    notes = skipped + results.get("notes", [])
+    return [*(f"- {note}" for note in notes), ""] if notes else []
+
+
+def readme_section(results, readme):
+    m, s = results["machine"], results["settings"]
+    chart = os.path.relpath(CHART, Path(readme).resolve().parent)
+    mode = " (quick mode: short criterion runs, few samples)" if s["quick"] else ""
+    return "\n".join([
+        f"Generated by `python3 scripts/bench.py` on {m['date']} at commit `{m['commit']}`{mode}.",
+        "",
+        f"Machine: {machine_line(m)}.",
+        "",
+        f"![ratios]({chart})",
+        "",
+        "Ratios below 1 mean dynload is faster (or smaller) than glibc's loader. "
+        "`tiny` and `many` are the bench's fixtures (one function; 10,000 symbols), "
+        "each loader loading its own copy.",
+        "",
+        *note_lines(results),
+        criterion_table(results),
+        "",
+        f"First load in a fresh process: the `dlopen` call alone, median of {s['runs']} runs "
+        "(instructions: callgrind's Ir of the same call):",
+        "",
+        first_load_table(results),
+        "",
+        f"Memory added by one more object (heap bytes + VmRSS growth, and mappings), "
+        f"median of {MEMORY_RUNS} runs:",
+        "",
+        memory_table(results),
+        "",
+        f"Python: `python -c 'import ...'` of the extension modules below, whole process, "
+        f"median of {s['runs']} runs:",
+        "",
+        python_table(results),
+        "",
+        "Where dlopen-rs could not run:",
+        "",
+        *failure_lines(results),
+        "",
+        "Misses:",
+        "",
+        *miss_lines(results),
+    ])
+
+
+def readme_parts(readme):
+    """The README split around the markers; fails before any measurement
+    when they are missing."""
+    text = Path(readme).read_text()
+    if BEGIN not in text or END not in text or text.index(BEGIN) > text.index(END):
+        sys.exit(f"bench.py: {readme} has no '{BEGIN}' ... '{END}' markers; "
+                 "add them (each on its own line) where the performance section belongs")
+    head, rest = text.split(BEGIN, 1)
+    return head, rest.split(END, 1)[1]
+
+
+def write_readme(results, readme):
+    head, tail_ = readme_parts(readme)
+    Path(readme).write_text(f"{head}{BEGIN}\n{readme_section(results, readme)}\n{END}{tail_}")
+    log(f"{readme}: performance section rewritten")
+
+
+# ---------------------------------------------------------------- chart
+
+COLORS = {"dynload/glibc": "#1f77b4", "dlopen-rs/glibc": "#ff7f0e"}
+LABEL_W, PLOT_W, VALUE_W = 290, 470, 190
+ROW_H, BAR_H, HEADER_H, TOP = 26, 9, 24, 78
+
+
+def log_domain(values):
+    """Whole decades around every ratio and target, at least 0.1 to 10."""
+    lo = min([0.1, *values])
+    hi = max([10.0, *values])
+    return 10 ** math.floor(math.log10(lo)), 10 ** math.ceil(math.log10(hi))
+
+
+def scale(domain):
+    lo, hi = (math.log10(v) for v in domain)
+    return lambda r: LABEL_W + PLOT_W * (math.log10(min(max(r, domain[0]), domain[1])) - lo) / (hi - lo)
+
+
+def svg_text(x, y, text, anchor="start", size=12, weight="normal", color="#222"):
+    return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size}" '
+            f'font-weight="{weight}" fill="{color}">{html.escape(text)}</text>')
+
+
+def svg_line(x1, y1, x2, y2, color, width=1.0):
+    return (f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
+            f'stroke="{color}" stroke-width="{width}"/>')
+
+
+def ticks(domain):
+    """1, 2 and 5 of each decade when there are few decades, else decades."""
+    decades = range(round(math.log10(domain[0])), round(math.log10(domain[1])) + 1)
+    steps = (1, 2, 5) if len(decades) <= 4 else (1,)
+    return [s * 10 ** d for d in decades for s in steps if s * 10 ** d <= domain[1]]
+
+
+def axis(domain, x, y_top, y_bottom):
+    parts = []
+    for t in ticks(domain):
+        parts.append(svg_line(x(t), y_top, x(t), y_bottom, "#ddd"))
+        parts.append(svg_text(x(t), y_top - 4, f"{t:g}", "middle", 10, color="#666"))
+        parts.append(svg_text(x(t), y_bottom + 12, f"{t:g}", "middle", 10, color="#666"))
+    parts.append(svg_line(x(1), y_top, x(1), y_bottom, "#000", 1.5))
+    return parts
+
+
+def legend(y):
+    parts, x = [], LABEL_W
+    for name, color in COLORS.items():
+        parts.append(f'<rect x="{x}" y="{y - 9}" width="14" height="10" fill="{color}"/>')
+        parts.append(svg_text(x + 18, y, name))
+        x += 140
+    parts.append(svg_line(x + 6, y - 11, x + 6, y + 2, "#d62728", 2.5))
+    parts.append(svg_text(x + 14, y, "target (dynload/glibc)"))
+    parts.append(svg_text(LABEL_W - 8, y, "1.0 = glibc; log scale", "end", 11, color="#666"))
+    return parts
+
+
+def chart_row(row, target, x, y):
+    """Label, one bar per comparison from 1.0 to the ratio, the target tick,
+    and the values in words."""
+    parts = [svg_text(LABEL_W - 8, y + ROW_H / 2 + 4, row["case"], "end")]
+    for i, (name, color) in enumerate(COLORS.items()):
+        r = row[name]
+        if not r or r <= 0:
+            continue
+        bar_y = y + 3 + i * (BAR_H + 2)
+        left, right = sorted((x(1), x(r)))
+        parts.append(f'<rect x="{left:.1f}" y="{bar_y}" width="{max(right - left, 1):.1f}" '
+                     f'height="{BAR_H}" fill="{color}"/>')
+        text = f"{name.split('/')[0]} {format_ratio(r)}×"
+        parts.append(svg_text(LABEL_W + PLOT_W + 12, bar_y + BAR_H - 1, text, size=11, color=color))
+    if target is not None:
+        parts.append(svg_line(x(target), y + 1, x(target), y + ROW_H - 3, "#d62728", 2.5))
+    return parts
+
+
+def chart_rows(results):
+    """(kind, rows with a ratio) in KINDS order."""
+    for kind in KINDS:
+        rows = [r for r in results["ratios"] if r["kind"] == kind and any((r[k] or 0) > 0 for k in COLORS)]
+        if rows:
+            yield kind, rows
+
+
+def plot_rows(groups, targets, x, width):
+    """Section headers and rows from y = TOP down: (stripes behind the
+    grid, everything else, the y reached)."""
+    stripes, marks, y = [], [], TOP
+    for kind, rows in groups:
+        marks.append(svg_text(12, y + 16, KINDS[kind], size=12, weight="bold"))
+        y += HEADER_H
+        for i, row in enumerate(rows):
+            if i % 2:
+                stripes.append(f'<rect x="0" y="{y}" width="{width}" height="{ROW_H}" fill="#f2f2f2"/>')
+            marks += chart_row(row, targets.get((kind, row["case"])), x, y)
+            y += ROW_H
+    return stripes, marks, y
+
+
+def chart_svg(results):
+    targets = {(t["kind"], t["case"]): t["limit"] for t in results["targets"] if t["measure"] == "dynload/glibc"}
+    groups = list(chart_rows(results))
+    values = [r[k] for _, rows in groups for r in rows for k in COLORS if (r[k] or 0) > 0]
+    values += list(targets.values())
+    domain = log_domain(values)
+    x = scale(domain)
+    width = LABEL_W + PLOT_W + VALUE_W
+    stripes, marks, bottom = plot_rows(groups, targets, x, width)
+    height = bottom + 30
+    m = results["machine"]
+    title = f"dynload and dlopen-rs relative to glibc's loader (commit {m['commit']}, {m['date']})"
+    body = [f'<rect width="{width}" height="{height}" fill="white"/>', svg_text(12, 22, title, size=14, weight="bold"),
+            *legend(46), *stripes, *axis(domain, x, TOP - 8, bottom + 6), *marks]
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif">\n'
+            + "\n".join(body) + "\n</svg>\n")
+
+
+# ---------------------------------------------------------------- main
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true",
+                   help="short criterion runs, 3 runs, callgrind on the tiny fixture only")
+    p.add_argument("--runs", type=int, help="fresh-process runs per case (default 21, 3 with --quick)")
+    p.add_argument("--report-only", action="store_true",
+                   help="redo bench/ratios.svg and the README section from bench/results.json")
+    p.add_argument("--skip-criterion", action="store_true")
+    p.add_argument("--skip-python", action="store_true")
+    p.add_argument("--skip-callgrind", action="store_true")
+    p.add_argument("--readme", default=str(ROOT / "README.md"), help="the README to rewrite (default README.md)")
+    args = p.parse_args()
+    args.runs = args.runs or (3 if args.quick else 21)
+    return args
+
+
+def settings(args):
+    skipped = [s for s in ("criterion", "python", "callgrind") if getattr(args, "skip_" + s)]
+    return {"quick": args.quick, "runs": args.runs, "memory_runs": MEMORY_RUNS,
+            "criterion_args": ["--noplot", *(QUICK_CRITERION if args.quick else [])],
+            "skipped": skipped, "dlopen_rs_env": {"LD_LIBRARY_PATH": str(SYSTEM_LIBS)},
+            "instructions": "Ir under measured_load; with a warm-up object, minus the Ir of a run loading "
+                            "that object alone (the programs load it through measured_load too)"}
+
+
+def measure(args):
+    """Every stage the options leave in, in order: criterion first, as it
+    builds the fixtures the later stages load."""
+    start = time.monotonic()
+    results = {"machine": describe_machine(), "settings": settings(args), "notes": []}
+    build()
+    if not args.skip_criterion:
+        results["criterion"] = run_criterion(args.quick)
+    results["settings"]["dlopen_rs_needs_ld_library_path"] = dlopen_rs_search_needs()
+    results["first_load"] = measure_first_loads(args.runs)
+    if not args.skip_callgrind and not shutil.which("valgrind"):
+        results["notes"].append("valgrind not found: no instruction counts")
+    elif not args.skip_callgrind:
+        results["instructions"] = measure_instructions(args.quick)
+    results["memory"] = measure_memory()
+    if not args.skip_python:
+        results["python"] = measure_python(args.runs)
+    results["settings"]["duration_s"] = round(time.monotonic() - start, 1)
+    derive(results)
+    return results
+
+
+def main():
+    args = parse_args()
+    readme_parts(args.readme)
+    if args.report_only:
+        if not RESULTS.exists():
+            sys.exit(f"bench.py: {RESULTS} does not exist; run without --report-only first")
+        results = json.loads(RESULTS.read_text())
+    else:
+        results = measure(args)
+        OUT.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+        log(f"{RESULTS} written ({results['settings']['duration_s']} s)")
+    CHART.write_text(chart_svg(results))
+    log(f"{CHART} written")
+    write_readme(results, args.readme)
+
+
+if __name__ == "__main__":
+    main()
