@@ -183,6 +183,20 @@ const PLT_CALLER: &str =
 const TLS_SOURCE: &str =
     "__thread long tls_counter;\nlong tls_bump(void) { return ++tls_counter; }\n";
 
+/// The objects a first-load program loads for `path`: the `*.so` files in
+/// it, in name order, if it is a directory; otherwise `path` itself.
+pub fn objects_at(path: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(path) else {
+        return vec![path.to_owned()];
+    };
+    let mut names: Vec<String> = dir
+        .filter_map(|e| Some(e.ok()?.path().to_str()?.to_owned()))
+        .filter(|p| p.ends_with(".so"))
+        .collect();
+    names.sort();
+    names
+}
+
 /// Resident memory (kB), mappings and heap bytes in use, from /proc and
 /// `mallinfo2`.
 #[derive(Clone, Copy, Debug, Default)]

@@ -3,7 +3,7 @@
 //! constructor.
 
 use dlopen_rs::{ElfLibrary, OpenFlags};
-use dynload_bench::Footprint;
+use dynload_bench::{objects_at, Footprint};
 
 #[inline(never)]
 #[no_mangle]
@@ -19,7 +19,7 @@ pub fn measured_load(path: &str, flags: OpenFlags) -> Option<ElfLibrary> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: first-load-dlopen-rs dlopen-rs now|lazy PATH [WARM_PATH]";
+    let usage = "usage: first-load-dlopen-rs dlopen-rs now|lazy PATH|DIR [WARM_PATH]";
     let (mode, path) = match &args[1..] {
         [_, m, p, ..] => (m.as_str(), p.as_str()),
         _ => panic!("{usage}"),
@@ -40,15 +40,22 @@ fn main() {
         });
     let before = Footprint::now();
     let start = std::time::Instant::now();
-    let lib = measured_load(path, flags);
+    let targets = objects_at(path);
+    let mut libs = Vec::new();
+    for target in &targets {
+        match measured_load(target, flags) {
+            Some(lib) => libs.push(lib),
+            None => std::process::exit(1),
+        }
+    }
     let ns = start.elapsed().as_nanos();
     let grown = Footprint::now().since(before);
-    if lib.is_none() {
-        std::process::exit(1);
-    }
     println!(
-        "{{\"loader\":\"dlopen-rs\",\"ns\":{ns},\"rss_kb\":{},\"mappings\":{},\"heap_bytes\":{}}}",
-        grown.rss_kb, grown.mappings, grown.heap_bytes
+        "{{\"loader\":\"dlopen-rs\",\"ns\":{ns},\"rss_kb\":{},\"mappings\":{},\"heap_bytes\":{},\"objects\":{}}}",
+        grown.rss_kb,
+        grown.mappings,
+        grown.heap_bytes,
+        targets.len()
     );
-    std::mem::forget(lib);
+    std::mem::forget(libs);
 }
