@@ -11,21 +11,26 @@ const ISA_LEVEL_MASK: u64 = (1 << 10) - 1;
 const EXTENSION_MAGIC: u32 = (-358_342_284i32) as u32;
 const EXT_TAG_GLIBC_HWCAPS: u32 = 1;
 
+/// A string of the file, as (offset, length), without its NUL.
+type Span = (u32, u32);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     flags: i32,
-    key: Vec<u8>,
-    value: Vec<u8>,
+    key: Span,
+    value: Span,
     hwcap: u64,
 }
 
-/// A parsed ld.so.cache.
+/// A parsed ld.so.cache: its entries point into one copy of the file (a
+/// copy per string was most of what a first load with a search cost).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LdCache {
+    file: Vec<u8>,
     entries: Vec<Entry>,
     /// glibc-hwcaps subdirectory names, indexed by the low 32 bits of an
     /// entry's hwcap field when it has the extension bit.
-    hwcap_names: Vec<Vec<u8>>,
+    hwcap_names: Vec<Span>,
     /// Which format the file was in.
     #[cfg_attr(not(test), allow(dead_code))]
     pub format: &'static str,
@@ -41,10 +46,14 @@ fn u64_at(b: &[u8], off: usize) -> Option<u64> {
         b.get(off..off.checked_add(8)?)?.try_into().ok()?,
     ))
 }
-fn cstr_at(b: &[u8], off: usize) -> Option<Vec<u8>> {
-    let rest = b.get(off..)?;
-    let nul = rest.iter().position(|&c| c == 0)?;
-    Some(rest[..nul].to_vec())
+/// The NUL-terminated string at `base + off` of `file`.
+fn span_at(file: &[u8], base: usize, off: usize) -> Option<Span> {
+    let start = base.checked_add(off)?;
+    let text = std::ffi::CStr::from_bytes_until_nul(file.get(start..)?).ok()?;
+    Some((
+        u32::try_from(start).ok()?,
+        u32::try_from(text.count_bytes()).ok()?,
+    ))
 }
 
 impl LdCache {
@@ -70,14 +79,16 @@ impl LdCache {
             {
                 return Self::parse_new(file, new_off);
             }
-            let strings = &file[entries_end..];
             let mut entries = Vec::with_capacity(nlibs);
             for i in 0..nlibs {
                 let at = 16 + 12 * i;
                 let flags = u32_at(file, at).ok_or("truncated entry")? as i32;
                 let key = u32_at(file, at + 4).ok_or("truncated entry")? as usize;
                 let value = u32_at(file, at + 8).ok_or("truncated entry")? as usize;
-                if let (Some(key), Some(value)) = (cstr_at(strings, key), cstr_at(strings, value)) {
+                if let (Some(key), Some(value)) = (
+                    span_at(file, entries_end, key),
+                    span_at(file, entries_end, value),
+                ) {
                     entries.push(Entry {
                         flags,
                         key,
@@ -87,6 +98,7 @@ impl LdCache {
                 }
             }
             return Ok(LdCache {
+                file: file.to_vec(),
                 entries,
                 hwcap_names: Vec::new(),
                 format: "old (ld.so-1.7.0)",
@@ -108,7 +120,6 @@ impl LdCache {
             return Err("ld.so.cache shorter than its entry count".into());
         }
         // New-format string offsets are relative to the new header.
-        let strings = &file[at..];
         let mut entries = Vec::with_capacity(nlibs);
         for i in 0..nlibs {
             let e = table + 24 * i;
@@ -116,7 +127,7 @@ impl LdCache {
             let key = u32_at(file, e + 4).ok_or("truncated entry")? as usize;
             let value = u32_at(file, e + 8).ok_or("truncated entry")? as usize;
             let hwcap = u64_at(file, e + 16).ok_or("truncated entry")?;
-            if let (Some(key), Some(value)) = (cstr_at(strings, key), cstr_at(strings, value)) {
+            if let (Some(key), Some(value)) = (span_at(file, at, key), span_at(file, at, value)) {
                 entries.push(Entry {
                     flags,
                     key,
@@ -144,17 +155,15 @@ impl LdCache {
                     .is_some_and(|end| end <= file.len());
                 if tag == EXT_TAG_GLIBC_HWCAPS && size % 4 == 0 && off % 4 == 0 && inside {
                     for k in 0..(size / 4) as usize {
-                        match u32_at(file, off as usize + 4 * k)
-                            .and_then(|n| cstr_at(strings, n as usize))
-                        {
-                            Some(name) => hwcap_names.push(name),
-                            None => hwcap_names.push(Vec::new()),
-                        }
+                        let name = u32_at(file, off as usize + 4 * k)
+                            .and_then(|n| span_at(file, at, n as usize));
+                        hwcap_names.push(name.unwrap_or((0, 0)));
                     }
                 }
             }
         }
         Ok(LdCache {
+            file: file.to_vec(),
             entries,
             hwcap_names,
             format: if at == 0 {
@@ -163,6 +172,10 @@ impl LdCache {
                 "old with new"
             },
         })
+    }
+
+    fn text(&self, (start, len): Span) -> &[u8] {
+        &self.file[start as usize..start as usize + len as usize]
     }
 
     #[cfg(test)]
@@ -179,17 +192,18 @@ impl LdCache {
         let hwcap_exclude = !(hwcap | (1u64 << 63));
         while left <= right {
             let middle = (left + right) / 2;
-            let cmp = libcmp(name, &self.entries[middle as usize].key);
+            let cmp = libcmp(name, self.text(self.entries[middle as usize].key));
             if cmp == std::cmp::Ordering::Equal {
                 let mut first = middle as usize;
                 while first > 0
-                    && libcmp(name, &self.entries[first - 1].key) == std::cmp::Ordering::Equal
+                    && libcmp(name, self.text(self.entries[first - 1].key))
+                        == std::cmp::Ordering::Equal
                 {
                     first -= 1;
                 }
                 let mut best: Option<(&[u8], usize)> = None;
                 for e in &self.entries[first..] {
-                    if libcmp(name, &e.key) != std::cmp::Ordering::Equal {
+                    if libcmp(name, self.text(e.key)) != std::cmp::Ordering::Equal {
                         break;
                     }
                     if e.flags != FLAGS_X86_64 {
@@ -198,16 +212,15 @@ impl LdCache {
                     let named = (e.hwcap >> 32) & !ISA_LEVEL_MASK == HWCAP_EXTENSION >> 32;
                     if named {
                         let idx = (e.hwcap & 0xffff_ffff) as usize;
-                        let Some(hname) = self.hwcap_names.get(idx) else {
+                        let Some(&hname) = self.hwcap_names.get(idx) else {
                             continue;
                         };
-                        let Some(prio) =
-                            active.iter().position(|a| a.as_bytes() == hname.as_slice())
-                        else {
+                        let hname = self.text(hname);
+                        let Some(prio) = active.iter().position(|a| a.as_bytes() == hname) else {
                             continue;
                         };
                         if best.is_none_or(|(_, p)| prio < p) {
-                            best = Some((&e.value, prio));
+                            best = Some((self.text(e.value), prio));
                         }
                         continue;
                     }
@@ -219,7 +232,7 @@ impl LdCache {
                     if e.hwcap & hwcap_exclude != 0 {
                         continue;
                     }
-                    return Some(&e.value);
+                    return Some(self.text(e.value));
                 }
                 return best.map(|(v, _)| v);
             }
