@@ -6,6 +6,7 @@
 use std::ffi::{c_char, c_int, c_void};
 
 use crate::dlfcn;
+use crate::elf::symbols::NameHash;
 use crate::elf::versions::VersionEntry;
 use crate::elf::{elf, hash, SymExt};
 use crate::error::{Error, ErrorKind};
@@ -213,7 +214,14 @@ fn find(
     };
     let (found, undef, dep_from) = with_scope(reg, target, caller, |chunks, undef, dep_from| {
         (
-            reg.lookup(chunks, name, want.as_ref(), flags, Some(undef)),
+            reg.lookup(
+                chunks,
+                name,
+                NameHash::new(name),
+                want.as_ref(),
+                flags,
+                Some(undef),
+            ),
             undef,
             dep_from,
         )

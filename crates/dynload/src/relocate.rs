@@ -12,7 +12,7 @@ use crate::debug::{self, debug};
 use crate::dlfcn;
 use crate::elf::dynamic::Table;
 use crate::elf::image::Image;
-use crate::elf::symbols::SymbolTable;
+use crate::elf::symbols::{NameHash, SymbolTable};
 use crate::elf::{elf, Rela, SymExt, LE};
 use crate::error::{Error, ErrorKind};
 use crate::lazy::LazyInfo;
@@ -229,27 +229,35 @@ impl Relocator<'_> {
     fn relative_run(&mut self, relas: &[Rela]) -> usize {
         let image = &self.obj.view.image;
         let base = image.base;
-        let mut segment = (0usize, 0usize);
-        let mut done = 0usize;
-        for rela in relas {
-            if rela_type(rela) != r::RELATIVE {
+        // The writable segment the last target was in, as the offsets
+        // (from the load base) an 8-byte word may start at: `lo..=lo + span`.
+        let (mut lo, mut span) = (1u64, 0u64);
+        let mut done = relas.len();
+        for (i, rela) in relas.iter().enumerate() {
+            if rela.r_info.get(LE) as u32 != r::RELATIVE {
+                done = i;
                 break;
             }
-            let addr = image.addr(rela.r_offset.get(LE));
-            let inside = addr >= segment.0 && addr.checked_add(8).is_some_and(|e| e <= segment.1);
-            if !inside {
-                match image.writable_segment(addr, 8) {
-                    Some(s) => segment = s,
-                    None => break,
+            let offset = rela.r_offset.get(LE);
+            if offset.wrapping_sub(lo) > span {
+                match image.writable_segment(image.addr(offset), 8) {
+                    Some((s, e)) => {
+                        lo = s.wrapping_sub(base) as u64;
+                        span = (e - s - 8) as u64;
+                    }
+                    None => {
+                        done = i;
+                        break;
+                    }
                 }
             }
-            // SAFETY: `addr..addr + 8` lies in a writable segment of this
-            // object (checked just above, or for the segment's previous hit).
+            // SAFETY: `base + offset .. + 8` lies in a writable segment of
+            // this object (checked just above, or for an earlier target in
+            // the same segment).
             unsafe {
-                (addr as *mut usize)
+                (image.addr(offset) as *mut usize)
                     .write_unaligned(base.wrapping_add(rela.r_addend.get(LE) as usize))
             };
-            done += 1;
         }
         self.out.relative += done as u64;
         done
@@ -702,18 +710,20 @@ pub(crate) fn bind(
                 obj: id,
                 sym: symidx,
             },
+            None,
         );
     }
     let name = syms.name(sym);
+    let hash = NameHash::new(name);
     let version = syms.versym(symidx).and_then(|v| obj.view.versions.entry(v));
     let flags = Flags {
         return_newest: false,
         plt,
     };
-    match reg.lookup_reference(scopes, name, version, flags, id, symidx) {
+    match reg.lookup_reference(scopes, name, hash, version, flags, id, symidx) {
         Some(found) => {
             note_binding(reg, id, found, name, version.map(|v| &*v.name), out);
-            value_of(reg, id, found)
+            value_of(reg, id, found, Some(name))
         }
         None if sym.bind() == elf::STB_WEAK => Ok(Binding {
             found: None,
@@ -752,7 +762,7 @@ fn note_binding(
             String::from_utf8_lossy(name)
         );
     }
-    if dsym.bind() == elf::STB_GNU_UNIQUE {
+    if dsym.bind() == elf::STB_GNU_UNIQUE && !out.unique_definers.contains(&found.obj) {
         out.unique_definers.push(found.obj);
     }
     // A binding to another dynload object that is not a dependency keeps
@@ -766,7 +776,14 @@ fn note_binding(
     }
 }
 
-fn value_of(reg: &Registry, id: ObjId, found: Found) -> Result<Binding, Error> {
+/// The value a binding to `found` writes. `name` is the definition's name
+/// when the caller has it already.
+fn value_of(
+    reg: &Registry,
+    id: ObjId,
+    found: Found,
+    name: Option<&[u8]>,
+) -> Result<Binding, Error> {
     let def = reg.obj(found.obj);
     let sym = def.view.symbols.sym(found.sym);
     if sym.kind() == elf::STT_TLS {
@@ -782,7 +799,7 @@ fn value_of(reg: &Registry, id: ObjId, found: Found) -> Result<Binding, Error> {
         def.view.symbols.address(sym)
     };
     if let Some(ours) = (!def.is_ours())
-        .then(|| dlfcn::replacement(def.view.symbols.name(sym)))
+        .then(|| dlfcn::replacement(name.unwrap_or_else(|| def.view.symbols.name(sym))))
         .flatten()
     {
         value = ours;

@@ -203,11 +203,11 @@ impl Registry {
         &self,
         scopes: &S,
         name: &[u8],
+        mut hash: NameHash,
         version: Option<&VersionEntry>,
         flags: Flags,
         undef: Option<ObjId>,
     ) -> Option<Found> {
-        let mut hash = NameHash::new(name);
         let undef_removed = undef.is_some_and(|u| self.obj(u).removed);
         // (With the symbols category on, every object is visited, so that
         // the trace lists each as glibc's does.)
@@ -244,16 +244,18 @@ impl Registry {
     /// A lookup on behalf of a reference from `undef` whose own symbol entry
     /// is `ref_sym`: adds glibc's rule that a reference to a protected symbol
     /// binds inside the referencing object.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn lookup_reference<S: Searched + ?Sized>(
         &self,
         scopes: &S,
         name: &[u8],
+        hash: NameHash,
         version: Option<&VersionEntry>,
         flags: Flags,
         undef: ObjId,
         ref_sym: u32,
     ) -> Option<Found> {
-        let found = self.lookup(scopes, name, version, flags, Some(undef))?;
+        let found = self.lookup(scopes, name, hash, version, flags, Some(undef))?;
         let uobj = self.obj(undef);
         let rsym = uobj.view.symbols.sym(ref_sym);
         if rsym.visibility() == elf::STV_PROTECTED && found.obj != undef {
@@ -268,7 +270,7 @@ impl Registry {
             // the local definition if that finds another object.
             let plt = Flags { plt: true, ..flags };
             if self
-                .lookup(scopes, name, version, plt, Some(undef))
+                .lookup(scopes, name, hash, version, plt, Some(undef))
                 .is_some_and(|f| f.obj != undef)
             {
                 return Some(local);

@@ -5,7 +5,7 @@
 //! loaded, before registering a definition in its own table. Objects that
 //! define a unique symbol become NODELETE, as in glibc.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::ffi::CString;
 
 use parking_lot::Mutex;
@@ -19,7 +19,7 @@ use crate::registry::Registry;
 /// dynload's table of unique definitions, by name.
 #[derive(Default)]
 pub(crate) struct UniqueTable {
-    by_name: Mutex<HashMap<Vec<u8>, Found>>,
+    by_name: Mutex<FxHashMap<Vec<u8>, Found>>,
 }
 
 impl UniqueTable {
