@@ -79,6 +79,9 @@ pub(crate) struct SymbolTable {
     nsyms: u32,
     strtab: *const u8,
     strsz: usize,
+    /// The string table ends with a NUL (checked when parsed), so every
+    /// string in it does: `strlen` cannot run past it.
+    terminated: bool,
     versym: *const u16,
     hash: HashTable,
 }
@@ -98,6 +101,7 @@ impl SymbolTable {
             nsyms: 0,
             strtab: std::ptr::null(),
             strsz: 0,
+            terminated: false,
             versym: std::ptr::null(),
             hash: HashTable::None,
         }
@@ -138,12 +142,17 @@ impl SymbolTable {
                 .as_ptr(),
             None => std::ptr::null(),
         };
+        let terminated = strtab.size > 0
+            && image
+                .bytes(strtab_addr + strtab.size as usize - 1, 1)
+                .is_some_and(|last| last[0] == 0);
         Ok(SymbolTable {
             base: image.base,
             syms: syms.as_ptr(),
             nsyms,
             strtab: strtab_addr as *const u8,
             strsz: strtab.size as usize,
+            terminated,
             versym,
             hash,
         })
@@ -180,10 +189,19 @@ impl SymbolTable {
             return None;
         }
         // SAFETY: `strtab` has `strsz` bytes inside the mapping.
-        let rest =
-            unsafe { std::slice::from_raw_parts(self.strtab.add(offset), self.strsz - offset) };
-        // (`CStr::from_bytes_until_nul` searches a word at a time; this is
-        // on every relocation's path.)
+        let at = unsafe { self.strtab.add(offset) };
+        if self.terminated {
+            // (glibc's `strlen`: every relocation measures a name, and
+            // most names are short, where a slice search's set-up costs
+            // more than the search.)
+            // SAFETY: the table's last byte is a NUL, so the string at
+            // `offset` ends inside the table.
+            let len = unsafe { libc::strlen(at.cast()) };
+            // SAFETY: `len` bytes from `at` lie inside the table.
+            return Some(unsafe { std::slice::from_raw_parts(at, len) });
+        }
+        // SAFETY: `strtab` has `strsz` bytes inside the mapping.
+        let rest = unsafe { std::slice::from_raw_parts(at, self.strsz - offset) };
         std::ffi::CStr::from_bytes_until_nul(rest)
             .ok()
             .map(std::ffi::CStr::to_bytes)
