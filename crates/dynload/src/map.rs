@@ -307,41 +307,39 @@ fn map_for(o: &Opened, name: &str, purpose: Purpose) -> Result<Mapped, Error> {
         tls,
     } = plan(o, name, purpose)?;
     let span = page_up(span).ok_or_else(|| Error::invalid(name, "object too large"))?;
-    let reserve = span + (align - PAGE_SIZE);
-    // Reserve the whole span at once, PROT_NONE: gaps between segments stay
-    // inaccessible, and nothing else can be mapped in between.
     if crate::fault::injected(crate::fault::Syscall::Mmap).is_some() {
         return Err(map_failed(name));
     }
-    // SAFETY: a fresh anonymous mapping at an address the kernel chooses.
-    let raw = unsafe {
-        rustix::mm::mmap_anonymous(
-            std::ptr::null_mut(),
-            reserve,
-            ProtFlags::empty(),
-            MapFlags::PRIVATE | MapFlags::NORESERVE,
-        )
-    }
-    .map_err(|_| map_failed(name))? as usize;
-    let aligned = (raw + align - 1) & !(align - 1);
-    // SAFETY: trimming the parts of our own reservation outside the
-    // aligned span; nothing refers to them.
-    unsafe {
-        if aligned > raw {
-            let _ = rustix::mm::munmap(raw as *mut _, aligned - raw);
+    let first = &loads[0];
+    let (mapping, mapped_first) = if align <= PAGE_SIZE && first.mapend > first.mapstart {
+        // As glibc does: the first segment is mapped over the whole span,
+        // the others replace their parts of it, and what lies between
+        // segments is made inaccessible below (one system call fewer than
+        // reserving the span first).
+        // SAFETY: a fresh mapping of our own file at an address the kernel
+        // chooses.
+        let start = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                span,
+                first.prot,
+                MapFlags::PRIVATE,
+                &o.file,
+                first.mapoff,
+            )
         }
-        let tail = raw + reserve - (aligned + span);
-        if tail > 0 {
-            let _ = rustix::mm::munmap((aligned + span) as *mut _, tail);
-        }
-    }
-    let mapping = Mapping {
-        start: aligned,
-        len: span,
+        .map_err(|_| map_failed(name))? as usize;
+        (Mapping { start, len: span }, true)
+    } else {
+        (reserve(span, align).map_err(|_| map_failed(name))?, false)
     };
-    let base = aligned.wrapping_sub(loads[0].mapstart);
-    for l in &loads {
-        map_segment(o, base, l).map_err(|_| map_failed(name))?;
+    let base = mapping.start.wrapping_sub(first.mapstart);
+    for (i, l) in loads.iter().enumerate() {
+        let file_mapped = i == 0 && mapped_first;
+        map_segment(o, base, l, file_mapped).map_err(|_| map_failed(name))?;
+    }
+    if mapped_first {
+        close_holes(&mapping, base, &loads).map_err(|_| map_failed(name))?;
     }
     let (dyn_vaddr, dyn_size) = dynamic;
     Ok(Mapped {
@@ -354,15 +352,72 @@ fn map_for(o: &Opened, name: &str, purpose: Purpose) -> Result<Mapped, Error> {
     })
 }
 
-fn map_segment(o: &Opened, base: usize, l: &Load) -> Result<(), i32> {
-    let err = |e: rustix::io::Errno| e.raw_os_error();
-    if let Some(errno) = crate::fault::injected(crate::fault::Syscall::Mmap) {
-        return Err(errno);
+/// Reserve `span` bytes aligned to `align`, PROT_NONE: gaps between
+/// segments stay inaccessible, and nothing else can be mapped in between.
+fn reserve(span: usize, align: usize) -> Result<Mapping, rustix::io::Errno> {
+    let reserve = span + (align - PAGE_SIZE);
+    // SAFETY: a fresh anonymous mapping at an address the kernel chooses.
+    let raw = unsafe {
+        rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            reserve,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::NORESERVE,
+        )
+    }? as usize;
+    let aligned = (raw + align - 1) & !(align - 1);
+    // SAFETY: trimming the parts of our own reservation outside the
+    // aligned span; nothing refers to them.
+    unsafe {
+        if aligned > raw {
+            let _ = rustix::mm::munmap(raw as *mut _, aligned - raw);
+        }
+        let tail = raw + reserve - (aligned + span);
+        if tail > 0 {
+            let _ = rustix::mm::munmap((aligned + span) as *mut _, tail);
+        }
     }
-    if l.mapend > l.mapstart {
-        // SAFETY: the target range lies inside the reservation made in `map`
+    Ok(Mapping {
+        start: aligned,
+        len: span,
+    })
+}
+
+/// Make the pages of `mapping` that no segment covers inaccessible (the
+/// first segment was mapped over all of them).
+fn close_holes(mapping: &Mapping, base: usize, loads: &[Load]) -> Result<(), i32> {
+    let mut covered = mapping.start;
+    let ends = loads.iter().map(|l| {
+        let end = page_up(base + l.allocend).unwrap_or(base + l.mapend);
+        (base + l.mapstart, end.max(base + l.mapend))
+    });
+    for (start, end) in ends.chain([(mapping.start + mapping.len, 0)]) {
+        if start > covered {
+            if let Some(errno) = crate::fault::injected(crate::fault::Syscall::Mprotect) {
+                return Err(errno);
+            }
+            // SAFETY: a gap inside our own mapping, between two segments.
+            unsafe {
+                rustix::mm::mprotect(covered as *mut _, start - covered, MprotectFlags::empty())
+                    .map_err(|e| e.raw_os_error())?;
+            }
+        }
+        covered = covered.max(end);
+    }
+    Ok(())
+}
+
+/// Map segment `l` (its file pages, unless `file_mapped` says they are
+/// already), then its bss.
+fn map_segment(o: &Opened, base: usize, l: &Load, file_mapped: bool) -> Result<(), i32> {
+    let err = |e: rustix::io::Errno| e.raw_os_error();
+    if l.mapend > l.mapstart && !file_mapped {
+        if let Some(errno) = crate::fault::injected(crate::fault::Syscall::Mmap) {
+            return Err(errno);
+        }
+        // SAFETY: the target range lies inside the span mapped in `map_for`
         // (checked by `plan`: ascending, non-overlapping, within the span),
-        // so MAP_FIXED replaces only our own PROT_NONE pages.
+        // so MAP_FIXED replaces only our own pages.
         unsafe {
             rustix::mm::mmap(
                 (base + l.mapstart) as *mut _,
@@ -376,10 +431,11 @@ fn map_segment(o: &Opened, base: usize, l: &Load) -> Result<(), i32> {
         }
     }
     if l.allocend > l.dataend {
-        // The bss: zero the rest of the last file page, then map anonymous
-        // zero pages for the remainder.
+        // The bss: zero its part of the last file page (up to its end, if
+        // it ends there, as glibc does), then map anonymous zero pages for
+        // the remainder.
         let zero = base + l.dataend;
-        let zeropage = page_up(zero).ok_or(libc::EINVAL)?;
+        let zeropage = page_up(zero).ok_or(libc::EINVAL)?.min(base + l.allocend);
         let zeroend = page_up(base + l.allocend).ok_or(libc::EINVAL)?;
         if zeropage > zero && l.mapend > l.mapstart {
             let page = page_down(zero);
@@ -403,7 +459,7 @@ fn map_segment(o: &Opened, base: usize, l: &Load) -> Result<(), i32> {
                 }
             }
         }
-        let anon_start = zeropage.max(base + l.mapend);
+        let anon_start = page_up(zeropage).ok_or(libc::EINVAL)?.max(base + l.mapend);
         if zeroend > anon_start {
             // SAFETY: inside our reservation, as above.
             unsafe {
