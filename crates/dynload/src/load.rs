@@ -47,8 +47,9 @@ struct Tx {
 
 /// What a dlopen may change on an object that was already loaded.
 struct RootState {
-    searchlist: Option<Vec<ObjId>>,
-    initfini: Vec<ObjId>,
+    /// The search and initialisation lists, saved when this load may
+    /// change them (not when it only re-opens an open object).
+    lists: Option<(Option<Vec<ObjId>>, Vec<ObjId>)>,
     direct_opencount: u32,
     nodelete: NoDelete,
 }
@@ -281,18 +282,20 @@ fn open_stage1(
     };
     tx.root = Some(root);
     let new_root = tx.new_objects.contains(&root);
+    let already_open = reg.obj(root).searchlist.is_some();
+    let is_host = !reg.obj(root).is_ours();
     if !new_root {
         let o = reg.obj(root);
+        // (Re-opening an open object of dynload's changes neither list:
+        // no copies on that path.)
+        let lists = (!already_open || is_host).then(|| (o.searchlist.clone(), o.initfini.clone()));
         tx.root_before = Some(RootState {
-            searchlist: o.searchlist.clone(),
-            initfini: o.initfini.clone(),
+            lists,
             direct_opencount: o.direct_opencount,
             nodelete: o.nodelete,
         });
     }
     reg.obj_mut(root).direct_opencount += 1;
-    let already_open = reg.obj(root).searchlist.is_some();
-    let is_host = !reg.obj(root).is_ours();
     if already_open || is_host {
         if is_host {
             open_host(reg, root, mode)?;
@@ -374,8 +377,10 @@ fn open_host(reg: &mut Registry, id: ObjId, mode: c_int) -> Result<(), Error> {
 fn rollback(reg: &mut Registry, tx: &mut Tx) {
     if let (Some(root), Some(before)) = (tx.root, tx.root_before.take()) {
         if let Some(o) = reg.get_mut(root) {
-            o.searchlist = before.searchlist;
-            o.initfini = before.initfini;
+            if let Some((searchlist, initfini)) = before.lists {
+                o.searchlist = searchlist;
+                o.initfini = initfini;
+            }
             o.direct_opencount = before.direct_opencount;
             o.nodelete = before.nodelete;
         }
