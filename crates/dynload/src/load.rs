@@ -818,6 +818,11 @@ fn build_object(
                 && a % std::mem::align_of::<Phdr>() == 0
         })
         .map_or(mapped.phdrs.as_ptr(), |a| a as *const Phdr);
+    let mut mapped = mapped;
+    if phdrs_ptr != mapped.phdrs.as_ptr() {
+        // The mapped ones are used: the copy is not needed any more.
+        mapped.phdrs = Box::default();
+    }
     let (map_start, map_end) = (mapped.mapping.start(), mapped.mapping.end());
     let mut obj = Object {
         id: 0,
@@ -913,7 +918,9 @@ fn close_text(guard: &registry::Guard, id: ObjId, ranges: &[(usize, usize)]) -> 
     }
     let base = o.view.image.base;
     let phdrs: Vec<crate::elf::Phdr> = match &o.kind {
-        Kind::Ours(m) => m.phdrs.to_vec(),
+        // SAFETY: `phdr` points to the object's `phnum` program headers,
+        // kept alive with the object.
+        Kind::Ours(_) => unsafe { std::slice::from_raw_parts(o.phdr, o.phnum) }.to_vec(),
         Kind::Host(_) => Vec::new(),
     };
     let flags_of = |start: usize| {

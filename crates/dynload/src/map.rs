@@ -56,8 +56,9 @@ pub(crate) struct Mapped {
     pub mapping: Mapping,
     /// The load bias (`l_addr`).
     pub base: usize,
-    /// The program headers, kept in memory for `dl_iterate_phdr` (a copy:
-    /// their address stays valid however the file laid them out).
+    /// The program headers as read from the file. Once the object is built,
+    /// empty if the mapped image holds the same headers (they are used
+    /// instead, as glibc does); else kept for `dl_iterate_phdr`.
     pub phdrs: Box<[Phdr]>,
     /// Absolute address and size of the dynamic section.
     pub dynamic: (usize, usize),
