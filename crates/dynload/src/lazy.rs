@@ -106,10 +106,12 @@ fn bind_slot(info: *const LazyInfo, index: usize) -> Result<usize, String> {
         let slot =
             relocate::check_target(obj, rela.r_offset.get(LE), 8).map_err(|e| e.to_string())?;
         let symbolic_self: &[ObjId] = std::slice::from_ref(&obj.id);
-        let scopes = reg.scope_chunks(&obj.scope, symbolic_self);
         let mut out = Outcome::default();
         let symidx = (rela.r_info.get(LE) >> 32) as u32;
-        let binding = relocate::bind(&reg, info.id, scopes.as_slice(), symidx, true, &mut out)
+        let binding = reg
+            .with_scope_chunks(&obj.scope, symbolic_self, |scopes| {
+                relocate::bind(&reg, info.id, scopes, symidx, true, &mut out)
+            })
             .map_err(|e| {
                 let prog = crate::process::program_name();
                 format!("{prog}: symbol lookup error: {e}")
