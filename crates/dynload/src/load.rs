@@ -768,10 +768,12 @@ fn build_object(
         .soname
         .and_then(|o| view.symbols.string(o as usize))
         .map(<[u8]>::to_vec);
-    let mut names = vec![asked.to_vec()];
-    if opened.path != asked {
-        names.push(opened.path.clone());
-    }
+    // The names the object answers to besides its path (`name`).
+    let names = if opened.path == asked {
+        Vec::new()
+    } else {
+        vec![asked.to_vec()]
+    };
     let name = CString::new(opened.path.clone())
         .map_err(|_| Error::invalid(path.clone(), "path contains a NUL byte"))?;
     // Scopes (glibc's `_dl_new_object`): the global scope, then the search
