@@ -3,9 +3,12 @@
 
     python3 scripts/bench.py            # everything (a few minutes)
     python3 scripts/bench.py --quick    # short criterion runs, 3 runs, callgrind on one case
-    python3 scripts/bench.py --report-only   # redo the chart and README from bench/results.json
+    python3 scripts/bench.py --report-only   # redo ratios, chart and README from bench/results.json
 
-What is measured, each loader loading its own copy of every fixture:
+What is measured, each loader loading its own copy of every fixture. dynload
+runs in two configurations: linked into the measuring program and called
+directly (its Rust API, "dynload"), and preloaded into it as `dynload run`
+does (its C ABI, "dynload (LD_PRELOAD)"; not for criterion):
 
 1. criterion (`cargo bench -p dynload-bench --bench loader`, then
    `--bench dlopen_rs`): the median time of each in-process case.
@@ -50,8 +53,14 @@ CHART = OUT / "ratios.svg"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 SYSTEM_LIBS = Path("/usr/lib/x86_64-linux-gnu")
-LOADERS = ("glibc", "dynload", "dlopen-rs")
-FIXTURE_PREFIX = {"glibc": "g_", "dynload": "d_", "dlopen-rs": "r_"}
+LIBDYNLOAD = RELEASE / "libdynload.so"
+PRELOAD = "dynload-preload"
+LOADERS = ("glibc", "dynload", PRELOAD, "dlopen-rs")
+CRITERION_LOADERS = ("glibc", "dynload", "dlopen-rs")
+# The two configurations of dynload, each held to the targets.
+CONFIGS = ("dynload", PRELOAD)
+LABELS = {PRELOAD: "dynload (LD_PRELOAD)"}
+FIXTURE_PREFIX = {"glibc": "g_", "dynload": "d_", PRELOAD: "d_", "dlopen-rs": "r_"}
 FIXTURE_NAMES = ("tiny", "many")
 GROUPS = (
     "open_close_tiny", "reopen_refcount", "reopen_noload", "dlsym_hit", "dlsym_miss",
@@ -98,7 +107,11 @@ ONE_MORE_OBJECT = Load("tiny", "now", "many")
 # longer depend on which pages of the loader's own code the first touched.
 TINY_COPIES = 50
 COPIES = f"tiny x{TINY_COPIES}"
-MEMORY_LOADS = (Load(COPIES, "now", "many"), Load("many", "now", "tiny"), Load("libz3.so.4", "now", "tiny"))
+# Passed to the loaders as bare names, for them to search the library path:
+# loaded first, such a name leaves the one-time costs of that search (reading
+# /etc/ld.so.cache) out of the next object's figures.
+SEARCHED = ("libz.so.1",)
+MEMORY_LOADS = (Load(COPIES, "now", "many"), Load("many", "now", "tiny"), Load("libz3.so.4", "now", "libz.so.1"))
 
 
 @dataclass(frozen=True)
@@ -239,14 +252,25 @@ def read_criterion():
 
 # ---------------------------------------------------------------- first-load
 
+def existing(path):
+    """A missing file fails the measurement with its name; for LD_PRELOAD,
+    glibc would only warn, and run the program without it."""
+    if not path.exists():
+        raise Failed(f"{path} does not exist")
+    return str(path)
+
+
 def object_path(loader, name):
     """A fixture name means this loader's own copy (COPIES: a directory of
-    copies of it, made here); anything else is a system library."""
+    copies of it, made here); a SEARCHED name is left to the loader to find;
+    anything else is a system library."""
+    if name in SEARCHED:
+        return name
     if name == COPIES:
-        return tiny_copies(loader)
+        return existing(tiny_copies(loader))
     if name in FIXTURE_NAMES:
-        return FIXTURES / f"lib{FIXTURE_PREFIX[loader]}{name}.so"
-    return SYSTEM_LIBS / name
+        return existing(FIXTURES / f"lib{FIXTURE_PREFIX[loader]}{name}.so")
+    return existing(SYSTEM_LIBS / name)
 
 
 def tiny_copies(loader):
@@ -263,22 +287,24 @@ def tiny_copies(loader):
 
 
 def first_load_argv(loader, load):
+    """Preloaded, dynload is what the program's glibc calls reach."""
     program = RELEASE / ("first-load-dlopen-rs" if loader == "dlopen-rs" else "first-load")
-    argv = [str(program), loader, load.mode, str(object_path(loader, load.object))]
+    argv = [existing(program), "glibc" if loader == PRELOAD else loader, load.mode, object_path(loader, load.object)]
     if load.warm:
-        argv.append(str(object_path(loader, load.warm)))
-    for path in map(Path, argv[:1] + argv[3:]):
-        if not path.exists():
-            raise Failed(f"{path} does not exist")
+        argv.append(object_path(loader, load.warm))
     return argv
 
 
 def loader_env(loader, search=True):
     """dlopen-rs does not find libz3 (libLLVM-15's dependency) on its own:
-    its program gets LD_LIBRARY_PATH, and only it."""
+    its program gets LD_LIBRARY_PATH, and only it. PRELOAD gets what
+    `dynload run` sets, and nothing else does; set here rather than through
+    `dynload run`, so that valgrind runs the program itself."""
     env = dict(os.environ)
     if loader == "dlopen-rs" and search:
         env["LD_LIBRARY_PATH"] = str(SYSTEM_LIBS)
+    if loader == PRELOAD:
+        env["LD_PRELOAD"] = ":".join(filter(None, (existing(LIBDYNLOAD), env.get("LD_PRELOAD"))))
     return env
 
 
@@ -480,10 +506,17 @@ def ratio(a, b):
     return a / b if a is not None and b else None
 
 
+def label(loader):
+    return LABELS.get(loader, loader)
+
+
+def ratio_key(loader):
+    return f"{loader}/glibc"
+
+
 def comparison(kind, case, values, unit):
-    return {"kind": kind, "case": case, "unit": unit, "values": values,
-            "dynload/glibc": ratio(values.get("dynload"), values.get("glibc")),
-            "dlopen-rs/glibc": ratio(values.get("dlopen-rs"), values.get("glibc"))}
+    ratios = {ratio_key(name): ratio(values.get(name), values.get("glibc")) for name in LOADERS[1:]}
+    return {"kind": kind, "case": case, "unit": unit, "values": values, **ratios}
 
 
 def figure(entry, key):
@@ -495,17 +528,20 @@ def comparisons(results):
     the chart, the tables and the targets read."""
     rows = []
     for group, loaders in results.get("criterion", {}).get("cases", {}).items():
-        values = {name: figure(loaders.get(name), "median_ns") for name in LOADERS}
+        values = {name: figure(loaders.get(name), "median_ns") for name in CRITERION_LOADERS}
         rows.append(comparison("criterion", group, values, "ns"))
     for row in results.get("first_load", []):
-        values = {name: figure(row["loaders"][name], "median_ns") for name in LOADERS}
+        values = {name: figure(row["loaders"].get(name), "median_ns") for name in LOADERS}
         rows.append(comparison("first_load", row["case"], values, "ns"))
     for row in results.get("instructions", []):
-        values = {name: figure(row["loaders"][name], "ir") for name in LOADERS}
+        values = {name: figure(row["loaders"].get(name), "ir") for name in LOADERS}
         rows.append(comparison("instructions", row["case"], values, "Ir"))
     for row in results.get("python", []):
         if "median_ns" in row:
-            rows.append(comparison("python", python_label(row), row["median_ns"], "ns"))
+            # `dynload run` is the preloaded configuration.
+            med = row["median_ns"]
+            values = {"glibc": med["glibc"], PRELOAD: med["dynload"]}
+            rows.append(comparison("python", python_label(row), values, "ns"))
     return rows
 
 
@@ -513,10 +549,17 @@ def python_label(row):
     return f"{row['interpreter']} {row['version']}"
 
 
-def evaluate(target, rows):
-    value = next((r["dynload/glibc"] for r in rows if (r["kind"], r["case"]) == (target.kind, target.case)), None)
+def configs(kind):
+    """Criterion measures dynload through its Rust API only."""
+    return CONFIGS[:1] if kind == "criterion" else CONFIGS
+
+
+def evaluate(target, rows, config):
+    key = ratio_key(config)
+    value = next((r[key] for r in rows if (r["kind"], r["case"]) == (target.kind, target.case)), None)
     met = None if value is None else value <= target.limit * (1 + target.tolerance)
-    record = {**asdict(target), "measure": "dynload/glibc", "target": target.text(), "value": value, "met": met}
+    record = {**asdict(target), "config": config, "measure": ratio_key(label(config)), "target": target.text(),
+              "value": value, "met": met}
     if target.stretch:
         record["stretch_met"] = None if value is None else value <= target.stretch
     return record
@@ -527,28 +570,42 @@ def per_object_kib(entry):
     return entry["heap_bytes"] / 1024 + entry["rss_kb"]
 
 
-def memory_targets(memory):
+def measured(entry):
+    """An entry with figures: not an error, nor missing (results.json
+    written before the loader was measured)."""
+    return entry is not None and "error" not in entry
+
+
+def kib_measure(config):
+    return f"{label(config)} − glibc heap+RSS (KiB)"
+
+
+def maps_measure(config):
+    return f"{label(config)} − glibc mappings"
+
+
+def memory_targets(row, config):
     """Per object, dynload may add at most 1 KiB of heap+RSS and no mapping
     more than glibc does."""
-    records = []
-    for row in memory:
-        glibc, dynload = row["loaders"]["glibc"], row["loaders"]["dynload"]
-        both = "error" not in glibc and "error" not in dynload
-        kib = per_object_kib(dynload) - per_object_kib(glibc) if both else None
-        maps = dynload["mappings"] - glibc["mappings"] if both else None
-        records.append({"kind": "memory", "case": row["case"], "measure": "dynload − glibc heap+RSS (KiB)",
-                        "target": f"≤ glibc + {MEMORY_LIMIT_KIB:g} KiB", "limit": MEMORY_LIMIT_KIB,
-                        "value": kib, "met": None if kib is None else kib <= MEMORY_LIMIT_KIB})
-        records.append({"kind": "memory", "case": row["case"], "measure": "dynload − glibc mappings",
-                        "target": "≤ glibc", "limit": 0, "value": maps, "met": None if maps is None else maps <= 0})
-    return records
+    glibc, dynload = row["loaders"]["glibc"], row["loaders"].get(config)
+    both = measured(glibc) and measured(dynload)
+    kib = per_object_kib(dynload) - per_object_kib(glibc) if both else None
+    maps = dynload["mappings"] - glibc["mappings"] if both else None
+    common = {"kind": "memory", "case": row["case"], "config": config}
+    return [{**common, "measure": kib_measure(config), "target": f"≤ glibc + {MEMORY_LIMIT_KIB:g} KiB",
+             "limit": MEMORY_LIMIT_KIB, "value": kib, "met": None if kib is None else kib <= MEMORY_LIMIT_KIB},
+            {**common, "measure": maps_measure(config), "target": "≤ glibc", "limit": 0,
+             "value": maps, "met": None if maps is None else maps <= 0}]
 
 
 def derive(results):
-    """Ratios and targets, from the raw figures."""
+    """Ratios and targets, from the raw figures, for each configuration of
+    dynload."""
     rows = comparisons(results)
     results["ratios"] = rows
-    results["targets"] = [evaluate(t, rows) for t in TARGETS] + memory_targets(results.get("memory", []))
+    results["targets"] = [evaluate(t, rows, config) for t in TARGETS for config in configs(t.kind)]
+    results["targets"] += [record for row in results.get("memory", []) for config in CONFIGS
+                           for record in memory_targets(row, config)]
 
 
 # ---------------------------------------------------------------- formatting
@@ -605,42 +662,51 @@ def criterion_table(results):
         if r["kind"] != "criterion":
             continue
         t = target_for(results, "criterion", r["case"])
-        rows.append([r["case"], *(format_time(r["values"][name]) for name in LOADERS),
+        rows.append([r["case"], *(format_time(r["values"][name]) for name in CRITERION_LOADERS),
                      format_ratio(r["dynload/glibc"]), t["target"] if t else "", format_met(t)])
-    return markdown_table(["case", *LOADERS, "dynload/glibc", "target", "met"], rows)
+    return markdown_table(["case", *CRITERION_LOADERS, "dynload/glibc", "target", "met"], rows)
 
 
 def first_load_table(results):
+    """Times and ratios of every loader; instruction ratios and targets of
+    each configuration of dynload."""
     ir = {r["case"]: r for r in results["ratios"] if r["kind"] == "instructions"}
     rows = []
     for r in results["ratios"]:
         if r["kind"] != "first_load":
             continue
-        t = target_for(results, "first_load", r["case"])
-        ir_ratio = format_ratio(ir[r["case"]]["dynload/glibc"]) if r["case"] in ir else "—"
+        ts = [target_for(results, "first_load", r["case"], ratio_key(label(c))) for c in CONFIGS]
+        irs = [format_ratio(ir[r["case"]][ratio_key(c)]) if r["case"] in ir else "—" for c in CONFIGS]
         rows.append([r["case"], *(format_time(r["values"][name]) for name in LOADERS),
-                     format_ratio(r["dynload/glibc"]), format_ratio(r["dlopen-rs/glibc"]),
-                     ir_ratio, t["target"] if t else "", format_met(t)])
-    header = ["library, mode", *LOADERS, "dynload/glibc", "dlopen-rs/glibc",
-              "instructions dynload/glibc", "target", "met"]
+                     *(format_ratio(r[ratio_key(name)]) for name in LOADERS[1:]),
+                     *irs, ts[0]["target"] if ts[0] else "", *map(format_met, ts)])
+    header = ["library, mode", *map(label, LOADERS), *(ratio_key(label(name)) for name in LOADERS[1:]),
+              *(f"instructions {ratio_key(label(c))}" for c in CONFIGS), "target",
+              *(f"{label(c)} met" for c in CONFIGS)]
     return markdown_table(header, rows)
 
 
 def memory_cell(entry):
-    if "error" in entry:
+    if not measured(entry):
         return "—"
     return f"{per_object_kib(entry):,.1f} KiB, {entry['mappings']:g} maps"
+
+
+def memory_checks(results, case, config):
+    """Differences to glibc and whether they are within the targets."""
+    kib = target_for(results, "memory", case, kib_measure(config))
+    maps = target_for(results, "memory", case, maps_measure(config))
+    return [format_target_value(kib), format_met(kib), format_target_value(maps), format_met(maps)]
 
 
 def memory_table(results):
     rows = []
     for row in results.get("memory", []):
-        kib = target_for(results, "memory", row["case"], "dynload − glibc heap+RSS (KiB)")
-        maps = target_for(results, "memory", row["case"], "dynload − glibc mappings")
-        rows.append([row["object"], row["warm"], *(memory_cell(row["loaders"][name]) for name in LOADERS),
-                     format_target_value(kib), format_met(kib), format_target_value(maps), format_met(maps)])
-    header = ["object", "loaded after", *LOADERS, "dynload − glibc", f"≤ {MEMORY_LIMIT_KIB:g} KiB",
-              "mappings dynload − glibc", "≤ 0"]
+        rows.append([row["object"], row["warm"], *(memory_cell(row["loaders"].get(name)) for name in LOADERS),
+                     *(cell for config in CONFIGS for cell in memory_checks(results, row["case"], config))])
+    checks = [[f"{label(c)} − glibc", f"≤ {MEMORY_LIMIT_KIB:g} KiB", f"mappings {label(c)} − glibc", "≤ 0"]
+              for c in CONFIGS]
+    header = ["object", "loaded after", *map(label, LOADERS), *(h for c in checks for h in c)]
     return markdown_table(header, rows)
 
 
@@ -689,7 +755,7 @@ def failure_lines(results):
 def format_target_value(t):
     if t["value"] is None:
         return "—"
-    if t["measure"] == "dynload/glibc":
+    if t["measure"].endswith("/glibc"):
         return format_ratio(t["value"])
     unit = " KiB" if "KiB" in t["measure"] else ""
     return f"{t['value']:+,.1f}{unit}" if unit else f"{t['value']:+g}"
@@ -729,7 +795,10 @@ def readme_section(results, readme):
         "",
         "Ratios below 1 mean dynload is faster (or smaller) than glibc's loader. "
         "`tiny` and `many` are the bench's fixtures (one function; 10,000 symbols), "
-        "each loader loading its own copy.",
+        "each loader loading its own copy. dynload is called directly, linked into the measuring "
+        "program (its Rust API, which also registers each object's unwind tables with libgcc); "
+        f"{label(PRELOAD)} is the same program's `dlopen` reaching libdynload.so, preloaded as "
+        "`dynload run` does (its C ABI).",
         "",
         *note_lines(results),
         criterion_table(results),
@@ -741,7 +810,8 @@ def readme_section(results, readme):
         "",
         f"Memory added per object (heap bytes + VmRSS growth, and mappings), median of "
         f"{MEMORY_RUNS} runs; `{COPIES}` is {TINY_COPIES} copies of `tiny` loaded one after another, "
-        f"divided by {TINY_COPIES}:",
+        f"divided by {TINY_COPIES}; {', '.join(f'`{name}`' for name in SEARCHED)} is given by name, "
+        "for each loader to search the library path:",
         "",
         memory_table(results),
         "",
@@ -779,9 +849,12 @@ def write_readme(results, readme):
 
 # ---------------------------------------------------------------- chart
 
-COLORS = {"dynload/glibc": "#1f77b4", "dlopen-rs/glibc": "#ff7f0e"}
-LABEL_W, PLOT_W, VALUE_W = 290, 470, 190
-ROW_H, BAR_H, HEADER_H, TOP = 26, 9, 24, 78
+COLORS = {"dynload": "#1f77b4", PRELOAD: "#2ca02c", "dlopen-rs": "#ff7f0e"}
+LABEL_W, PLOT_W, VALUE_W = 290, 470, 210
+BAR_H, HEADER_H, TOP = 9, 24, 78
+ROW_H = 5 + len(COLORS) * (BAR_H + 2)
+# Width of a character of the legend, roughly, to space its entries.
+CHAR_W = 7
 
 
 def log_domain(values):
@@ -826,11 +899,12 @@ def axis(domain, x, y_top, y_bottom):
 def legend(y):
     parts, x = [], LABEL_W
     for name, color in COLORS.items():
+        text = ratio_key(label(name))
         parts.append(f'<rect x="{x}" y="{y - 9}" width="14" height="10" fill="{color}"/>')
-        parts.append(svg_text(x + 18, y, name))
-        x += 140
+        parts.append(svg_text(x + 18, y, text))
+        x += 18 + CHAR_W * len(text) + 14
     parts.append(svg_line(x + 6, y - 11, x + 6, y + 2, "#d62728", 2.5))
-    parts.append(svg_text(x + 14, y, "target (dynload/glibc)"))
+    parts.append(svg_text(x + 14, y, "target (either dynload)"))
     parts.append(svg_text(LABEL_W - 8, y, "1.0 = glibc; log scale", "end", 11, color="#666"))
     return parts
 
@@ -840,14 +914,14 @@ def chart_row(row, target, x, y):
     and the values in words."""
     parts = [svg_text(LABEL_W - 8, y + ROW_H / 2 + 4, row["case"], "end")]
     for i, (name, color) in enumerate(COLORS.items()):
-        r = row[name]
+        r = row[ratio_key(name)]
         if not r or r <= 0:
             continue
         bar_y = y + 3 + i * (BAR_H + 2)
         left, right = sorted((x(1), x(r)))
         parts.append(f'<rect x="{left:.1f}" y="{bar_y}" width="{max(right - left, 1):.1f}" '
                      f'height="{BAR_H}" fill="{color}"/>')
-        text = f"{name.split('/')[0]} {format_ratio(r)}×"
+        text = f"{label(name)} {format_ratio(r)}×"
         parts.append(svg_text(LABEL_W + PLOT_W + 12, bar_y + BAR_H - 1, text, size=11, color=color))
     if target is not None:
         parts.append(svg_line(x(target), y + 1, x(target), y + ROW_H - 3, "#d62728", 2.5))
@@ -857,7 +931,7 @@ def chart_row(row, target, x, y):
 def chart_rows(results):
     """(kind, rows with a ratio) in KINDS order."""
     for kind in KINDS:
-        rows = [r for r in results["ratios"] if r["kind"] == kind and any((r[k] or 0) > 0 for k in COLORS)]
+        rows = [r for r in results["ratios"] if r["kind"] == kind and any(bar_ratios(r))]
         if rows:
             yield kind, rows
 
@@ -877,10 +951,15 @@ def plot_rows(groups, targets, x, width):
     return stripes, marks, y
 
 
+def bar_ratios(row):
+    """The row's ratios that make a bar."""
+    return [r for r in (row[ratio_key(name)] for name in COLORS) if (r or 0) > 0]
+
+
 def chart_svg(results):
-    targets = {(t["kind"], t["case"]): t["limit"] for t in results["targets"] if t["measure"] == "dynload/glibc"}
+    targets = {(t["kind"], t["case"]): t["limit"] for t in results["targets"] if t["measure"].endswith("/glibc")}
     groups = list(chart_rows(results))
-    values = [r[k] for _, rows in groups for r in rows for k in COLORS if (r[k] or 0) > 0]
+    values = [r for _, rows in groups for row in rows for r in bar_ratios(row)]
     values += list(targets.values())
     domain = log_domain(values)
     x = scale(domain)
@@ -904,7 +983,8 @@ def parse_args():
                    help="short criterion runs, 3 runs, callgrind on the tiny fixture only")
     p.add_argument("--runs", type=int, help="fresh-process runs per case (default 21, 3 with --quick)")
     p.add_argument("--report-only", action="store_true",
-                   help="redo bench/ratios.svg and the README section from bench/results.json")
+                   help="redo the ratios, targets, bench/ratios.svg and the README section "
+                        "from bench/results.json")
     p.add_argument("--skip-criterion", action="store_true")
     p.add_argument("--skip-python", action="store_true")
     p.add_argument("--skip-callgrind", action="store_true")
@@ -919,8 +999,8 @@ def settings(args):
     return {"quick": args.quick, "runs": args.runs, "memory_runs": MEMORY_RUNS,
             "criterion_args": ["--noplot", *(QUICK_CRITERION if args.quick else [])],
             "skipped": skipped, "dlopen_rs_env": {"LD_LIBRARY_PATH": str(SYSTEM_LIBS)},
-            "instructions": "Ir under measured_load; with a warm-up object, minus the Ir of a run loading "
-                            "that object alone (the programs load it through measured_load too)"}
+            "dynload_preload_env": {"LD_PRELOAD": str(LIBDYNLOAD)},
+            "instructions": "Ir under measured_load (the programs load a warm-up object outside it)"}
 
 
 def measure(args):
@@ -952,6 +1032,7 @@ def main():
         if not RESULTS.exists():
             sys.exit(f"bench.py: {RESULTS} does not exist; run without --report-only first")
         results = json.loads(RESULTS.read_text())
+        derive(results)
     else:
         results = measure(args)
         OUT.mkdir(exist_ok=True)
