@@ -327,11 +327,14 @@ def first_load(loader, load, search=True):
 def sample_first_loads(loads, runs):
     """{load name: {loader: {"samples": [...]} or {"error": ...}}}. Round 0
     warms the page cache and is not kept; a loader that fails once is not
-    tried again for that load."""
+    tried again for that load. Each round starts with the next loader, so
+    that none is always the first process after another case's."""
     table = {load.name: {loader: {"samples": []} for loader in LOADERS} for load in loads}
     for round_ in range(runs + 1):
+        order = LOADERS[round_ % len(LOADERS):] + LOADERS[:round_ % len(LOADERS)]
         for load in loads:
-            for loader, entry in table[load.name].items():
+            for loader in order:
+                entry = table[load.name][loader]
                 if "error" in entry:
                     continue
                 try:
