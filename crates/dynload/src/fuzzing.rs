@@ -215,7 +215,7 @@ fn layout_raw(data: &[u8], header_len: usize) -> Option<Loaded> {
 
 /// The decoded dynamic section of an ELF input (checked as loading checks
 /// it), or the tables a raw image's header names.
-fn tables(data: &[u8]) -> Option<(Loaded, DynInfo)> {
+pub(crate) fn tables(data: &[u8]) -> Option<(Loaded, DynInfo)> {
     if is_elf(data) {
         let l = layout_elf(data)?;
         let (addr, size) = l.dynamic?;

@@ -79,9 +79,6 @@ pub(crate) struct SymbolTable {
     nsyms: u32,
     strtab: *const u8,
     strsz: usize,
-    /// The string table ends with a NUL (checked when parsed), so every
-    /// string in it does: `strlen` cannot run past it.
-    terminated: bool,
     versym: *const u16,
     hash: HashTable,
 }
@@ -101,7 +98,6 @@ impl SymbolTable {
             nsyms: 0,
             strtab: std::ptr::null(),
             strsz: 0,
-            terminated: false,
             versym: std::ptr::null(),
             hash: HashTable::None,
         }
@@ -142,17 +138,12 @@ impl SymbolTable {
                 .as_ptr(),
             None => std::ptr::null(),
         };
-        let terminated = strtab.size > 0
-            && image
-                .bytes(strtab_addr + strtab.size as usize - 1, 1)
-                .is_some_and(|last| last[0] == 0);
         Ok(SymbolTable {
             base: image.base,
             syms: syms.as_ptr(),
             nsyms,
             strtab: strtab_addr as *const u8,
             strsz: strtab.size as usize,
-            terminated,
             versym,
             hash,
         })
@@ -188,23 +179,17 @@ impl SymbolTable {
         if offset >= self.strsz {
             return None;
         }
+        let room = self.strsz - offset;
         // SAFETY: `strtab` has `strsz` bytes inside the mapping.
         let at = unsafe { self.strtab.add(offset) };
-        if self.terminated {
-            // (glibc's `strlen`: every relocation measures a name, and
-            // most names are short, where a slice search's set-up costs
-            // more than the search.)
-            // SAFETY: the table's last byte is a NUL, so the string at
-            // `offset` ends inside the table.
-            let len = unsafe { libc::strlen(at.cast()) };
-            // SAFETY: `len` bytes from `at` lie inside the table.
-            return Some(unsafe { std::slice::from_raw_parts(at, len) });
-        }
-        // SAFETY: `strtab` has `strsz` bytes inside the mapping.
-        let rest = unsafe { std::slice::from_raw_parts(at, self.strsz - offset) };
-        std::ffi::CStr::from_bytes_until_nul(rest)
-            .ok()
-            .map(std::ffi::CStr::to_bytes)
+        // (glibc's `strnlen`: every relocation measures a name, and most
+        // names are short, where a slice search's set-up costs more than
+        // the search. Bounded by the table, which the object's own
+        // relocations could have changed.)
+        // SAFETY: `room` bytes from `at` lie inside the table.
+        let len = unsafe { libc::strnlen(at.cast(), room) };
+        // SAFETY: as above; `len <= room`.
+        (len < room).then(|| unsafe { std::slice::from_raw_parts(at, len) })
     }
 
     /// The name of `sym`.
@@ -498,5 +483,29 @@ impl SymbolTable {
             }
             _ => (0..self.nsyms).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A string table can change after it was checked (a relocation of the
+    /// object's own may write into it): a name is still measured within it.
+    #[test]
+    fn a_string_table_that_lost_its_last_nul_yields_no_name_past_its_end() {
+        let data = std::fs::read("/usr/lib/x86_64-linux-gnu/libz.so.1").unwrap();
+        let (loaded, d) = crate::fuzzing::tables(&data).unwrap();
+        let syms = SymbolTable::parse(&loaded.image, &d).unwrap();
+        // SAFETY: the table's `strsz` bytes lie in the laid-out copy, which
+        // this test owns and may write.
+        let byte = |i: usize| unsafe { *syms.strtab.add(i) };
+        let last = syms.strsz - 1;
+        assert_eq!(byte(last), 0);
+        let start = (0..last).rev().find(|&i| byte(i) == 0).unwrap() + 1;
+        assert!(!syms.string(start).unwrap().is_empty());
+        // SAFETY: as above.
+        unsafe { *(syms.strtab.add(last) as *mut u8) = b'x' };
+        assert_eq!(syms.string(start), None);
     }
 }
