@@ -127,7 +127,7 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome,
         if lazy { " (lazy)" } else { "" }
     );
     let symbolic_self: &[ObjId] = std::slice::from_ref(&obj.id);
-    let scopes = reg.prepare(&reg.scope_chunks(&obj.scope, symbolic_self));
+    let scopes = reg.with_scope_chunks(&obj.scope, symbolic_self, |c| reg.prepare(c));
     let mut rl = Relocator {
         reg,
         id,

@@ -101,10 +101,6 @@ pub(crate) fn lookup_in_object(
     }
 }
 
-/// The lists of objects a lookup walks, in order. The global scope is two
-/// lists (glibc's part, then dynload's), which count as one scope.
-pub(crate) type ScopeChunks<'a> = Vec<[&'a [ObjId]; 2]>;
-
 /// An object a lookup visits, with its Bloom filter when known.
 #[derive(Clone, Copy)]
 pub(crate) struct Candidate {
@@ -151,8 +147,10 @@ impl Registry {
         }
     }
 
-    /// [`Registry::scope_chunks`] without the allocation when the scope is
-    /// short (it almost always is: global, then local).
+    /// Call `f` with the lists of objects an object's scope walks, in
+    /// order: one `[_; 2]` per scope, since the global scope is two lists
+    /// (glibc's part, then dynload's) that count as one. No allocation when
+    /// the scope is short (it almost always is: global, then local).
     pub(crate) fn with_scope_chunks<R>(
         &self,
         scope: &[Scope],
@@ -170,18 +168,6 @@ impl Registry {
         } else {
             f(&scope.iter().map(chunk).collect::<Vec<_>>())
         }
-    }
-
-    /// The concrete lists behind an object's scope.
-    pub(crate) fn scope_chunks<'a>(
-        &'a self,
-        scope: &[Scope],
-        symbolic_self: &'a [ObjId],
-    ) -> ScopeChunks<'a> {
-        scope
-            .iter()
-            .map(|s| self.scope_chunk(s, symbolic_self))
-            .collect()
     }
 
     /// [`PreparedScope`] of `scopes`.
