@@ -2,37 +2,26 @@
 //! and dynload load them to the same effect.
 
 use std::ffi::{c_int, c_void, CStr};
-use std::process::Command;
 
 use dynload_bench::{
     many_symbol, Fixtures, Loader, MANY_SYMBOLS, RELOCATED_DATA, RELOCATED_FUNCTIONS,
 };
 
-fn readelf(option: &str, path: &std::path::Path) -> String {
-    let out = Command::new("readelf")
-        .args([option, "-W"])
-        .arg(path)
-        .output()
-        .expect("readelf");
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn fixtures_have_the_relocations_and_symbols_the_benchmarks_count() {
     let fx = Fixtures::for_loader(Loader::Glibc);
-    let relocs = readelf("-r", &fx.path("reloc"));
+    let relocs = testkit::relocations(fx.path("reloc"));
     let count = |kind: &str| relocs.lines().filter(|l| l.contains(kind)).count();
     assert_eq!(count("R_X86_64_JUMP_SLOT"), RELOCATED_FUNCTIONS);
     assert_eq!(count("R_X86_64_64 "), RELOCATED_DATA);
-    let symbols = readelf("--dyn-syms", &fx.path("many"));
+    let symbols = testkit::dynamic_symbols(fx.path("many"));
     let defined = symbols
         .lines()
         .filter(|l| l.contains(" FUNC ") && l.contains("many_") && !l.contains(" UND "))
         .count();
     assert_eq!(defined, MANY_SYMBOLS);
-    assert!(readelf("-r", &fx.path("tls")).contains("__tls_get_addr"));
-    assert!(readelf("-r", &fx.path("plt")).contains("R_X86_64_JUMP_SLOT"));
+    assert!(testkit::relocations(fx.path("tls")).contains("__tls_get_addr"));
+    assert!(testkit::relocations(fx.path("plt")).contains("R_X86_64_JUMP_SLOT"));
 }
 
 type Open = unsafe fn(&CStr, c_int) -> *mut c_void;
