@@ -12,7 +12,7 @@
 //! return address, so their entry points are naked functions that pass the
 //! word at the top of the stack as an extra argument.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, c_long, c_void, CStr, CString};
 
 use crate::error::{Error, ErrorKind};
@@ -101,6 +101,9 @@ impl ErrorState {
 
 thread_local! {
     static LAST_ERROR: RefCell<ErrorState> = const { RefCell::new(ErrorState::new()) };
+    /// LAST_ERROR may hold something. A successful call reads only this:
+    /// it has no destructor, so reaching it costs no registration check.
+    static ERROR_SET: Cell<bool> = const { Cell::new(false) };
 }
 
 fn c_string(s: String) -> CString {
@@ -132,6 +135,10 @@ pub fn last_explanation() -> *const c_char {
 /// Every dl* call clears a pending error on entry, as glibc's
 /// `_dlerror_run` does.
 fn clear_error() {
+    if !ERROR_SET.get() {
+        return;
+    }
+    ERROR_SET.set(false);
     let _ = LAST_ERROR.try_with(|e| {
         if let Ok(mut e) = e.try_borrow_mut() {
             e.clear();
@@ -140,6 +147,7 @@ fn clear_error() {
 }
 
 fn set_error(err: &Error) {
+    ERROR_SET.set(true);
     let _ = LAST_ERROR.try_with(|e| {
         if let Ok(mut e) = e.try_borrow_mut() {
             e.clear();
@@ -157,6 +165,7 @@ fn set_undefined(
     target: Target,
     caller: usize,
 ) {
+    ERROR_SET.set(true);
     let _ = LAST_ERROR.try_with(|e| {
         let Ok(mut e) = e.try_borrow_mut() else {
             return;
@@ -228,6 +237,12 @@ pub unsafe extern "C" fn dlsym_from(
     name: *const c_char,
     caller: *const c_void,
 ) -> *mut c_void {
+    // A handle this thread looks up again and again is answered from its
+    // copy of the search list, before anything else.
+    if let Some(addr) = bytes(name).and_then(|n| query::cached_lookup(handle as usize, n)) {
+        clear_error();
+        return addr as *mut c_void;
+    }
     lookup(handle, name, None, caller)
 }
 

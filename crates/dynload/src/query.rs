@@ -15,6 +15,9 @@ use crate::link::{Flags, Found};
 use crate::object::{Kind, LinkMap, ObjId};
 use crate::registry::{registry, registry_mut, Registry, LOADER};
 
+mod handle_cache;
+pub(crate) use handle_cache::lookup as cached_lookup;
+
 /// Where `dlsym` looks.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Target {
@@ -47,6 +50,11 @@ pub(crate) fn lookup_symbol(
     version: Option<&[u8]>,
     caller: usize,
 ) -> Result<usize, Error> {
+    if let (Target::Handle(h), None) = (target, version) {
+        if let Some(addr) = cached_lookup(h, name) {
+            return Ok(addr);
+        }
+    }
     match lookup_symbol_or_miss(target, name, version, caller, |_| {})? {
         Some(addr) => Ok(addr),
         None => Err(undefined_error(target, name, version, caller)),
@@ -65,16 +73,27 @@ pub(crate) fn lookup_symbol_or_miss(
     caller: usize,
     undefined: impl FnOnce(&crate::object::Object),
 ) -> Result<Option<usize>, Error> {
+    // (Callers ask the handle cache first.)
+    let cacheable = match (target, version) {
+        (Target::Handle(h), None) => Some(h),
+        _ => None,
+    };
     let guard = LOADER.lock();
     let hit = {
         let reg = registry(&guard)?;
-        match find(&reg, target, name, version, caller)? {
+        let hit = match find(&reg, target, name, version, caller)? {
             Ok(hit) => hit,
             Err(object) => {
                 undefined(reg.obj(object));
                 return Ok(None);
             }
+        };
+        if let Some(h) = cacheable {
+            if !hit.unique && !hit.ifunc && hit.tls.is_none() {
+                handle_cache::remember(&reg, h);
+            }
         }
+        hit
     };
     if hit.unique || hit.dependent.is_some() {
         let mut reg = registry_mut(&guard)?;

@@ -6,8 +6,8 @@
 //! [`crate::elf::symbols`] and allocates nothing unless a lookup fails.
 
 use crate::debug::{self, debug};
-use crate::elf::symbols::{Bloom, NameHash};
-use crate::elf::versions::VersionEntry;
+use crate::elf::symbols::{Bloom, NameHash, SymbolTable};
+use crate::elf::versions::{VersionEntry, Versions};
 use crate::elf::{elf, SymExt};
 use crate::error::Error;
 use crate::host::View;
@@ -52,7 +52,25 @@ pub(crate) fn lookup_in_object(
     version: Option<&VersionEntry>,
     flags: Flags,
 ) -> Option<u32> {
-    let syms = &view.symbols;
+    lookup_in_symbols(
+        &view.symbols,
+        name,
+        hash,
+        version.map(|v| (v, &view.versions)),
+        flags,
+    )
+}
+
+/// [`lookup_in_object`] on the symbol table alone, with the object's
+/// version definitions when the request names a version.
+#[inline(always)]
+pub(crate) fn lookup_in_symbols(
+    syms: &SymbolTable,
+    name: &[u8],
+    hash: &mut NameHash,
+    version: Option<(&VersionEntry, &Versions)>,
+    flags: Flags,
+) -> Option<u32> {
     let mut versioned: Option<u32> = None;
     let mut num_versions = 0u32;
     let found = syms.find(name, hash, |idx, sym| {
@@ -66,8 +84,8 @@ pub(crate) fn lookup_in_object(
         let versym = syms.versym(idx);
         match (version, versym) {
             (Some(_), None) => true,
-            (Some(want), Some(vs)) => {
-                let (h, n) = view.versions.at(vs);
+            (Some((want, versions)), Some(vs)) => {
+                let (h, n) = versions.at(vs);
                 !((h != want.hash || n != &*want.name)
                     && (want.hidden || h != 0 || vs & 0x8000 != 0))
             }
