@@ -27,7 +27,7 @@
 use std::alloc::Layout;
 use std::io::Write;
 
-use crate::elf::dynamic::{self, DynInfo, Table};
+use crate::elf::dynamic::{self, DynInfo, DynTable, DynValue, Table};
 use crate::elf::hash::elf_hash;
 use crate::elf::image::Image;
 use crate::elf::symbols::{NameHash, SymbolTable};
@@ -231,19 +231,27 @@ pub(crate) fn tables(data: &[u8]) -> Option<(Loaded, DynInfo)> {
             size: u64::from(u32_at(data, word + 1)),
         })
     };
-    let d = DynInfo {
-        gnu_hash: at(2),
-        hash: at(3),
-        symtab: at(4),
-        strtab: table(5),
-        versym: at(7),
-        verdef: at(8),
-        verneed: at(9),
-        rela: table(10),
-        jmprel: table(12),
-        relr: table(14),
-        ..DynInfo::default()
-    };
+    let mut d = DynInfo::default();
+    for (slot, word) in [
+        (DynValue::gnu_hash, 2),
+        (DynValue::hash, 3),
+        (DynValue::symtab, 4),
+        (DynValue::versym, 7),
+        (DynValue::verdef, 8),
+        (DynValue::verneed, 9),
+    ] {
+        if let Some(v) = at(word) {
+            d.set_value(slot, v);
+        }
+    }
+    for (slot, word) in [
+        (DynTable::strtab, 5),
+        (DynTable::rela, 10),
+        (DynTable::jmprel, 12),
+        (DynTable::relr, 14),
+    ] {
+        d.set_table(slot, table(word));
+    }
     dynamic::check_tables(&l.image, &d).ok()?;
     Some((l, d))
 }
@@ -340,7 +348,7 @@ pub fn dynamic_section(data: &[u8]) {
         return;
     }
     if let Ok(syms) = SymbolTable::parse(&l.image, &d) {
-        let names = [d.soname, d.rpath, d.runpath];
+        let names = [d.soname(), d.rpath(), d.runpath()];
         for off in d.needed.iter().chain(names.iter().flatten()) {
             let _ = syms.string(*off as usize);
         }
@@ -374,10 +382,10 @@ pub fn relocation_tables(data: &[u8]) {
     let Ok(syms) = SymbolTable::parse(&l.image, &d) else {
         return;
     };
-    if let Some(t) = d.relr {
+    if let Some(t) = d.relr() {
         let _ = walk_relr(&l.image, t, NAME, |_| {});
     }
-    for (t, plt) in [(d.rela, false), (d.jmprel, true)] {
+    for (t, plt) in [(d.rela(), false), (d.jmprel(), true)] {
         let Some(Ok(entries)) = t.map(|t| rela_entries(&l.image, t, NAME)) else {
             continue;
         };

@@ -91,10 +91,10 @@ pub(crate) fn constructors(obj: &Object) -> Vec<usize> {
     let mut out = Vec::new();
     let d = &obj.view.dyn_info;
     let image = &obj.view.image;
-    if let Some(init) = d.init {
+    if let Some(init) = d.init() {
         out.push(image.addr(init));
     }
-    if let Some(t) = d.init_array {
+    if let Some(t) = d.init_array() {
         if let Some(a) = image.slice::<u64>(image.addr(t.vaddr), (t.size / 8) as usize) {
             // 0 and -1 are the old .ctors sentinels; no linker puts them in
             // .init_array, but calling them would crash.
@@ -114,7 +114,7 @@ pub(crate) fn destructors(obj: &Object) -> Vec<usize> {
     let mut out = Vec::new();
     let d = &obj.view.dyn_info;
     let image = &obj.view.image;
-    if let Some(t) = d.fini_array {
+    if let Some(t) = d.fini_array() {
         if let Some(a) = image.slice::<u64>(image.addr(t.vaddr), (t.size / 8) as usize) {
             out.extend(
                 a.iter()
@@ -124,7 +124,7 @@ pub(crate) fn destructors(obj: &Object) -> Vec<usize> {
             );
         }
     }
-    if let Some(fini) = d.fini {
+    if let Some(fini) = d.fini() {
         out.push(image.addr(fini));
     }
     out

@@ -765,7 +765,7 @@ fn build_object(
         ));
     }
     let soname = dyn_info
-        .soname
+        .soname()
         .and_then(|o| view.symbols.string(o as usize))
         .map(<[u8]>::to_vec);
     // The names the object answers to besides its path (`name`).
@@ -886,6 +886,7 @@ fn build_object(
         scope.push(Scope::Global);
         scope.push(local.unwrap_or(Scope::Local(usize::MAX)));
     }
+    scope.shrink_to_fit();
     obj.scope = scope;
     Ok(obj)
 }

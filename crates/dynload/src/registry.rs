@@ -370,12 +370,12 @@ impl Registry {
             rpath: o
                 .view
                 .dyn_info
-                .rpath
+                .rpath()
                 .and_then(|off| self.dyn_string(o, off)),
             runpath: o
                 .view
                 .dyn_info
-                .runpath
+                .runpath()
                 .and_then(|off| self.dyn_string(o, off)),
             nodeflib: o.view.dyn_info.flag_1(elf::DF_1_NODEFLIB),
             dst: self.dst_values(o),
@@ -716,7 +716,7 @@ fn make_host(e: &HostEntry, is_main: bool) -> Object {
     }
     let soname = view
         .dyn_info
-        .soname
+        .soname()
         .and_then(|o| view.symbols.string(o as usize))
         .map(<[u8]>::to_vec);
     let is_vdso = e.name.starts_with(b"linux-vdso") || e.name.starts_with(b"linux-gate");

@@ -90,7 +90,7 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome,
         // Its code is not executable while it is written: its own IFUNC
         // resolvers could not run.
         let image = &obj.view.image;
-        let irelative = [d.rela, d.jmprel].into_iter().flatten().any(|t| {
+        let irelative = [d.rela(), d.jmprel()].into_iter().flatten().any(|t| {
             image
                 .slice::<crate::elf::Rela>(image.addr(t.vaddr), (t.size / 24) as usize)
                 .is_some_and(|rs| {
@@ -112,13 +112,13 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome,
             .with_why("during its relocation its code is writable and therefore not executable (W^X), so its IFUNC resolvers cannot run; rebuild it with -fPIC"));
         }
     }
-    if d.rel.is_some_and(|t| t.size > 0) {
+    if d.rel().is_some_and(|t| t.size > 0) {
         return Err(Error::unsupported(
             name,
             "DT_REL relocations are not used on x86_64",
         ));
     }
-    if d.pltrel.is_some_and(|p| p != u64::from(elf::DT_RELA)) && d.jmprel.is_some() {
+    if d.pltrel().is_some_and(|p| p != u64::from(elf::DT_RELA)) && d.jmprel().is_some() {
         return Err(Error::unsupported(name, "DT_PLTREL is not DT_RELA"));
     }
     debug!(
@@ -138,13 +138,13 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome,
         out: Outcome::default(),
         name,
     };
-    if let Some(t) = d.relr {
+    if let Some(t) = d.relr() {
         rl.relr(t)?;
     }
-    if let Some(t) = d.rela {
+    if let Some(t) = d.rela() {
         rl.rela_table(t, false, false)?;
     }
-    if let Some(t) = d.jmprel {
+    if let Some(t) = d.jmprel() {
         rl.rela_table(t, true, lazy)?;
     }
     let mut out = rl.out;
@@ -270,7 +270,7 @@ impl Relocator<'_> {
             .obj
             .view
             .dyn_info
-            .pltgot
+            .pltgot()
             .ok_or_else(|| Error::invalid(self.name.clone(), "DT_JMPREL without DT_PLTGOT"))?;
         let got = self.target(pltgot, 24)?;
         let info = Box::new(LazyInfo {

@@ -42,6 +42,9 @@ impl Image {
             }
         }
         readable.sort_unstable();
+        // Kept for the object's life: no growth slack.
+        readable.shrink_to_fit();
+        writable.shrink_to_fit();
         Image {
             base,
             readable,

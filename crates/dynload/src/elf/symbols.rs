@@ -111,20 +111,20 @@ impl SymbolTable {
     /// keeps that memory mapped for as long as the table is used (both are
     /// owned by the same loaded object).
     pub(crate) fn parse(image: &Image, d: &DynInfo) -> Result<SymbolTable, String> {
-        let (Some(symtab), Some(strtab)) = (d.symtab, d.strtab) else {
+        let (Some(symtab), Some(strtab)) = (d.symtab(), d.strtab()) else {
             return Ok(SymbolTable::empty(image.base));
         };
         let strtab_addr = image.addr(strtab.vaddr);
         if image.bytes(strtab_addr, strtab.size as usize).is_none() {
             return Err("DT_STRTAB lies outside the loaded segments".into());
         }
-        let (hash, nsyms) = if let Some(gnu) = d.gnu_hash {
+        let (hash, nsyms) = if let Some(gnu) = d.gnu_hash() {
             let (table, hashed) = parse_gnu(image, image.addr(gnu))?;
             (
                 table,
                 hashed.unwrap_or_else(|| count_by_layout(image, d, symtab)),
             )
-        } else if let Some(sysv) = d.hash {
+        } else if let Some(sysv) = d.hash() {
             parse_sysv(image, image.addr(sysv))?
         } else {
             (HashTable::None, 0)
@@ -133,7 +133,7 @@ impl SymbolTable {
         let syms: &[Sym] = image.slice(syms_addr, nsyms as usize).ok_or_else(|| {
             format!("DT_SYMTAB with {nsyms} symbols lies outside the loaded segments")
         })?;
-        let versym = match d.versym {
+        let versym = match d.versym() {
             Some(v) => image
                 .slice::<u16>(image.addr(v), nsyms as usize)
                 .ok_or_else(|| "DT_VERSYM lies outside the loaded segments".to_string())?
@@ -330,16 +330,16 @@ impl SymbolTable {
 /// run up to the nearest table above them, or to the end of their segment.
 fn count_by_layout(image: &Image, d: &DynInfo, symtab: u64) -> u32 {
     let tables = [
-        d.strtab.map(|t| t.vaddr),
-        d.hash,
-        d.gnu_hash,
-        d.versym,
-        d.verdef,
-        d.verneed,
-        d.rela.map(|t| t.vaddr),
-        d.rel.map(|t| t.vaddr),
-        d.jmprel.map(|t| t.vaddr),
-        d.relr.map(|t| t.vaddr),
+        d.strtab().map(|t| t.vaddr),
+        d.hash(),
+        d.gnu_hash(),
+        d.versym(),
+        d.verdef(),
+        d.verneed(),
+        d.rela().map(|t| t.vaddr),
+        d.rel().map(|t| t.vaddr),
+        d.jmprel().map(|t| t.vaddr),
+        d.relr().map(|t| t.vaddr),
     ];
     let start = image.addr(symtab);
     let Some(segment_end) = image.segment_end(start) else {

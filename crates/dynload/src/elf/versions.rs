@@ -60,8 +60,7 @@ impl Versions {
                 .map(Box::from)
                 .ok_or_else(|| format!("{what}: name outside the string table"))
         };
-        let mut high = 0usize;
-        if let Some(vaddr) = d.verneed {
+        if let Some(vaddr) = d.verneed() {
             let mut addr = image.addr(vaddr);
             for _ in 0..MAX_ENTRIES {
                 let ent: &elf::Verneed<E> = image
@@ -85,7 +84,6 @@ impl Versions {
                     let name = string(aux.vna_name.get(LE), "DT_VERNEED")?;
                     let other = aux.vna_other.get(LE);
                     let ndx = usize::from(other & 0x7fff);
-                    high = high.max(ndx);
                     let entry = VersionEntry {
                         name: name.clone(),
                         hash: aux.vna_hash.get(LE),
@@ -116,7 +114,7 @@ impl Versions {
                     .ok_or("DT_VERNEED: bad vn_next")?;
             }
         }
-        if let Some(vaddr) = d.verdef {
+        if let Some(vaddr) = d.verdef() {
             v.has_verdef = true;
             let mut addr = image.addr(vaddr);
             for _ in 0..MAX_ENTRIES {
@@ -137,7 +135,6 @@ impl Versions {
                     .ok_or("DT_VERDEF auxiliary outside the loaded segments")?;
                 let name = string(aux.vda_name.get(LE), "DT_VERDEF")?;
                 let ndx = ent.vd_ndx.get(LE) & 0x7fff;
-                high = high.max(usize::from(ndx));
                 v.defined.push((ent.vd_hash.get(LE), name.clone(), ndx));
                 // The base version names the file itself and is never used
                 // to match a versioned symbol.
@@ -159,7 +156,8 @@ impl Versions {
                     .ok_or("DT_VERDEF: bad vd_next")?;
             }
         }
-        v.by_index.resize(high + 1, None);
+        // (`set` sized it; an object without versions allocates nothing.)
+        v.by_index.shrink_to_fit();
         Ok(v)
     }
 

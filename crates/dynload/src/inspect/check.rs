@@ -314,7 +314,7 @@ impl Inspector {
                 );
             }
         }
-        if d.rpath.is_some() && d.runpath.is_some() {
+        if d.rpath().is_some() && d.runpath().is_some() {
             push(
                 Severity::Info,
                 "rpath-ignored",
@@ -382,7 +382,7 @@ impl Inspector {
         let d = &view.dyn_info;
         // symbol index -> (only PLT slots, some TPOFF64)
         let mut seen: HashMap<u32, (bool, bool)> = HashMap::new();
-        for t in [d.rela, d.jmprel].into_iter().flatten() {
+        for t in [d.rela(), d.jmprel()].into_iter().flatten() {
             let count = (t.size as usize) / std::mem::size_of::<Rela>();
             let Some(relas) = view.image.slice::<Rela>(view.image.addr(t.vaddr), count) else {
                 continue;

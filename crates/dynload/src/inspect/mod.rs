@@ -170,11 +170,11 @@ impl InspectedObject {
     }
     /// A DT_RPATH or DT_RUNPATH string.
     pub fn rpath(&self) -> Option<String> {
-        self.dyn_str(self.read.view.dyn_info.rpath)
+        self.dyn_str(self.read.view.dyn_info.rpath())
     }
     /// DT_RUNPATH.
     pub fn runpath(&self) -> Option<String> {
-        self.dyn_str(self.read.view.dyn_info.runpath)
+        self.dyn_str(self.read.view.dyn_info.runpath())
     }
     fn dyn_str(&self, off: Option<u64>) -> Option<String> {
         let s = self.read.view.symbols.string(off? as usize)?;
@@ -466,10 +466,10 @@ impl Inspector {
         find::PathOwner {
             name: o.path(),
             rpath: d
-                .rpath
+                .rpath()
                 .and_then(|off| o.read.view.symbols.string(off as usize)),
             runpath: d
-                .runpath
+                .runpath()
                 .and_then(|off| o.read.view.symbols.string(off as usize)),
             nodeflib: d.flag_1(elf::DF_1_NODEFLIB),
             dst: self.dst_values(id),
@@ -575,7 +575,7 @@ impl Inspector {
         let view = &read.view;
         let soname = view
             .dyn_info
-            .soname
+            .soname()
             .and_then(|o| view.symbols.string(o as usize))
             .map(<[u8]>::to_vec);
         let origin = if is_main {
