@@ -124,20 +124,8 @@ pub unsafe extern "C" fn dl_iterate_phdr(
     unsafe { dlfcn::dl_iterate_phdr(callback, data) }
 }
 
-/// `_dl_find_object(3)`: dynload's objects, then glibc's. Exported so that
-/// glibc's libgcc_s, which asks this function for every frame it unwinds,
-/// finds the unwind tables of dynload's objects.
-///
-/// # Safety
-/// As `_dl_find_object(3)`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn _dl_find_object(
-    pc: *mut c_void,
-    result: *mut dlfcn::DlFindObject,
-) -> c_int {
-    // SAFETY: forwarded contract.
-    unsafe { dlfcn::find_object(pc, result) }
-}
+// `_dl_find_object` is exported from here too: the loader crate defines it
+// under its C name (dynload::unwind), for programs that link it as well.
 
 /// dynload's version string (see `dynload.h`).
 #[unsafe(no_mangle)]

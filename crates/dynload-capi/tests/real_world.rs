@@ -171,6 +171,39 @@ fn rust_cdylib_is_unloaded_and_reloaded_at_the_same_path() {
 }
 
 #[test]
+fn unwind_tables_are_registered_when_libdynload_is_opened_locally() {
+    // libdynload.so opened RTLD_LOCAL by a C++ program and used through
+    // its handle: the program's libgcc_s asks glibc's `_dl_find_object`,
+    // which does not know dynload's objects, so dynload registers their
+    // unwind tables with libgcc (and deregisters them before unmapping:
+    // the second round loads again). The same program on glibc's own
+    // dlopen must print the same.
+    let set = cxx_objects("capi-cxx-local");
+    let host = program("local_dynload.cpp");
+    let loaders = [
+        "glibc".to_string(),
+        testkit::libdynload().to_string_lossy().into_owned(),
+    ];
+    let [glibc, dynload] = loaders.map(|loader| {
+        let out = testkit::run(
+            std::process::Command::new(&host)
+                .args([loader.as_str(), set.path("catcher").as_str()])
+                .current_dir(&set.dir)
+                .env_remove("LD_LIBRARY_PATH"),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    });
+    assert_eq!(glibc, dynload);
+    for line in [
+        "2 catch_across: 42\n",
+        "2 cast_across: 15\n",
+        "2 host caught: plugin error\n",
+    ] {
+        assert!(dynload.contains(line), "{line}{dynload}");
+    }
+}
+
+#[test]
 fn cxx_plugin_in_a_c_program_stays() {
     // In a C program the plugin brings libstdc++, which binds to the
     // plugin's copies of weak template functions (a relocation dependency)

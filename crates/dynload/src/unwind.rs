@@ -9,13 +9,15 @@
 //!   objects and forwards every other address to glibc's. Objects loaded by
 //!   dynload are bound to it (so an unwinder that dynload loaded, such as a
 //!   `-static-libgcc` copy inside a plugin or a second libgcc_s, asks it),
-//!   and libdynload.so exports it, so under LD_PRELOAD glibc's libgcc_s
-//!   asks it too.
-//! - Where the process's libgcc_s is not bound to it (the Rust API, linked
-//!   into a program), each object's `.eh_frame` is registered with that
-//!   libgcc_s (`__register_frame`) before its constructors run, and
-//!   deregistered before it is unmapped. libgcc searches registered frames
-//!   before asking `_dl_find_object`.
+//!   and it is exported under its C name ([`_dl_find_object`]): from
+//!   libdynload.so, and from any program that links dynload, so that the
+//!   process's libgcc_s asks it, preloaded or linked.
+//! - Where the process's libgcc_s is not bound to it (dynload inside an
+//!   object loaded RTLD_LOCAL, such as libdynload.so opened by dlopen),
+//!   each object's `.eh_frame` is registered with that libgcc_s
+//!   (`__register_frame`) before its constructors run, and deregistered
+//!   before it is unmapped. libgcc searches registered frames before asking
+//!   `_dl_find_object`.
 //!
 //! The lookup table is read without a lock (unwinders call
 //! `_dl_find_object` for every frame, from any thread, from signal
@@ -96,6 +98,26 @@ pub unsafe extern "C" fn find_object(pc: *mut c_void, result: *mut DlFindObject)
             None => -1,
         },
     }
+}
+
+/// [`find_object`] under its C name, in whatever links dynload.
+///
+/// libgcc_s refers to `_dl_find_object`, and GNU ld exports from a program
+/// every symbol a linked shared library refers to: a program that links
+/// dynload therefore exports this definition, which comes before glibc's
+/// in the global scope, and its libgcc_s asks dynload, as it does under
+/// LD_PRELOAD (libdynload.so exports this same function). Nothing then
+/// needs registering with libgcc, whose registration reads pages of each
+/// object's `.eh_frame` that glibc's loads never touch. (Two copies of
+/// dynload in one program would define it twice: the link fails.)
+///
+/// # Safety
+/// As `_dl_find_object(3)`: `result` points to a writable
+/// `struct dl_find_object`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn _dl_find_object(pc: *mut c_void, result: *mut DlFindObject) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { find_object(pc, result) }
 }
 
 /// `f` of the entry containing `addr`, read as a counted reader.
@@ -249,6 +271,9 @@ fn registrar() -> Option<&'static Registrar> {
                 // SAFETY: glibc's dlsym with its own RTLD_DEFAULT handle.
                 unsafe { (g.dlsym)(libc::RTLD_DEFAULT, n.as_ptr()) as usize }
             };
+            // (`find_object`, not the exported `_dl_find_object`: inside a
+            // shared object, the address of an exported function is the
+            // global definition's, which may be glibc's.)
             if same_object(sym(c"_dl_find_object"), find_object as *const () as usize) {
                 return None;
             }

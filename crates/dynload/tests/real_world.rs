@@ -1,6 +1,7 @@
 //! Real-world code through the Rust API, in a process with no LD_PRELOAD:
-//! the program's libgcc_s asks glibc's `_dl_find_object`, so dynload
-//! registers its objects' unwind tables with it. C++ exceptions and casts,
+//! the program exports dynload's `_dl_find_object` (its libgcc_s refers to
+//! the name), so libgcc_s asks dynload for the frames of its objects and
+//! nothing is registered with libgcc. C++ exceptions and casts,
 //! thread_local destructors that outlive a close, a second libgcc_s loaded
 //! by dynload, and a Rust cdylib rebuilt and reloaded at the same path.
 
@@ -42,7 +43,27 @@ fn cxx_set(name: &str) -> Set {
 }
 
 #[test]
-fn cxx_exceptions_and_casts_through_registered_frames() {
+fn cxx_exceptions_and_casts_through_dynloads_dl_find_object() {
+    // The program's `_dl_find_object`, as its libgcc_s was bound to it, is
+    // dynload's (this program's own), not ld.so's.
+    unsafe extern "C" {
+        fn _dl_find_object(pc: *mut c_void, result: *mut c_void) -> i32;
+    }
+    // SAFETY: glibc's dlsym and dlvsym with a C string; ld.so is loaded.
+    let (global, ld_so) = unsafe {
+        let ld = libc::dlopen(
+            c"ld-linux-x86-64.so.2".as_ptr(),
+            libc::RTLD_LAZY | libc::RTLD_NOLOAD,
+        );
+        assert!(!ld.is_null());
+        (
+            libc::dlsym(libc::RTLD_DEFAULT, c"_dl_find_object".as_ptr()) as usize,
+            libc::dlvsym(ld, c"_dl_find_object".as_ptr(), c"GLIBC_2.35".as_ptr()) as usize,
+        )
+    };
+    assert_eq!(global, _dl_find_object as *const () as usize);
+    assert_ne!(global, ld_so);
+
     let set = cxx_set("api-cxx");
     let lib = unsafe { Library::open(set.path("catcher"), OpenFlags::NOW) }.unwrap();
     assert!(code_mapped(&set.file("thrower")));
@@ -57,8 +78,8 @@ fn cxx_exceptions_and_casts_through_registered_frames() {
     }
     lib.close().unwrap();
     assert!(!code_mapped(&set.file("thrower")));
-    // Unwind tables were deregistered before unmapping: a throw in a new
-    // load (at whatever address) still works.
+    // The object was forgotten before unmapping: a throw in a new load (at
+    // whatever address) still works.
     let lib = unsafe { Library::open(set.path("catcher"), OpenFlags::LAZY) }.unwrap();
     let f = unsafe { lib.get::<IntFn>("catch_across") }.unwrap();
     assert_eq!(f(), 42);
