@@ -7,15 +7,18 @@
 
 What is measured, each loader loading its own copy of every fixture. dynload
 runs in two configurations: linked into the measuring program and called
-directly (its Rust API, "dynload"), and preloaded into it as `dynload run`
-does (its C ABI, "dynload (LD_PRELOAD)"; not for criterion):
+directly (its Rust API, "dynload"), and preloaded into an ordinary program
+as `dynload run` does (its C ABI, "dynload (LD_PRELOAD)"; not for
+criterion):
 
 1. criterion (`cargo bench -p dynload-bench --bench loader`, then
    `--bench dlopen_rs`): the median time of each in-process case.
-2. first loads: `first-load` in a fresh process per run, for big system
-   libraries in both binding modes, and for one more small object after a
-   bigger one; loaders are interleaved run by run, so that noise hits them
-   alike, after one unrecorded round that warms the page cache.
+2. first loads: `first-load` (dynload linked), `first-load-glibc` (glibc,
+   and dynload preloaded) and `first-load-dlopen-rs`, in a fresh process
+   per run, for big system libraries in both binding modes, and for one
+   more small object after a bigger one; loaders are interleaved run by
+   run, so that noise hits them alike, after one unrecorded round that
+   warms the page cache.
 3. instructions: callgrind's count (Ir) of the `measured_load` call.
 4. memory: what one more object adds to VmRSS, mappings and the heap.
 5. Python: `python -c 'import <extension modules>'`, plain and under
@@ -292,7 +295,12 @@ def tiny_copies(loader):
 
 def first_load_argv(loader, load):
     """Preloaded, dynload is what the program's glibc calls reach."""
-    program = RELEASE / ("first-load-dlopen-rs" if loader == "dlopen-rs" else "first-load")
+    # An ordinary program (first-load-glibc does not link dynload) for glibc
+    # and for `dynload run`: a program that links dynload exports its
+    # `_dl_find_object`, and a preloaded libdynload.so would be a second
+    # loader in it.
+    program = RELEASE / {"dlopen-rs": "first-load-dlopen-rs", "dynload": "first-load"}.get(
+        loader, "first-load-glibc")
     argv = [existing(program), "glibc" if loader == PRELOAD else loader, load.mode, object_path(loader, load.object)]
     if load.warm:
         argv.append(object_path(loader, load.warm))

@@ -6,6 +6,8 @@
 //! other's copy already loaded and measures a reference count instead of a
 //! load.
 
+pub mod first_load;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
