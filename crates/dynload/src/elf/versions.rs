@@ -7,22 +7,28 @@ use super::image::Image;
 use super::symbols::SymbolTable;
 use super::{elf, E, LE};
 
+/// A version or file name. Shared, not copied, between the tables that
+/// name it (each requirement names its file, each definition is listed
+/// twice): libstdc++ names dozens of versions, and every object keeps its
+/// tables for its lifetime.
+pub(crate) type Name = std::sync::Arc<[u8]>;
+
 /// One entry of the version table: the version a symbol index refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct VersionEntry {
-    pub name: Box<[u8]>,
+    pub name: Name,
     /// ELF hash of `name`.
     pub hash: u32,
     /// A requirement marked hidden (VER_FLG_HIDDEN in vna_other).
     pub hidden: bool,
     /// For requirements: the DT_NEEDED name that must define this version.
-    pub filename: Option<Box<[u8]>>,
+    pub filename: Option<Name>,
 }
 
 /// A version one dependency must provide.
 #[derive(Debug, Clone)]
 pub(crate) struct Requirement {
-    pub name: Box<[u8]>,
+    pub name: Name,
     pub hash: u32,
     pub weak: bool,
 }
@@ -30,7 +36,7 @@ pub(crate) struct Requirement {
 /// All versions required from one DT_NEEDED file.
 #[derive(Debug, Clone)]
 pub(crate) struct Needed {
-    pub file: Box<[u8]>,
+    pub file: Name,
     pub versions: Vec<Requirement>,
 }
 
@@ -40,7 +46,7 @@ pub(crate) struct Versions {
     /// Indexed by version index (the low 15 bits of a versym entry).
     pub by_index: Vec<Option<VersionEntry>>,
     /// Every DT_VERDEF entry, base version included: (hash, name, index).
-    pub defined: Vec<(u32, Box<[u8]>, u16)>,
+    pub defined: Vec<(u32, Name, u16)>,
     pub has_verdef: bool,
     pub needed: Vec<Needed>,
 }
@@ -55,9 +61,9 @@ impl Versions {
         syms: &SymbolTable,
     ) -> Result<Versions, String> {
         let mut v = Versions::default();
-        let string = |off: u32, what: &str| -> Result<Box<[u8]>, String> {
+        let string = |off: u32, what: &str| -> Result<Name, String> {
             syms.string(off as usize)
-                .map(Box::from)
+                .map(Name::from)
                 .ok_or_else(|| format!("{what}: name outside the string table"))
         };
         if let Some(vaddr) = d.verneed() {

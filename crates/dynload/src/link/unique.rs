@@ -19,7 +19,7 @@ use crate::registry::Registry;
 /// dynload's table of unique definitions, by name.
 #[derive(Default)]
 pub(crate) struct UniqueTable {
-    by_name: Mutex<FxHashMap<Vec<u8>, Found>>,
+    by_name: Mutex<FxHashMap<Box<[u8]>, Found>>,
 }
 
 impl UniqueTable {
@@ -40,7 +40,7 @@ impl Registry {
             return f;
         }
         let chosen = self.glibc_unique(name).unwrap_or(found);
-        table.insert(name.to_vec(), chosen);
+        table.insert(name.into(), chosen);
         chosen
     }
 
