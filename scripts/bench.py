@@ -814,8 +814,9 @@ def readme_section(results, readme):
         "`tiny`, `many` and `reloc` are the bench's fixtures (one function; 10,000 symbols; "
         "4,000 symbolic relocations against `relocdep`), "
         "each loader loading its own copy. dynload is called directly, linked into the measuring "
-        "program (its Rust API, which also registers each object's unwind tables with libgcc); "
-        f"{label(PRELOAD)} is the same program's `dlopen` reaching libdynload.so, preloaded as "
+        "program (its Rust API; the program exports dynload's `_dl_find_object`); "
+        f"{label(PRELOAD)} is an ordinary program's `dlopen` (glibc's measuring program) "
+        "reaching libdynload.so, preloaded as "
         "`dynload run` does (its C ABI).",
         "",
         *note_lines(results),
