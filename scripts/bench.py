@@ -74,7 +74,7 @@ BENCHES = ("loader", "dlopen_rs")
 QUICK_CRITERION = ["--warm-up-time", "0.2", "--measurement-time", "0.5", "--sample-size", "10"]
 BIG_LIBS = ("libLLVM-15.so.1", "libz3.so.4", "libcrypto.so.3")
 MODES = ("now", "lazy")
-MEMORY_RUNS = 5
+MEMORY_RUNS = 9
 PYTHON_MODULES = (
     "_decimal _ssl _hashlib _sqlite3 _ctypes _json _pickle _datetime array math _socket select "
     "zlib _bz2 _lzma pyexpat _elementtree unicodedata _struct _random _bisect _heapq _csv "
@@ -364,7 +364,7 @@ def time_summary(samples):
 def memory_summary(samples):
     """Medians, per object loaded."""
     return {key: statistics.median(s[key] / s.get("objects", 1) for s in samples)
-            for key in ("rss_kb", "mappings", "heap_bytes")}
+            for key in ("rss_kb", "anon_kb", "mappings", "heap_bytes") if key in samples[0]}
 
 
 def summarise(loads, table, summary):
@@ -597,20 +597,32 @@ def kib_measure(config):
     return f"{label(config)} − glibc resident (KiB)"
 
 
+def private_measure(config):
+    return f"{label(config)} − glibc private (KiB)"
+
+
 def maps_measure(config):
     return f"{label(config)} − glibc mappings"
 
 
 def memory_targets(row, config):
-    """Per object, dynload may add at most 1 KiB of resident memory and no mapping
+    """Per object, dynload may add at most 1 KiB of resident memory, and of
+    private memory (RssAnon: the heap and written pages, without the file
+    pages the kernel maps around each fault, which move a single big
+    library's resident size by tens of KiB from run to run), and no mapping
     more than glibc does."""
     glibc, dynload = row["loaders"]["glibc"], row["loaders"].get(config)
     both = measured(glibc) and measured(dynload)
     kib = per_object_kib(dynload) - per_object_kib(glibc) if both else None
+    private = (dynload["anon_kb"] - glibc["anon_kb"]
+               if both and "anon_kb" in glibc and "anon_kb" in dynload else None)
     maps = dynload["mappings"] - glibc["mappings"] if both else None
     common = {"kind": "memory", "case": row["case"], "config": config}
-    return [{**common, "measure": kib_measure(config), "target": f"≤ glibc + {MEMORY_LIMIT_KIB:g} KiB",
-             "limit": MEMORY_LIMIT_KIB, "value": kib, "met": None if kib is None else kib <= MEMORY_LIMIT_KIB},
+    limit = {"target": f"≤ glibc + {MEMORY_LIMIT_KIB:g} KiB", "limit": MEMORY_LIMIT_KIB}
+    return [{**common, "measure": kib_measure(config), **limit,
+             "value": kib, "met": None if kib is None else kib <= MEMORY_LIMIT_KIB},
+            {**common, "measure": private_measure(config), **limit,
+             "value": private, "met": None if private is None else private <= MEMORY_LIMIT_KIB},
             {**common, "measure": maps_measure(config), "target": "≤ glibc", "limit": 0,
              "value": maps, "met": None if maps is None else maps <= 0}]
 
@@ -706,14 +718,18 @@ def first_load_table(results):
 def memory_cell(entry):
     if not measured(entry):
         return "—"
-    return f"{per_object_kib(entry):,.1f} KiB (heap {entry['heap_bytes']:,.0f} B), {entry['mappings']:g} maps"
+    private = f"private {entry['anon_kb']:,.1f} KiB, " if "anon_kb" in entry else ""
+    return (f"{per_object_kib(entry):,.1f} KiB ({private}heap {entry['heap_bytes']:,.0f} B), "
+            f"{entry['mappings']:g} maps")
 
 
 def memory_checks(results, case, config):
     """Differences to glibc and whether they are within the targets."""
     kib = target_for(results, "memory", case, kib_measure(config))
+    private = target_for(results, "memory", case, private_measure(config))
     maps = target_for(results, "memory", case, maps_measure(config))
-    return [format_target_value(kib), format_met(kib), format_target_value(maps), format_met(maps)]
+    return [format_target_value(kib), format_met(kib), format_target_value(private), format_met(private),
+            format_target_value(maps), format_met(maps)]
 
 
 def memory_table(results):
@@ -721,7 +737,8 @@ def memory_table(results):
     for row in results.get("memory", []):
         rows.append([row["object"], row["warm"], *(memory_cell(row["loaders"].get(name)) for name in LOADERS),
                      *(cell for config in CONFIGS for cell in memory_checks(results, row["case"], config))])
-    checks = [[f"{label(c)} − glibc", f"≤ {MEMORY_LIMIT_KIB:g} KiB", f"mappings {label(c)} − glibc", "≤ 0"]
+    checks = [[f"{label(c)} − glibc", f"≤ {MEMORY_LIMIT_KIB:g} KiB", f"private {label(c)} − glibc",
+               f"≤ {MEMORY_LIMIT_KIB:g} KiB", f"mappings {label(c)} − glibc", "≤ 0"]
               for c in CONFIGS]
     header = ["object", "loaded after", *map(label, LOADERS), *(h for c in checks for h in c)]
     return markdown_table(header, rows)
@@ -827,8 +844,8 @@ def readme_section(results, readme):
         "",
         first_load_table(results),
         "",
-        f"Memory added per object (VmRSS growth, with the heap bytes in use, and mappings), median of "
-        f"{MEMORY_RUNS} runs; `{COPIES}` is {TINY_COPIES} copies of `tiny` loaded one after another, "
+        f"Memory added per object (VmRSS growth; its private part, RssAnon: heap and written pages; "
+        f"the heap bytes in use; mappings), median of {MEMORY_RUNS} runs; `{COPIES}` is {TINY_COPIES} copies of `tiny` loaded one after another, "
         f"divided by {TINY_COPIES}; {', '.join(f'`{name}`' for name in SEARCHED)} is given by name, "
         "for each loader to search the library path:",
         "",

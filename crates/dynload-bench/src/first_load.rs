@@ -53,8 +53,9 @@ pub fn run<T>(
     let ns = start.elapsed().as_nanos();
     let grown = Footprint::now().since(before);
     println!(
-        "{{\"loader\":\"{loader}\",\"ns\":{ns},\"rss_kb\":{},\"mappings\":{},\"heap_bytes\":{},\"objects\":{}}}",
+        "{{\"loader\":\"{loader}\",\"ns\":{ns},\"rss_kb\":{},\"anon_kb\":{},\"mappings\":{},\"heap_bytes\":{},\"objects\":{}}}",
         grown.rss_kb,
+        grown.anon_kb,
         grown.mappings,
         grown.heap_bytes,
         targets.len()

@@ -204,6 +204,9 @@ pub fn objects_at(path: &str) -> Vec<String> {
 pub struct Footprint {
     /// VmRSS, in kB.
     pub rss_kb: i64,
+    /// RssAnon, in kB: the private part of VmRSS (heap, written pages),
+    /// without the file pages the kernel maps around each fault.
+    pub anon_kb: i64,
     /// Lines of /proc/self/maps.
     pub mappings: i64,
     /// Bytes malloc has handed out and not had back (its own chunks and
@@ -215,11 +218,13 @@ impl Footprint {
     /// The process now.
     pub fn now() -> Footprint {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let rss_kb = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0);
+        let kb = |field: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        };
         let mappings = std::fs::read_to_string("/proc/self/maps")
             .map(|m| m.lines().count() as i64)
             .unwrap_or(0);
@@ -227,7 +232,8 @@ impl Footprint {
         let m = unsafe { libc::mallinfo2() };
         let heap_bytes = (m.uordblks + m.hblkhd) as i64;
         Footprint {
-            rss_kb,
+            rss_kb: kb("VmRSS:"),
+            anon_kb: kb("RssAnon:"),
             mappings,
             heap_bytes,
         }
@@ -237,6 +243,7 @@ impl Footprint {
     pub fn since(self, earlier: Footprint) -> Footprint {
         Footprint {
             rss_kb: self.rss_kb - earlier.rss_kb,
+            anon_kb: self.anon_kb - earlier.anon_kb,
             mappings: self.mappings - earlier.mappings,
             heap_bytes: self.heap_bytes - earlier.heap_bytes,
         }
