@@ -89,6 +89,14 @@ impl View {
         unsafe { View::of_mapped(base, phdr, usize::from(ehdr.e_phnum.get(LE)), true) }
     }
 
+    /// Does this object refer to `name` (an undefined dynamic symbol)? The
+    /// hash tables list definitions only: the symbol table is walked.
+    fn refers_to(&self, name: &[u8]) -> bool {
+        (1..)
+            .map_while(|i| self.symbols.get(i))
+            .any(|sym| sym.is_undefined() && self.symbols.name(sym) == name)
+    }
+
     /// The address of the default-version definition of `name`.
     fn default_definition(&self, name: &[u8]) -> Option<usize> {
         let mut hash = NameHash::new(name);
@@ -129,7 +137,8 @@ type DladdrFn = unsafe extern "C" fn(*const c_void, *mut libc::Dl_info) -> c_int
 type Dladdr1Fn =
     unsafe extern "C" fn(*const c_void, *mut libc::Dl_info, *mut *mut c_void, c_int) -> c_int;
 type DlinfoFn = unsafe extern "C" fn(*mut c_void, c_int, *mut c_void) -> c_int;
-type FindObjectFn = unsafe extern "C" fn(*mut c_void, *mut crate::unwind::DlFindObject) -> c_int;
+pub(crate) type FindObjectFn =
+    unsafe extern "C" fn(*mut c_void, *mut crate::unwind::DlFindObject) -> c_int;
 pub(crate) type ThreadDtor = unsafe extern "C" fn(*mut c_void);
 type ThreadAtexitFn = unsafe extern "C" fn(ThreadDtor, *mut c_void, *mut c_void) -> c_int;
 
@@ -163,8 +172,7 @@ unsafe impl Sync for Glibc {}
 
 /// glibc's functions, found once.
 pub(crate) fn glibc() -> &'static Glibc {
-    static GLIBC: OnceLock<Glibc> = OnceLock::new();
-    GLIBC.get_or_init(|| match find_glibc() {
+    match found_glibc() {
         Ok(g) => g,
         Err(e) => {
             // Without glibc's entry points nothing can work; this only
@@ -172,7 +180,18 @@ pub(crate) fn glibc() -> &'static Glibc {
             eprintln!("dynload: cannot find glibc's dynamic-linking functions: {e}");
             std::process::abort();
         }
-    })
+    }
+}
+
+/// glibc's functions, if this is a dynamically linked glibc process (for
+/// code that runs whether or not dynload is used, such as constructors).
+pub(crate) fn glibc_if_any() -> Option<&'static Glibc> {
+    found_glibc().ok()
+}
+
+fn found_glibc() -> Result<&'static Glibc, &'static String> {
+    static GLIBC: OnceLock<Result<Glibc, String>> = OnceLock::new();
+    GLIBC.get_or_init(find_glibc).as_ref()
 }
 
 fn find_glibc() -> Result<Glibc, String> {
@@ -356,11 +375,48 @@ pub(crate) fn is_c_runtime(name: &[u8]) -> bool {
     C_RUNTIME.iter().any(|c| c.as_bytes() == base)
 }
 
+/// Does the glibc-loaded object that contains `addr` refer to the dynamic
+/// symbol `name`?
+pub(crate) fn object_refers_to(addr: usize, name: &[u8]) -> bool {
+    // SAFETY: dladdr only reads glibc's tables; `info` is written.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    if addr == 0 || unsafe { (glibc().dladdr)(addr as *const c_void, &mut info) } == 0 {
+        return false;
+    }
+    let base = info.dli_fbase as usize;
+    // SAFETY: glibc maps a shared object's ELF header and program headers
+    // at its base (`dli_fbase`, `l_map_start`); the object contains code
+    // the caller may call, so it stays loaded while it is read.
+    match unsafe { View::of_header(base, base) } {
+        Ok(view) => view.refers_to(name),
+        Err(_) => false,
+    }
+}
+
 /// The text of glibc's pending dlerror, if any (consumes it).
 pub(crate) fn glibc_error() -> Option<String> {
     // SAFETY: dlerror returns NULL or a string valid until the next call.
     unsafe {
         let p = (glibc().dlerror)();
         (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_objects_refer_to_dl_find_object() {
+        let g = glibc();
+        // SAFETY: glibc's dlsym with RTLD_DEFAULT and a C string.
+        let register = unsafe { (g.dlsym)(libc::RTLD_DEFAULT, c"__register_frame".as_ptr()) };
+        assert!(!register.is_null(), "libgcc_s is loaded in a Rust test");
+        // glibc 2.36's libgcc_s asks `_dl_find_object`; libc defines it.
+        assert!(object_refers_to(register as usize, b"_dl_find_object"));
+        assert!(!object_refers_to(register as usize, b"no_such_symbol"));
+        let malloc = libc::malloc as *const () as usize;
+        assert!(!object_refers_to(malloc, b"_dl_find_object"));
+        assert!(!object_refers_to(0, b"_dl_find_object"));
     }
 }

@@ -26,7 +26,7 @@
 //! a new table and free old ones only once no reader can hold them.
 
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 use crate::debug::{self, debug};
@@ -75,12 +75,40 @@ static READERS: AtomicUsize = AtomicUsize::new(0);
 /// Replaced tables that a reader may still hold (as addresses).
 static RETIRED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
+/// glibc's `_dl_find_object` (0: glibc has none, before 2.35), found
+/// before `main` ([`FIND_GLIBCS`]): every program that links dynload sends
+/// every frame libgcc unwinds here, from any thread, from signal handlers
+/// too, so forwarding must not allocate or take locks, as finding glibc's
+/// functions the first time does.
+static GLIBC_FIND_OBJECT: AtomicUsize = AtomicUsize::new(0);
+static GLIBC_FIND_OBJECT_KNOWN: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn find_glibcs() {
+    let f = crate::host::glibc_if_any()
+        .and_then(|g| g.find_object)
+        .map_or(0, |f| f as usize);
+    GLIBC_FIND_OBJECT.store(f, SeqCst);
+    GLIBC_FIND_OBJECT_KNOWN.store(true, SeqCst);
+}
+
+/// glibc runs `.init_array` entries before `main` (and before a preloaded
+/// or dlopened libdynload.so returns from loading).
+#[used]
+#[link_section = ".init_array"]
+static FIND_GLIBCS: extern "C" fn() = find_glibcs;
+
 /// `_dl_find_object(pc, result)`: dynload's objects, then glibc's.
 ///
 /// # Safety
 /// `result` must point to a writable `struct dl_find_object`.
 pub unsafe extern "C" fn find_object(pc: *mut c_void, result: *mut DlFindObject) -> c_int {
-    match lookup(pc as usize, |e| *e) {
+    // (No object of dynload's: no need to count this reader.)
+    let ours = if CURRENT.load(SeqCst).is_null() {
+        None
+    } else {
+        lookup(pc as usize, |e| *e)
+    };
+    match ours {
         Some(e) => {
             // SAFETY: the caller provides a writable result.
             unsafe {
@@ -92,11 +120,23 @@ pub unsafe extern "C" fn find_object(pc: *mut c_void, result: *mut DlFindObject)
             }
             0
         }
-        None => match glibc().find_object {
-            // SAFETY: glibc's `_dl_find_object`, with the caller's arguments.
-            Some(f) => unsafe { f(pc, result) },
-            None => -1,
-        },
+        None => {
+            if !GLIBC_FIND_OBJECT_KNOWN.load(SeqCst) {
+                // Only where `.init_array` did not run (never in a glibc
+                // process, whose loader runs it).
+                find_glibcs();
+            }
+            match GLIBC_FIND_OBJECT.load(SeqCst) {
+                0 => -1,
+                f => {
+                    // SAFETY: glibc's `_dl_find_object`, stored from
+                    // `Glibc::find_object` by `find_glibcs`.
+                    let f: crate::host::FindObjectFn = unsafe { std::mem::transmute(f) };
+                    // SAFETY: the caller's arguments.
+                    unsafe { f(pc, result) }
+                }
+            }
+        }
     }
 }
 
@@ -271,14 +311,23 @@ fn registrar() -> Option<&'static Registrar> {
                 // SAFETY: glibc's dlsym with its own RTLD_DEFAULT handle.
                 unsafe { (g.dlsym)(libc::RTLD_DEFAULT, n.as_ptr()) as usize }
             };
-            // (`find_object`, not the exported `_dl_find_object`: inside a
-            // shared object, the address of an exported function is the
-            // global definition's, which may be glibc's.)
-            if same_object(sym(c"_dl_find_object"), find_object as *const () as usize) {
-                return None;
-            }
             let (reg, dereg) = (sym(c"__register_frame"), sym(c"__deregister_frame"));
             if reg == 0 || dereg == 0 {
+                return None;
+            }
+            // Nothing to register when the libgcc_s that would take the
+            // frames asks dynload's `_dl_find_object`: it is the global
+            // definition (`find_object`, not the exported
+            // `_dl_find_object`, is compared: inside a shared object, the
+            // address of an exported function is the global definition's,
+            // which may be glibc's), glibc has the function (2.35 and
+            // later), and that libgcc_s refers to it at all (an older one
+            // walks `dl_iterate_phdr`, which knows only glibc's objects).
+            let asks_dynload =
+                same_object(sym(c"_dl_find_object"), find_object as *const () as usize)
+                    && g.find_object.is_some()
+                    && crate::host::object_refers_to(reg, b"_dl_find_object");
+            if asks_dynload {
                 return None;
             }
             // SAFETY: libgcc's functions, with the prototypes of
