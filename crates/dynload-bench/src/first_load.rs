@@ -47,7 +47,7 @@ pub fn run<T>(
     for target in &targets {
         match measured(target, now) {
             Ok(t) => kept.push(t),
-            Err(e) => fail(format!("cannot load {path}: {e}")),
+            Err(e) => fail(format!("cannot load {}: {e}", target.to_string_lossy())),
         }
     }
     let ns = start.elapsed().as_nanos();
