@@ -13,7 +13,8 @@
 //!   libdynload.so, and from any program that links dynload, so that the
 //!   process's libgcc_s asks it, preloaded or linked.
 //! - Where the process's libgcc_s is not bound to it (dynload inside an
-//!   object loaded RTLD_LOCAL, such as libdynload.so opened by dlopen),
+//!   object loaded RTLD_LOCAL, such as libdynload.so opened by dlopen; a
+//!   glibc without `_dl_find_object`; a libgcc_s that does not call it),
 //!   each object's `.eh_frame` is registered with that libgcc_s
 //!   (`__register_frame`) before its constructors run, and deregistered
 //!   before it is unmapped. libgcc searches registered frames before asking
