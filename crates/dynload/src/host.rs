@@ -92,9 +92,9 @@ impl View {
     /// Does this object refer to `name` (an undefined dynamic symbol)? The
     /// hash tables list definitions only: the symbol table is walked.
     fn refers_to(&self, name: &[u8]) -> bool {
-        (1..)
-            .map_while(|i| self.symbols.get(i))
-            .any(|sym| sym.is_undefined() && self.symbols.name(sym) == name)
+        self.symbols
+            .iter()
+            .any(|(_, sym)| sym.is_undefined() && self.symbols.name(sym) == name)
     }
 
     /// The address of the default-version definition of `name`.

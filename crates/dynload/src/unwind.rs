@@ -27,7 +27,7 @@
 //! a new table and free old ones only once no reader can hold them.
 
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 use crate::debug::{self, debug};
@@ -76,20 +76,14 @@ static READERS: AtomicUsize = AtomicUsize::new(0);
 /// Replaced tables that a reader may still hold (as addresses).
 static RETIRED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
-/// glibc's `_dl_find_object` (0: glibc has none, before 2.35), found
-/// before `main` ([`FIND_GLIBCS`]): every program that links dynload sends
-/// every frame libgcc unwinds here, from any thread, from signal handlers
-/// too, so forwarding must not allocate or take locks, as finding glibc's
-/// functions the first time does.
-static GLIBC_FIND_OBJECT: AtomicUsize = AtomicUsize::new(0);
-static GLIBC_FIND_OBJECT_KNOWN: AtomicBool = AtomicBool::new(false);
-
+/// Find glibc's functions before `main` ([`FIND_GLIBCS`]): every program
+/// that links dynload sends every frame libgcc unwinds to [`find_object`],
+/// from any thread, from signal handlers too, and forwarding to glibc's
+/// `_dl_find_object` must then not allocate or call `dlopen`, as finding
+/// glibc's functions the first time does (afterwards it is one atomic
+/// load).
 extern "C" fn find_glibcs() {
-    let f = crate::host::glibc_if_any()
-        .and_then(|g| g.find_object)
-        .map_or(0, |f| f as usize);
-    GLIBC_FIND_OBJECT.store(f, SeqCst);
-    GLIBC_FIND_OBJECT_KNOWN.store(true, SeqCst);
+    let _ = crate::host::glibc_if_any();
 }
 
 /// glibc runs `.init_array` entries before `main` (and before a preloaded
@@ -121,23 +115,13 @@ pub unsafe extern "C" fn find_object(pc: *mut c_void, result: *mut DlFindObject)
             }
             0
         }
-        None => {
-            if !GLIBC_FIND_OBJECT_KNOWN.load(SeqCst) {
-                // Only where `.init_array` did not run (never in a glibc
-                // process, whose loader runs it).
-                find_glibcs();
-            }
-            match GLIBC_FIND_OBJECT.load(SeqCst) {
-                0 => -1,
-                f => {
-                    // SAFETY: glibc's `_dl_find_object`, stored from
-                    // `Glibc::find_object` by `find_glibcs`.
-                    let f: crate::host::FindObjectFn = unsafe { std::mem::transmute(f) };
-                    // SAFETY: the caller's arguments.
-                    unsafe { f(pc, result) }
-                }
-            }
-        }
+        // (Found before `main`; a process whose loader did not run
+        // `.init_array` would find them here.)
+        None => match crate::host::glibc_if_any().and_then(|g| g.find_object) {
+            // SAFETY: glibc's `_dl_find_object`, with the caller's arguments.
+            Some(f) => unsafe { f(pc, result) },
+            None => -1,
+        },
     }
 }
 
