@@ -239,7 +239,8 @@ pub unsafe extern "C" fn dlsym_from(
 ) -> *mut c_void {
     // A handle this thread looks up again and again is answered from its
     // copy of the search list, before anything else.
-    if let Some(addr) = bytes(name).and_then(|n| query::cached_lookup(handle as usize, n)) {
+    let name = bytes(name);
+    if let Some(addr) = name.and_then(|n| query::cached_lookup(handle as usize, n)) {
         clear_error();
         return addr as *mut c_void;
     }
@@ -256,19 +257,20 @@ pub unsafe extern "C" fn dlvsym_from(
     version: *const c_char,
     caller: *const c_void,
 ) -> *mut c_void {
-    lookup(handle, name, Some(version), caller)
+    lookup(handle, bytes(name), Some(version), caller)
 }
 
+/// `name` is the C string's bytes, measured by the caller (None: NULL).
 fn lookup(
     handle: *mut c_void,
-    name: *const c_char,
+    name: Option<&[u8]>,
     version: Option<*const c_char>,
     caller: *const c_void,
 ) -> *mut c_void {
     clear_error();
     or_null(guarded(|| {
-        let name = bytes(name)
-            .ok_or_else(|| Error::load(ErrorKind::InvalidArgument, "", "symbol name is NULL"))?;
+        let name =
+            name.ok_or_else(|| Error::load(ErrorKind::InvalidArgument, "", "symbol name is NULL"))?;
         let version =
             match version {
                 Some(v) => Some(bytes(v).ok_or_else(|| {
