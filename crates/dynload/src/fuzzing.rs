@@ -447,10 +447,8 @@ fn versions(syms: &SymbolTable, v: &Versions) {
             let _ = (v.entry(versym), v.at(versym));
         }
     }
-    for needed in &v.needed {
-        for r in &needed.versions {
-            let _ = v.defines(r.hash, &r.name);
-        }
+    for r in v.requirements() {
+        let _ = (v.defines(r.hash, r.name), v.unmet(&r));
     }
     let _ = v.defines(elf_hash(b"GLIBC_2.2.5"), b"GLIBC_2.2.5");
     let _ = (v.entry(u16::MAX), v.at(u16::MAX), v.at(0), v.at(1));

@@ -136,9 +136,9 @@ pub(crate) fn undefined_error(
     r.unwrap_or_else(|e| e)
 }
 
-fn wanted_version(v: &[u8]) -> VersionEntry {
+fn wanted_version(v: &[u8]) -> VersionEntry<'_> {
     VersionEntry {
-        name: v.into(),
+        name: v,
         hash: hash::elf_hash(v),
         hidden: true,
         filename: None,

@@ -720,9 +720,9 @@ pub(crate) fn bind(
         return_newest: false,
         plt,
     };
-    match reg.lookup_reference(scopes, name, hash, version, flags, id, symidx) {
+    match reg.lookup_reference(scopes, name, hash, version.as_ref(), flags, id, symidx) {
         Some(found) => {
-            note_binding(reg, id, found, name, version.map(|v| &*v.name), out);
+            note_binding(reg, id, found, name, version.map(|v| v.name), out);
             value_of(reg, id, found, Some(name))
         }
         None if sym.bind() == elf::STB_WEAK => Ok(Binding {
@@ -730,7 +730,7 @@ pub(crate) fn bind(
             value: 0,
             size: 0,
         }),
-        None => Err(reg.undefined_error(scopes, obj.display_name(), name, version)),
+        None => Err(reg.undefined_error(scopes, obj.display_name(), name, version.as_ref())),
     }
 }
 

@@ -72,6 +72,86 @@ enum HashTable {
     None,
 }
 
+/// An object's dynamic string table (DT_STRTAB) where it lies in memory.
+/// Other tables refer to names in it by [`Span`] instead of copying them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Strings {
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: the table is the object's own read-only data; as for SymbolTable.
+unsafe impl Send for Strings {}
+// SAFETY: as above, all access is read-only.
+unsafe impl Sync for Strings {}
+
+/// A name in a [`Strings`] table: its offset and length, without the NUL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Span {
+    off: u32,
+    len: u32,
+}
+
+impl Strings {
+    pub(crate) const EMPTY: Strings = Strings {
+        ptr: std::ptr::null(),
+        len: 0,
+    };
+
+    /// The string at `offset`, without its NUL.
+    pub(crate) fn at(&self, offset: usize) -> Option<&[u8]> {
+        if offset >= self.len {
+            return None;
+        }
+        let room = self.len - offset;
+        // SAFETY: `ptr` has `len` bytes inside the mapping.
+        let at = unsafe { self.ptr.add(offset) };
+        // (glibc's `strnlen`: every relocation measures a name, and most
+        // names are short, where a slice search's set-up costs more than
+        // the search. Bounded by the table, which the object's own
+        // relocations could have changed.)
+        // SAFETY: `room` bytes from `at` lie inside the table.
+        let len = unsafe { libc::strnlen(at.cast(), room) };
+        // SAFETY: as above; `len <= room`.
+        (len < room).then(|| unsafe { std::slice::from_raw_parts(at, len) })
+    }
+
+    /// The span of the string at `offset`, to read back with [`Self::get`].
+    pub(crate) fn span_at(&self, offset: usize) -> Option<Span> {
+        let len = self.at(offset)?.len();
+        Some(Span {
+            off: u32::try_from(offset).ok()?,
+            len: u32::try_from(len).ok()?,
+        })
+    }
+
+    /// The bytes of `span`, which [`Self::span_at`] returned for this
+    /// table (empty for any other span).
+    #[inline]
+    pub(crate) fn get(&self, span: Span) -> &[u8] {
+        let (off, len) = (span.off as usize, span.len as usize);
+        if off + len > self.len {
+            return b"";
+        }
+        // SAFETY: off..off + len lies inside the table's `len` bytes.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(off), len) }
+    }
+
+    /// Does the string at `offset` equal `name`? (Bounded compare, no scan.)
+    #[inline]
+    fn eq_at(&self, offset: usize, name: &[u8]) -> bool {
+        let Some(end) = offset.checked_add(name.len()) else {
+            return false;
+        };
+        if end >= self.len {
+            return false;
+        }
+        // SAFETY: offset..=end lies inside the `len` bytes of the table.
+        let s = unsafe { std::slice::from_raw_parts(self.ptr.add(offset), name.len() + 1) };
+        s[name.len()] == 0 && short_eq(&s[..name.len()], name)
+    }
+}
+
 /// The dynamic symbols of one loaded object. A copy reads the same
 /// tables (query's handle cache keeps copies).
 #[derive(Debug, Clone)]
@@ -79,8 +159,7 @@ pub(crate) struct SymbolTable {
     base: usize,
     syms: *const Sym,
     nsyms: u32,
-    strtab: *const u8,
-    strsz: usize,
+    strings: Strings,
     versym: *const u16,
     hash: HashTable,
 }
@@ -98,8 +177,7 @@ impl SymbolTable {
             base,
             syms: std::ptr::null(),
             nsyms: 0,
-            strtab: std::ptr::null(),
-            strsz: 0,
+            strings: Strings::EMPTY,
             versym: std::ptr::null(),
             hash: HashTable::None,
         }
@@ -144,8 +222,10 @@ impl SymbolTable {
             base: image.base,
             syms: syms.as_ptr(),
             nsyms,
-            strtab: strtab_addr as *const u8,
-            strsz: strtab.size as usize,
+            strings: Strings {
+                ptr: strtab_addr as *const u8,
+                len: strtab.size as usize,
+            },
             versym,
             hash,
         })
@@ -178,39 +258,17 @@ impl SymbolTable {
 
     /// The string at `offset` in the string table, without its NUL.
     pub(crate) fn string(&self, offset: usize) -> Option<&[u8]> {
-        if offset >= self.strsz {
-            return None;
-        }
-        let room = self.strsz - offset;
-        // SAFETY: `strtab` has `strsz` bytes inside the mapping.
-        let at = unsafe { self.strtab.add(offset) };
-        // (glibc's `strnlen`: every relocation measures a name, and most
-        // names are short, where a slice search's set-up costs more than
-        // the search. Bounded by the table, which the object's own
-        // relocations could have changed.)
-        // SAFETY: `room` bytes from `at` lie inside the table.
-        let len = unsafe { libc::strnlen(at.cast(), room) };
-        // SAFETY: as above; `len <= room`.
-        (len < room).then(|| unsafe { std::slice::from_raw_parts(at, len) })
+        self.strings.at(offset)
+    }
+
+    /// The string table, for tables that name strings in it.
+    pub(crate) fn strings(&self) -> Strings {
+        self.strings
     }
 
     /// The name of `sym`.
     pub(crate) fn name(&self, sym: &Sym) -> &[u8] {
         self.string(sym.name_offset()).unwrap_or(b"")
-    }
-
-    /// Does the string at `offset` equal `name`? (Bounded compare, no scan.)
-    #[inline]
-    fn string_eq(&self, offset: usize, name: &[u8]) -> bool {
-        let Some(end) = offset.checked_add(name.len()) else {
-            return false;
-        };
-        if end >= self.strsz {
-            return false;
-        }
-        // SAFETY: offset..=end lies inside the `strsz` bytes of `strtab`.
-        let s = unsafe { std::slice::from_raw_parts(self.strtab.add(offset), name.len() + 1) };
-        s[name.len()] == 0 && short_eq(&s[..name.len()], name)
     }
 
     /// The address `sym` stands for in this object (SHN_ABS values are not
@@ -281,7 +339,7 @@ impl SymbolTable {
                         let ch = *chain.add((idx - symoffset) as usize);
                         if (ch ^ h) >> 1 == 0 {
                             let sym = self.sym(idx);
-                            if self.string_eq(sym.name_offset(), name) && f(idx, sym) {
+                            if self.strings.eq_at(sym.name_offset(), name) && f(idx, sym) {
                                 return Some(idx);
                             }
                         }
@@ -305,7 +363,7 @@ impl SymbolTable {
                     let mut steps = 0;
                     while idx != 0 && idx < self.nsyms && steps <= self.nsyms {
                         let sym = self.sym(idx);
-                        if self.string_eq(sym.name_offset(), name) && f(idx, sym) {
+                        if self.strings.eq_at(sym.name_offset(), name) && f(idx, sym) {
                             return Some(idx);
                         }
                         idx = *chains.add(idx as usize);
@@ -545,13 +603,13 @@ mod tests {
         let syms = SymbolTable::parse(&loaded.image, &d).unwrap();
         // SAFETY: the table's `strsz` bytes lie in the laid-out copy, which
         // this test owns and may write.
-        let byte = |i: usize| unsafe { *syms.strtab.add(i) };
-        let last = syms.strsz - 1;
+        let byte = |i: usize| unsafe { *syms.strings.ptr.add(i) };
+        let last = syms.strings.len - 1;
         assert_eq!(byte(last), 0);
         let start = (0..last).rev().find(|&i| byte(i) == 0).unwrap() + 1;
         assert!(!syms.string(start).unwrap().is_empty());
         // SAFETY: as above.
-        unsafe { *(syms.strtab.add(last) as *mut u8) = b'x' };
+        unsafe { *(syms.strings.ptr.add(last) as *mut u8) = b'x' };
         assert_eq!(syms.string(start), None);
     }
 }

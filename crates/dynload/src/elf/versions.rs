@@ -4,68 +4,99 @@
 
 use super::dynamic::DynInfo;
 use super::image::Image;
-use super::symbols::SymbolTable;
+use super::symbols::{Span, Strings, SymbolTable};
 use super::{elf, E, LE};
 
-/// A version or file name. Shared, not copied, between the tables that
-/// name it (each requirement names its file, each definition is listed
-/// twice): libstdc++ names dozens of versions, and every object keeps its
-/// tables for its lifetime.
-pub(crate) type Name = std::sync::Arc<[u8]>;
-
-/// One entry of the version table: the version a symbol index refers to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct VersionEntry {
-    pub name: Name,
+/// A version an object asks for or defines, as lookups and checks see it:
+/// names borrowed from the object's string table (or from the caller, for
+/// `dlvsym` and `why`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct VersionEntry<'a> {
+    pub name: &'a [u8],
     /// ELF hash of `name`.
     pub hash: u32,
     /// A requirement marked hidden (VER_FLG_HIDDEN in vna_other).
     pub hidden: bool,
     /// For requirements: the DT_NEEDED name that must define this version.
-    pub filename: Option<Name>,
+    pub filename: Option<&'a [u8]>,
 }
 
-/// A version one dependency must provide.
-#[derive(Debug, Clone)]
-pub(crate) struct Requirement {
-    pub name: Name,
+/// A version one dependency must provide (one DT_VERNEED auxiliary entry).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Requirement<'a> {
+    /// The DT_NEEDED name of the dependency.
+    pub file: &'a [u8],
+    pub name: &'a [u8],
     pub hash: u32,
     pub weak: bool,
 }
 
-/// All versions required from one DT_NEEDED file.
-#[derive(Debug, Clone)]
-pub(crate) struct Needed {
-    pub file: Name,
-    pub versions: Vec<Requirement>,
+/// One DT_VERNEED auxiliary entry or one DT_VERDEF entry. Names stay in the
+/// string table ([`Span`]s), not copied: libstdc++ defines over a hundred
+/// versions, and every object keeps its tables for its lifetime.
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    hash: u32,
+    name: Span,
+    /// The file a requirement names; empty for a definition.
+    file: Span,
+    flags: u8,
 }
 
+const HIDDEN: u8 = 1;
+const WEAK: u8 = 2;
+const REQUIRED: u8 = 4;
+
+/// No record at this version index.
+const NONE: u32 = u32::MAX;
+
 /// The decoded version information of one object.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug)]
 pub(crate) struct Versions {
-    /// Indexed by version index (the low 15 bits of a versym entry).
-    pub by_index: Vec<Option<VersionEntry>>,
-    /// Every DT_VERDEF entry, base version included: (hash, name, index).
-    pub defined: Vec<(u32, Name, u16)>,
-    pub has_verdef: bool,
-    pub needed: Vec<Needed>,
+    strings: Strings,
+    /// Requirements in DT_VERNEED order, then definitions (base version
+    /// first) in DT_VERDEF order.
+    records: Box<[Record]>,
+    /// The first definition in `records`.
+    defined_from: u32,
+    /// Indexed by version index (the low 15 bits of a versym entry): the
+    /// record that index names, or [`NONE`]. glibc's `l_versions`.
+    by_index: Box<[u32]>,
+    has_verdef: bool,
+}
+
+impl Default for Versions {
+    fn default() -> Versions {
+        Versions {
+            strings: Strings::EMPTY,
+            records: Box::default(),
+            defined_from: 0,
+            by_index: Box::default(),
+            has_verdef: false,
+        }
+    }
 }
 
 /// Upper bound on entries walked in any version chain.
 const MAX_ENTRIES: usize = 1 << 16;
 
 impl Versions {
+    /// Decode the version tables `d` points to. The result names strings
+    /// in `syms`'s string table, so it is used only while that is mapped
+    /// (both belong to the same object).
     pub(crate) fn parse(
         image: &Image,
         d: &DynInfo,
         syms: &SymbolTable,
     ) -> Result<Versions, String> {
-        let mut v = Versions::default();
-        let string = |off: u32, what: &str| -> Result<Name, String> {
-            syms.string(off as usize)
-                .map(Name::from)
+        let strings = syms.strings();
+        let span = |off: u32, what: &str| -> Result<Span, String> {
+            strings
+                .span_at(off as usize)
                 .ok_or_else(|| format!("{what}: name outside the string table"))
         };
+        let mut records = Vec::new();
+        let mut by_index = Vec::new();
         if let Some(vaddr) = d.verneed() {
             let mut addr = image.addr(vaddr);
             for _ in 0..MAX_ENTRIES {
@@ -78,8 +109,7 @@ impl Versions {
                         ent.vn_version.get(LE)
                     ));
                 }
-                let file = string(ent.vn_file.get(LE), "DT_VERNEED")?;
-                let mut versions = Vec::new();
+                let file = span(ent.vn_file.get(LE), "DT_VERNEED")?;
                 let mut aux_addr = addr
                     .checked_add(ent.vn_aux.get(LE) as usize)
                     .ok_or("DT_VERNEED: bad vn_aux")?;
@@ -87,20 +117,20 @@ impl Versions {
                     let aux: &elf::Vernaux<E> = image
                         .read(aux_addr)
                         .ok_or("DT_VERNEED auxiliary outside the loaded segments")?;
-                    let name = string(aux.vna_name.get(LE), "DT_VERNEED")?;
                     let other = aux.vna_other.get(LE);
-                    let ndx = usize::from(other & 0x7fff);
-                    let entry = VersionEntry {
-                        name: name.clone(),
+                    let mut flags = REQUIRED;
+                    if other & 0x8000 != 0 {
+                        flags |= HIDDEN;
+                    }
+                    if aux.vna_flags.get(LE) & elf::VER_FLG_WEAK != 0 {
+                        flags |= WEAK;
+                    }
+                    set(&mut by_index, usize::from(other & 0x7fff), records.len());
+                    records.push(Record {
                         hash: aux.vna_hash.get(LE),
-                        hidden: other & 0x8000 != 0,
-                        filename: Some(file.clone()),
-                    };
-                    set(&mut v.by_index, ndx, entry);
-                    versions.push(Requirement {
-                        name,
-                        hash: aux.vna_hash.get(LE),
-                        weak: aux.vna_flags.get(LE) & elf::VER_FLG_WEAK != 0,
+                        name: span(aux.vna_name.get(LE), "DT_VERNEED")?,
+                        file,
+                        flags,
                     });
                     let next = aux.vna_next.get(LE);
                     if next == 0 {
@@ -110,7 +140,6 @@ impl Versions {
                         .checked_add(next as usize)
                         .ok_or("DT_VERNEED: bad vna_next")?;
                 }
-                v.needed.push(Needed { file, versions });
                 let next = ent.vn_next.get(LE);
                 if next == 0 {
                     break;
@@ -120,8 +149,8 @@ impl Versions {
                     .ok_or("DT_VERNEED: bad vn_next")?;
             }
         }
+        let defined_from = records.len();
         if let Some(vaddr) = d.verdef() {
-            v.has_verdef = true;
             let mut addr = image.addr(vaddr);
             for _ in 0..MAX_ENTRIES {
                 let ent: &elf::Verdef<E> = image
@@ -139,20 +168,18 @@ impl Versions {
                 let aux: &elf::Verdaux<E> = image
                     .read(aux_addr)
                     .ok_or("DT_VERDEF auxiliary outside the loaded segments")?;
-                let name = string(aux.vda_name.get(LE), "DT_VERDEF")?;
-                let ndx = ent.vd_ndx.get(LE) & 0x7fff;
-                v.defined.push((ent.vd_hash.get(LE), name.clone(), ndx));
                 // The base version names the file itself and is never used
                 // to match a versioned symbol.
                 if ent.vd_flags.get(LE) & elf::VER_FLG_BASE == 0 {
-                    let entry = VersionEntry {
-                        name,
-                        hash: ent.vd_hash.get(LE),
-                        hidden: false,
-                        filename: None,
-                    };
-                    set(&mut v.by_index, usize::from(ndx), entry);
+                    let ndx = usize::from(ent.vd_ndx.get(LE) & 0x7fff);
+                    set(&mut by_index, ndx, records.len());
                 }
+                records.push(Record {
+                    hash: ent.vd_hash.get(LE),
+                    name: span(aux.vda_name.get(LE), "DT_VERDEF")?,
+                    file: Span::default(),
+                    flags: 0,
+                });
                 let next = ent.vd_next.get(LE);
                 if next == 0 {
                     break;
@@ -162,44 +189,81 @@ impl Versions {
                     .ok_or("DT_VERDEF: bad vd_next")?;
             }
         }
-        // (`set` sized it; an object without versions allocates nothing.)
-        v.by_index.shrink_to_fit();
-        Ok(v)
+        Ok(Versions {
+            strings,
+            defined_from: u32::try_from(defined_from).map_err(|_| "too many versions")?,
+            records: records.into_boxed_slice(),
+            by_index: by_index.into_boxed_slice(),
+            has_verdef: d.verdef().is_some(),
+        })
+    }
+
+    /// Does the object have a DT_VERDEF table?
+    pub(crate) fn has_verdef(&self) -> bool {
+        self.has_verdef
+    }
+
+    #[inline]
+    fn record_at(&self, index: u16) -> Option<&Record> {
+        let r = *self.by_index.get(usize::from(index & 0x7fff))?;
+        self.records.get(r as usize)
     }
 
     /// The version entry for a versym value, if it names a real version
     /// (glibc treats an entry with hash 0 as "no version").
     #[inline]
-    pub(crate) fn entry(&self, versym: u16) -> Option<&VersionEntry> {
-        self.by_index
-            .get(usize::from(versym & 0x7fff))?
-            .as_ref()
-            .filter(|e| e.hash != 0)
+    pub(crate) fn entry(&self, versym: u16) -> Option<VersionEntry<'_>> {
+        let r = self.record_at(versym).filter(|r| r.hash != 0)?;
+        Some(VersionEntry {
+            name: self.strings.get(r.name),
+            hash: r.hash,
+            hidden: r.flags & HIDDEN != 0,
+            filename: (r.flags & REQUIRED != 0).then(|| self.strings.get(r.file)),
+        })
     }
 
     /// The hash and name at an index, for matching a definition: `(0, "")`
     /// for indices without a named version (local, global, base).
     #[inline]
     pub(crate) fn at(&self, index: u16) -> (u32, &[u8]) {
-        match self.by_index.get(usize::from(index & 0x7fff)) {
-            Some(Some(e)) => (e.hash, &e.name),
-            _ => (0, b""),
+        match self.record_at(index) {
+            Some(r) => (r.hash, self.strings.get(r.name)),
+            None => (0, b""),
         }
+    }
+
+    /// The versions required of dependencies, in DT_VERNEED order (so
+    /// grouped by file).
+    pub(crate) fn requirements(&self) -> impl Iterator<Item = Requirement<'_>> {
+        self.records[..self.defined_from as usize]
+            .iter()
+            .map(|r| Requirement {
+                file: self.strings.get(r.file),
+                name: self.strings.get(r.name),
+                hash: r.hash,
+                weak: r.flags & WEAK != 0,
+            })
+    }
+
+    /// Every DT_VERDEF entry, base version first: (hash, name).
+    fn definitions(&self) -> impl Iterator<Item = (u32, &[u8])> {
+        self.records[self.defined_from as usize..]
+            .iter()
+            .map(|r| (r.hash, self.strings.get(r.name)))
     }
 
     /// Is requirement `req` left unmet by an object with these versions?
     /// (glibc's `match_symbol`: an object without DT_VERDEF meets every
     /// requirement, and a weak requirement never fails.)
-    pub(crate) fn unmet(&self, req: &Requirement) -> bool {
-        self.has_verdef && !req.weak && !self.defines(req.hash, &req.name)
+    pub(crate) fn unmet(&self, req: &Requirement<'_>) -> bool {
+        self.has_verdef && !req.weak && !self.defines(req.hash, req.name)
     }
 
     /// The names of the versions it defines, without the base version.
     pub(crate) fn defined_names(&self) -> Vec<String> {
-        self.defined
-            .iter()
+        self.definitions()
             .skip(1)
-            .map(|(_, n, _)| String::from_utf8_lossy(n).into_owned())
+            .map(|(_, n)| String::from_utf8_lossy(n).into_owned())
             .collect()
     }
 
@@ -219,15 +283,104 @@ impl Versions {
 
     /// Does this object define version `name` (glibc's `match_symbol`)?
     pub(crate) fn defines(&self, hash: u32, name: &[u8]) -> bool {
-        self.defined
-            .iter()
-            .any(|(h, n, _)| *h == hash && &**n == name)
+        self.definitions().any(|(h, n)| h == hash && n == name)
     }
 }
 
-fn set(table: &mut Vec<Option<VersionEntry>>, ndx: usize, entry: VersionEntry) {
+/// Point version index `ndx` at record `record` (the last entry for an
+/// index wins, as in glibc's `l_versions`).
+fn set(table: &mut Vec<u32>, ndx: usize, record: usize) {
     if table.len() <= ndx {
-        table.resize(ndx + 1, None);
+        table.resize(ndx + 1, NONE);
     }
-    table[ndx] = Some(entry);
+    table[ndx] = u32::try_from(record).unwrap_or(NONE);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object::read::elf::ElfFile64;
+    use object::read::SymbolIndex;
+
+    /// What the `object` crate reads from the section headers, against
+    /// what the decoded dynamic tables answer: every symbol's version, every
+    /// version index, every requirement in order, every definition.
+    fn agrees_with_object(path: &str) {
+        let data = std::fs::read(path).unwrap();
+        let (loaded, d) = crate::fuzzing::tables(&data).unwrap();
+        let syms = SymbolTable::parse(&loaded.image, &d).unwrap();
+        let ours = Versions::parse(&loaded.image, &d, &syms).unwrap();
+
+        let file = ElfFile64::<object::LittleEndian>::parse(&*data).unwrap();
+        let (e, sections) = (file.endian(), file.elf_section_table());
+        let table = sections.versions(e, &*data).unwrap().unwrap();
+        let mut checked = 0;
+        for (i, _) in syms.iter() {
+            let index = table.version_index(e, SymbolIndex(i as usize));
+            let want = table.version(index).unwrap();
+            let (hash, name) = ours.at(index.0);
+            assert_eq!(
+                name,
+                want.map_or(&b""[..], |v| v.name()),
+                "{path}: symbol {i}"
+            );
+            assert_eq!(hash, want.map_or(0, |v| v.hash()), "{path}: symbol {i}");
+            if let (Some(w), Some(entry)) = (want, ours.entry(index.0)) {
+                assert_eq!(entry.filename, w.file(), "{path}: symbol {i}");
+                assert_eq!(entry.hidden, index.is_hidden() && w.file().is_some());
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "{path}: no versioned symbol");
+
+        let mut required = Vec::new();
+        if let Some((mut needs, link)) = sections.gnu_verneed(e, &*data).unwrap() {
+            let strings = sections.strings(e, &*data, link).unwrap();
+            while let Some((need, mut auxs)) = needs.next().unwrap() {
+                while let Some(aux) = auxs.next().unwrap() {
+                    required.push((
+                        need.file(e, strings).unwrap().to_vec(),
+                        aux.name(e, strings).unwrap().to_vec(),
+                        aux.vna_hash.get(e),
+                        aux.vna_flags.get(e) & elf::VER_FLG_WEAK != 0,
+                    ));
+                }
+            }
+        }
+        let decoded: Vec<_> = ours
+            .requirements()
+            .map(|r| (r.file.to_vec(), r.name.to_vec(), r.hash, r.weak))
+            .collect();
+        assert_eq!(decoded, required, "{path}");
+
+        let mut defined = Vec::new();
+        if let Some((mut defs, link)) = sections.gnu_verdef(e, &*data).unwrap() {
+            let strings = sections.strings(e, &*data, link).unwrap();
+            while let Some((def, mut auxs)) = defs.next().unwrap() {
+                let name = auxs.next().unwrap().unwrap().name(e, strings).unwrap();
+                assert!(ours.defines(def.vd_hash.get(e), name), "{path}");
+                defined.push(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+        assert_eq!(ours.has_verdef(), !defined.is_empty(), "{path}");
+        assert_eq!(
+            ours.defined_names(),
+            defined.iter().skip(1).cloned().collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn decoded_versions_agree_with_the_section_headers() {
+        let lib = "/usr/lib/x86_64-linux-gnu";
+        // Definitions and requirements (libstdc++, libz3), definitions
+        // with hidden old versions (libc), requirements only (libz3).
+        for name in [
+            "libstdc++.so.6",
+            "libc.so.6",
+            "libz3.so.4",
+            "libcrypto.so.3",
+        ] {
+            agrees_with_object(&format!("{lib}/{name}"));
+        }
+    }
 }

@@ -331,49 +331,47 @@ impl Inspector {
 
     fn check_versions(&self, id: ObjectId, out: &mut Vec<Finding>) {
         let o = &self.objects[id];
-        for needed in &o.read.view.versions.needed {
+        for req in o.read.view.versions.requirements() {
             let dep = o.deps.iter().find_map(|d| match d.target {
-                Ok((t, _)) if self.objects[t].answers_to(&needed.file) => Some(t),
+                Ok((t, _)) if self.objects[t].answers_to(req.file) => Some(t),
                 _ => None,
             });
             let Some(dep) = dep.map(|t| &self.objects[t]) else {
                 continue;
             };
-            for req in &needed.versions {
-                if !dep.read.view.versions.unmet(req) {
-                    continue;
-                }
-                let version = String::from_utf8_lossy(&req.name).into_owned();
-                let defined = dep.defined_versions();
-                let mut details = Vec::new();
-                if let Some(h) = highest_like(&version, &defined) {
-                    details.push(format!(
-                        "the highest {} version {} defines is {h}: {} was built against a newer {}",
-                        prefix_of(&version),
-                        dep.file_name(),
-                        o.file_name(),
-                        dep.file_name()
-                    ));
-                } else if !defined.is_empty() {
-                    details.push(format!(
-                        "{} defines: {}",
-                        dep.file_name(),
-                        defined.join(", ")
-                    ));
-                }
-                out.push(Finding {
-                    severity: Severity::Error,
-                    code: "version-not-found",
-                    object: o.path(),
-                    symbol: None,
-                    message: format!(
-                        "{}: version `{version}' not found (required by {})",
-                        dep.path(),
-                        o.path()
-                    ),
-                    details,
-                });
+            if !dep.read.view.versions.unmet(&req) {
+                continue;
             }
+            let version = String::from_utf8_lossy(req.name).into_owned();
+            let defined = dep.defined_versions();
+            let mut details = Vec::new();
+            if let Some(h) = highest_like(&version, &defined) {
+                details.push(format!(
+                    "the highest {} version {} defines is {h}: {} was built against a newer {}",
+                    prefix_of(&version),
+                    dep.file_name(),
+                    o.file_name(),
+                    dep.file_name()
+                ));
+            } else if !defined.is_empty() {
+                details.push(format!(
+                    "{} defines: {}",
+                    dep.file_name(),
+                    defined.join(", ")
+                ));
+            }
+            out.push(Finding {
+                severity: Severity::Error,
+                code: "version-not-found",
+                object: o.path(),
+                symbol: None,
+                message: format!(
+                    "{}: version `{version}' not found (required by {})",
+                    dep.path(),
+                    o.path()
+                ),
+                details,
+            });
         }
     }
 
@@ -461,7 +459,7 @@ impl Inspector {
                 .symbols
                 .versym(r.sym)
                 .and_then(|v| view.versions.entry(v));
-            let bound = self.bind(&scopes, name, version, r.plt);
+            let bound = self.bind(&scopes, name, version.as_ref(), r.plt);
             if let (true, Some((definer, _))) = (r.tpoff, bound) {
                 // An initial-exec reference from an object dynload relocates:
                 // served only for TLS in glibc's static block — the host's
@@ -531,7 +529,7 @@ impl Inspector {
                 message: Error::UndefinedSymbol {
                     object: o.path(),
                     symbol: shown,
-                    version: version.map(|v| String::from_utf8_lossy(&v.name).into_owned()),
+                    version: version.map(|v| String::from_utf8_lossy(v.name).into_owned()),
                     searched: Vec::new(),
                     near_misses: Vec::new(),
                 }
@@ -685,7 +683,7 @@ impl Inspector {
                     continue;
                 };
                 let version = vs.and_then(|v| view.versions.entry(v));
-                if let Some((w, wsym)) = self.bind(&scopes, name, version, false) {
+                if let Some((w, wsym)) = self.bind(&scopes, name, version.as_ref(), false) {
                     let wo = &self.objects[w];
                     if w != x
                         && crate::link::collisions::may_collide(wo.read.view.symbols.sym(wsym))

@@ -57,7 +57,7 @@ impl Inspector {
     ) -> Why {
         let name = symbol.as_bytes();
         let mut wanted: Option<VersionEntry> = version.map(|v| VersionEntry {
-            name: v.as_bytes().into(),
+            name: v.as_bytes(),
             hash: crate::elf::hash::elf_hash(v.as_bytes()),
             hidden: false,
             filename: None,
@@ -82,10 +82,7 @@ impl Inspector {
                                 .map(|(i, _)| i)
                         });
                     if let Some(i) = referenced {
-                        wanted = syms
-                            .versym(i)
-                            .and_then(|v| o.read.view.versions.entry(v))
-                            .cloned();
+                        wanted = syms.versym(i).and_then(|v| o.read.view.versions.entry(v));
                     }
                 }
                 (self.scopes_of(id, deepbind), o.path())
@@ -145,7 +142,7 @@ impl Inspector {
         }
         Why {
             symbol: symbol.to_string(),
-            version: wanted.map(|w| String::from_utf8_lossy(&w.name).into_owned()),
+            version: wanted.map(|w| String::from_utf8_lossy(w.name).into_owned()),
             from: from_name,
             scopes: reports,
             binds_to,
@@ -214,7 +211,7 @@ fn classify(
                 format!(
                     "{} (version {} wanted)",
                     shown(i),
-                    String::from_utf8_lossy(&w.name)
+                    String::from_utf8_lossy(w.name)
                 ),
             );
         }

@@ -171,7 +171,7 @@ fn report(
             let view = &reg.obj(o).view;
             // Relocations (oldest version for an unversioned reference),
             // then dlsym (the default version).
-            lookup_in_object(view, name, &mut hash, version, Flags::default()).is_some()
+            lookup_in_object(view, name, &mut hash, version.as_ref(), Flags::default()).is_some()
                 || (version.is_none()
                     && lookup_in_object(
                         view,
@@ -194,7 +194,7 @@ fn report(
         count += 1;
         let collision = Collision {
             symbol: String::from_utf8_lossy(name).into_owned(),
-            version: version.map(|v| String::from_utf8_lossy(&v.name).into_owned()),
+            version: version.map(|v| String::from_utf8_lossy(v.name).into_owned()),
             new_object: new.display_name(),
             existing_object: old.display_name(),
         };

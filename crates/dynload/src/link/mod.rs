@@ -86,8 +86,7 @@ pub(crate) fn lookup_in_symbols(
             (Some(_), None) => true,
             (Some((want, versions)), Some(vs)) => {
                 let (h, n) = versions.at(vs);
-                !((h != want.hash || n != &*want.name)
-                    && (want.hidden || h != 0 || vs & 0x8000 != 0))
+                !((h != want.hash || n != want.name) && (want.hidden || h != 0 || vs & 0x8000 != 0))
             }
             (None, Some(vs)) => {
                 let limit = if flags.return_newest { 2 } else { 3 };
@@ -320,7 +319,7 @@ impl Registry {
         Error::UndefinedSymbol {
             object,
             symbol: String::from_utf8_lossy(name).into_owned(),
-            version: version.map(|v| String::from_utf8_lossy(&v.name).into_owned()),
+            version: version.map(|v| String::from_utf8_lossy(v.name).into_owned()),
             searched,
             near_misses,
         }
@@ -330,30 +329,37 @@ impl Registry {
     /// defined by the dependency it names.
     pub(crate) fn check_versions(&self, id: ObjId) -> Result<(), Error> {
         let obj = self.obj(id);
-        for needed in &obj.view.versions.needed {
-            let Some(dep) = self.find_needed(&needed.file, id) else {
+        // (Requirements come grouped by file: each file is found once.)
+        let mut dep_of: Option<(&[u8], Option<ObjId>)> = None;
+        for req in obj.view.versions.requirements() {
+            let dep = match dep_of {
+                Some((file, dep)) if file == req.file => dep,
+                _ => {
+                    let dep = self.find_needed(req.file, id);
+                    dep_of = Some((req.file, dep));
+                    dep
+                }
+            };
+            let Some(dep) = dep.map(|d| self.obj(d)) else {
                 continue;
             };
-            let dep = self.obj(dep);
-            if !dep.view.versions.has_verdef {
+            if !dep.view.versions.has_verdef() {
                 continue;
             }
-            for req in &needed.versions {
-                debug!(
-                    debug::VERSIONS,
-                    "checking for version `{}' in file {} [0] required by file {} [0]",
-                    String::from_utf8_lossy(&req.name),
-                    dep.display_name(),
-                    obj.display_name()
-                );
-                if dep.view.versions.unmet(req) {
-                    return Err(Error::VersionNotFound {
-                        library: dep.display_name(),
-                        version: String::from_utf8_lossy(&req.name).into_owned(),
-                        required_by: obj.display_name(),
-                        available: dep.view.versions.defined_names(),
-                    });
-                }
+            debug!(
+                debug::VERSIONS,
+                "checking for version `{}' in file {} [0] required by file {} [0]",
+                String::from_utf8_lossy(req.name),
+                dep.display_name(),
+                obj.display_name()
+            );
+            if dep.view.versions.unmet(&req) {
+                return Err(Error::VersionNotFound {
+                    library: dep.display_name(),
+                    version: String::from_utf8_lossy(req.name).into_owned(),
+                    required_by: obj.display_name(),
+                    available: dep.view.versions.defined_names(),
+                });
             }
         }
         Ok(())
