@@ -393,6 +393,57 @@ fn a_destructor_binds_lazily_during_close() {
     assert!(!mapped(&set.file("callee")));
 }
 
+/// Two unique symbols whose names have the same GNU hash stay two
+/// definitions, each shared by the objects that define it, as in glibc.
+#[test]
+fn unique_symbols_with_the_same_hash_stay_apart() {
+    type Address = extern "C" fn() -> *const i32;
+    let lib = |name| Lib::src(name, "unique_same_hash.c").no_log();
+    let set = Set::build(
+        "api-uniquehash",
+        &[lib("da"), lib("db"), lib("ga"), lib("gb")],
+    );
+    // (Each loader opens its own pair: a definition glibc made would
+    // otherwise be dynload's too.)
+    let ours: Vec<[*const i32; 2]> = ["da", "db"]
+        .iter()
+        .map(|n| {
+            // SAFETY: the fixture has no constructors; both functions are
+            // `int *f(void)`.
+            let l =
+                unsafe { Library::open(set.path(n), OpenFlags::NOW | OpenFlags::LOCAL) }.unwrap();
+            let a = *unsafe { l.get::<Address>("address_Az") }.unwrap();
+            let b = *unsafe { l.get::<Address>("address_BY") }.unwrap();
+            std::mem::forget(l);
+            [a(), b()]
+        })
+        .collect();
+    let glibc: Vec<[*const i32; 2]> = ["ga", "gb"]
+        .iter()
+        .map(|n| {
+            let path = std::ffi::CString::new(set.path(n)).unwrap();
+            // SAFETY: glibc's dlopen and dlsym on the same fixture.
+            unsafe {
+                let h = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+                assert!(!h.is_null());
+                let f = |s: &std::ffi::CStr| {
+                    let f = libc::dlsym(h, s.as_ptr());
+                    assert!(!f.is_null());
+                    std::mem::transmute::<*mut c_void, Address>(f)()
+                };
+                [f(c"address_Az"), f(c"address_BY")]
+            }
+        })
+        .collect();
+    for (who, pair) in [("dynload", &ours), ("glibc", &glibc)] {
+        let (a, b) = (pair[0], pair[1]);
+        assert_eq!(a, b, "{who}: each name has one definition");
+        assert_ne!(a[0], a[1], "{who}: the two names are two definitions");
+        // SAFETY: addresses of the fixture's ints.
+        assert_eq!(unsafe { (*a[0], *a[1]) }, (1, 2), "{who}");
+    }
+}
+
 /// A unique symbol (an inline function's static variable) that glibc
 /// already resolved, in an object glibc opened RTLD_LOCAL, is the one
 /// dynload's object uses too.

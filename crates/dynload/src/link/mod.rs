@@ -236,7 +236,7 @@ impl Registry {
             if let Some(sym) = lookup_in_object(&obj.view, name, &mut hash, version, flags) {
                 let found = Found { obj: id, sym };
                 if obj.view.symbols.sym(sym).bind() == elf::STB_GNU_UNIQUE {
-                    return Some(self.unique_definition(name, found));
+                    return Some(self.unique_definition(name, hash.gnu, found));
                 }
                 return Some(found);
             }

@@ -5,42 +5,77 @@
 //! loaded, before registering a definition in its own table. Objects that
 //! define a unique symbol become NODELETE, as in glibc.
 
-use rustc_hash::FxHashMap;
 use std::ffi::CString;
 
+use hashbrown::HashTable;
 use parking_lot::Mutex;
 
 use crate::elf::symbols::NameHash;
 use crate::elf::{elf, SymExt};
 use crate::host;
 use crate::link::Found;
+use crate::object::ObjId;
 use crate::registry::Registry;
 
-/// dynload's table of unique definitions, by name.
+/// dynload's table of unique definitions, by name. An entry keeps the
+/// name's hash and where the definition is, not a copy of the name: the
+/// definer's string table has it (libstdc++ alone defines hundreds).
 #[derive(Default)]
 pub(crate) struct UniqueTable {
-    by_name: Mutex<FxHashMap<Box<[u8]>, Found>>,
+    entries: Mutex<HashTable<Entry>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    obj: ObjId,
+    sym: u32,
+    /// GNU hash of the name.
+    hash: u32,
+}
+
+impl Entry {
+    fn found(&self) -> Found {
+        Found {
+            obj: self.obj,
+            sym: self.sym,
+        }
+    }
+}
+
+/// The table's hash of an entry with GNU hash `gnu`: spread to the high
+/// bits, which the table's probing reads first.
+fn spread(gnu: u32) -> u64 {
+    u64::from(gnu).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 impl UniqueTable {
     /// Forget the definitions of an object that leaves the registry (a
     /// definer is NODELETE, so only a failed load removes one): its id may
     /// be given to another object.
-    pub(crate) fn forget(&self, id: crate::object::ObjId) {
-        self.by_name.lock().retain(|_, f| f.obj != id);
+    pub(crate) fn forget(&self, id: ObjId) {
+        self.entries.lock().retain(|e| e.obj != id);
     }
 }
 
 impl Registry {
-    /// The process-wide definition of unique symbol `name`, which a lookup
-    /// just found as `found`.
-    pub(crate) fn unique_definition(&self, name: &[u8], found: Found) -> Found {
-        let mut table = self.unique.by_name.lock();
-        if let Some(&f) = table.get(name) {
-            return f;
+    /// The process-wide definition of unique symbol `name` (GNU hash
+    /// `gnu`), which a lookup just found as `found`.
+    pub(crate) fn unique_definition(&self, name: &[u8], gnu: u32, found: Found) -> Found {
+        let mut table = self.unique.entries.lock();
+        let is_name = |e: &Entry| {
+            let syms = &self.obj(e.obj).view.symbols;
+            e.hash == gnu && syms.name(syms.sym(e.sym)) == name
+        };
+        if let Some(e) = table.find(spread(gnu), is_name) {
+            return e.found();
         }
         let chosen = self.glibc_unique(name).unwrap_or(found);
-        table.insert(name.into(), chosen);
+        let entry = Entry {
+            obj: chosen.obj,
+            sym: chosen.sym,
+            hash: gnu,
+        };
+        table.insert_unique(spread(gnu), entry, |e| spread(e.hash));
         chosen
     }
 
