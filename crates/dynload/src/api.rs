@@ -361,10 +361,7 @@ pub fn loaded_objects() -> Vec<ObjectInfo> {
         .filter(|o| !o.host().is_some_and(|h| h.is_vdso))
         .map(|o| ObjectInfo {
             path: PathBuf::from(OsStr::from_bytes(o.name.to_bytes())),
-            soname: o
-                .soname
-                .as_ref()
-                .map(|s| String::from_utf8_lossy(s).into_owned()),
+            soname: o.soname().map(|s| String::from_utf8_lossy(s).into_owned()),
             base: o.view.image.base,
             loaded_by: if o.is_ours() {
                 LoadedBy::Dynload

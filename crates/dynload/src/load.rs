@@ -558,7 +558,7 @@ fn map_object(
         if callmap { None } else { Some(loader) },
         mode,
     )?;
-    if obj.soname.as_deref().is_some_and(host::is_c_runtime) {
+    if obj.soname().is_some_and(host::is_c_runtime) {
         // A copy of a glibc library under another name: glibc's own copy
         // must be used instead. Unmap ours and hand the path to glibc.
         drop(obj);
@@ -603,7 +603,7 @@ fn map_object(
     let mut obj = obj;
     // (`map` checked that the image lies inside the object.)
     if let Some(t) = match &obj.kind {
-        Kind::Ours(m) => m.tls,
+        Kind::Ours(m) => m.tls.as_deref().copied(),
         Kind::Host(_) => None,
     } {
         obj.tls_module = Some(crate::tls::register(
@@ -764,10 +764,6 @@ fn build_object(
             "filter objects (DT_FILTER/DT_AUXILIARY) are not supported by dynload",
         ));
     }
-    let soname = dyn_info
-        .soname()
-        .and_then(|o| view.symbols.string(o as usize))
-        .map(<[u8]>::to_vec);
     // The names the object answers to besides its path (`name`).
     let names = if opened.path == asked {
         Vec::new()
@@ -838,7 +834,6 @@ fn build_object(
         }),
         name,
         names,
-        soname,
         view,
         file_id: Some((opened.dev, opened.ino)),
         origin: registry::origin_of(&opened.path),

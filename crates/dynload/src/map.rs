@@ -64,8 +64,9 @@ pub(crate) struct Mapped {
     pub dynamic: (usize, usize),
     /// PT_GNU_RELRO as (vaddr, memsz).
     pub relro: Option<(u64, u64)>,
-    /// PT_TLS, if the object has thread-local storage.
-    pub tls: Option<TlsSegment>,
+    /// PT_TLS, if the object has thread-local storage. (Boxed: few objects
+    /// have one, and every object keeps this record.)
+    pub tls: Option<Box<TlsSegment>>,
 }
 
 fn prot_of(flags: u32) -> ProtFlags {
@@ -349,7 +350,7 @@ fn map_for(o: &Opened, name: &str, purpose: Purpose) -> Result<Mapped, Error> {
         phdrs: o.phdrs.clone().into_boxed_slice(),
         dynamic: (base.wrapping_add(dyn_vaddr as usize), dyn_size as usize),
         relro,
-        tls,
+        tls: tls.map(Box::new),
     })
 }
 

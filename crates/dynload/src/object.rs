@@ -81,7 +81,6 @@ pub(crate) struct Object {
     pub name: CString,
     /// Every name it was asked for (glibc's `l_libname`).
     pub names: Vec<Vec<u8>>,
-    pub soname: Option<Vec<u8>>,
     pub view: View,
     /// (st_dev, st_ino) of the file.
     pub file_id: Option<(u64, u64)>,
@@ -178,14 +177,19 @@ impl Object {
         self.map_start <= addr && addr < self.map_end
     }
 
+    /// DT_SONAME, read where glibc reads it: in the object's string table.
+    /// (None for a host object glibc has unloaded: its tables are gone.)
+    pub(crate) fn soname(&self) -> Option<&[u8]> {
+        if self.host().is_some_and(|h| !h.present) {
+            return None;
+        }
+        let offset = self.view.dyn_info.soname()?;
+        self.view.symbols.string(offset as usize)
+    }
+
     /// glibc's `_dl_name_match_p` plus the soname check of `_dl_map_object`.
     pub(crate) fn answers_to(&self, name: &[u8]) -> bool {
-        name_matches(
-            self.name.to_bytes(),
-            &self.names,
-            self.soname.as_deref(),
-            name,
-        )
+        name_matches(self.name.to_bytes(), &self.names, self.soname(), name)
     }
 
     /// The symbol `dladdr` reports for `addr`: among the symbols glibc's

@@ -714,11 +714,6 @@ fn make_host(e: &HostEntry, is_main: bool) -> Object {
         lo = lo.min(s);
         hi = hi.max(end);
     }
-    let soname = view
-        .dyn_info
-        .soname()
-        .and_then(|o| view.symbols.string(o as usize))
-        .map(<[u8]>::to_vec);
     let is_vdso = e.name.starts_with(b"linux-vdso") || e.name.starts_with(b"linux-gate");
     let path: Vec<u8> = if is_main {
         b"/proc/self/exe".to_vec()
@@ -764,7 +759,6 @@ fn make_host(e: &HostEntry, is_main: bool) -> Object {
         link_map,
         name,
         names: Vec::new(),
-        soname,
         view,
         file_id,
         origin,

@@ -12,10 +12,12 @@ use super::{elf, Phdr, LE};
 pub(crate) struct Image {
     /// The load bias (`l_addr`): file virtual address + base = address.
     pub base: usize,
-    /// Absolute [start, end) of each readable segment, sorted by start.
-    readable: Vec<(usize, usize)>,
-    /// Absolute [start, end) of each writable segment.
-    writable: Vec<(usize, usize)>,
+    /// Absolute [start, end) of each readable segment, sorted by start,
+    /// then of each writable one. (One allocation for both: every object
+    /// keeps its image for its lifetime.)
+    ranges: Box<[(usize, usize)]>,
+    /// How many of `ranges` are the readable segments.
+    readable: u32,
 }
 
 impl Image {
@@ -42,14 +44,27 @@ impl Image {
             }
         }
         readable.sort_unstable();
-        // Kept for the object's life: no growth slack.
-        readable.shrink_to_fit();
-        writable.shrink_to_fit();
+        Image::with(base, readable, &writable)
+    }
+
+    fn with(base: usize, mut readable: Vec<(usize, usize)>, writable: &[(usize, usize)]) -> Image {
+        let count = readable.len();
+        readable.extend_from_slice(writable);
         Image {
             base,
-            readable,
-            writable,
+            ranges: readable.into_boxed_slice(),
+            // (At most one per program header, and there are fewer than
+            // 65,536 of those.)
+            readable: count as u32,
         }
+    }
+
+    fn readable(&self) -> &[(usize, usize)] {
+        &self.ranges[..self.readable as usize]
+    }
+
+    fn writable(&self) -> &[(usize, usize)] {
+        &self.ranges[self.readable as usize..]
     }
 
     /// Does `[addr, addr+len)` lie inside one readable segment?
@@ -57,12 +72,12 @@ impl Image {
         let Some(end) = addr.checked_add(len) else {
             return false;
         };
-        self.readable.iter().any(|&(s, e)| s <= addr && end <= e)
+        self.readable().iter().any(|&(s, e)| s <= addr && end <= e)
     }
 
     /// The end of the readable segment that holds `addr`.
     pub(crate) fn segment_end(&self, addr: usize) -> Option<usize> {
-        self.readable
+        self.readable()
             .iter()
             .find(|&&(s, e)| s <= addr && addr < e)
             .map(|&(_, e)| e)
@@ -77,7 +92,7 @@ impl Image {
     /// The writable segment (start, end) holding `addr..addr + len`.
     pub(crate) fn writable_segment(&self, addr: usize, len: usize) -> Option<(usize, usize)> {
         let end = addr.checked_add(len)?;
-        self.writable
+        self.writable()
             .iter()
             .copied()
             .find(|&(s, e)| s <= addr && end <= e)
@@ -85,21 +100,23 @@ impl Image {
 
     /// The readable segments that are not writable, as [start, end).
     pub(crate) fn read_only_segments(&self) -> Vec<(usize, usize)> {
-        self.readable
+        self.readable()
             .iter()
             .copied()
-            .filter(|&(s, e)| !self.writable.iter().any(|&(ws, we)| ws <= s && e <= we))
+            .filter(|&(s, e)| !self.writable().iter().any(|&(ws, we)| ws <= s && e <= we))
             .collect()
     }
 
     /// Count `range` as writable (text relocations, while the range is
     /// made writable) or, with `writable` false, no longer.
     pub(crate) fn set_writable(&mut self, range: (usize, usize), writable: bool) {
+        let mut now: Vec<_> = self.writable().to_vec();
         if writable {
-            self.writable.push(range);
+            now.push(range);
         } else {
-            self.writable.retain(|&r| r != range);
+            now.retain(|&r| r != range);
         }
+        *self = Image::with(self.base, self.readable().to_vec(), &now);
     }
 
     /// The absolute address of file virtual address `vaddr`.
