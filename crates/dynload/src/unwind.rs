@@ -179,17 +179,22 @@ pub(crate) fn tls_counter_at(addr: usize) -> Option<(ObjId, Arc<AtomicUsize>)> {
     })
 }
 
-/// Publish a table changed by `change` (loader lock held).
-fn update(change: impl FnOnce(&mut Vec<Entry>)) {
+/// Publish a table changed by `change`, which adds at most `added`
+/// entries (loader lock held).
+fn update(added: usize, change: impl FnOnce(&mut Vec<Entry>)) {
     let mut retired = RETIRED.lock().unwrap_or_else(|p| p.into_inner());
     let old = CURRENT.load(SeqCst);
-    let mut entries = if old.is_null() {
-        Vec::new()
+    // SAFETY: only writers (serialised by RETIRED's lock) replace or free
+    // the current table.
+    let current: &[Entry] = if old.is_null() {
+        &[]
     } else {
-        // SAFETY: only writers (serialised by RETIRED's lock) replace or
-        // free the current table.
-        unsafe { (*old).0.to_vec() }
+        unsafe { &(*old).0 }
     };
+    // Sized once: a table grown by doubling and then shrunk would leave a
+    // hole in the heap at every load, which stays resident.
+    let mut entries = Vec::with_capacity(current.len() + added);
+    entries.extend_from_slice(current);
     change(&mut entries);
     entries.sort_unstable_by_key(|e| e.start);
     let new = Box::into_raw(Box::new(Table(entries.into_boxed_slice())));
@@ -214,7 +219,7 @@ pub(crate) fn publish<'a>(objects: impl IntoIterator<Item = &'a Object>) {
     if entries.is_empty() {
         return;
     }
-    update(|v| {
+    update(entries.len(), |v| {
         v.retain(|e| !entries.iter().any(|n| n.id == e.id));
         v.extend_from_slice(&entries);
     });
@@ -264,7 +269,7 @@ pub(crate) fn forget(id: ObjId) {
     if cur.is_null() || !unsafe { (*cur).0.iter().any(|e| e.id == id) } {
         return;
     }
-    update(|v| {
+    update(0, |v| {
         if let Some(i) = v.iter().position(|e| e.id == id) {
             gone = Some(v.remove(i));
         }
