@@ -207,7 +207,7 @@ pub struct Footprint {
     /// RssAnon, in kB: the private part of VmRSS (heap, written pages),
     /// without the file pages the kernel maps around each fault.
     pub anon_kb: i64,
-    /// Lines of /proc/self/maps.
+    /// Mappings in /proc/self/maps (see [`count_mappings`]).
     pub mappings: i64,
     /// Bytes malloc has handed out and not had back (its own chunks and
     /// the big allocations it maps separately).
@@ -226,7 +226,7 @@ impl Footprint {
                 .unwrap_or(0)
         };
         let mappings = std::fs::read_to_string("/proc/self/maps")
-            .map(|m| m.lines().count() as i64)
+            .map(|m| count_mappings(&m) as i64)
             .unwrap_or(0);
         // SAFETY: mallinfo2 only reads malloc's counters.
         let m = unsafe { libc::mallinfo2() };
@@ -247,5 +247,35 @@ impl Footprint {
             mappings: self.mappings - earlier.mappings,
             heap_bytes: self.heap_bytes - earlier.heap_bytes,
         }
+    }
+}
+
+/// The mappings a text of /proc/self/maps lists, by start address. The
+/// kernel writes the file a page at a time; when reading it grows the heap
+/// between two reads, the heap's line comes again with its new end, and
+/// counting lines would count one mapping more.
+pub fn count_mappings(maps: &str) -> usize {
+    let starts: std::collections::HashSet<&str> =
+        maps.lines().filter_map(|l| l.split('-').next()).collect();
+    starts.len()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_line_repeated_by_a_growing_heap_counts_once() {
+        let maps = "\
+560e20da8000-560e20daa000 rw-p 000db000 fe:00 5333285    /bin/x
+560e3db1b000-560e3db3c000 rw-p 00000000 00:00 0          [heap]
+560e3db1b000-560e3db5d000 rw-p 00000000 00:00 0          [heap]
+7fea782a3000-7fea782a4000 r--p 00000000 fe:00 5587752    /lib/y.so
+";
+        assert_eq!(super::count_mappings(maps), 3);
+        let without_repeat: String = maps
+            .lines()
+            .filter(|l| !l.contains("5d000"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(super::count_mappings(&without_repeat), 3);
     }
 }
