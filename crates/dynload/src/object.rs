@@ -189,7 +189,16 @@ impl Object {
 
     /// glibc's `_dl_name_match_p` plus the soname check of `_dl_map_object`.
     pub(crate) fn answers_to(&self, name: &[u8]) -> bool {
-        name_matches(self.name.to_bytes(), &self.names, self.soname(), name)
+        // (The soname compared where it lies, not measured first: every
+        // dlopen by name asks every loaded object.)
+        name_matches(self.name.to_bytes(), &self.names, name, |n| {
+            self.host().is_none_or(|h| h.present)
+                && self
+                    .view
+                    .dyn_info
+                    .soname()
+                    .is_some_and(|off| self.view.symbols.string_is(off as usize, n))
+        })
     }
 
     /// The symbol `dladdr` reports for `addr`: among the symbols glibc's
@@ -249,15 +258,16 @@ impl Object {
     }
 }
 
-/// Does an object with this path, these requested names and this soname
-/// answer to `name`? (glibc's `_dl_name_match_p` plus the soname check.)
+/// Does an object with this path and these requested names, whose soname
+/// is `name` when `soname_is` says so, answer to `name`? (glibc's
+/// `_dl_name_match_p` plus the soname check.)
 pub(crate) fn name_matches(
     path: &[u8],
     names: &[Vec<u8>],
-    soname: Option<&[u8]>,
     name: &[u8],
+    soname_is: impl FnOnce(&[u8]) -> bool,
 ) -> bool {
-    path == name || names.iter().any(|n| n == name) || soname == Some(name)
+    path == name || names.iter().any(|n| n == name) || soname_is(name)
 }
 
 /// One entry of the address index used by `dladdr`.

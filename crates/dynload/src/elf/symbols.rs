@@ -261,6 +261,12 @@ impl SymbolTable {
         self.strings.at(offset)
     }
 
+    /// Is the string at `offset` `name`? (A bounded compare: nothing is
+    /// measured.)
+    pub(crate) fn string_is(&self, offset: usize, name: &[u8]) -> bool {
+        self.strings.eq_at(offset, name)
+    }
+
     /// The string table, for tables that name strings in it.
     pub(crate) fn strings(&self) -> Strings {
         self.strings

@@ -205,7 +205,9 @@ impl InspectedObject {
     }
 
     fn answers_to(&self, name: &[u8]) -> bool {
-        crate::object::name_matches(&self.path, &self.names, self.soname.as_deref(), name)
+        crate::object::name_matches(&self.path, &self.names, name, |n| {
+            self.soname.as_deref() == Some(n)
+        })
     }
 }
 
