@@ -13,7 +13,7 @@ use crate::dlfcn;
 use crate::elf::dynamic::Table;
 use crate::elf::image::Image;
 use crate::elf::symbols::{NameHash, SymbolTable};
-use crate::elf::{elf, Rela, SymExt, LE};
+use crate::elf::{elf, Rela, Sym, SymExt, LE};
 use crate::error::{Error, ErrorKind};
 use crate::lazy::LazyInfo;
 use crate::link::{Flags, Found, PreparedScope, Searched};
@@ -37,6 +37,8 @@ pub(crate) struct Outcome {
     pub relocations: u64,
     pub relative: u64,
     pub cached: u64,
+    /// The definer of the last binding: its dependency record is made.
+    pub last_definer: Option<ObjId>,
 }
 
 /// x86_64 relocation types (psABI).
@@ -720,10 +722,13 @@ pub(crate) fn bind(
         return_newest: false,
         plt,
     };
-    match reg.lookup_reference(scopes, name, hash, version.as_ref(), flags, id, symidx) {
+    let reference = (symidx, sym.visibility());
+    match reg.lookup_reference(scopes, name, hash, version.as_ref(), flags, id, reference) {
         Some(found) => {
-            note_binding(reg, id, found, name, version.map(|v| v.name), out);
-            value_of(reg, id, found, Some(name))
+            let def = reg.obj(found.obj);
+            let dsym = def.view.symbols.sym(found.sym);
+            note_binding(obj, found, def, dsym, name, version.map(|v| v.name), out);
+            value_at(reg, id, found, def, dsym, Some(name))
         }
         None if sym.bind() == elf::STB_WEAK => Ok(Binding {
             found: None,
@@ -734,17 +739,18 @@ pub(crate) fn bind(
     }
 }
 
+/// Record what a binding of `obj`'s reference to `def`'s symbol `dsym`
+/// (together `found`) implies: a unique definer, a relocation dependency.
+#[inline(always)]
 fn note_binding(
-    reg: &Registry,
-    id: ObjId,
+    obj: &Object,
     found: Found,
+    def: &Object,
+    dsym: &Sym,
     name: &[u8],
     version: Option<&[u8]>,
     out: &mut Outcome,
 ) {
-    let obj = reg.obj(id);
-    let def = reg.obj(found.obj);
-    let dsym = def.view.symbols.sym(found.sym);
     if debug::enabled(debug::BINDINGS) {
         let kind = if dsym.visibility() == elf::STV_PROTECTED {
             "protected"
@@ -767,7 +773,12 @@ fn note_binding(
     }
     // A binding to another dynload object that is not a dependency keeps
     // that object alive as long as this one (glibc's add_dependency).
-    if found.obj != id
+    // (Consecutive bindings mostly go to one definer: checked once.)
+    if out.last_definer == Some(found.obj) {
+        return;
+    }
+    out.last_definer = Some(found.obj);
+    if found.obj != obj.id
         && def.is_ours()
         && !obj.initfini.contains(&found.obj)
         && !out.reldeps.contains(&found.obj)
@@ -785,7 +796,19 @@ fn value_of(
     name: Option<&[u8]>,
 ) -> Result<Binding, Error> {
     let def = reg.obj(found.obj);
-    let sym = def.view.symbols.sym(found.sym);
+    value_at(reg, id, found, def, def.view.symbols.sym(found.sym), name)
+}
+
+/// [`value_of`] with the definer's record and symbol already at hand.
+#[inline(always)]
+fn value_at(
+    reg: &Registry,
+    id: ObjId,
+    found: Found,
+    def: &Object,
+    sym: &Sym,
+    name: Option<&[u8]>,
+) -> Result<Binding, Error> {
     if sym.kind() == elf::STT_TLS {
         return Ok(Binding {
             found: Some(found),

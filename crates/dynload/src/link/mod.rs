@@ -253,9 +253,10 @@ impl Registry {
     }
 
     /// A lookup on behalf of a reference from `undef` whose own symbol entry
-    /// is `ref_sym`: adds glibc's rule that a reference to a protected symbol
-    /// binds inside the referencing object.
+    /// is `ref_sym` (of visibility `ref_visibility`): adds glibc's rule that
+    /// a reference to a protected symbol binds inside the referencing object.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub(crate) fn lookup_reference<S: Searched + ?Sized>(
         &self,
         scopes: &S,
@@ -264,12 +265,10 @@ impl Registry {
         version: Option<&VersionEntry>,
         flags: Flags,
         undef: ObjId,
-        ref_sym: u32,
+        (ref_sym, ref_visibility): (u32, u8),
     ) -> Option<Found> {
         let found = self.lookup(scopes, name, hash, version, flags, Some(undef))?;
-        let uobj = self.obj(undef);
-        let rsym = uobj.view.symbols.sym(ref_sym);
-        if rsym.visibility() == elf::STV_PROTECTED && found.obj != undef {
+        if ref_visibility == elf::STV_PROTECTED && found.obj != undef {
             let local = Found {
                 obj: undef,
                 sym: ref_sym,
