@@ -4,7 +4,9 @@
 //! mapped; the process goes on. (Damage glibc does check is in the shared
 //! scenarios, compared with glibc.)
 
-use testkit::damage::{phdr_of, phdrs_of, put_u64, retype_relocation, variant};
+use testkit::damage::{
+    file_offset, get_u64, phdr_of, phdrs_of, plt_relocations, put_u64, retype_relocation, variant,
+};
 use testkit::{run_driver, Lib, Loader, Set};
 
 #[test]
@@ -91,18 +93,87 @@ fn damage_glibc_does_not_check_is_refused() {
             "invalid PT_TLS segment",
         ),
     ];
-    let mut script: Vec<String> = cases.iter().map(|(p, _)| format!("open {p} NOW")).collect();
-    script.push("maps capi-bad-body/".into());
-    script.push("open $good NOW".into());
-    script.push("call h1 id_good".into());
+    assert_refused(&set, &cases, "NOW", "capi-bad-body/", ("good", "id_good"));
+}
+
+/// Open each damaged copy in `cases` with dynload in `mode`: each is
+/// refused with its message, nothing under `mapped` stays mapped, and then
+/// the undamaged `good` object opens and its `check` function returns 1.
+fn assert_refused(
+    set: &Set,
+    cases: &[(String, &str)],
+    mode: &str,
+    mapped: &str,
+    (good, check): (&str, &str),
+) {
+    let mut script: Vec<String> = cases
+        .iter()
+        .map(|(p, _)| format!("open {p} {mode}"))
+        .collect();
+    script.push(format!("maps {mapped}"));
+    script.push(format!("open ${good} {mode}"));
+    script.push(format!("call h1 {check}"));
     let script: Vec<&str> = script.iter().map(String::as_str).collect();
-    let out = run_driver(&set, &script, Loader::Dynload, &[]).stdout;
-    for (path, want) in &cases {
+    let out = run_driver(set, &script, Loader::Dynload, &[]).stdout;
+    for (path, want) in cases {
         assert!(
             out.contains(&format!("({path}: {want}")),
             "missing {want:?} for {path} in:\n{out}"
         );
     }
-    assert!(out.contains("maps capi-bad-body/: 0\n"), "{out}");
-    assert!(out.contains("call id_good: 1"), "{out}");
+    assert!(out.contains(&format!("maps {mapped}: 0\n")), "{out}");
+    assert!(out.contains(&format!("call {check}: 1")), "{out}");
+}
+
+/// PLT slots left for lazy binding are rebased one by one, each checked:
+/// its word in a writable segment and aligned, the stub it points to in the
+/// object's code. The damage is in the last of 34 slots, after slots that
+/// passed the same checks.
+#[test]
+fn lazily_bound_plt_slots_are_checked_to_the_last() {
+    let set = Set::build(
+        "capi-bad-plt",
+        &[
+            Lib::src("callee", "lazy_callee.c").no_log(),
+            Lib::src("caller", "lazy_caller.c").dep("callee").no_log(),
+        ],
+    );
+    let caller = set.path("caller");
+    let d = &set.dir;
+    let last = |b: &[u8]| {
+        let slots = plt_relocations(b);
+        assert!(slots.len() > 30, "{} PLT slots", slots.len());
+        *slots.last().unwrap()
+    };
+    let cases = [
+        (
+            variant(&caller, d, "plt-stub-outside", |b| {
+                let slot = file_offset(b, get_u64(b, last(b)));
+                put_u64(b, slot, 0x10);
+            }),
+            "PLT slot does not point into the object's code",
+        ),
+        (
+            variant(&caller, d, "plt-target-outside", |b| {
+                let e = last(b);
+                put_u64(b, e, 1 << 40);
+            }),
+            "relocation target 0x10000000000 is outside the object's writable segments",
+        ),
+        (
+            variant(&caller, d, "plt-unaligned", |b| {
+                let e = last(b);
+                let at = get_u64(b, e);
+                put_u64(b, e, at + 1);
+            }),
+            "PLT slot (R_X86_64_JUMP_SLOT) at an unaligned address",
+        ),
+    ];
+    assert_refused(
+        &set,
+        &cases,
+        "LAZY",
+        "capi-bad-plt/plt-",
+        ("caller", "call_all_slots"),
+    );
 }

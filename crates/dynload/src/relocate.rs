@@ -137,6 +137,7 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome,
         scopes,
         cache: None,
         static_modules: Vec::new(),
+        slot_segments: ((1, 0), (1, 0)),
         out: Outcome::default(),
         name,
     };
@@ -165,6 +166,10 @@ struct Relocator<'a> {
     /// glibc modules already probed for static TLS (`glibc_module_is_static`
     /// starts a thread): module id → answer, for this object's relocation.
     static_modules: Vec<(usize, bool)>,
+    /// The writable and the executable segment the last lazily bound PLT
+    /// slot and its stub were in, each as [start, end): the slots of one
+    /// table are contiguous, and their stubs too.
+    slot_segments: ((usize, usize), (usize, usize)),
     out: Outcome,
     name: String,
 }
@@ -293,7 +298,15 @@ impl Relocator<'_> {
 
     /// A PLT slot left for lazy binding points back into the PLT: rebase it.
     fn rebase_slot(&mut self, rela: &Rela) -> Result<(), Error> {
-        let addr = self.target(rela.r_offset.get(LE), 8)?;
+        let image = &self.obj.view.image;
+        let offset = rela.r_offset.get(LE);
+        let addr = image.addr(offset);
+        let ((ws, we), (cs, ce)) = self.slot_segments;
+        if !(ws <= addr && addr.checked_add(8).is_some_and(|end| end <= we)) {
+            self.slot_segments.0 = image
+                .writable_segment(addr, 8)
+                .ok_or_else(|| target_error(self.obj.display_name(), offset))?;
+        }
         // The lazy fix-up stores the binding atomically: the slot must be a
         // whole aligned word (it always is in objects linkers make).
         if addr % 8 != 0 {
@@ -302,16 +315,18 @@ impl Relocator<'_> {
                 "PLT slot (R_X86_64_JUMP_SLOT) at an unaligned address",
             ));
         }
-        // SAFETY: checked writable by `target`.
-        let stub = unsafe { (addr as *const usize).read_unaligned() }
-            .wrapping_add(self.obj.view.image.base);
-        if !is_code(self.obj, stub) {
-            return Err(Error::invalid(
-                self.name.clone(),
-                "PLT slot does not point into the object's code",
-            ));
+        // SAFETY: in a writable segment (checked above, or for an earlier
+        // slot in the same segment).
+        let stub = unsafe { (addr as *const usize).read_unaligned() }.wrapping_add(image.base);
+        if !(cs <= stub && stub < ce) {
+            self.slot_segments.1 = code_segment(self.obj, stub).ok_or_else(|| {
+                Error::invalid(
+                    self.name.clone(),
+                    "PLT slot does not point into the object's code",
+                )
+            })?;
         }
-        // SAFETY: checked writable by `target`.
+        // SAFETY: as above.
         unsafe { (addr as *mut usize).write_unaligned(stub) };
         self.out.relative += 1;
         Ok(())
@@ -852,15 +867,22 @@ fn value_at(
 
 /// Is `addr` inside an executable PT_LOAD of `obj`?
 pub(crate) fn is_code(obj: &Object, addr: usize) -> bool {
+    code_segment(obj, addr).is_some()
+}
+
+/// The executable PT_LOAD of `obj` that holds `addr`, as [start, end).
+fn code_segment(obj: &Object, addr: usize) -> Option<(usize, usize)> {
     let base = obj.view.image.base;
     // SAFETY: `phdr` points to the object's `phnum` program headers, kept
     // alive with the object.
     let phdrs = unsafe { std::slice::from_raw_parts(obj.phdr, obj.phnum) };
-    phdrs.iter().any(|p| {
-        p.p_type.get(LE) == elf::PT_LOAD && p.p_flags.get(LE) & elf::PF_X != 0 && {
-            let s = base.wrapping_add(p.p_vaddr.get(LE) as usize);
-            s <= addr && addr < s.wrapping_add(p.p_memsz.get(LE) as usize)
+    phdrs.iter().find_map(|p| {
+        if p.p_type.get(LE) != elf::PT_LOAD || p.p_flags.get(LE) & elf::PF_X == 0 {
+            return None;
         }
+        let s = base.wrapping_add(p.p_vaddr.get(LE) as usize);
+        let e = s.wrapping_add(p.p_memsz.get(LE) as usize);
+        (s <= addr && addr < e).then_some((s, e))
     })
 }
 

@@ -73,6 +73,29 @@ pub fn retype_relocation(b: &mut [u8], from: u32, to: u32) {
     panic!("no relocation of type {from}");
 }
 
+/// File offsets of the `.rela.plt` entries (Elf64_Rela: r_offset, r_info,
+/// r_addend).
+pub fn plt_relocations(b: &[u8]) -> Vec<usize> {
+    let (off, size) = section(b, ".rela.plt");
+    (off..off + size).step_by(24).collect()
+}
+
+/// The file offset file virtual address `vaddr` is loaded from.
+pub fn file_offset(b: &[u8], vaddr: u64) -> usize {
+    phdrs_of(b, 1)
+        .into_iter()
+        .find_map(|o| {
+            let (offset, at, filesz) = (u64_at(b, o + 8), u64_at(b, o + 16), u64_at(b, o + 32));
+            (at <= vaddr && vaddr < at + filesz).then(|| (vaddr - at + offset) as usize)
+        })
+        .unwrap_or_else(|| panic!("{vaddr:#x} is not loaded from the file"))
+}
+
+/// Read a little-endian u64 at `o`.
+pub fn get_u64(b: &[u8], o: usize) -> u64 {
+    u64_at(b, o)
+}
+
 /// Write a copy of `good` changed by `f` to `dir/name.so`; returns its path.
 pub fn variant(good: &str, dir: &Path, name: &str, f: impl FnOnce(&mut Vec<u8>)) -> String {
     let mut bytes = std::fs::read(good).unwrap();
