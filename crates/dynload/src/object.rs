@@ -177,10 +177,17 @@ impl Object {
         self.map_start <= addr && addr < self.map_end
     }
 
+    /// A host object glibc unloaded (as of the last refresh, which every
+    /// holder of the loader lock has made): it is no longer in glibc's
+    /// list, and its tables are unmapped. Kept only while dynload objects
+    /// still name it.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.host().is_some_and(|h| !h.present)
+    }
+
     /// DT_SONAME, read where glibc reads it: in the object's string table.
-    /// (None for a host object glibc has unloaded: its tables are gone.)
     pub(crate) fn soname(&self) -> Option<&[u8]> {
-        if self.host().is_some_and(|h| !h.present) {
+        if self.is_gone() {
             return None;
         }
         let offset = self.view.dyn_info.soname()?;
@@ -188,16 +195,18 @@ impl Object {
     }
 
     /// glibc's `_dl_name_match_p` plus the soname check of `_dl_map_object`.
+    /// An object glibc unloaded answers to nothing, as in glibc.
     pub(crate) fn answers_to(&self, name: &[u8]) -> bool {
+        if self.is_gone() {
+            return false;
+        }
         // (The soname compared where it lies, not measured first: every
         // dlopen by name asks every loaded object.)
         name_matches(self.name.to_bytes(), &self.names, name, |n| {
-            self.host().is_none_or(|h| h.present)
-                && self
-                    .view
-                    .dyn_info
-                    .soname()
-                    .is_some_and(|off| self.view.symbols.string_is(off as usize, n))
+            self.view
+                .dyn_info
+                .soname()
+                .is_some_and(|off| self.view.symbols.string_is(off as usize, n))
         })
     }
 

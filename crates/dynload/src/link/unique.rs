@@ -42,16 +42,17 @@ impl Entry {
     }
 }
 
-/// The table's hash of an entry with GNU hash `gnu`: spread to the high
-/// bits, which the table's probing reads first.
+/// The table's hash of an entry with GNU hash `gnu`. The table takes a
+/// bucket from the low bits and a tag from the top seven: the
+/// multiplication spreads the 32-bit hash over both.
 fn spread(gnu: u32) -> u64 {
     u64::from(gnu).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 impl UniqueTable {
     /// Forget the definitions of an object that leaves the registry (a
-    /// definer is NODELETE, so only a failed load removes one): its id may
-    /// be given to another object.
+    /// failed load, whose definers are not NODELETE yet, or a host object
+    /// glibc unloaded): its id may be given to another object.
     pub(crate) fn forget(&self, id: ObjId) {
         self.entries.lock().retain(|e| e.obj != id);
     }
@@ -62,9 +63,11 @@ impl Registry {
     /// `gnu`), which a lookup just found as `found`.
     pub(crate) fn unique_definition(&self, name: &[u8], gnu: u32, found: Found) -> Found {
         let mut table = self.unique.entries.lock();
+        // (A host definer glibc unloaded, kept while dynload objects name
+        // it, has no tables left to compare with.)
         let is_name = |e: &Entry| {
-            let syms = &self.obj(e.obj).view.symbols;
-            e.hash == gnu && syms.name(syms.sym(e.sym)) == name
+            let o = self.obj(e.obj);
+            e.hash == gnu && !o.is_gone() && o.view.symbols.name(o.view.symbols.sym(e.sym)) == name
         };
         if let Some(e) = table.find(spread(gnu), is_name) {
             return e.found();
