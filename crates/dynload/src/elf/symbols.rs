@@ -126,11 +126,14 @@ impl Strings {
     }
 
     /// The bytes of `span`, which [`Self::span_at`] returned for this
-    /// table (empty for any other span).
+    /// table. (A span from elsewhere gives whatever lies there in this
+    /// table, or nothing if it does not fit; never bytes outside it.)
     #[inline]
     pub(crate) fn get(&self, span: Span) -> &[u8] {
         let (off, len) = (span.off as usize, span.len as usize);
-        if off + len > self.len {
+        // (An empty span is empty also in the empty table, whose pointer
+        // is null.)
+        if len == 0 || off + len > self.len {
             return b"";
         }
         // SAFETY: off..off + len lies inside the table's `len` bytes.
