@@ -366,11 +366,14 @@ def memory_summary(samples):
     kernel maps up to 16 file pages around each fault, in windows aligned
     to 64 KiB of address space, so where address randomisation puts an
     object adds 0 to 64 KiB of file pages for the same pages touched
-    (`many`: 248 or 312 KiB under either loader). That noise only adds;
-    the minimum is the run without it."""
+    (`many`: 248 or 312 KiB under either loader). That noise mostly adds;
+    the minimum is the run with the least of it. Every run's resident
+    figure is kept (`rss_kb_runs`), to show the spread."""
     per_object = lambda key: [s[key] / s.get("objects", 1) for s in samples]
-    return {key: (min if key == "rss_kb" else statistics.median)(per_object(key))
-            for key in ("rss_kb", "anon_kb", "mappings", "heap_bytes") if key in samples[0]}
+    summary = {key: (min if key == "rss_kb" else statistics.median)(per_object(key))
+               for key in ("rss_kb", "anon_kb", "mappings", "heap_bytes") if key in samples[0]}
+    summary["rss_kb_runs"] = per_object("rss_kb")
+    return summary
 
 
 def summarise(loads, table, summary):
