@@ -297,6 +297,7 @@ impl Relocator<'_> {
     }
 
     /// A PLT slot left for lazy binding points back into the PLT: rebase it.
+    #[inline(always)]
     fn rebase_slot(&mut self, rela: &Rela) -> Result<(), Error> {
         let image = &self.obj.view.image;
         let offset = rela.r_offset.get(LE);
