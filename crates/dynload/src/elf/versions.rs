@@ -24,8 +24,6 @@ pub(crate) struct VersionEntry<'a> {
 /// A version one dependency must provide (one DT_VERNEED auxiliary entry).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Requirement<'a> {
-    /// The DT_NEEDED name of the dependency.
-    pub file: &'a [u8],
     pub name: &'a [u8],
     pub hash: u32,
     pub weak: bool,
@@ -232,16 +230,25 @@ impl Versions {
         }
     }
 
-    /// The versions required of dependencies, in DT_VERNEED order (so
-    /// grouped by file).
+    /// The versions required of dependencies, in DT_VERNEED order.
     pub(crate) fn requirements(&self) -> impl Iterator<Item = Requirement<'_>> {
+        self.requirements_by_file().flat_map(|(_, reqs)| reqs)
+    }
+
+    /// The versions required of each dependency, in DT_VERNEED order: its
+    /// DT_NEEDED name, then its requirements.
+    pub(crate) fn requirements_by_file(
+        &self,
+    ) -> impl Iterator<Item = (&[u8], impl Iterator<Item = Requirement<'_>>)> {
         self.records[..self.defined_from as usize]
-            .iter()
-            .map(|r| Requirement {
-                file: self.strings.get(r.file),
-                name: self.strings.get(r.name),
-                hash: r.hash,
-                weak: r.flags & WEAK != 0,
+            .chunk_by(|a, b| a.file == b.file)
+            .map(|group| {
+                let reqs = group.iter().map(|r| Requirement {
+                    name: self.strings.get(r.name),
+                    hash: r.hash,
+                    weak: r.flags & WEAK != 0,
+                });
+                (self.strings.get(group[0].file), reqs)
             })
     }
 
@@ -357,8 +364,8 @@ mod tests {
         assert!(checked > 0, "{path}: no versioned symbol");
 
         let decoded: Vec<_> = ours
-            .requirements()
-            .map(|r| (r.file.to_vec(), r.name.to_vec(), r.hash, r.weak))
+            .requirements_by_file()
+            .flat_map(|(file, reqs)| reqs.map(|r| (file.to_vec(), r.name.to_vec(), r.hash, r.weak)))
             .collect();
         assert_eq!(decoded, required, "{path}");
 

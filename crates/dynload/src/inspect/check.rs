@@ -331,47 +331,49 @@ impl Inspector {
 
     fn check_versions(&self, id: ObjectId, out: &mut Vec<Finding>) {
         let o = &self.objects[id];
-        for req in o.read.view.versions.requirements() {
+        for (file, reqs) in o.read.view.versions.requirements_by_file() {
             let dep = o.deps.iter().find_map(|d| match d.target {
-                Ok((t, _)) if self.objects[t].answers_to(req.file) => Some(t),
+                Ok((t, _)) if self.objects[t].answers_to(file) => Some(t),
                 _ => None,
             });
             let Some(dep) = dep.map(|t| &self.objects[t]) else {
                 continue;
             };
-            if !dep.read.view.versions.unmet(&req) {
-                continue;
+            for req in reqs {
+                if !dep.read.view.versions.unmet(&req) {
+                    continue;
+                }
+                let version = String::from_utf8_lossy(req.name).into_owned();
+                let defined = dep.defined_versions();
+                let mut details = Vec::new();
+                if let Some(h) = highest_like(&version, &defined) {
+                    details.push(format!(
+                        "the highest {} version {} defines is {h}: {} was built against a newer {}",
+                        prefix_of(&version),
+                        dep.file_name(),
+                        o.file_name(),
+                        dep.file_name()
+                    ));
+                } else if !defined.is_empty() {
+                    details.push(format!(
+                        "{} defines: {}",
+                        dep.file_name(),
+                        defined.join(", ")
+                    ));
+                }
+                out.push(Finding {
+                    severity: Severity::Error,
+                    code: "version-not-found",
+                    object: o.path(),
+                    symbol: None,
+                    message: format!(
+                        "{}: version `{version}' not found (required by {})",
+                        dep.path(),
+                        o.path()
+                    ),
+                    details,
+                });
             }
-            let version = String::from_utf8_lossy(req.name).into_owned();
-            let defined = dep.defined_versions();
-            let mut details = Vec::new();
-            if let Some(h) = highest_like(&version, &defined) {
-                details.push(format!(
-                    "the highest {} version {} defines is {h}: {} was built against a newer {}",
-                    prefix_of(&version),
-                    dep.file_name(),
-                    o.file_name(),
-                    dep.file_name()
-                ));
-            } else if !defined.is_empty() {
-                details.push(format!(
-                    "{} defines: {}",
-                    dep.file_name(),
-                    defined.join(", ")
-                ));
-            }
-            out.push(Finding {
-                severity: Severity::Error,
-                code: "version-not-found",
-                object: o.path(),
-                symbol: None,
-                message: format!(
-                    "{}: version `{version}' not found (required by {})",
-                    dep.path(),
-                    o.path()
-                ),
-                details,
-            });
         }
     }
 

@@ -336,37 +336,30 @@ impl Registry {
     /// defined by the dependency it names.
     pub(crate) fn check_versions(&self, id: ObjId) -> Result<(), Error> {
         let obj = self.obj(id);
-        // (Requirements come grouped by file: each file is found once.)
-        let mut dep_of: Option<(&[u8], Option<ObjId>)> = None;
-        for req in obj.view.versions.requirements() {
-            let dep = match dep_of {
-                Some((file, dep)) if file == req.file => dep,
-                _ => {
-                    let dep = self.find_needed(req.file, id);
-                    dep_of = Some((req.file, dep));
-                    dep
-                }
-            };
-            let Some(dep) = dep.map(|d| self.obj(d)) else {
+        for (file, reqs) in obj.view.versions.requirements_by_file() {
+            let Some(dep) = self.find_needed(file, id) else {
                 continue;
             };
+            let dep = self.obj(dep);
             if !dep.view.versions.has_verdef() {
                 continue;
             }
-            debug!(
-                debug::VERSIONS,
-                "checking for version `{}' in file {} [0] required by file {} [0]",
-                String::from_utf8_lossy(req.name),
-                dep.display_name(),
-                obj.display_name()
-            );
-            if dep.view.versions.unmet(&req) {
-                return Err(Error::VersionNotFound {
-                    library: dep.display_name(),
-                    version: String::from_utf8_lossy(req.name).into_owned(),
-                    required_by: obj.display_name(),
-                    available: dep.view.versions.defined_names(),
-                });
+            for req in reqs {
+                debug!(
+                    debug::VERSIONS,
+                    "checking for version `{}' in file {} [0] required by file {} [0]",
+                    String::from_utf8_lossy(req.name),
+                    dep.display_name(),
+                    obj.display_name()
+                );
+                if dep.view.versions.unmet(&req) {
+                    return Err(Error::VersionNotFound {
+                        library: dep.display_name(),
+                        version: String::from_utf8_lossy(req.name).into_owned(),
+                        required_by: obj.display_name(),
+                        available: dep.view.versions.defined_names(),
+                    });
+                }
             }
         }
         Ok(())
