@@ -337,7 +337,8 @@ impl Registry {
     pub(crate) fn find_loaded(&self, name: &[u8]) -> Option<ObjId> {
         self.all_in_load_order().find(|&id| {
             let o = self.obj(id);
-            !o.host().is_some_and(|h| h.is_vdso || !h.present) && o.answers_to(name)
+            // (An object glibc unloaded answers to nothing already.)
+            !o.host().is_some_and(|h| h.is_vdso) && o.answers_to(name)
         })
     }
 

@@ -721,15 +721,11 @@ pub(crate) fn bind(
     })?;
     // Symbol 0, local symbols and hidden ones bind to this object itself.
     if symidx == 0 || sym.bind() == elf::STB_LOCAL || sym.binds_locally() {
-        return value_of(
-            reg,
-            id,
-            Found {
-                obj: id,
-                sym: symidx,
-            },
-            None,
-        );
+        let own = Found {
+            obj: id,
+            sym: symidx,
+        };
+        return value_at(reg, id, own, obj, sym, None);
     }
     let name = syms.name(sym);
     let hash = NameHash::new(name);
@@ -803,19 +799,8 @@ fn note_binding(
     }
 }
 
-/// The value a binding to `found` writes. `name` is the definition's name
-/// when the caller has it already.
-fn value_of(
-    reg: &Registry,
-    id: ObjId,
-    found: Found,
-    name: Option<&[u8]>,
-) -> Result<Binding, Error> {
-    let def = reg.obj(found.obj);
-    value_at(reg, id, found, def, def.view.symbols.sym(found.sym), name)
-}
-
-/// [`value_of`] with the definer's record and symbol already at hand.
+/// The value a binding to `found` (`def`'s symbol `sym`) writes. `name`
+/// is the definition's name when the caller has it already.
 #[inline(always)]
 fn value_at(
     reg: &Registry,

@@ -66,8 +66,10 @@ impl Registry {
         // (A host definer glibc unloaded, kept while dynload objects name
         // it, has no tables left to compare with.)
         let is_name = |e: &Entry| {
-            let o = self.obj(e.obj);
-            e.hash == gnu && !o.is_gone() && o.view.symbols.name(o.view.symbols.sym(e.sym)) == name
+            e.hash == gnu && {
+                let o = self.obj(e.obj);
+                !o.is_gone() && o.view.symbols.name(o.view.symbols.sym(e.sym)) == name
+            }
         };
         if let Some(e) = table.find(spread(gnu), is_name) {
             return e.found();
