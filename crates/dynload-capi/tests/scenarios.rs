@@ -34,3 +34,24 @@ macro_rules! scenario_tests {
 }
 
 testkit::with_scenarios!(scenario_tests);
+
+/// The scenario `global_scope_filter` checks that bindings stay right; this
+/// checks that the filter it is about was in play: built for `u1`, dropped
+/// when `i` became global, and built again for `u2`.
+#[test]
+fn global_scope_filter_is_built_again_after_the_scope_changes() {
+    let sc = scenarios::global_scope_filter("capi-filter");
+    let run = testkit::run_driver(
+        &sc.set,
+        &sc.script(),
+        testkit::Loader::Dynload,
+        &[("DYNLOAD_DEBUG", "files,scopes")],
+    );
+    sc.check(&run.stdout);
+    let built: Vec<&str> = run
+        .debug
+        .lines()
+        .filter(|l| l.contains("global scope filter:"))
+        .collect();
+    assert_eq!(built.len(), 2, "filters built:\n{}", run.debug);
+}

@@ -38,11 +38,16 @@ pub(crate) struct Registry {
     pub host_list: Vec<ObjId>,
     host_counters: Option<(u64, u64)>,
     /// glibc's global scope as seen from outside: the start-up objects in
-    /// search order, then objects glibc later made global.
+    /// search order, then objects glibc later made global. (Changed only
+    /// here, with `global_filter` dropped: see `global_scope_changed`.)
     pub host_global: Vec<ObjId>,
     pub main: ObjId,
     /// dynload's RTLD_GLOBAL objects, in the order they became global.
+    /// (Changed only here, as `host_global`.)
     pub our_global: Vec<ObjId>,
+    /// The filter over the global scope's symbols, once a relocation pass
+    /// built it (`link::scope_filter`).
+    pub(crate) global_filter: std::cell::OnceCell<crate::link::scope_filter::ScopeFilter>,
     handles: FxHashMap<usize, ObjId>,
     /// dynload's objects by address: (start, end, id), sorted.
     ranges: Vec<(usize, usize, ObjId)>,
@@ -180,6 +185,7 @@ impl Registry {
             host_global: Vec::new(),
             main: 0,
             our_global: Vec::new(),
+            global_filter: Default::default(),
             handles: FxHashMap::default(),
             ranges: Vec::new(),
             finder,
@@ -264,8 +270,12 @@ impl Registry {
             .remove(&(&*obj.link_map as *const LinkMap as usize));
         self.ranges.retain(|r| r.2 != id);
         self.loaded.retain(|&o| o != id);
+        let global = self.our_global.len() + self.host_global.len();
         self.our_global.retain(|&o| o != id);
         self.host_global.retain(|&o| o != id);
+        if self.our_global.len() + self.host_global.len() != global {
+            self.global_scope_changed();
+        }
         self.host_list.retain(|&o| o != id);
         self.unique.forget(id);
         // Unlink from dynload's link_map chain.
@@ -480,6 +490,7 @@ impl Registry {
             self.obj_mut(id).initfini = initfini;
         }
         if first {
+            self.global_scope_changed();
             self.host_global = self.startup_scope();
             for id in self.host_global.clone() {
                 if let Kind::Host(h) = &mut self.obj_mut(id).kind {
@@ -497,6 +508,7 @@ impl Registry {
                 continue;
             }
             if probe_global(o) {
+                self.global_scope_changed();
                 self.host_global.push(id);
                 self.obj_mut(id).global = true;
             }
@@ -583,6 +595,7 @@ impl Registry {
         for id in list {
             if !self.obj(id).global {
                 self.obj_mut(id).global = true;
+                self.global_scope_changed();
                 self.our_global.push(id);
                 crate::debug::debug!(
                     crate::debug::SCOPES,
@@ -592,6 +605,13 @@ impl Registry {
                 crate::link::collisions::check(self, id);
             }
         }
+    }
+
+    /// Every change to `host_global` or `our_global` comes with this: the
+    /// filter over the old scope would wrongly reject names a new member
+    /// defines.
+    fn global_scope_changed(&mut self) {
+        self.global_filter.take();
     }
 
     /// The `dl_iterate_phdr` counters, glibc's plus dynload's.

@@ -128,8 +128,7 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome,
         "\nrelocation processing: {name}{}",
         if lazy { " (lazy)" } else { "" }
     );
-    let symbolic_self: &[ObjId] = std::slice::from_ref(&obj.id);
-    let scopes = reg.with_scope_chunks(&obj.scope, symbolic_self, |c| reg.prepare(c));
+    let scopes = reg.prepare_scope(id, symbolic_lookups(d, lazy));
     let mut rl = Relocator {
         reg,
         id,
@@ -138,6 +137,7 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome,
         cache: None,
         static_modules: Vec::new(),
         slot_segments: ((1, 0), (1, 0)),
+        word_segment: (1, 0),
         out: Outcome::default(),
         name,
     };
@@ -156,11 +156,19 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome,
     Ok(out)
 }
 
+/// About how many lookups relocating an object with `d` takes: its
+/// DT_RELA entries that are not RELATIVE, and its PLT slots unless `lazy`.
+fn symbolic_lookups(d: &crate::elf::dynamic::DynInfo, lazy: bool) -> usize {
+    let entries = |t: Option<Table>| t.map_or(0, |t| (t.size / 24) as usize);
+    let plt = if lazy { 0 } else { entries(d.jmprel()) };
+    entries(d.rela()).saturating_sub(d.relacount as usize) + plt
+}
+
 struct Relocator<'a> {
     reg: &'a Registry,
     id: ObjId,
     obj: &'a Object,
-    scopes: PreparedScope,
+    scopes: PreparedScope<'a>,
     /// glibc's `l_lookup_cache`: (symbol index, PLT class) → result.
     cache: Option<(u32, bool, Binding)>,
     /// glibc modules already probed for static TLS (`glibc_module_is_static`
@@ -170,6 +178,8 @@ struct Relocator<'a> {
     /// slot and its stub were in, each as [start, end): the slots of one
     /// table are contiguous, and their stubs too.
     slot_segments: ((usize, usize), (usize, usize)),
+    /// The writable segment the last symbolic word was in, as [start, end).
+    word_segment: (usize, usize),
     out: Outcome,
     name: String,
 }
@@ -218,6 +228,8 @@ impl Relocator<'_> {
                     continue;
                 }
                 r::JUMP_SLOT if lazy => self.rebase_slot(rela)?,
+                r::JUMP_SLOT => self.symbolic_word(rela, r::JUMP_SLOT)?,
+                r::GLOB_DAT | r::R64 if !plt => self.symbolic_word(rela, rela_type(rela))?,
                 _ => self.apply(rela, plt)?,
             }
         }
@@ -330,6 +342,39 @@ impl Relocator<'_> {
         // SAFETY: as above.
         unsafe { (addr as *mut usize).write_unaligned(stub) };
         self.out.relative += 1;
+        Ok(())
+    }
+
+    /// GLOB_DAT, JUMP_SLOT and R_X86_64_64, the bulk of symbolic
+    /// relocations, with [`Relocator::apply`]'s checks and results but
+    /// without its general dispatch: the target is checked against the
+    /// writable segment the previous word was in, and a repeated symbol
+    /// comes from the one-entry cache before anything of it is read.
+    #[inline(always)]
+    fn symbolic_word(&mut self, rela: &Rela, rtype: u32) -> Result<(), Error> {
+        let image = &self.obj.view.image;
+        let offset = rela.r_offset.get(LE);
+        let addr = image.addr(offset);
+        let (ws, we) = self.word_segment;
+        if !(ws <= addr && addr.checked_add(8).is_some_and(|end| end <= we)) {
+            self.word_segment = image
+                .writable_segment(addr, 8)
+                .ok_or_else(|| target_error(self.name.clone(), offset))?;
+        }
+        let symidx = (rela.r_info.get(LE) >> 32) as u32;
+        if symidx >= self.obj.view.symbols.count() {
+            return Err(symbol_index_error(&self.name, symidx));
+        }
+        let value = self.resolve(symidx, rtype == r::JUMP_SLOT)?.value;
+        self.out.relocations += 1;
+        let value = if rtype == r::R64 {
+            value.wrapping_add(rela.r_addend.get(LE) as usize)
+        } else {
+            value
+        };
+        // SAFETY: `addr..addr + 8` is in a writable segment of this object
+        // (checked above, or for an earlier word in the same segment).
+        unsafe { (addr as *mut usize).write_unaligned(value) };
         Ok(())
     }
 
@@ -648,12 +693,16 @@ pub(crate) fn check_entry(
     let symidx = (rela.r_info.get(LE) >> 32) as u32;
     // `bind` refuses the same (lazy binding relies on that).
     if syms.get(symidx).is_none() {
-        return Err(Error::invalid(
-            name,
-            format!("relocation refers to symbol {symidx}, beyond the symbol table"),
-        ));
+        return Err(symbol_index_error(name, symidx));
     }
     Ok(Entry::Symbolic { addr, symidx })
+}
+
+fn symbol_index_error(name: &str, symidx: u32) -> Error {
+    Error::invalid(
+        name,
+        format!("relocation refers to symbol {symidx}, beyond the symbol table"),
+    )
 }
 
 /// Walk a DT_RELR table: an even entry is an address to relocate; an odd
@@ -713,12 +762,9 @@ pub(crate) fn bind(
 ) -> Result<Binding, Error> {
     let obj = reg.obj(id);
     let syms = &obj.view.symbols;
-    let sym = syms.get(symidx).ok_or_else(|| {
-        Error::invalid(
-            obj.display_name(),
-            format!("relocation refers to symbol {symidx}, beyond the symbol table"),
-        )
-    })?;
+    let sym = syms
+        .get(symidx)
+        .ok_or_else(|| symbol_index_error(&obj.display_name(), symidx))?;
     // Symbol 0, local symbols and hidden ones bind to this object itself.
     if symidx == 0 || sym.bind() == elf::STB_LOCAL || sym.binds_locally() {
         let own = Found {

@@ -114,6 +114,7 @@ macro_rules! with_scenarios {
             unique_symbols,
             unique_symbols_after_a_failed_load,
             symbol_kinds,
+            global_scope_filter,
         );
     };
 }
@@ -1584,6 +1585,49 @@ pub fn cxx_objects(name: &str) -> Set {
                 .no_log()
                 .flag("-static-libstdc++")
                 .flag("-static-libgcc"),
+        ],
+    )
+}
+
+/// dynload's filter over the global scope (built by a relocation pass with
+/// many lookups, here `u1`'s 512) must be dropped when the scope changes:
+/// `i`, made global after `u1` was relocated, defines the same 256
+/// functions as `u2`'s own dependency `d`, and being global it comes
+/// first. `i` has only a SysV hash table, so the rebuilt filter hashes its
+/// names itself.
+pub fn global_scope_filter(p: &str) -> Scenario {
+    let refs = |name: &str| Lib::src(name, "many_refs.c").dep("d");
+    let s = set(
+        p,
+        "scope-filter",
+        &[
+            Lib::src("d", "many_refs.c")
+                .define("DEFINE", "1")
+                .define("VALUE", "1000"),
+            Lib::src("i", "many_refs.c")
+                .define("DEFINE", "1")
+                .define("VALUE", "2000")
+                .flag("-Wl,--hash-style=sysv"),
+            refs("u1"),
+            refs("u2"),
+        ],
+    );
+    Scenario::new(
+        s,
+        &[
+            "open $u1 NOW",
+            "call h1 probe",
+            "call h1 probe_call",
+            "open $i NOW|GLOBAL",
+            "open $u2 NOW",
+            "call h3 probe",
+            "call h3 probe_call",
+            "call h3 call_all",
+            "call h1 probe",
+        ],
+        &[
+            "call probe: 1167\ncall probe_call: 1167\n",
+            "call probe: 2167\ncall probe_call: 2167\ncall call_all: 544640\ncall probe: 1167",
         ],
     )
 }

@@ -40,7 +40,19 @@ pub(crate) struct Bloom {
     shift: u32,
 }
 
+/// The one word of a filter that rejects nothing.
+static PASS_ALL: u64 = u64::MAX;
+
 impl Bloom {
+    /// A filter that rejects nothing, for objects without a GNU hash table.
+    pub(crate) fn pass_all() -> Bloom {
+        Bloom {
+            words: &PASS_ALL,
+            mask: 0,
+            shift: 0,
+        }
+    }
+
     /// False when no symbol with GNU hash `h` can be in the table.
     #[inline]
     pub(crate) fn may_contain(&self, h: u32) -> bool {
@@ -243,6 +255,12 @@ impl SymbolTable {
         unsafe { &*self.syms.add(i as usize) }
     }
 
+    /// The number of symbols.
+    #[inline]
+    pub(crate) fn count(&self) -> u32 {
+        self.nsyms
+    }
+
     /// Symbol number `i`, or None when out of range.
     pub(crate) fn get(&self, i: u32) -> Option<&Sym> {
         (i < self.nsyms).then(|| self.sym(i))
@@ -315,6 +333,19 @@ impl SymbolTable {
         &self,
         name: &[u8],
         hash: &mut NameHash,
+        f: impl FnMut(u32, &Sym) -> bool,
+    ) -> Option<u32> {
+        self.find_in(name, hash, true, f)
+    }
+
+    /// [`SymbolTable::find`], without the Bloom check when `check_bloom`
+    /// is false (the caller made it already).
+    #[inline(always)]
+    pub(crate) fn find_in(
+        &self,
+        name: &[u8],
+        hash: &mut NameHash,
+        check_bloom: bool,
         mut f: impl FnMut(u32, &Sym) -> bool,
     ) -> Option<u32> {
         match self.hash {
@@ -333,7 +364,7 @@ impl SymbolTable {
                     mask: bloom_mask,
                     shift,
                 };
-                if !filter.may_contain(h) {
+                if check_bloom && !filter.may_contain(h) {
                     return None;
                 }
                 // SAFETY: both arrays were bounds-checked in parse_gnu:
@@ -382,6 +413,36 @@ impl SymbolTable {
                 }
             }
             HashTable::None => None,
+        }
+    }
+
+    /// How many symbols the hash table can lead a lookup to.
+    pub(crate) fn hashed_count(&self) -> u32 {
+        match self.hash {
+            HashTable::Gnu { symoffset, .. } => self.nsyms.saturating_sub(symoffset),
+            HashTable::Sysv { .. } => self.nsyms,
+            HashTable::None => 0,
+        }
+    }
+
+    /// Call `f` with the GNU hash of every symbol a lookup can find here
+    /// (for a GNU table, as its chains store it: bit 0 is the chain's end
+    /// mark, not the hash's).
+    pub(crate) fn for_each_gnu_hash(&self, mut f: impl FnMut(u32)) {
+        match self.hash {
+            HashTable::Gnu { chain, .. } => {
+                // SAFETY: parse_gnu checked the chain array's
+                // `nsyms - symoffset` entries.
+                let chain =
+                    unsafe { std::slice::from_raw_parts(chain, self.hashed_count() as usize) };
+                chain.iter().for_each(|&h| f(h));
+            }
+            HashTable::Sysv { .. } => {
+                for (_, sym) in self.iter().skip(1) {
+                    f(super::hash::gnu_hash(self.name(sym)));
+                }
+            }
+            HashTable::None => {}
         }
     }
 

@@ -11,10 +11,12 @@ use crate::elf::versions::{VersionEntry, Versions};
 use crate::elf::{elf, SymExt};
 use crate::error::Error;
 use crate::host::View;
-use crate::object::{ObjId, Scope};
+use crate::object::{ObjId, Object, Scope};
 use crate::registry::Registry;
+use scope_filter::ScopeFilter;
 
 pub(crate) mod collisions;
+pub(crate) mod scope_filter;
 pub(crate) mod unique;
 
 /// How a lookup treats versions and undefined entries.
@@ -71,13 +73,27 @@ pub(crate) fn lookup_in_symbols(
     version: Option<(&VersionEntry, &Versions)>,
     flags: Flags,
 ) -> Option<u32> {
+    lookup_after_bloom(syms, name, hash, version, flags, true)
+}
+
+/// [`lookup_in_symbols`], without the Bloom check unless `check_bloom`.
+#[inline(always)]
+fn lookup_after_bloom(
+    syms: &SymbolTable,
+    name: &[u8],
+    hash: &mut NameHash,
+    version: Option<(&VersionEntry, &Versions)>,
+    flags: Flags,
+    check_bloom: bool,
+) -> Option<u32> {
     let mut versioned: Option<u32> = None;
     let mut num_versions = 0u32;
     // (The check inlined into the chain walk: called, it was a sixth of a
     // `dlsym` hit.)
-    let found = syms.find(
+    let found = syms.find_in(
         name,
         hash,
+        check_bloom,
         #[inline(always)]
         |idx, sym| {
             let stt = sym.kind();
@@ -136,6 +152,11 @@ pub(crate) struct Candidate {
 /// What a lookup walks: the objects of its scopes, in order.
 pub(crate) trait Searched {
     fn candidates(&self) -> impl Iterator<Item = Candidate> + '_;
+
+    /// The same objects, prepared for a relocation pass.
+    fn prepared(&self) -> Option<&PreparedScope<'_>> {
+        None
+    }
 }
 
 impl Searched for [[&[ObjId]; 2]] {
@@ -150,15 +171,67 @@ impl Searched for [[&[ObjId]; 2]] {
 /// Scopes flattened once for the many lookups of one relocation pass, each
 /// object with its Bloom filter beside it: most objects of a scope do not
 /// define a given name, and rejecting one then reads one word instead of
-/// the object (bionic's idea). The registry must not change while it is
-/// used (the loader lock is held throughout a relocation pass).
-pub(crate) struct PreparedScope {
-    objects: Vec<Candidate>,
+/// the object (bionic's idea). The run of global-scope objects may come
+/// with the registry's [`ScopeFilter`] over all of them. The registry must
+/// not change while it is used (the loader lock is held throughout a
+/// relocation pass).
+pub(crate) struct PreparedScope<'r> {
+    objects: Vec<(&'r Object, Bloom)>,
+    /// `objects[start..end]` is the global scope, and `filter` covers it.
+    global: Option<(usize, usize, &'r ScopeFilter)>,
+    /// Is any of the objects being unloaded? (Then lookups take the general
+    /// walk, which skips them.)
+    any_removed: bool,
 }
 
-impl Searched for PreparedScope {
+impl Searched for PreparedScope<'_> {
     fn candidates(&self) -> impl Iterator<Item = Candidate> + '_ {
-        self.objects.iter().copied()
+        self.objects.iter().map(|&(obj, bloom)| Candidate {
+            id: obj.id,
+            bloom: Some(bloom),
+        })
+    }
+
+    fn prepared(&self) -> Option<&PreparedScope<'_>> {
+        Some(self)
+    }
+}
+
+impl PreparedScope<'_> {
+    /// glibc's lookup loop for the common case (no object being unloaded,
+    /// no tracing), written tight: each object costs its Bloom check, and
+    /// the global scope one probe of its filter when that rejects the name.
+    /// Also says whether the definition is STB_GNU_UNIQUE.
+    #[inline(always)]
+    fn lookup(
+        &self,
+        name: &[u8],
+        hash: &mut NameHash,
+        version: Option<&VersionEntry>,
+        flags: Flags,
+    ) -> Option<(Found, bool)> {
+        let h = hash.gnu;
+        let all = self.objects.as_slice();
+        let (head, tail) = match self.global {
+            Some((start, end, filter)) if !filter.may_contain(h) => (&all[..start], &all[end..]),
+            _ => (all, &all[all.len()..]),
+        };
+        for part in [head, tail] {
+            for (obj, bloom) in part {
+                if !bloom.may_contain(h) {
+                    continue;
+                }
+                let view = &obj.view;
+                let version = version.map(|v| (v, &view.versions));
+                if let Some(sym) =
+                    lookup_after_bloom(&view.symbols, name, hash, version, flags, false)
+                {
+                    let unique = view.symbols.sym(sym).bind() == elf::STB_GNU_UNIQUE;
+                    return Some((Found { obj: obj.id, sym }, unique));
+                }
+            }
+        }
+        None
     }
 }
 
@@ -195,21 +268,69 @@ impl Registry {
         }
     }
 
-    /// [`PreparedScope`] of `scopes`.
-    pub(crate) fn prepare(&self, scopes: &[[&[ObjId]; 2]]) -> PreparedScope {
-        PreparedScope {
-            objects: scopes
-                .candidates()
-                .map(|c| Candidate {
-                    bloom: self.obj(c.id).view.symbols.bloom(),
-                    ..c
-                })
-                .collect(),
+    /// [`PreparedScope`] of object `id`'s scope, for a pass of about
+    /// `lookups` lookups: with the global-scope filter when there is one,
+    /// or when building it pays for itself in this pass.
+    pub(crate) fn prepare_scope(&self, id: ObjId, lookups: usize) -> PreparedScope<'_> {
+        let obj = self.obj(id);
+        let mut objects = Vec::new();
+        let mut global = None;
+        for s in &obj.scope {
+            let start = objects.len();
+            for chunk in self.scope_chunk(s, std::slice::from_ref(&obj.id)) {
+                objects.extend(chunk.iter().map(|&id| {
+                    let o = self.obj(id);
+                    (o, o.view.symbols.bloom().unwrap_or_else(Bloom::pass_all))
+                }));
+            }
+            if *s == Scope::Global && global.is_none() {
+                global = self
+                    .global_filter(lookups)
+                    .map(|f| (start, objects.len(), f));
+            }
         }
+        let any_removed = objects.iter().any(|(o, _)| o.removed);
+        PreparedScope {
+            objects,
+            global,
+            any_removed,
+        }
+    }
+
+    /// The global scope's filter: the one built for it, or a new one if
+    /// `lookups` lookups pay for it.
+    fn global_filter(&self, lookups: usize) -> Option<&ScopeFilter> {
+        if let Some(f) = self.global_filter.get() {
+            return Some(f);
+        }
+        let tables = || {
+            self.host_global
+                .iter()
+                .chain(&self.our_global)
+                .map(|&id| self.obj(id))
+                // (Tables of an object glibc unloaded are gone.)
+                .filter(|o| !o.is_gone())
+                .map(|o| &o.view.symbols)
+        };
+        let objects = self.host_global.len() + self.our_global.len();
+        let symbols = tables().map(|t| t.hashed_count() as usize).sum();
+        if !scope_filter::worth_building(lookups, objects, symbols) {
+            return None;
+        }
+        let filter = self
+            .global_filter
+            .get_or_init(|| ScopeFilter::build(tables()));
+        debug!(
+            debug::SCOPES,
+            "global scope filter: {objects} objects, {symbols} symbols, {} bytes",
+            filter.bytes()
+        );
+        Some(filter)
     }
 
     /// glibc's `_dl_lookup_symbol_x` without the error: walk the scopes and
     /// return the first acceptable definition. `skip` is RTLD_NEXT's caller.
+    #[inline(always)]
     pub(crate) fn lookup<S: Searched + ?Sized>(
         &self,
         scopes: &S,
@@ -219,10 +340,34 @@ impl Registry {
         flags: Flags,
         undef: Option<ObjId>,
     ) -> Option<Found> {
-        let undef_removed = undef.is_some_and(|u| self.obj(u).removed);
         // (With the symbols category on, every object is visited, so that
         // the trace lists each as glibc's does.)
         let tracing = debug::enabled(debug::SYMBOLS);
+        if let Some(p) = scopes.prepared().filter(|p| !tracing && !p.any_removed) {
+            let (found, unique) = p.lookup(name, &mut hash, version, flags)?;
+            if unique {
+                return Some(self.unique_definition(name, hash.gnu, found));
+            }
+            return Some(found);
+        }
+        self.lookup_general(scopes, name, hash, version, flags, undef, tracing)
+    }
+
+    /// [`Registry::lookup`]'s walk for every case: objects being unloaded,
+    /// tracing, scopes not prepared.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn lookup_general<S: Searched + ?Sized>(
+        &self,
+        scopes: &S,
+        name: &[u8],
+        mut hash: NameHash,
+        version: Option<&VersionEntry>,
+        flags: Flags,
+        undef: Option<ObjId>,
+        tracing: bool,
+    ) -> Option<Found> {
+        let undef_removed = undef.is_some_and(|u| self.obj(u).removed);
         for Candidate { id, bloom } in scopes.candidates() {
             if bloom.is_some_and(|b| !tracing && !b.may_contain(hash.gnu)) {
                 continue;
