@@ -138,9 +138,11 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome,
         static_modules: Vec::new(),
         slot_segments: ((1, 0), (1, 0)),
         word_segment: (1, 0),
+        plain_binds: false,
         out: Outcome::default(),
         name,
     };
+    rl.plain_binds = rl.scopes.walks_fast() && !debug::enabled(debug::BINDINGS);
     if let Some(t) = d.relr() {
         rl.relr(t)?;
     }
@@ -180,6 +182,9 @@ struct Relocator<'a> {
     slot_segments: ((usize, usize), (usize, usize)),
     /// The writable segment the last symbolic word was in, as [start, end).
     word_segment: (usize, usize),
+    /// May bindings take `bind_plain`? (Not while bindings are traced, nor
+    /// when the prepared walk cannot be taken.)
+    plain_binds: bool,
     out: Outcome,
     name: String,
 }
@@ -580,6 +585,60 @@ impl Relocator<'_> {
         )
     }
 
+    /// [`bind`] for the common case, without its general glue: a global
+    /// or weak reference of default visibility, found by the prepared walk
+    /// as a plain definition (not TLS, IFUNC, unique, nor one of glibc's
+    /// functions dynload replaces). For anything else, or a name nothing
+    /// defines, None, before any effect: `bind` then does it all.
+    /// (Symbolic relocations are most of a big library's load; this is
+    /// what nearly all of them take.)
+    #[inline(always)]
+    fn bind_plain(&mut self, symidx: u32, plt: bool) -> Option<Binding> {
+        if !self.plain_binds {
+            return None;
+        }
+        let obj = self.obj;
+        let syms = &obj.view.symbols;
+        let sym = syms.get(symidx)?;
+        if symidx == 0
+            || !matches!(sym.bind(), elf::STB_GLOBAL | elf::STB_WEAK)
+            || sym.visibility() != elf::STV_DEFAULT
+        {
+            return None;
+        }
+        let name = syms.name(sym);
+        let mut hash = NameHash::new(name);
+        let version = syms.versym(symidx).and_then(|v| obj.view.versions.entry(v));
+        let flags = Flags {
+            return_newest: false,
+            plt,
+        };
+        let (def, found, unique) = self
+            .scopes
+            .lookup(name, &mut hash, version.as_ref(), flags)?;
+        let dsym = def.view.symbols.sym(found);
+        if unique
+            || matches!(dsym.kind(), elf::STT_TLS | elf::STT_GNU_IFUNC)
+            || (!def.is_ours() && dlfcn::replacement(name).is_some())
+        {
+            return None;
+        }
+        note_definer(obj, def, &mut self.out);
+        let value = if dsym.is_undefined() && dsym.value() == 0 {
+            0
+        } else {
+            def.view.symbols.address(dsym)
+        };
+        Some(Binding {
+            found: Some(Found {
+                obj: def.id,
+                sym: found,
+            }),
+            value,
+            size: dsym.size(),
+        })
+    }
+
     /// glibc's `RESOLVE_MAP`, with its one-entry cache.
     fn resolve(&mut self, symidx: u32, plt: bool) -> Result<Binding, Error> {
         if let Some((ci, cp, b)) = self.cache {
@@ -588,7 +647,10 @@ impl Relocator<'_> {
                 return Ok(b);
             }
         }
-        let b = bind(self.reg, self.id, &self.scopes, symidx, plt, &mut self.out)?;
+        let b = match self.bind_plain(symidx, plt) {
+            Some(b) => b,
+            None => bind(self.reg, self.id, &self.scopes, symidx, plt, &mut self.out)?,
+        };
         self.cache = Some((symidx, plt, b));
         Ok(b)
     }
@@ -829,19 +891,25 @@ fn note_binding(
     if dsym.bind() == elf::STB_GNU_UNIQUE && !out.unique_definers.contains(&found.obj) {
         out.unique_definers.push(found.obj);
     }
-    // A binding to another dynload object that is not a dependency keeps
-    // that object alive as long as this one (glibc's add_dependency).
-    // (Consecutive bindings mostly go to one definer: checked once.)
-    if out.last_definer == Some(found.obj) {
+    note_definer(obj, def, out);
+}
+
+/// A binding of `obj`'s reference to another dynload object that is not a
+/// dependency keeps that object alive as long as `obj` (glibc's
+/// add_dependency). (Consecutive bindings mostly go to one definer:
+/// checked once.)
+#[inline(always)]
+fn note_definer(obj: &Object, def: &Object, out: &mut Outcome) {
+    if out.last_definer == Some(def.id) {
         return;
     }
-    out.last_definer = Some(found.obj);
-    if found.obj != obj.id
+    out.last_definer = Some(def.id);
+    if def.id != obj.id
         && def.is_ours()
-        && !obj.initfini.contains(&found.obj)
-        && !out.reldeps.contains(&found.obj)
+        && !obj.initfini.contains(&def.id)
+        && !out.reldeps.contains(&def.id)
     {
-        out.reldeps.push(found.obj);
+        out.reldeps.push(def.id);
     }
 }
 

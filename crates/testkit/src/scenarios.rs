@@ -115,6 +115,7 @@ macro_rules! with_scenarios {
             unique_symbols_after_a_failed_load,
             symbol_kinds,
             global_scope_filter,
+            unique_symbols_from_another_object,
         );
     };
 }
@@ -1628,6 +1629,36 @@ pub fn global_scope_filter(p: &str) -> Scenario {
         &[
             "call probe: 1167\ncall probe_call: 1167\n",
             "call probe: 2167\ncall probe_call: 2167\ncall call_all: 544640\ncall probe: 1167",
+        ],
+    )
+}
+
+/// An object that only refers to a unique symbol (`user`, C) finds it first
+/// in its own dependency `ub`, but is bound to the process-wide definition,
+/// `ua`'s, which was loaded first: it shares `ua`'s counter.
+pub fn unique_symbols_from_another_object(p: &str) -> Scenario {
+    let s = set(
+        p,
+        "uniqueuser",
+        &[
+            Lib::src("ua", "unique.cpp").no_log(),
+            Lib::src("ub", "unique.cpp").no_log(),
+            Lib::src("user", "unique_user.c").no_log().dep("ub"),
+        ],
+    );
+    Scenario::new(
+        s,
+        &[
+            "open $ua LOCAL|NOW",
+            "call h1 bump",
+            "call h1 bump",
+            "open $user LOCAL|NOW",
+            "call h2 bump_from_user",
+            "call h1 bump",
+        ],
+        &[
+            "call bump: 1\ncall bump: 2\n",
+            "call bump_from_user: 3\ncall bump: 4",
         ],
     )
 }

@@ -197,19 +197,26 @@ impl Searched for PreparedScope<'_> {
     }
 }
 
-impl PreparedScope<'_> {
+impl<'r> PreparedScope<'r> {
+    /// May lookups take [`PreparedScope::lookup`]? (Not while an object
+    /// in the scope is being unloaded, nor while lookups are traced.)
+    pub(crate) fn walks_fast(&self) -> bool {
+        !self.any_removed && !debug::enabled(debug::SYMBOLS)
+    }
+
     /// glibc's lookup loop for the common case (no object being unloaded,
     /// no tracing), written tight: each object costs its Bloom check, and
     /// the global scope one probe of its filter when that rejects the name.
-    /// Also says whether the definition is STB_GNU_UNIQUE.
+    /// Gives the definer, the definition's index, and whether it is
+    /// STB_GNU_UNIQUE (then the process-wide definition is to be asked).
     #[inline(always)]
-    fn lookup(
+    pub(crate) fn lookup(
         &self,
         name: &[u8],
         hash: &mut NameHash,
         version: Option<&VersionEntry>,
         flags: Flags,
-    ) -> Option<(Found, bool)> {
+    ) -> Option<(&'r Object, u32, bool)> {
         let h = hash.gnu;
         let all = self.objects.as_slice();
         let (head, tail) = match self.global {
@@ -227,7 +234,7 @@ impl PreparedScope<'_> {
                     lookup_after_bloom(&view.symbols, name, hash, version, flags, false)
                 {
                     let unique = view.symbols.sym(sym).bind() == elf::STB_GNU_UNIQUE;
-                    return Some((Found { obj: obj.id, sym }, unique));
+                    return Some((obj, sym, unique));
                 }
             }
         }
@@ -344,7 +351,8 @@ impl Registry {
         // the trace lists each as glibc's does.)
         let tracing = debug::enabled(debug::SYMBOLS);
         if let Some(p) = scopes.prepared().filter(|p| !tracing && !p.any_removed) {
-            let (found, unique) = p.lookup(name, &mut hash, version, flags)?;
+            let (def, sym, unique) = p.lookup(name, &mut hash, version, flags)?;
+            let found = Found { obj: def.id, sym };
             if unique {
                 return Some(self.unique_definition(name, hash.gnu, found));
             }
