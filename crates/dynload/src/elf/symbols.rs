@@ -118,6 +118,19 @@ impl Strings {
         let room = self.len - offset;
         // SAFETY: `ptr` has `len` bytes inside the mapping.
         let at = unsafe { self.ptr.add(offset) };
+        // A name shorter than a word ends in the first eight bytes: found
+        // with one load and the borrow test (the lowest flagged byte is
+        // the first zero byte), without a call.
+        if room >= 8 {
+            // SAFETY: `room >= 8` bytes from `at` lie inside the table.
+            let word = u64::from_le(unsafe { at.cast::<u64>().read_unaligned() });
+            let zeros = word.wrapping_sub(0x0101_0101_0101_0101) & !word & 0x8080_8080_8080_8080;
+            if zeros != 0 {
+                let len = (zeros.trailing_zeros() / 8) as usize;
+                // SAFETY: `len < 8 <= room`.
+                return Some(unsafe { std::slice::from_raw_parts(at, len) });
+            }
+        }
         // (glibc's `strnlen`: every relocation measures a name, and most
         // names are short, where a slice search's set-up costs more than
         // the search. Bounded by the table, which the object's own
@@ -660,6 +673,40 @@ mod tests {
                 let mut y = x.to_vec();
                 y[at] ^= 0x20;
                 assert!(!short_eq(x, &y), "{n}: byte {at} differs");
+            }
+        }
+    }
+
+    /// Names of every length, measured by the one-word test or by
+    /// `strnlen`, at every distance from the table's end (where fewer than
+    /// eight bytes remain, the word is never read).
+    #[test]
+    fn names_are_measured_at_every_length_and_near_the_end() {
+        for table_len in 1..40usize {
+            for name_len in 0..table_len {
+                for start in 0..table_len - name_len {
+                    // Bytes the borrow test must not take for a NUL.
+                    let fill = [b'q', 0x01, 0x80, 0xff, 0x7f];
+                    let mut table: Vec<u8> = (0..table_len).map(|i| fill[i % 5]).collect();
+                    table[start + name_len] = 0;
+                    let strings = Strings {
+                        ptr: table.as_ptr(),
+                        len: table.len(),
+                    };
+                    let want = &table[start..start + name_len];
+                    assert_eq!(
+                        strings.at(start),
+                        Some(want),
+                        "{table_len} {name_len} {start}"
+                    );
+                }
+                // No NUL from here to the end: no name.
+                let table = vec![0x80u8; table_len];
+                let strings = Strings {
+                    ptr: table.as_ptr(),
+                    len: table.len(),
+                };
+                assert_eq!(strings.at(name_len), None);
             }
         }
     }
