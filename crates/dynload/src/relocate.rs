@@ -640,6 +640,7 @@ impl Relocator<'_> {
     }
 
     /// glibc's `RESOLVE_MAP`, with its one-entry cache.
+    #[inline(always)]
     fn resolve(&mut self, symidx: u32, plt: bool) -> Result<Binding, Error> {
         if let Some((ci, cp, b)) = self.cache {
             if ci == symidx && cp == plt {
@@ -649,10 +650,17 @@ impl Relocator<'_> {
         }
         let b = match self.bind_plain(symidx, plt) {
             Some(b) => b,
-            None => bind(self.reg, self.id, &self.scopes, symidx, plt, &mut self.out)?,
+            None => self.bind_general(symidx, plt)?,
         };
         self.cache = Some((symidx, plt, b));
         Ok(b)
+    }
+
+    /// [`bind`], kept out of the relocation loop: the cases
+    /// [`Relocator::bind_plain`] leaves to it are few.
+    #[inline(never)]
+    fn bind_general(&mut self, symidx: u32, plt: bool) -> Result<Binding, Error> {
+        bind(self.reg, self.id, &self.scopes, symidx, plt, &mut self.out)
     }
 }
 

@@ -5,7 +5,7 @@
 /// Four bytes per step: the bytes' terms do not depend on `h`, so the
 /// chain each step waits on is one multiply and one add instead of four
 /// (glibc 2.36 takes two bytes per step). Every lookup starts here.
-#[inline]
+#[inline(always)]
 pub(crate) fn gnu_hash(name: &[u8]) -> u32 {
     const P1: u32 = 33;
     const P2: u32 = P1 * 33;

@@ -20,6 +20,7 @@ pub(crate) struct NameHash {
 }
 
 impl NameHash {
+    #[inline(always)]
     pub(crate) fn new(name: &[u8]) -> NameHash {
         NameHash {
             gnu: super::hash::gnu_hash(name),
@@ -111,6 +112,7 @@ impl Strings {
     };
 
     /// The string at `offset`, without its NUL.
+    #[inline(always)]
     pub(crate) fn at(&self, offset: usize) -> Option<&[u8]> {
         if offset >= self.len {
             return None;
@@ -291,6 +293,7 @@ impl SymbolTable {
     }
 
     /// The string at `offset` in the string table, without its NUL.
+    #[inline(always)]
     pub(crate) fn string(&self, offset: usize) -> Option<&[u8]> {
         self.strings.at(offset)
     }
@@ -307,6 +310,7 @@ impl SymbolTable {
     }
 
     /// The name of `sym`.
+    #[inline(always)]
     pub(crate) fn name(&self, sym: &Sym) -> &[u8] {
         self.string(sym.name_offset()).unwrap_or(b"")
     }

@@ -219,27 +219,43 @@ impl<'r> PreparedScope<'r> {
     ) -> Option<(&'r Object, u32, bool)> {
         let h = hash.gnu;
         let all = self.objects.as_slice();
-        let (head, tail) = match self.global {
-            Some((start, end, filter)) if !filter.may_contain(h) => (&all[..start], &all[end..]),
-            _ => (all, &all[all.len()..]),
-        };
-        for part in [head, tail] {
-            for (obj, bloom) in part {
-                if !bloom.may_contain(h) {
-                    continue;
+        match self.global {
+            Some((start, end, filter)) if !filter.may_contain(h) => {
+                // (The global scope usually comes first: then one run.)
+                if start > 0 {
+                    if let Some(found) = walk(&all[..start], name, hash, version, flags) {
+                        return Some(found);
+                    }
                 }
-                let view = &obj.view;
-                let version = version.map(|v| (v, &view.versions));
-                if let Some(sym) =
-                    lookup_after_bloom(&view.symbols, name, hash, version, flags, false)
-                {
-                    let unique = view.symbols.sym(sym).bind() == elf::STB_GNU_UNIQUE;
-                    return Some((obj, sym, unique));
-                }
+                walk(&all[end..], name, hash, version, flags)
             }
+            _ => walk(all, name, hash, version, flags),
         }
-        None
     }
+}
+
+/// [`PreparedScope::lookup`] over one run of its objects.
+#[inline(always)]
+fn walk<'r>(
+    objects: &[(&'r Object, Bloom)],
+    name: &[u8],
+    hash: &mut NameHash,
+    version: Option<&VersionEntry>,
+    flags: Flags,
+) -> Option<(&'r Object, u32, bool)> {
+    let h = hash.gnu;
+    for &(obj, bloom) in objects {
+        if !bloom.may_contain(h) {
+            continue;
+        }
+        let view = &obj.view;
+        let version = version.map(|v| (v, &view.versions));
+        if let Some(sym) = lookup_after_bloom(&view.symbols, name, hash, version, flags, false) {
+            let unique = view.symbols.sym(sym).bind() == elf::STB_GNU_UNIQUE;
+            return Some((obj, sym, unique));
+        }
+    }
+    None
 }
 
 impl Registry {
