@@ -199,7 +199,7 @@ fn with_scope<R>(
             let id = reg.by_handle(h).ok_or_else(invalid_handle)?;
             let o = reg.obj(id);
             if o.is_main() {
-                let global = [[reg.host_global.as_slice(), reg.our_global.as_slice()]];
+                let global = [reg.global_parts()];
                 return Ok(f(&global, id, None));
             }
             let computed;

@@ -38,13 +38,13 @@ pub(crate) struct Registry {
     pub host_list: Vec<ObjId>,
     host_counters: Option<(u64, u64)>,
     /// glibc's global scope as seen from outside: the start-up objects in
-    /// search order, then objects glibc later made global. (Changed only
-    /// here, with `global_filter` dropped: see `global_scope_changed`.)
-    pub host_global: Vec<ObjId>,
+    /// search order, then objects glibc later made global. (Private: every
+    /// change drops `global_filter`, see `global_scope_changed`.)
+    host_global: Vec<ObjId>,
     pub main: ObjId,
     /// dynload's RTLD_GLOBAL objects, in the order they became global.
-    /// (Changed only here, as `host_global`.)
-    pub our_global: Vec<ObjId>,
+    /// (Private, as `host_global`.)
+    our_global: Vec<ObjId>,
     /// The filter over the global scope's symbols, once a relocation pass
     /// built it (`link::scope_filter`).
     pub(crate) global_filter: std::cell::OnceCell<crate::link::scope_filter::ScopeFilter>,
@@ -433,6 +433,9 @@ impl Registry {
         let (entries, adds, subs) = host::host_objects();
         let first = self.host_counters.is_none();
         self.host_counters = Some((adds, subs));
+        // glibc's list changed: its global scope may have, and an object
+        // it had unloaded (left out of the filter) may be back.
+        self.global_scope_changed();
         for &id in &self.host_list {
             if let Kind::Host(h) = &mut self.slots[id].as_deref_mut().expect("live").kind {
                 h.present = false;
@@ -490,7 +493,6 @@ impl Registry {
             self.obj_mut(id).initfini = initfini;
         }
         if first {
-            self.global_scope_changed();
             self.host_global = self.startup_scope();
             for id in self.host_global.clone() {
                 if let Kind::Host(h) = &mut self.obj_mut(id).kind {
@@ -508,7 +510,6 @@ impl Registry {
                 continue;
             }
             if probe_global(o) {
-                self.global_scope_changed();
                 self.host_global.push(id);
                 self.obj_mut(id).global = true;
             }
@@ -577,11 +578,12 @@ impl Registry {
 
     /// The global scope as one list (for RTLD_NEXT and diagnostics).
     pub(crate) fn global_scope(&self) -> Vec<ObjId> {
-        self.host_global
-            .iter()
-            .chain(self.our_global.iter())
-            .copied()
-            .collect()
+        self.global_parts().concat()
+    }
+
+    /// The global scope as its two lists, glibc's part then dynload's.
+    pub(crate) fn global_parts(&self) -> [&[ObjId]; 2] {
+        [&self.host_global, &self.our_global]
     }
 
     /// Append `root`'s search list to the global scope (after constructors,
@@ -607,9 +609,9 @@ impl Registry {
         }
     }
 
-    /// Every change to `host_global` or `our_global` comes with this: the
-    /// filter over the old scope would wrongly reject names a new member
-    /// defines.
+    /// Every change to `host_global` or `our_global`, and every change of
+    /// glibc's list, comes with this: the filter over the old scope would
+    /// wrongly reject names a new member defines.
     fn global_scope_changed(&mut self) {
         self.global_filter.take();
     }

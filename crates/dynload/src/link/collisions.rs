@@ -127,10 +127,9 @@ fn report(
     }
     // The objects before `id` in the global scope, in lookup order.
     let earlier: Vec<ObjId> = reg
-        .host_global
-        .iter()
-        .chain(reg.our_global.iter())
-        .copied()
+        .global_parts()
+        .concat()
+        .into_iter()
         .take_while(|&o| o != id)
         .filter(|&o| {
             let ob = reg.obj(o);

@@ -262,7 +262,7 @@ impl Registry {
     /// The concrete lists behind one scope of an object.
     fn scope_chunk<'a>(&'a self, s: &Scope, symbolic_self: &'a [ObjId]) -> [&'a [ObjId]; 2] {
         match *s {
-            Scope::Global => [self.host_global.as_slice(), self.our_global.as_slice()],
+            Scope::Global => self.global_parts(),
             Scope::Local(root) => [self.obj(root).searchlist.as_deref().unwrap_or(&[]), &[]],
             Scope::Symbolic(_) => [symbolic_self, &[]],
         }
@@ -301,10 +301,14 @@ impl Registry {
         for s in &obj.scope {
             let start = objects.len();
             for chunk in self.scope_chunk(s, std::slice::from_ref(&obj.id)) {
-                objects.extend(chunk.iter().map(|&id| {
-                    let o = self.obj(id);
-                    (o, o.view.symbols.bloom().unwrap_or_else(Bloom::pass_all))
-                }));
+                // (An object glibc unloaded has no tables left to read.)
+                objects.extend(
+                    chunk
+                        .iter()
+                        .map(|&id| self.obj(id))
+                        .filter(|o| !o.is_gone())
+                        .map(|o| (o, o.view.symbols.bloom().unwrap_or_else(Bloom::pass_all))),
+                );
             }
             if *s == Scope::Global && global.is_none() {
                 global = self
@@ -327,22 +331,22 @@ impl Registry {
             return Some(f);
         }
         let tables = || {
-            self.host_global
-                .iter()
-                .chain(&self.our_global)
+            self.global_parts()
+                .into_iter()
+                .flatten()
                 .map(|&id| self.obj(id))
                 // (Tables of an object glibc unloaded are gone.)
                 .filter(|o| !o.is_gone())
                 .map(|o| &o.view.symbols)
         };
-        let objects = self.host_global.len() + self.our_global.len();
+        let objects = tables().count();
         let symbols = tables().map(|t| t.hashed_count() as usize).sum();
         if !scope_filter::worth_building(lookups, objects, symbols) {
             return None;
         }
         let filter = self
             .global_filter
-            .get_or_init(|| ScopeFilter::build(tables()));
+            .get_or_init(|| ScopeFilter::build(tables(), symbols));
         debug!(
             debug::SCOPES,
             "global scope filter: {objects} objects, {symbols} symbols, {} bytes",
@@ -398,8 +402,9 @@ impl Registry {
             }
             let obj = self.obj(id);
             // Objects being unloaded are skipped, unless the reference
-            // comes from one of them (glibc bug 30425's fix).
-            if obj.removed && !undef_removed {
+            // comes from one of them (glibc bug 30425's fix); an object
+            // glibc unloaded has no tables left to read.
+            if (obj.removed && !undef_removed) || obj.is_gone() {
                 continue;
             }
             if tracing {

@@ -27,9 +27,12 @@ pub(crate) struct ScopeFilter {
 const SYMBOLS_PER_WORD: usize = 16;
 
 impl ScopeFilter {
-    /// The filter over every symbol a lookup can find in `tables`.
-    pub(crate) fn build<'a>(tables: impl Iterator<Item = &'a SymbolTable> + Clone) -> ScopeFilter {
-        let symbols: usize = tables.clone().map(|t| t.hashed_count() as usize).sum();
+    /// The filter over every symbol a lookup can find in `tables`, which
+    /// together hash `symbols` symbols.
+    pub(crate) fn build<'a>(
+        tables: impl Iterator<Item = &'a SymbolTable>,
+        symbols: usize,
+    ) -> ScopeFilter {
         let mut filter = ScopeFilter {
             words: vec![0u64; symbols.div_ceil(SYMBOLS_PER_WORD).max(1)].into_boxed_slice(),
         };
@@ -103,7 +106,8 @@ mod tests {
             .iter()
             .map(|(l, d)| SymbolTable::parse(&l.image, d).unwrap())
             .collect();
-        let filter = ScopeFilter::build(tables.iter());
+        let symbols = tables.iter().map(|t| t.hashed_count() as usize).sum();
+        let filter = ScopeFilter::build(tables.iter(), symbols);
         let mut names = 0;
         for t in &tables {
             for (_, sym) in t.iter().filter(|(_, s)| !s.is_undefined()) {
@@ -143,7 +147,7 @@ mod tests {
         let (l, d) = crate::fuzzing::tables(&data).unwrap();
         assert!(d.gnu_hash().is_none() && d.hash().is_some());
         let t = SymbolTable::parse(&l.image, &d).unwrap();
-        let filter = ScopeFilter::build(std::iter::once(&t));
+        let filter = ScopeFilter::build(std::iter::once(&t), t.hashed_count() as usize);
         assert!(filter.may_contain(gnu_hash(b"sysv_one")));
         assert!(filter.may_contain(gnu_hash(b"sysv_two")));
     }
