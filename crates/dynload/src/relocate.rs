@@ -13,6 +13,7 @@ use crate::dlfcn;
 use crate::elf::dynamic::Table;
 use crate::elf::image::Image;
 use crate::elf::symbols::{NameHash, SymbolTable};
+use crate::elf::versions::VersionEntry;
 use crate::elf::{elf, Rela, Sym, SymExt, LE};
 use crate::error::{Error, ErrorKind};
 use crate::lazy::LazyInfo;
@@ -189,7 +190,7 @@ struct Relocator<'a> {
     name: String,
 }
 
-impl Relocator<'_> {
+impl<'a> Relocator<'a> {
     #[inline]
     fn target(&self, offset: u64, len: usize) -> Result<usize, Error> {
         check_target(self.obj, offset, len)
@@ -585,26 +586,27 @@ impl Relocator<'_> {
         )
     }
 
-    /// [`bind`] for the common case, without its general glue: a global
-    /// or weak reference of default visibility, found by the prepared walk
-    /// as a plain definition (not TLS, IFUNC, unique, nor one of glibc's
-    /// functions dynload replaces). For anything else, or a name nothing
-    /// defines, None, before any effect: `bind` then does it all.
-    /// (Symbolic relocations are most of a big library's load; this is
-    /// what nearly all of them take.)
+    /// [`bind`] for a global or weak reference of default visibility
+    /// (nearly all of them), through the prepared walk, with the common
+    /// outcome kept in the relocation loop: a plain definition (not TLS,
+    /// IFUNC, unique, nor one of glibc's functions dynload replaces). Any
+    /// other outcome is handed back as the walk found it, for `bind`'s own
+    /// tail; references `bind` takes whole are handed back untouched.
     #[inline(always)]
-    fn bind_plain(&mut self, symidx: u32, plt: bool) -> Option<Binding> {
+    fn bind_plain(&mut self, symidx: u32, plt: bool) -> Walked<'a> {
         if !self.plain_binds {
-            return None;
+            return Walked::NotPlain;
         }
         let obj = self.obj;
         let syms = &obj.view.symbols;
-        let sym = syms.get(symidx)?;
+        let Some(sym) = syms.get(symidx) else {
+            return Walked::NotPlain;
+        };
         if symidx == 0
             || !matches!(sym.bind(), elf::STB_GLOBAL | elf::STB_WEAK)
             || sym.visibility() != elf::STV_DEFAULT
         {
-            return None;
+            return Walked::NotPlain;
         }
         let name = syms.name(sym);
         let mut hash = NameHash::new(name);
@@ -613,28 +615,25 @@ impl Relocator<'_> {
             return_newest: false,
             plt,
         };
-        let (def, found, unique) = self
-            .scopes
-            .lookup(name, &mut hash, version.as_ref(), flags)?;
-        let dsym = def.view.symbols.sym(found);
+        let Some((def, index, unique)) =
+            self.scopes.lookup(name, &mut hash, version.as_ref(), flags)
+        else {
+            return Walked::Found(None);
+        };
+        let dsym = def.view.symbols.sym(index);
         if unique
             || matches!(dsym.kind(), elf::STT_TLS | elf::STT_GNU_IFUNC)
             || (!def.is_ours() && dlfcn::replacement(name).is_some())
         {
-            return None;
+            return Walked::Found(Some((def, index, unique)));
         }
         note_definer(obj, def, &mut self.out);
-        let value = if dsym.is_undefined() && dsym.value() == 0 {
-            0
-        } else {
-            def.view.symbols.address(dsym)
-        };
-        Some(Binding {
+        Walked::Plain(Binding {
             found: Some(Found {
                 obj: def.id,
-                sym: found,
+                sym: index,
             }),
-            value,
+            value: plain_value(def, dsym),
             size: dsym.size(),
         })
     }
@@ -649,19 +648,63 @@ impl Relocator<'_> {
             }
         }
         let b = match self.bind_plain(symidx, plt) {
-            Some(b) => b,
-            None => self.bind_general(symidx, plt)?,
+            Walked::Plain(b) => b,
+            walked => self.bind_general(symidx, plt, walked)?,
         };
         self.cache = Some((symidx, plt, b));
         Ok(b)
     }
 
-    /// [`bind`], kept out of the relocation loop: the cases
-    /// [`Relocator::bind_plain`] leaves to it are few.
+    /// The rest of [`bind`], out of the relocation loop, for what
+    /// [`Relocator::bind_plain`] handed back (few references): what its
+    /// walk found goes to `bind`'s tail (a unique definition made the
+    /// process-wide one, as `Registry::lookup` does); a reference it did
+    /// not take, to `bind` whole.
     #[inline(never)]
-    fn bind_general(&mut self, symidx: u32, plt: bool) -> Result<Binding, Error> {
-        bind(self.reg, self.id, &self.scopes, symidx, plt, &mut self.out)
+    fn bind_general(&mut self, symidx: u32, plt: bool, walked: Walked) -> Result<Binding, Error> {
+        let Walked::Found(found) = walked else {
+            return bind(self.reg, self.id, &self.scopes, symidx, plt, &mut self.out);
+        };
+        let obj = self.obj;
+        let syms = &obj.view.symbols;
+        let sym = syms.sym(symidx);
+        let name = syms.name(sym);
+        let version = syms.versym(symidx).and_then(|v| obj.view.versions.entry(v));
+        let found = found.map(|(def, index, unique)| {
+            let found = Found {
+                obj: def.id,
+                sym: index,
+            };
+            if unique {
+                self.reg
+                    .unique_definition(name, NameHash::new(name).gnu, found)
+            } else {
+                found
+            }
+        });
+        let out = &mut self.out;
+        bound(
+            self.reg,
+            obj,
+            &self.scopes,
+            sym,
+            found,
+            name,
+            version.as_ref(),
+            out,
+        )
     }
+}
+
+/// What [`Relocator::bind_plain`] made of a reference.
+enum Walked<'a> {
+    /// Bound to a plain definition.
+    Plain(Binding),
+    /// Looked up, with this result (definer, index, unique); the rest is
+    /// `bind`'s.
+    Found(Option<(&'a Object, u32, bool)>),
+    /// A reference `bind` takes whole.
+    NotPlain,
 }
 
 /// Check that a relocation target lies in writable memory of `obj`.
@@ -851,19 +894,38 @@ pub(crate) fn bind(
         plt,
     };
     let reference = (symidx, sym.visibility());
-    match reg.lookup_reference(scopes, name, hash, version.as_ref(), flags, id, reference) {
+    let found = reg.lookup_reference(scopes, name, hash, version.as_ref(), flags, id, reference);
+    bound(reg, obj, scopes, sym, found, name, version.as_ref(), out)
+}
+
+/// What `obj`'s reference `sym` (named `name`, of `version`) binds to,
+/// given what its lookup in `scopes` found: the definition's value,
+/// recorded as [`note_binding`] says; with nothing found, 0 for a weak
+/// reference, else the "undefined symbol" error.
+#[allow(clippy::too_many_arguments)]
+fn bound(
+    reg: &Registry,
+    obj: &Object,
+    scopes: &(impl Searched + ?Sized),
+    sym: &Sym,
+    found: Option<Found>,
+    name: &[u8],
+    version: Option<&VersionEntry>,
+    out: &mut Outcome,
+) -> Result<Binding, Error> {
+    match found {
         Some(found) => {
             let def = reg.obj(found.obj);
             let dsym = def.view.symbols.sym(found.sym);
             note_binding(obj, found, def, dsym, name, version.map(|v| v.name), out);
-            value_at(reg, id, found, def, dsym, Some(name))
+            value_at(reg, obj.id, found, def, dsym, Some(name))
         }
         None if sym.bind() == elf::STB_WEAK => Ok(Binding {
             found: None,
             value: 0,
             size: 0,
         }),
-        None => Err(reg.undefined_error(scopes, obj.display_name(), name, version.as_ref())),
+        None => Err(reg.undefined_error(scopes, obj.display_name(), name, version)),
     }
 }
 
@@ -939,11 +1001,7 @@ fn value_at(
             size: sym.size(),
         });
     }
-    let mut value = if sym.is_undefined() && sym.value() == 0 {
-        0
-    } else {
-        def.view.symbols.address(sym)
-    };
+    let mut value = plain_value(def, sym);
     if let Some(ours) = (!def.is_ours())
         .then(|| dlfcn::replacement(name.unwrap_or_else(|| def.view.symbols.name(sym))))
         .flatten()
@@ -971,6 +1029,18 @@ fn value_at(
         value,
         size: sym.size(),
     })
+}
+
+/// The address `def`'s definition `sym` stands for, before IFUNC
+/// resolution or dynload's replacements (an undefined entry with value 0
+/// stands for 0).
+#[inline(always)]
+fn plain_value(def: &Object, sym: &Sym) -> usize {
+    if sym.is_undefined() && sym.value() == 0 {
+        0
+    } else {
+        def.view.symbols.address(sym)
+    }
 }
 
 /// Is `addr` inside an executable PT_LOAD of `obj`?

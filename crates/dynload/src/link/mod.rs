@@ -356,9 +356,33 @@ impl Registry {
     }
 
     /// glibc's `_dl_lookup_symbol_x` without the error: walk the scopes and
-    /// return the first acceptable definition. `skip` is RTLD_NEXT's caller.
+    /// return the first acceptable definition. `undef` is the referencing
+    /// object, if any.
     #[inline(always)]
     pub(crate) fn lookup<S: Searched + ?Sized>(
+        &self,
+        scopes: &S,
+        name: &[u8],
+        mut hash: NameHash,
+        version: Option<&VersionEntry>,
+        flags: Flags,
+        undef: Option<ObjId>,
+    ) -> Option<Found> {
+        if let Some(p) = scopes.prepared().filter(|p| p.walks_fast()) {
+            let (def, sym, unique) = p.lookup(name, &mut hash, version, flags)?;
+            let found = Found { obj: def.id, sym };
+            if unique {
+                return Some(self.unique_definition(name, hash.gnu, found));
+            }
+            return Some(found);
+        }
+        self.lookup_general(scopes, name, hash, version, flags, undef)
+    }
+
+    /// [`Registry::lookup`]'s walk for every case: objects being unloaded,
+    /// tracing, scopes not prepared.
+    #[inline(never)]
+    fn lookup_general<S: Searched + ?Sized>(
         &self,
         scopes: &S,
         name: &[u8],
@@ -370,31 +394,6 @@ impl Registry {
         // (With the symbols category on, every object is visited, so that
         // the trace lists each as glibc's does.)
         let tracing = debug::enabled(debug::SYMBOLS);
-        if let Some(p) = scopes.prepared().filter(|p| !tracing && !p.any_removed) {
-            let (def, sym, unique) = p.lookup(name, &mut hash, version, flags)?;
-            let found = Found { obj: def.id, sym };
-            if unique {
-                return Some(self.unique_definition(name, hash.gnu, found));
-            }
-            return Some(found);
-        }
-        self.lookup_general(scopes, name, hash, version, flags, undef, tracing)
-    }
-
-    /// [`Registry::lookup`]'s walk for every case: objects being unloaded,
-    /// tracing, scopes not prepared.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
-    fn lookup_general<S: Searched + ?Sized>(
-        &self,
-        scopes: &S,
-        name: &[u8],
-        mut hash: NameHash,
-        version: Option<&VersionEntry>,
-        flags: Flags,
-        undef: Option<ObjId>,
-        tracing: bool,
-    ) -> Option<Found> {
         let undef_removed = undef.is_some_and(|u| self.obj(u).removed);
         for Candidate { id, bloom } in scopes.candidates() {
             if bloom.is_some_and(|b| !tracing && !b.may_contain(hash.gnu)) {
