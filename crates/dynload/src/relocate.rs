@@ -320,12 +320,10 @@ impl<'a> Relocator<'a> {
         let image = &self.obj.view.image;
         let offset = rela.r_offset.get(LE);
         let addr = image.addr(offset);
-        let ((ws, we), (cs, ce)) = self.slot_segments;
-        if !(ws <= addr && addr.checked_add(8).is_some_and(|end| end <= we)) {
-            self.slot_segments.0 = image
-                .writable_segment(addr, 8)
-                .ok_or_else(|| target_error(self.obj.display_name(), offset))?;
+        if !word_writable(&mut self.slot_segments.0, image, addr) {
+            return Err(target_error(self.obj.display_name(), offset));
         }
+        let (cs, ce) = self.slot_segments.1;
         // The lazy fix-up stores the binding atomically: the slot must be a
         // whole aligned word (it always is in objects linkers make).
         if addr % 8 != 0 {
@@ -361,11 +359,8 @@ impl<'a> Relocator<'a> {
         let image = &self.obj.view.image;
         let offset = rela.r_offset.get(LE);
         let addr = image.addr(offset);
-        let (ws, we) = self.word_segment;
-        if !(ws <= addr && addr.checked_add(8).is_some_and(|end| end <= we)) {
-            self.word_segment = image
-                .writable_segment(addr, 8)
-                .ok_or_else(|| target_error(self.name.clone(), offset))?;
+        if !word_writable(&mut self.word_segment, image, addr) {
+            return Err(target_error(self.name.clone(), offset));
         }
         let symidx = (rela.r_info.get(LE) >> 32) as u32;
         if symidx >= self.obj.view.symbols.count() {
@@ -705,6 +700,25 @@ enum Walked<'a> {
     Found(Option<(&'a Object, u32, bool)>),
     /// A reference `bind` takes whole.
     NotPlain,
+}
+
+/// Is the 8-byte word at `addr` in a writable segment of `image`? `last`
+/// is the segment the previous word of the caller's run was in, as
+/// [start, end), and is updated here: the words of one table mostly share
+/// a segment, so each costs a compare.
+#[inline(always)]
+fn word_writable(last: &mut (usize, usize), image: &Image, addr: usize) -> bool {
+    let (start, end) = *last;
+    if start <= addr && addr.checked_add(8).is_some_and(|word_end| word_end <= end) {
+        return true;
+    }
+    match image.writable_segment(addr, 8) {
+        Some(segment) => {
+            *last = segment;
+            true
+        }
+        None => false,
+    }
 }
 
 /// Check that a relocation target lies in writable memory of `obj`.
