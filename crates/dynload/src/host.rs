@@ -94,7 +94,7 @@ impl View {
     fn refers_to(&self, name: &[u8]) -> bool {
         self.symbols
             .iter()
-            .any(|(_, sym)| sym.is_undefined() && self.symbols.name(sym) == name)
+            .any(|(_, sym)| sym.is_undefined() && self.symbols.string_is(sym.name_offset(), name))
     }
 
     /// The address of the default-version definition of `name`.
@@ -137,8 +137,7 @@ type DladdrFn = unsafe extern "C" fn(*const c_void, *mut libc::Dl_info) -> c_int
 type Dladdr1Fn =
     unsafe extern "C" fn(*const c_void, *mut libc::Dl_info, *mut *mut c_void, c_int) -> c_int;
 type DlinfoFn = unsafe extern "C" fn(*mut c_void, c_int, *mut c_void) -> c_int;
-pub(crate) type FindObjectFn =
-    unsafe extern "C" fn(*mut c_void, *mut crate::unwind::DlFindObject) -> c_int;
+type FindObjectFn = unsafe extern "C" fn(*mut c_void, *mut crate::unwind::DlFindObject) -> c_int;
 pub(crate) type ThreadDtor = unsafe extern "C" fn(*mut c_void);
 type ThreadAtexitFn = unsafe extern "C" fn(ThreadDtor, *mut c_void, *mut c_void) -> c_int;
 

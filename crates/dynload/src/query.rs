@@ -141,7 +141,6 @@ fn wanted_version(v: &[u8]) -> VersionEntry<'_> {
         name: v,
         hash: hash::elf_hash(v),
         hidden: true,
-        filename: None,
     }
 }
 

@@ -1427,13 +1427,17 @@ pub fn tls_cxx_thread_local(p: &str) -> Scenario {
 /// Set `name`: two libraries built from unique.cpp (`ua`, `ub`), each with
 /// a definition of the STB_GNU_UNIQUE `shared_counter()::c`.
 pub fn unique_objects(name: &str) -> Set {
-    let s = Set::build(
-        name,
-        &[
-            Lib::src("ua", "unique.cpp").no_log(),
-            Lib::src("ub", "unique.cpp").no_log(),
-        ],
-    );
+    unique_objects_with(name, &[])
+}
+
+/// [`unique_objects`] and the objects `extra`.
+fn unique_objects_with(name: &str, extra: &[Lib]) -> Set {
+    let mut libs = vec![
+        Lib::src("ua", "unique.cpp").no_log(),
+        Lib::src("ub", "unique.cpp").no_log(),
+    ];
+    libs.extend_from_slice(extra);
+    let s = Set::build(name, &libs);
     let syms = dynamic_symbols(s.path("ua"));
     assert!(
         syms.lines()
@@ -1637,14 +1641,9 @@ pub fn global_scope_filter(p: &str) -> Scenario {
 /// in its own dependency `ub`, but is bound to the process-wide definition,
 /// `ua`'s, which was loaded first: it shares `ua`'s counter.
 pub fn unique_symbols_from_another_object(p: &str) -> Scenario {
-    let s = set(
-        p,
-        "uniqueuser",
-        &[
-            Lib::src("ua", "unique.cpp").no_log(),
-            Lib::src("ub", "unique.cpp").no_log(),
-            Lib::src("user", "unique_user.c").no_log().dep("ub"),
-        ],
+    let s = unique_objects_with(
+        &format!("{p}-uniqueuser"),
+        &[Lib::src("user", "unique_user.c").no_log().dep("ub")],
     );
     Scenario::new(
         s,

@@ -17,8 +17,6 @@ pub(crate) struct VersionEntry<'a> {
     pub hash: u32,
     /// A requirement marked hidden (VER_FLG_HIDDEN in vna_other).
     pub hidden: bool,
-    /// For requirements: the DT_NEEDED name that must define this version.
-    pub filename: Option<&'a [u8]>,
 }
 
 /// A version one dependency must provide (one DT_VERNEED auxiliary entry).
@@ -43,7 +41,6 @@ struct Record {
 
 const HIDDEN: u8 = 1;
 const WEAK: u8 = 2;
-const REQUIRED: u8 = 4;
 
 /// No record at this version index.
 const NONE: u32 = u32::MAX;
@@ -116,7 +113,7 @@ impl Versions {
                         .read(aux_addr)
                         .ok_or("DT_VERNEED auxiliary outside the loaded segments")?;
                     let other = aux.vna_other.get(LE);
-                    let mut flags = REQUIRED;
+                    let mut flags = 0;
                     if other & 0x8000 != 0 {
                         flags |= HIDDEN;
                     }
@@ -216,7 +213,6 @@ impl Versions {
             name: self.strings.get(r.name),
             hash: r.hash,
             hidden: r.flags & HIDDEN != 0,
-            filename: (r.flags & REQUIRED != 0).then(|| self.strings.get(r.file)),
         })
     }
 
@@ -350,8 +346,7 @@ mod tests {
                 "{path}: symbol {i}"
             );
             assert_eq!(hash, want.map_or(0, |v| v.hash()), "{path}: symbol {i}");
-            if let (Some(w), Some(entry)) = (want, ours.entry(index.0)) {
-                assert_eq!(entry.filename, w.file(), "{path}: symbol {i}");
+            if let (Some(_), Some(entry)) = (want, ours.entry(index.0)) {
                 let want_hidden = hidden.get(&(index.0 & 0x7fff)).copied();
                 assert_eq!(
                     entry.hidden,

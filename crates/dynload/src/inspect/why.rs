@@ -60,7 +60,6 @@ impl Inspector {
             name: v.as_bytes(),
             hash: crate::elf::hash::elf_hash(v.as_bytes()),
             hidden: false,
-            filename: None,
         });
         let mut flags = Flags::default();
         let (scopes, from_name) = match from {

@@ -68,7 +68,8 @@ impl Registry {
         let is_name = |e: &Entry| {
             e.hash == gnu && {
                 let o = self.obj(e.obj);
-                !o.is_gone() && o.view.symbols.name(o.view.symbols.sym(e.sym)) == name
+                let syms = &o.view.symbols;
+                !o.is_gone() && syms.string_is(syms.sym(e.sym).name_offset(), name)
             }
         };
         if let Some(e) = table.find(spread(gnu), is_name) {
