@@ -80,6 +80,24 @@ pub enum Error {
     },
 }
 
+/// An object's name as the bytes it was given as, made the `String` an
+/// error names it by (lossily, as glibc prints it) only when an error is
+/// made: every load passes its names down, and few loads fail.
+#[derive(Clone, Copy)]
+pub(crate) struct Shown<'a>(pub &'a [u8]);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.0))
+    }
+}
+
+impl From<Shown<'_>> for String {
+    fn from(name: Shown<'_>) -> String {
+        String::from_utf8_lossy(name.0).into_owned()
+    }
+}
+
 struct Prefixed<'a>(&'a String, &'a String);
 
 impl fmt::Display for Prefixed<'_> {

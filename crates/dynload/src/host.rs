@@ -62,6 +62,16 @@ impl View {
             d.p_memsz.get(LE) as usize,
             maybe_relocated,
         )?;
+        View::of_parsed(image, dyn_info, dyn_addr)
+    }
+
+    /// The view of an object whose image and dynamic section (at
+    /// `dyn_addr`) are read already: its symbol and version tables.
+    pub(crate) fn of_parsed(
+        image: Image,
+        dyn_info: DynInfo,
+        dyn_addr: usize,
+    ) -> Result<View, String> {
         let symbols = SymbolTable::parse(&image, &dyn_info)?;
         let versions = Versions::parse(&image, &dyn_info, &symbols)?;
         Ok(View {

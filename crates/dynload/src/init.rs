@@ -17,11 +17,24 @@ use crate::registry::Registry;
 /// 2.36 branch, bug 28937; Debian 12 ships it).
 pub(crate) fn sort(reg: &Registry, maps: &mut [ObjId], for_fini: bool, force_first: bool) {
     let first = maps.first().copied();
-    use std::collections::HashSet;
+    /// Which objects the walk has entered, by id (ids are small: slots of
+    /// the registry), without hashing.
+    struct Visited(Vec<bool>);
+    impl Visited {
+        fn new(reg: &Registry) -> Visited {
+            Visited(vec![false; reg.id_bound()])
+        }
+        fn contains(&self, id: &ObjId) -> bool {
+            self.0[*id]
+        }
+        fn insert(&mut self, id: ObjId) -> bool {
+            !std::mem::replace(&mut self.0[id], true)
+        }
+    }
     fn dfs(
         reg: &Registry,
         id: ObjId,
-        visited: &mut HashSet<ObjId>,
+        visited: &mut Visited,
         rpo: &mut Vec<ObjId>,
         do_reldeps: Option<&mut bool>,
     ) {
@@ -47,7 +60,7 @@ pub(crate) fn sort(reg: &Registry, maps: &mut [ObjId], for_fini: bool, force_fir
         }
         rpo.push(id);
     }
-    let mut visited = HashSet::new();
+    let mut visited = Visited::new(reg);
     let mut post = Vec::with_capacity(maps.len());
     let mut saw_reldeps = false;
     for &id in maps.iter().rev() {
@@ -68,7 +81,7 @@ pub(crate) fn sort(reg: &Registry, maps: &mut [ObjId], for_fini: bool, force_fir
     post.reverse();
     if saw_reldeps {
         let first = post.clone();
-        let mut visited = HashSet::new();
+        let mut visited = Visited::new(reg);
         let mut post2 = Vec::with_capacity(maps.len());
         for &id in first.iter().rev() {
             dfs(reg, id, &mut visited, &mut post2, None);
@@ -86,48 +99,44 @@ pub(crate) fn sort(reg: &Registry, maps: &mut [ObjId], for_fini: bool, force_fir
     }
 }
 
-/// The constructors of `obj`, in call order: DT_INIT, then DT_INIT_ARRAY.
-pub(crate) fn constructors(obj: &Object) -> Vec<usize> {
-    let mut out = Vec::new();
-    let d = &obj.view.dyn_info;
+/// The entries of the function-pointer array `t` of `obj` (empty if it is
+/// not mapped), without 0 and -1: the old .ctors sentinels, which no
+/// linker puts in .init_array, but calling them would crash.
+fn entries(
+    obj: &Object,
+    t: Option<crate::elf::dynamic::Table>,
+) -> impl DoubleEndedIterator<Item = usize> + '_ {
     let image = &obj.view.image;
-    if let Some(init) = d.init() {
-        out.push(image.addr(init));
-    }
-    if let Some(t) = d.init_array() {
-        if let Some(a) = image.slice::<u64>(image.addr(t.vaddr), (t.size / 8) as usize) {
-            // 0 and -1 are the old .ctors sentinels; no linker puts them in
-            // .init_array, but calling them would crash.
-            out.extend(
-                a.iter()
-                    .map(|&f| f as usize)
-                    .filter(|&f| f != 0 && f != usize::MAX),
-            );
-        }
-    }
-    out
+    t.and_then(|t| image.slice::<u64>(image.addr(t.vaddr), (t.size / 8) as usize))
+        .unwrap_or(&[])
+        .iter()
+        .map(|&f| f as usize)
+        .filter(|&f| f != 0 && f != usize::MAX)
+}
+
+/// The constructors of `obj`, in call order: DT_INIT, then DT_INIT_ARRAY.
+fn constructors_of(obj: &Object) -> impl Iterator<Item = usize> + '_ {
+    let d = &obj.view.dyn_info;
+    let init = d.init().map(|init| obj.view.image.addr(init));
+    init.into_iter().chain(entries(obj, d.init_array()))
 }
 
 /// The destructors of `obj`, in call order: DT_FINI_ARRAY backwards, then
 /// DT_FINI.
-pub(crate) fn destructors(obj: &Object) -> Vec<usize> {
-    let mut out = Vec::new();
+fn destructors_of(obj: &Object) -> impl Iterator<Item = usize> + '_ {
     let d = &obj.view.dyn_info;
-    let image = &obj.view.image;
-    if let Some(t) = d.fini_array() {
-        if let Some(a) = image.slice::<u64>(image.addr(t.vaddr), (t.size / 8) as usize) {
-            out.extend(
-                a.iter()
-                    .rev()
-                    .map(|&f| f as usize)
-                    .filter(|&f| f != 0 && f != usize::MAX),
-            );
-        }
-    }
-    if let Some(fini) = d.fini() {
-        out.push(image.addr(fini));
-    }
-    out
+    let fini = d.fini().map(|fini| obj.view.image.addr(fini));
+    entries(obj, d.fini_array()).rev().chain(fini)
+}
+
+/// [`constructors_of`], collected (to be called without the registry).
+pub(crate) fn constructors(obj: &Object) -> Vec<usize> {
+    constructors_of(obj).collect()
+}
+
+/// [`destructors_of`], collected (to be called without the registry).
+pub(crate) fn destructors(obj: &Object) -> Vec<usize> {
+    destructors_of(obj).collect()
 }
 
 /// Check that every constructor and destructor points into code, so that
@@ -136,7 +145,7 @@ pub(crate) fn destructors(obj: &Object) -> Vec<usize> {
 /// libgcc_s's `__cpu_indicator_init`, which binds to the first definition
 /// in the global scope).
 pub(crate) fn check_entry_points(reg: &Registry, obj: &Object) -> Result<(), String> {
-    for f in constructors(obj).into_iter().chain(destructors(obj)) {
+    for f in constructors_of(obj).chain(destructors_of(obj)) {
         let elsewhere = || {
             reg.object_at(f)
                 .is_some_and(|id| crate::relocate::is_code(reg.obj(id), f))

@@ -7,7 +7,7 @@ use std::ffi::{c_int, c_void, CString};
 
 use crate::debug::{self, debug};
 use crate::elf::{dynamic, elf, Phdr, LE};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Shown};
 use crate::find::{self, dst};
 use crate::host::{self, View};
 use crate::init;
@@ -244,11 +244,13 @@ pub(crate) fn run_constructors(guard: &registry::Guard, order: &[ObjId]) {
                 continue;
             }
             let fns = init::constructors(o);
-            let name = o.display_name();
+            let name = debug::enabled(debug::LIBS).then(|| o.display_name());
             reg.obj_mut(id).init_called = true;
             (fns, name)
         };
-        debug!(debug::LIBS, "\ncalling init: {name}\n");
+        if let Some(name) = name {
+            debug!(debug::LIBS, "\ncalling init: {name}\n");
+        }
         // SAFETY: constructors of a relocated object, checked to lie in its
         // executable segments before the demarcation point.
         unsafe { init::call_constructors(&fns) };
@@ -499,10 +501,11 @@ fn map_object(
     if let Some(id) = reg.find_loaded(name) {
         return Ok(Some(id));
     }
-    let shown = String::from_utf8_lossy(name).into_owned();
+    let shown = Shown(name);
     debug!(
         debug::FILES,
-        "\nfile={shown} [0];  {} {} [0]",
+        "\nfile={} [0];  {} {} [0]",
+        String::from(shown),
         if callmap {
             "dynamically loaded by"
         } else {
@@ -511,16 +514,18 @@ fn map_object(
         reg.obj(loader).display_name()
     );
     let c_runtime = host::is_c_runtime(name);
-    let opened = if name.contains(&b'/') {
-        let path = if dst::has_dst(name) {
+    let mut opened = if name.contains(&b'/') {
+        let path: std::borrow::Cow<[u8]> = if dst::has_dst(name) {
             let lo = reg.obj(loader);
-            dst::expand(name, &reg.dst_values(lo)).ok_or_else(|| Error::NotFound {
-                name: shown.clone(),
-                reason: crate::error::strerror(libc::ENOENT),
-                tried: vec![],
-            })?
+            dst::expand(name, &reg.dst_values(lo))
+                .ok_or_else(|| Error::NotFound {
+                    name: shown.into(),
+                    reason: crate::error::strerror(libc::ENOENT),
+                    tried: vec![],
+                })?
+                .into()
         } else {
-            name.to_vec()
+            name.into()
         };
         find::open_path(&path)?
     } else {
@@ -546,10 +551,9 @@ fn map_object(
     }
     // On the descriptor that is about to be mapped (see `policy`).
     crate::policy::check(&opened.file, &opened.path)?;
-    let path_shown = String::from_utf8_lossy(&opened.path).into_owned();
     // Errors of the mapping name the object as it was asked for, as
     // glibc's `_dl_map_object_from_fd` does.
-    let mapped = map::map(&opened, &shown)?;
+    let mapped = map::map(&mut opened, shown)?;
     let obj = build_object(
         reg,
         mapped,
@@ -588,7 +592,10 @@ fn map_object(
                 .map(|o| o.display_name())
         });
         if let Some(dep) = ours {
-            return Err(static_tls_dependency_error(&path_shown, &dep));
+            return Err(static_tls_dependency_error(
+                &String::from_utf8_lossy(&opened.path),
+                &dep,
+            ));
         }
         drop(obj);
         return load_via_glibc(
@@ -619,7 +626,8 @@ fn map_object(
         let o = reg.obj(id);
         debug!(
             debug::FILES,
-            "file={shown} [0];  generating link map\n  dynamic: {:#018x}  base: {:#018x}   size: {:#018x}\n    entry: {:#018x}  phdr: {:#018x}  phnum:   {:>16}\n",
+            "file={} [0];  generating link map\n  dynamic: {:#018x}  base: {:#018x}   size: {:#018x}\n    entry: {:#018x}  phdr: {:#018x}  phnum:   {:>16}\n",
+            String::from(shown),
             o.view.dynamic_addr,
             o.view.image.base,
             o.map_end - o.map_start,
@@ -735,32 +743,29 @@ fn build_object(
     loader: Option<ObjId>,
     mode: c_int,
 ) -> Result<Object, Error> {
-    let path = String::from_utf8_lossy(&opened.path).into_owned();
+    // (Only for errors: built when one is made.)
+    let path = || String::from_utf8_lossy(&opened.path).into_owned();
     let base = mapped.base;
     // SAFETY: the segments were just mapped by `map::map` and stay mapped
     // while `mapped` (moved into the record below) lives.
     let image = unsafe { crate::elf::image::Image::new(base, &mapped.phdrs) };
     let (dyn_addr, dyn_size) = mapped.dynamic;
-    let dyn_info = dynamic::parse(&image, dyn_addr, dyn_size, false)
-        .map_err(|e| Error::invalid(path.clone(), e))?;
-    dynamic::check_tables(&image, &dyn_info).map_err(|e| Error::invalid(path.clone(), e))?;
-    let view = {
-        // SAFETY: as above; the phdr copy lives in `mapped`.
-        let v = unsafe { View::of_mapped(base, mapped.phdrs.as_ptr(), mapped.phdrs.len(), false) };
-        v.map_err(|e| Error::invalid(path.clone(), e))?
-    };
-    if dyn_info.flag_1(elf::DF_1_PIE) {
+    let dyn_info =
+        dynamic::parse(&image, dyn_addr, dyn_size, false).map_err(|e| Error::invalid(path(), e))?;
+    dynamic::check_tables(&image, &dyn_info).map_err(|e| Error::invalid(path(), e))?;
+    let view = View::of_parsed(image, dyn_info, dyn_addr).map_err(|e| Error::invalid(path(), e))?;
+    if view.dyn_info.flag_1(elf::DF_1_PIE) {
         return Err(Error::invalid(
-            path,
+            path(),
             "cannot dynamically load position-independent executable",
         ));
     }
-    if dyn_info.flag_1(elf::DF_1_NOOPEN) {
-        return Err(Error::invalid(path, "shared object cannot be dlopen()ed"));
+    if view.dyn_info.flag_1(elf::DF_1_NOOPEN) {
+        return Err(Error::invalid(path(), "shared object cannot be dlopen()ed"));
     }
-    if dyn_info.filter {
+    if view.dyn_info.filter {
         return Err(Error::unsupported(
-            path,
+            path(),
             "filter objects (DT_FILTER/DT_AUXILIARY) are not supported by dynload",
         ));
     }
@@ -771,7 +776,7 @@ fn build_object(
         vec![asked.to_vec()]
     };
     let name = CString::new(opened.path.clone())
-        .map_err(|_| Error::invalid(path.clone(), "path contains a NUL byte"))?;
+        .map_err(|_| Error::invalid(path(), "path contains a NUL byte"))?;
     // Scopes (glibc's `_dl_new_object`): the global scope, then the search
     // list of the root this object was loaded for; RTLD_DEEPBIND swaps
     // them; DT_SYMBOLIC puts the object itself first.
@@ -785,7 +790,6 @@ fn build_object(
         root
     };
     let deepbind = mode & RTLD_DEEPBIND != 0;
-    let mut scope = Vec::new();
     let phnum = mapped.phdrs.len();
     // As glibc: the program headers in the mapped image (code finds the
     // ELF header from `dlpi_phdr`) — where PT_PHDR says, or inside the
@@ -822,6 +826,11 @@ fn build_object(
         mapped.phdrs = Box::default();
     }
     let (map_start, map_end) = (mapped.mapping.start(), mapped.mapping.end());
+    let nodelete = if view.dyn_info.flag_1(elf::DF_1_NODELETE) {
+        NoDelete::Pending
+    } else {
+        NoDelete::No
+    };
     let mut obj = Object {
         id: 0,
         kind: Kind::Ours(mapped),
@@ -850,11 +859,7 @@ fn build_object(
         reldeps: Vec::new(),
         direct_opencount: 0,
         global: false,
-        nodelete: if dyn_info.flag_1(elf::DF_1_NODELETE) {
-            NoDelete::Pending
-        } else {
-            NoDelete::No
-        },
+        nodelete,
         versions_checked: false,
         relocated: false,
         init_called: false,
@@ -871,7 +876,10 @@ fn build_object(
     // for the dlopened object itself, that is the object: Local(self) is
     // patched by the caller once the id is known (see `insert`).
     let local = root.map(Scope::Local);
-    if obj.view.dyn_info.is_symbolic() && !deepbind {
+    let symbolic = obj.view.dyn_info.is_symbolic() && !deepbind;
+    // (Allocated at the size it keeps.)
+    let mut scope = Vec::with_capacity(2 + usize::from(symbolic));
+    if symbolic {
         scope.push(Scope::Symbolic(usize::MAX));
     }
     if deepbind {
@@ -881,7 +889,6 @@ fn build_object(
         scope.push(Scope::Global);
         scope.push(local.unwrap_or(Scope::Local(usize::MAX)));
     }
-    scope.shrink_to_fit();
     obj.scope = scope;
     Ok(obj)
 }
@@ -961,7 +968,7 @@ fn relocate_all(guard: &registry::Guard, root: ObjId, mode: c_int) -> Result<(),
         let o = reg.obj(id);
         init::check_entry_points(&reg, o).map_err(|e| Error::invalid(o.display_name(), e))?;
         if let Kind::Ours(m) = &o.kind {
-            map::protect_relro(m, &o.display_name())?;
+            map::protect_relro(m, Shown(o.name.to_bytes()))?;
         }
         reg.stats.relocations += outcome.relocations;
         reg.stats.relative_relocations += outcome.relative;

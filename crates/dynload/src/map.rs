@@ -117,7 +117,7 @@ enum Purpose {
     Read,
 }
 
-fn plan(o: &Opened, name: &str, purpose: Purpose) -> Result<Plan, Error> {
+fn plan(o: &Opened, name: impl Into<String> + Copy, purpose: Purpose) -> Result<Plan, Error> {
     let mut loads = Vec::new();
     let mut align_max = PAGE_SIZE;
     let mut dynamic: Option<(u64, u64)> = None;
@@ -269,7 +269,7 @@ fn plan(o: &Opened, name: &str, purpose: Purpose) -> Result<Plan, Error> {
 
 /// glibc's error for an object that wants an executable stack (glibc 2.41
 /// and later refuse it too).
-pub(crate) fn executable_stack_error(name: &str) -> Error {
+pub(crate) fn executable_stack_error(name: impl Into<String>) -> Error {
     Error::system(
         name,
         "cannot enable executable stack as shared object requires",
@@ -280,7 +280,7 @@ pub(crate) fn executable_stack_error(name: &str) -> Error {
 
 /// glibc's error for a failed mapping: the name the object was asked for,
 /// and no errno (glibc's `_dl_map_segments` failure carries none).
-fn map_failed(name: &str) -> Error {
+fn map_failed(name: impl Into<String>) -> Error {
     Error::load(
         crate::error::ErrorKind::System,
         name,
@@ -289,17 +289,22 @@ fn map_failed(name: &str) -> Error {
 }
 
 /// Map the file `o` (already opened and checked by `find`).
-pub(crate) fn map(o: &Opened, name: &str) -> Result<Mapped, Error> {
-    map_for(o, name, Purpose::Load)
+/// The program headers move from `o` to the result.
+pub(crate) fn map(o: &mut Opened, name: impl Into<String> + Copy) -> Result<Mapped, Error> {
+    let mut mapped = map_for(o, name, Purpose::Load)?;
+    mapped.phdrs = std::mem::take(&mut o.phdrs).into_boxed_slice();
+    Ok(mapped)
 }
 
 /// Map the file `o` read-only, only to read its tables: the checks and the
 /// layout are those of [`map`], but no page is writable or executable.
-pub(crate) fn map_for_reading(o: &Opened, name: &str) -> Result<Mapped, Error> {
-    map_for(o, name, Purpose::Read)
+pub(crate) fn map_for_reading(o: &Opened, name: impl Into<String> + Copy) -> Result<Mapped, Error> {
+    let mut mapped = map_for(o, name, Purpose::Read)?;
+    mapped.phdrs = o.phdrs.clone().into_boxed_slice();
+    Ok(mapped)
 }
 
-fn map_for(o: &Opened, name: &str, purpose: Purpose) -> Result<Mapped, Error> {
+fn map_for(o: &Opened, name: impl Into<String> + Copy, purpose: Purpose) -> Result<Mapped, Error> {
     let Plan {
         loads,
         align,
@@ -347,7 +352,7 @@ fn map_for(o: &Opened, name: &str, purpose: Purpose) -> Result<Mapped, Error> {
     Ok(Mapped {
         mapping,
         base,
-        phdrs: o.phdrs.clone().into_boxed_slice(),
+        phdrs: Box::default(),
         dynamic: (base.wrapping_add(dyn_vaddr as usize), dyn_size as usize),
         relro,
         tls: tls.map(Box::new),
@@ -528,7 +533,7 @@ pub(crate) fn text_writable(
 
 /// Make PT_GNU_RELRO read-only after relocation. The end is rounded down,
 /// as glibc does: the partial page at the end stays writable.
-pub(crate) fn protect_relro(mapped: &Mapped, name: &str) -> Result<(), Error> {
+pub(crate) fn protect_relro(mapped: &Mapped, name: impl Into<String> + Copy) -> Result<(), Error> {
     let Some((vaddr, memsz)) = mapped.relro else {
         return Ok(());
     };

@@ -222,6 +222,11 @@ impl Registry {
         self.slots[id].as_deref_mut().expect("live object id")
     }
 
+    /// Every live id is below this.
+    pub(crate) fn id_bound(&self) -> usize {
+        self.slots.len()
+    }
+
     pub(crate) fn get(&self, id: ObjId) -> Option<&Object> {
         self.slots.get(id)?.as_deref()
     }

@@ -15,7 +15,7 @@ use crate::elf::image::Image;
 use crate::elf::symbols::{NameHash, SymbolTable};
 use crate::elf::versions::VersionEntry;
 use crate::elf::{elf, Rela, Sym, SymExt, LE};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Shown};
 use crate::lazy::LazyInfo;
 use crate::link::{Flags, Found, PreparedScope, Searched};
 use crate::object::{ObjId, Object};
@@ -74,7 +74,7 @@ pub(crate) struct Binding {
 }
 
 /// The refusal of an object with text relocations.
-pub(crate) fn text_relocation_error(name: &str) -> Error {
+pub(crate) fn text_relocation_error(name: impl Into<String>) -> Error {
     Error::unsupported(name, "cannot load an object with text relocations (DT_TEXTREL)")
         .with_why("text relocations need its code pages written while relocating; glibc allows them, dynload only when asked to (DYNLOAD_ALLOW_TEXTREL=1 or dynload::allow_text_relocations), and then the pages are writable but not executable until relocation ends. Better: rebuild it with -fPIC")
 }
@@ -84,11 +84,12 @@ pub(crate) fn text_relocation_error(name: &str) -> Error {
 /// PLT slots are left to be bound at their first call.
 pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome, Error> {
     let obj = reg.obj(id);
-    let name = obj.display_name();
+    // (Our objects are named by their paths.)
+    let name = Shown(obj.name.to_bytes());
     let d = &obj.view.dyn_info;
     if d.has_textrel() {
         if !crate::policy::text_relocations_allowed() {
-            return Err(text_relocation_error(&name));
+            return Err(text_relocation_error(name));
         }
         // Its code is not executable while it is written: its own IFUNC
         // resolvers could not run.
@@ -187,7 +188,7 @@ struct Relocator<'a> {
     /// when the prepared walk cannot be taken.)
     plain_binds: bool,
     out: Outcome,
-    name: String,
+    name: Shown<'a>,
 }
 
 impl<'a> Relocator<'a> {
@@ -201,7 +202,7 @@ impl<'a> Relocator<'a> {
         let image = &self.obj.view.image;
         let base = image.base;
         let relative = &mut self.out.relative;
-        walk_relr(image, t, &self.name, |addr| {
+        walk_relr(image, t, self.name, |addr| {
             // SAFETY: `walk_relr` checked that the word is writable memory
             // of this object.
             unsafe {
@@ -213,7 +214,7 @@ impl<'a> Relocator<'a> {
     }
 
     fn rela_table(&mut self, t: Table, plt: bool, lazy: bool) -> Result<(), Error> {
-        let relas = rela_entries(&self.obj.view.image, t, &self.name)?;
+        let relas = rela_entries(&self.obj.view.image, t, self.name)?;
         if lazy {
             self.prepare_lazy(t, relas.len())?;
         }
@@ -296,7 +297,7 @@ impl<'a> Relocator<'a> {
             .view
             .dyn_info
             .pltgot()
-            .ok_or_else(|| Error::invalid(self.name.clone(), "DT_JMPREL without DT_PLTGOT"))?;
+            .ok_or_else(|| Error::invalid(self.name, "DT_JMPREL without DT_PLTGOT"))?;
         let got = self.target(pltgot, 24)?;
         let info = Box::new(LazyInfo {
             id: self.id,
@@ -328,7 +329,7 @@ impl<'a> Relocator<'a> {
         // whole aligned word (it always is in objects linkers make).
         if addr % 8 != 0 {
             return Err(Error::invalid(
-                self.name.clone(),
+                self.name,
                 "PLT slot (R_X86_64_JUMP_SLOT) at an unaligned address",
             ));
         }
@@ -337,10 +338,7 @@ impl<'a> Relocator<'a> {
         let stub = unsafe { (addr as *const usize).read_unaligned() }.wrapping_add(image.base);
         if !(cs <= stub && stub < ce) {
             self.slot_segments.1 = code_segment(self.obj, stub).ok_or_else(|| {
-                Error::invalid(
-                    self.name.clone(),
-                    "PLT slot does not point into the object's code",
-                )
+                Error::invalid(self.name, "PLT slot does not point into the object's code")
             })?;
         }
         // SAFETY: as above.
@@ -360,11 +358,11 @@ impl<'a> Relocator<'a> {
         let offset = rela.r_offset.get(LE);
         let addr = image.addr(offset);
         if !word_writable(&mut self.word_segment, image, addr) {
-            return Err(target_error(self.name.clone(), offset));
+            return Err(target_error(self.name, offset));
         }
         let symidx = (rela.r_info.get(LE) >> 32) as u32;
         if symidx >= self.obj.view.symbols.count() {
-            return Err(symbol_index_error(&self.name, symidx));
+            return Err(symbol_index_error(self.name, symidx));
         }
         let value = self.resolve(symidx, rtype == r::JUMP_SLOT)?.value;
         self.out.relocations += 1;
@@ -384,19 +382,14 @@ impl<'a> Relocator<'a> {
         let base = image.base;
         let addend = rela.r_addend.get(LE);
         let rtype = rela_type(rela);
-        let (addr, symidx) = match check_entry(
-            image,
-            &self.obj.view.symbols,
-            rela,
-            plt,
-            &self.name,
-        )? {
+        let (addr, symidx) = match check_entry(image, &self.obj.view.symbols, rela, plt, self.name)?
+        {
             Entry::Nothing => return Ok(()),
             Entry::Word(addr) if rtype == r::IRELATIVE => {
                 let resolver = base.wrapping_add(addend as usize);
                 if !is_code(self.obj, resolver) {
                     return Err(Error::invalid(
-                        self.name.clone(),
+                        self.name,
                         format!("IRELATIVE resolver at {resolver:#x} is outside the object's executable segments"),
                     ));
                 }
@@ -496,13 +489,13 @@ impl<'a> Relocator<'a> {
             let syms = &self.obj.view.symbols;
             let n = String::from_utf8_lossy(syms.name(syms.sym(symidx))).into_owned();
             return Err(Error::invalid(
-                self.name.clone(),
+                self.name,
                 format!("TLS relocation against `{n}', which is not a TLS symbol"),
             ));
         }
         let module = def.tls_module.ok_or_else(|| {
             Error::invalid(
-                self.name.clone(),
+                self.name,
                 format!(
                     "TLS reference to {}, which has no TLS segment",
                     def.display_name()
@@ -538,7 +531,7 @@ impl<'a> Relocator<'a> {
                                 .name(self.obj.view.symbols.sym(symidx)),
                         )
                         .into_owned();
-                        return Err(Error::load(ErrorKind::Unsupported, self.name.clone(), "cannot allocate memory in static TLS block")
+                        return Err(Error::load(ErrorKind::Unsupported, self.name, "cannot allocate memory in static TLS block")
                             .with_why(format!(
                                 "the object uses initial-exec TLS (R_X86_64_TPOFF64 for `{sym}' in {}); dynload gives the objects it loads dynamic TLS blocks only, with no fixed offset from the thread pointer. Rebuild it with -ftls-model=global-dynamic (or -mtls-dialect=gnu2)",
                                 def.display_name()
@@ -573,7 +566,7 @@ impl<'a> Relocator<'a> {
             .get(symidx)
             .map(|s| String::from_utf8_lossy(syms.name(s)).into_owned());
         Error::invalid(
-            self.name.clone(),
+            self.name,
             format!(
                 "Symbol `{}' causes overflow in {kind} relocation",
                 sym.unwrap_or_default()
@@ -747,11 +740,11 @@ fn rela_type(rela: &Rela) -> u32 {
 }
 
 /// The entries of a DT_RELA or DT_JMPREL table.
-pub(crate) fn rela_entries<'a>(
-    image: &'a Image,
+pub(crate) fn rela_entries(
+    image: &Image,
     t: Table,
-    name: &str,
-) -> Result<&'a [Rela], Error> {
+    name: impl Into<String> + Copy,
+) -> Result<&[Rela], Error> {
     image
         .slice(image.addr(t.vaddr), (t.size / 24) as usize)
         .ok_or_else(|| Error::invalid(name, "relocation table lies outside the loaded segments"))
@@ -779,7 +772,7 @@ pub(crate) fn check_entry(
     syms: &SymbolTable,
     rela: &Rela,
     plt: bool,
-    name: &str,
+    name: impl Into<String> + Copy,
 ) -> Result<Entry, Error> {
     let rtype = rela_type(rela);
     let offset = rela.r_offset.get(LE);
@@ -825,7 +818,7 @@ pub(crate) fn check_entry(
     Ok(Entry::Symbolic { addr, symidx })
 }
 
-fn symbol_index_error(name: &str, symidx: u32) -> Error {
+fn symbol_index_error(name: impl Into<String>, symidx: u32) -> Error {
     Error::invalid(
         name,
         format!("relocation refers to symbol {symidx}, beyond the symbol table"),
@@ -839,7 +832,7 @@ fn symbol_index_error(name: &str, symidx: u32) -> Error {
 pub(crate) fn walk_relr(
     image: &Image,
     t: Table,
-    name: &str,
+    name: impl Into<String> + Copy,
     mut f: impl FnMut(usize),
 ) -> Result<(), Error> {
     let entries: &[u64] = image
@@ -891,7 +884,7 @@ pub(crate) fn bind(
     let syms = &obj.view.symbols;
     let sym = syms
         .get(symidx)
-        .ok_or_else(|| symbol_index_error(&obj.display_name(), symidx))?;
+        .ok_or_else(|| symbol_index_error(obj.display_name(), symidx))?;
     // Symbol 0, local symbols and hidden ones bind to this object itself.
     if symidx == 0 || sym.bind() == elf::STB_LOCAL || sym.binds_locally() {
         let own = Found {

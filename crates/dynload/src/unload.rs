@@ -248,9 +248,12 @@ fn finish(guard: &crate::registry::Guard, victims: Vec<ObjId>) {
             if !o.init_called {
                 continue;
             }
-            (init::destructors(o), o.display_name())
+            let name = debug::enabled(debug::LIBS).then(|| o.display_name());
+            (init::destructors(o), name)
         };
-        debug!(debug::LIBS, "\ncalling fini: {name} [0]\n");
+        if let Some(name) = name {
+            debug!(debug::LIBS, "\ncalling fini: {name} [0]\n");
+        }
         // SAFETY: destructors of an initialised object that is still mapped.
         unsafe { init::call_destructors(&fns) };
     }
@@ -318,9 +321,12 @@ extern "C" fn destructors_at_exit() {
             // Finalised: a later dlclose (from another destructor) must not
             // run these again.
             o.init_called = false;
-            (init::destructors(o), o.display_name())
+            let name = debug::enabled(debug::LIBS).then(|| o.display_name());
+            (init::destructors(o), name)
         };
-        debug!(debug::LIBS, "\ncalling fini: {name} [0]\n");
+        if let Some(name) = name {
+            debug!(debug::LIBS, "\ncalling fini: {name} [0]\n");
+        }
         // SAFETY: destructors of an initialised object that is still mapped.
         unsafe { init::call_destructors(&fns) };
     }

@@ -28,23 +28,43 @@ impl Image {
     /// `base + p_vaddr` for `p_memsz` bytes for as long as the returned
     /// `Image` (or anything borrowed from it) is used.
     pub(crate) unsafe fn new(base: usize, phdrs: &[Phdr]) -> Image {
-        let mut readable = Vec::new();
-        let mut writable = Vec::new();
-        for ph in phdrs.iter().filter(|p| p.p_type.get(LE) == elf::PT_LOAD) {
+        let range = |ph: &Phdr| {
             let start = base.wrapping_add(ph.p_vaddr.get(LE) as usize);
-            let Some(end) = start.checked_add(ph.p_memsz.get(LE) as usize) else {
-                continue;
-            };
-            let flags = ph.p_flags.get(LE);
-            if flags & elf::PF_R != 0 {
-                readable.push((start, end));
-            }
-            if flags & elf::PF_W != 0 {
-                writable.push((start, end));
-            }
+            let end = start.checked_add(ph.p_memsz.get(LE) as usize)?;
+            Some(((start, end), ph.p_flags.get(LE)))
+        };
+        let segments = || {
+            phdrs
+                .iter()
+                .filter(|p| p.p_type.get(LE) == elf::PT_LOAD)
+                .filter_map(range)
+        };
+        // Counted first, so that the ranges take one allocation of the
+        // size they keep (this runs for every object loaded).
+        let (mut count, mut total) = (0, 0);
+        for (_, flags) in segments() {
+            count += usize::from(flags & elf::PF_R != 0);
+            total += usize::from(flags & elf::PF_R != 0) + usize::from(flags & elf::PF_W != 0);
         }
-        readable.sort_unstable();
-        Image::with(base, readable, &writable)
+        let mut ranges = Vec::with_capacity(total);
+        ranges.extend(
+            segments()
+                .filter(|(_, f)| f & elf::PF_R != 0)
+                .map(|(r, _)| r),
+        );
+        ranges.sort_unstable();
+        ranges.extend(
+            segments()
+                .filter(|(_, f)| f & elf::PF_W != 0)
+                .map(|(r, _)| r),
+        );
+        Image {
+            base,
+            ranges: ranges.into_boxed_slice(),
+            // (At most one per program header, and there are fewer than
+            // 65,536 of those.)
+            readable: count as u32,
+        }
     }
 
     fn with(base: usize, mut readable: Vec<(usize, usize)>, writable: &[(usize, usize)]) -> Image {
@@ -53,8 +73,6 @@ impl Image {
         Image {
             base,
             ranges: readable.into_boxed_slice(),
-            // (At most one per program header, and there are fewer than
-            // 65,536 of those.)
             readable: count as u32,
         }
     }
@@ -155,5 +173,67 @@ impl Image {
     /// One `T` at absolute address `addr`.
     pub(crate) fn read<T: object::Pod>(&self, addr: usize) -> Option<&T> {
         self.slice::<T>(addr, 1).map(|s| &s[0])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object::{U32, U64};
+
+    fn phdr(p_type: u32, flags: u32, vaddr: u64, memsz: u64) -> Phdr {
+        Phdr {
+            p_type: U32::new(LE, p_type),
+            p_flags: U32::new(LE, flags),
+            p_offset: U64::new(LE, vaddr),
+            p_vaddr: U64::new(LE, vaddr),
+            p_paddr: U64::new(LE, vaddr),
+            p_filesz: U64::new(LE, memsz),
+            p_memsz: U64::new(LE, memsz),
+            p_align: U64::new(LE, 0x1000),
+        }
+    }
+
+    #[test]
+    fn segments_are_sorted_and_told_apart_by_their_flags() {
+        // Out of order, with a header that is not PT_LOAD, a segment that
+        // is writable but not readable, and one whose end overflows.
+        let phdrs = [
+            phdr(elf::PT_LOAD, elf::PF_R | elf::PF_W, 0x3000, 0x800),
+            phdr(elf::PT_DYNAMIC, elf::PF_R | elf::PF_W, 0x3100, 0x100),
+            phdr(elf::PT_LOAD, elf::PF_R | elf::PF_X, 0x1000, 0x1000),
+            phdr(elf::PT_LOAD, elf::PF_R, 0, 0x800),
+            phdr(elf::PT_LOAD, elf::PF_W, 0x5000, 0x100),
+            phdr(elf::PT_LOAD, elf::PF_R, 0x6000, u64::MAX - 0x1000),
+        ];
+        let base = 0x10_0000;
+        // SAFETY: nothing is read through the image.
+        let image = unsafe { Image::new(base, &phdrs) };
+        assert_eq!(
+            image.readable(),
+            [
+                (base, base + 0x800),
+                (base + 0x1000, base + 0x2000),
+                (base + 0x3000, base + 0x3800)
+            ]
+        );
+        assert_eq!(
+            image.writable(),
+            [
+                (base + 0x3000, base + 0x3800),
+                (base + 0x5000, base + 0x5100)
+            ]
+        );
+        assert_eq!(image.ranges.len(), 5);
+        assert!(image.contains(base + 0x1800, 0x800));
+        assert!(!image.contains(base + 0x1800, 0x801));
+        assert!(!image.contains(base + 0x5000, 8), "not readable");
+        assert_eq!(image.segment_end(base + 0x3400), Some(base + 0x3800));
+        assert!(image.is_writable(base + 0x5000, 0x100));
+        assert!(!image.is_writable(base + 0x1000, 8));
+        assert_eq!(
+            image.read_only_segments(),
+            [(base, base + 0x800), (base + 0x1000, base + 0x2000)]
+        );
     }
 }

@@ -233,8 +233,9 @@ pub(crate) fn open_verify(path: &[u8]) -> Result<Opened, Rejected> {
         Ok(f) => f,
         Err(e) => return Err(Rejected::Missing(e.raw_os_error().unwrap_or(libc::ENOENT))),
     };
-    let name = String::from_utf8_lossy(path).into_owned();
-    let mut buf = vec![0u8; HEADER_READ];
+    // (The name is only for errors: built when one is made.)
+    let name = || String::from_utf8_lossy(path).into_owned();
+    let mut buf = [0u8; HEADER_READ];
     let mut len = 0;
     while len < std::mem::size_of::<crate::elf::Ehdr>() {
         match file.read(&mut buf[len..]) {
@@ -243,22 +244,22 @@ pub(crate) fn open_verify(path: &[u8]) -> Result<Opened, Rejected> {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 return Err(Rejected::Fatal(Error::system(
-                    name,
+                    name(),
                     "cannot read file data",
                     e.raw_os_error().unwrap_or(libc::EIO),
                 )))
             }
         }
     }
-    buf.truncate(len);
-    let header = match header::check(&buf) {
+    let buf = &buf[..len];
+    let header = match header::check(buf) {
         Ok(h) => h,
         Err(p) if p.skips_in_search() => return Err(Rejected::Skipped(p)),
-        Err(p) => return Err(Rejected::Fatal(Error::invalid(name, p.message()))),
+        Err(p) => return Err(Rejected::Fatal(Error::invalid(name(), p.message()))),
     };
     let meta = file.metadata().map_err(|e| {
         Rejected::Fatal(Error::system(
-            name.clone(),
+            name(),
             "cannot stat shared object",
             e.raw_os_error().unwrap_or(libc::EIO),
         ))
@@ -274,7 +275,7 @@ pub(crate) fn open_verify(path: &[u8]) -> Result<Opened, Rejected> {
                 Ok(()) => header::program_headers(&ph, phnum),
                 Err(e) => {
                     return Err(Rejected::Fatal(Error::system(
-                        name,
+                        name(),
                         "cannot read file data",
                         e.raw_os_error().unwrap_or(libc::EIO),
                     )))
@@ -285,7 +286,7 @@ pub(crate) fn open_verify(path: &[u8]) -> Result<Opened, Rejected> {
     };
     let Some(phdrs) = phdrs else {
         return Err(Rejected::Fatal(
-            Error::invalid(name, "cannot read file data")
+            Error::invalid(name(), "cannot read file data")
                 .with_why("the program headers lie beyond the end of the file"),
         ));
     };
@@ -513,24 +514,24 @@ impl Finder {
 
 /// Open a name that contains '/' (after token expansion).
 pub(crate) fn open_path(path: &[u8]) -> Result<Opened, Error> {
-    let shown = String::from_utf8_lossy(path).into_owned();
+    let shown = || String::from_utf8_lossy(path).into_owned();
     match open_verify(path) {
         Ok(o) => Ok(o),
         Err(Rejected::Missing(errno)) => Err(Error::NotFound {
-            name: shown.clone(),
+            name: shown(),
             reason: strerror(errno),
-            tried: vec![shown],
+            tried: vec![shown()],
         }),
         Err(Rejected::Skipped(HeaderProblem::WrongClass)) => {
-            Err(Error::invalid(shown, "wrong ELF class: ELFCLASS32"))
+            Err(Error::invalid(shown(), "wrong ELF class: ELFCLASS32"))
         }
         // glibc skips a file for another machine with ENOENT, so a direct
         // path to one reads "cannot open shared object file: No such file
         // or directory".
         Err(Rejected::Skipped(_)) => Err(Error::NotFound {
-            name: shown.clone(),
+            name: shown(),
             reason: strerror(libc::ENOENT),
-            tried: vec![format!("{shown} (an ELF object for another machine)")],
+            tried: vec![format!("{} (an ELF object for another machine)", shown())],
         }),
         Err(Rejected::Fatal(e)) => Err(e),
     }

@@ -219,7 +219,7 @@ impl Inspector {
         };
         let stack = phdrs_of(o, elf::PT_GNU_STACK).next();
         if stack.is_none_or(|p| p.p_flags.get(LE) & elf::PF_X != 0) {
-            let e = crate::map::executable_stack_error(&o.path());
+            let e = crate::map::executable_stack_error(o.path());
             push(
                 Severity::Error,
                 "executable-stack",
@@ -245,7 +245,7 @@ impl Inspector {
             );
         }
         if d.has_textrel() {
-            let e = crate::relocate::text_relocation_error(&o.path());
+            let e = crate::relocate::text_relocation_error(o.path());
             push(
                 Severity::Error,
                 "text-relocations",

@@ -296,11 +296,18 @@ impl Registry {
     /// or when building it pays for itself in this pass.
     pub(crate) fn prepare_scope(&self, id: ObjId, lookups: usize) -> PreparedScope<'_> {
         let obj = self.obj(id);
-        let mut objects = Vec::new();
+        let me = std::slice::from_ref(&obj.id);
+        let most = obj
+            .scope
+            .iter()
+            .flat_map(|s| self.scope_chunk(s, me))
+            .map(<[ObjId]>::len)
+            .sum();
+        let mut objects = Vec::with_capacity(most);
         let mut global = None;
         for s in &obj.scope {
             let start = objects.len();
-            for chunk in self.scope_chunk(s, std::slice::from_ref(&obj.id)) {
+            for chunk in self.scope_chunk(s, me) {
                 // (An object glibc unloaded has no tables left to read.)
                 objects.extend(
                     chunk
