@@ -73,6 +73,16 @@ pub(crate) struct Binding {
     pub size: u64,
 }
 
+/// The one-entry cache's key for symbol `symidx` looked up for a
+/// relocation of the PLT class or not.
+#[inline(always)]
+fn cache_key(symidx: u32, plt: bool) -> u64 {
+    u64::from(symidx) | u64::from(plt) << 32
+}
+
+/// A key no reference has: the cache is empty.
+const NO_CACHE_KEY: u64 = u64::MAX;
+
 /// The refusal of an object with text relocations.
 pub(crate) fn text_relocation_error(name: impl Into<String>) -> Error {
     Error::unsupported(name, "cannot load an object with text relocations (DT_TEXTREL)")
@@ -136,7 +146,12 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome,
         id,
         obj,
         scopes,
-        cache: None,
+        cache_key: NO_CACHE_KEY,
+        cache: Binding {
+            found: None,
+            value: 0,
+            size: 0,
+        },
         static_modules: Vec::new(),
         slot_segments: ((1, 0), (1, 0)),
         word_segment: (1, 0),
@@ -173,8 +188,13 @@ struct Relocator<'a> {
     id: ObjId,
     obj: &'a Object,
     scopes: PreparedScope<'a>,
-    /// glibc's `l_lookup_cache`: (symbol index, PLT class) → result.
-    cache: Option<(u32, bool, Binding)>,
+    /// glibc's `l_lookup_cache`: the key (see [`cache_key`]) of the last
+    /// reference bound, and its binding. (Two plain fields, not an
+    /// `Option` of a tuple: that was stored with narrow writes and read
+    /// back with wide ones, and the failed store forwarding cost more than
+    /// the lookup it saved.)
+    cache_key: u64,
+    cache: Binding,
     /// glibc modules already probed for static TLS (`glibc_module_is_static`
     /// starts a thread): module id → answer, for this object's relocation.
     static_modules: Vec<(usize, bool)>,
@@ -603,12 +623,11 @@ impl<'a> Relocator<'a> {
             return_newest: false,
             plt,
         };
-        let Some((def, index, unique)) =
-            self.scopes.lookup(name, &mut hash, version.as_ref(), flags)
+        let Some((def, index, dsym)) = self.scopes.lookup(name, &mut hash, version.as_ref(), flags)
         else {
             return Walked::Found(None);
         };
-        let dsym = def.view.symbols.sym(index);
+        let unique = dsym.bind() == elf::STB_GNU_UNIQUE;
         if unique
             || matches!(dsym.kind(), elf::STT_TLS | elf::STT_GNU_IFUNC)
             || (!def.is_ours() && dlfcn::replacement(name).is_some())
@@ -629,17 +648,17 @@ impl<'a> Relocator<'a> {
     /// glibc's `RESOLVE_MAP`, with its one-entry cache.
     #[inline(always)]
     fn resolve(&mut self, symidx: u32, plt: bool) -> Result<Binding, Error> {
-        if let Some((ci, cp, b)) = self.cache {
-            if ci == symidx && cp == plt {
-                self.out.cached += 1;
-                return Ok(b);
-            }
+        let key = cache_key(symidx, plt);
+        if self.cache_key == key {
+            self.out.cached += 1;
+            return Ok(self.cache);
         }
         let b = match self.bind_plain(symidx, plt) {
             Walked::Plain(b) => b,
             walked => self.bind_general(symidx, plt, walked)?,
         };
-        self.cache = Some((symidx, plt, b));
+        self.cache_key = key;
+        self.cache = b;
         Ok(b)
     }
 

@@ -363,8 +363,20 @@ impl SymbolTable {
         name: &[u8],
         hash: &mut NameHash,
         check_bloom: bool,
-        mut f: impl FnMut(u32, &Sym) -> bool,
+        f: impl FnMut(u32, &Sym) -> bool,
     ) -> Option<u32> {
+        self.find_sym_in(name, hash, check_bloom, f).map(|(i, _)| i)
+    }
+
+    /// [`SymbolTable::find_in`], giving the symbol found with its index.
+    #[inline(always)]
+    pub(crate) fn find_sym_in(
+        &self,
+        name: &[u8],
+        hash: &mut NameHash,
+        check_bloom: bool,
+        mut f: impl FnMut(u32, &Sym) -> bool,
+    ) -> Option<(u32, &Sym)> {
         match self.hash {
             HashTable::Gnu {
                 nbuckets,
@@ -386,7 +398,8 @@ impl SymbolTable {
                 }
                 // SAFETY: both arrays were bounds-checked in parse_gnu:
                 // buckets has nbuckets entries, and every chain walked from
-                // a bucket ends (end bit) before index nsyms - symoffset.
+                // a bucket ends (end bit) before index nsyms - symoffset, so
+                // every symbol index reached is below nsyms.
                 unsafe {
                     let mut idx = *buckets.add(nbuckets.of(h) as usize);
                     if idx == 0 {
@@ -395,9 +408,11 @@ impl SymbolTable {
                     loop {
                         let ch = *chain.add((idx - symoffset) as usize);
                         if (ch ^ h) >> 1 == 0 {
-                            let sym = self.sym(idx);
+                            // (In range, as the chain is: no check on the
+                            // lookups' hottest path.)
+                            let sym = &*self.syms.add(idx as usize);
                             if self.strings.eq_at(sym.name_offset(), name) && f(idx, sym) {
-                                return Some(idx);
+                                return Some((idx, sym));
                             }
                         }
                         if ch & 1 != 0 {
@@ -421,7 +436,7 @@ impl SymbolTable {
                     while idx != 0 && idx < self.nsyms && steps <= self.nsyms {
                         let sym = self.sym(idx);
                         if self.strings.eq_at(sym.name_offset(), name) && f(idx, sym) {
-                            return Some(idx);
+                            return Some((idx, sym));
                         }
                         idx = *chains.add(idx as usize);
                         steps += 1;

@@ -8,7 +8,7 @@
 use crate::debug::{self, debug};
 use crate::elf::symbols::{Bloom, NameHash, SymbolTable};
 use crate::elf::versions::{VersionEntry, Versions};
-use crate::elf::{elf, SymExt};
+use crate::elf::{elf, Sym, SymExt};
 use crate::error::Error;
 use crate::host::View;
 use crate::object::{ObjId, Object, Scope};
@@ -73,24 +73,25 @@ pub(crate) fn lookup_in_symbols(
     version: Option<(&VersionEntry, &Versions)>,
     flags: Flags,
 ) -> Option<u32> {
-    lookup_after_bloom(syms, name, hash, version, flags, true)
+    lookup_after_bloom(syms, name, hash, version, flags, true).map(|(i, _)| i)
 }
 
-/// [`lookup_in_symbols`], without the Bloom check unless `check_bloom`.
+/// [`lookup_in_symbols`], without the Bloom check unless `check_bloom`,
+/// giving the definition with its index.
 #[inline(always)]
-fn lookup_after_bloom(
-    syms: &SymbolTable,
+fn lookup_after_bloom<'s>(
+    syms: &'s SymbolTable,
     name: &[u8],
     hash: &mut NameHash,
     version: Option<(&VersionEntry, &Versions)>,
     flags: Flags,
     check_bloom: bool,
-) -> Option<u32> {
+) -> Option<(u32, &'s Sym)> {
     let mut versioned: Option<u32> = None;
     let mut num_versions = 0u32;
     // (The check inlined into the chain walk: called, it was a sixth of a
     // `dlsym` hit.)
-    let found = syms.find_in(
+    let found = syms.find_sym_in(
         name,
         hash,
         check_bloom,
@@ -131,13 +132,16 @@ fn lookup_after_bloom(
     );
     // Exactly one non-hidden versioned definition and an unversioned
     // request: no ambiguity, take it.
-    let idx = found.or(if num_versions == 1 { versioned } else { None })?;
-    let sym = syms.sym(idx);
+    let (idx, sym) = match found {
+        Some(found) => found,
+        None if num_versions == 1 => versioned.map(|i| (i, syms.sym(i)))?,
+        None => return None,
+    };
     if sym.binds_locally() {
         return None;
     }
     match sym.bind() {
-        elf::STB_GLOBAL | elf::STB_WEAK | elf::STB_GNU_UNIQUE => Some(idx),
+        elf::STB_GLOBAL | elf::STB_WEAK | elf::STB_GNU_UNIQUE => Some((idx, sym)),
         _ => None,
     }
 }
@@ -207,8 +211,8 @@ impl<'r> PreparedScope<'r> {
     /// glibc's lookup loop for the common case (no object being unloaded,
     /// no tracing), written tight: each object costs its Bloom check, and
     /// the global scope one probe of its filter when that rejects the name.
-    /// Gives the definer, the definition's index, and whether it is
-    /// STB_GNU_UNIQUE (then the process-wide definition is to be asked).
+    /// Gives the definer, the definition's index and the definition (if
+    /// it is STB_GNU_UNIQUE, the process-wide definition is to be asked).
     #[inline(always)]
     pub(crate) fn lookup(
         &self,
@@ -216,7 +220,7 @@ impl<'r> PreparedScope<'r> {
         hash: &mut NameHash,
         version: Option<&VersionEntry>,
         flags: Flags,
-    ) -> Option<(&'r Object, u32, bool)> {
+    ) -> Option<(&'r Object, u32, &'r Sym)> {
         let h = hash.gnu;
         let all = self.objects.as_slice();
         match self.global {
@@ -242,7 +246,7 @@ fn walk<'r>(
     hash: &mut NameHash,
     version: Option<&VersionEntry>,
     flags: Flags,
-) -> Option<(&'r Object, u32, bool)> {
+) -> Option<(&'r Object, u32, &'r Sym)> {
     let h = hash.gnu;
     for &(obj, bloom) in objects {
         if !bloom.may_contain(h) {
@@ -250,9 +254,10 @@ fn walk<'r>(
         }
         let view = &obj.view;
         let version = version.map(|v| (v, &view.versions));
-        if let Some(sym) = lookup_after_bloom(&view.symbols, name, hash, version, flags, false) {
-            let unique = view.symbols.sym(sym).bind() == elf::STB_GNU_UNIQUE;
-            return Some((obj, sym, unique));
+        if let Some((idx, sym)) =
+            lookup_after_bloom(&view.symbols, name, hash, version, flags, false)
+        {
+            return Some((obj, idx, sym));
         }
     }
     None
@@ -376,9 +381,9 @@ impl Registry {
         undef: Option<ObjId>,
     ) -> Option<Found> {
         if let Some(p) = scopes.prepared().filter(|p| p.walks_fast()) {
-            let (def, sym, unique) = p.lookup(name, &mut hash, version, flags)?;
+            let (def, sym, dsym) = p.lookup(name, &mut hash, version, flags)?;
             let found = Found { obj: def.id, sym };
-            if unique {
+            if dsym.bind() == elf::STB_GNU_UNIQUE {
                 return Some(self.unique_definition(name, hash.gnu, found));
             }
             return Some(found);
