@@ -504,8 +504,7 @@ fn map_object(
     let shown = Shown(name);
     debug!(
         debug::FILES,
-        "\nfile={} [0];  {} {} [0]",
-        String::from(shown),
+        "\nfile={shown} [0];  {} {} [0]",
         if callmap {
             "dynamically loaded by"
         } else {
@@ -626,8 +625,7 @@ fn map_object(
         let o = reg.obj(id);
         debug!(
             debug::FILES,
-            "file={} [0];  generating link map\n  dynamic: {:#018x}  base: {:#018x}   size: {:#018x}\n    entry: {:#018x}  phdr: {:#018x}  phnum:   {:>16}\n",
-            String::from(shown),
+            "file={shown} [0];  generating link map\n  dynamic: {:#018x}  base: {:#018x}   size: {:#018x}\n    entry: {:#018x}  phdr: {:#018x}  phnum:   {:>16}\n",
             o.view.dynamic_addr,
             o.view.image.base,
             o.map_end - o.map_start,
@@ -743,29 +741,29 @@ fn build_object(
     loader: Option<ObjId>,
     mode: c_int,
 ) -> Result<Object, Error> {
-    // (Only for errors: built when one is made.)
-    let path = || String::from_utf8_lossy(&opened.path).into_owned();
+    // (Only for errors: made a string when one is.)
+    let path = Shown(&opened.path);
     let base = mapped.base;
     // SAFETY: the segments were just mapped by `map::map` and stay mapped
     // while `mapped` (moved into the record below) lives.
     let image = unsafe { crate::elf::image::Image::new(base, &mapped.phdrs) };
     let (dyn_addr, dyn_size) = mapped.dynamic;
     let dyn_info =
-        dynamic::parse(&image, dyn_addr, dyn_size, false).map_err(|e| Error::invalid(path(), e))?;
-    dynamic::check_tables(&image, &dyn_info).map_err(|e| Error::invalid(path(), e))?;
-    let view = View::of_parsed(image, dyn_info, dyn_addr).map_err(|e| Error::invalid(path(), e))?;
+        dynamic::parse(&image, dyn_addr, dyn_size, false).map_err(|e| Error::invalid(path, e))?;
+    dynamic::check_tables(&image, &dyn_info).map_err(|e| Error::invalid(path, e))?;
+    let view = View::of_parsed(image, dyn_info, dyn_addr).map_err(|e| Error::invalid(path, e))?;
     if view.dyn_info.flag_1(elf::DF_1_PIE) {
         return Err(Error::invalid(
-            path(),
+            path,
             "cannot dynamically load position-independent executable",
         ));
     }
     if view.dyn_info.flag_1(elf::DF_1_NOOPEN) {
-        return Err(Error::invalid(path(), "shared object cannot be dlopen()ed"));
+        return Err(Error::invalid(path, "shared object cannot be dlopen()ed"));
     }
     if view.dyn_info.filter {
         return Err(Error::unsupported(
-            path(),
+            path,
             "filter objects (DT_FILTER/DT_AUXILIARY) are not supported by dynload",
         ));
     }
@@ -776,7 +774,7 @@ fn build_object(
         vec![asked.to_vec()]
     };
     let name = CString::new(opened.path.clone())
-        .map_err(|_| Error::invalid(path(), "path contains a NUL byte"))?;
+        .map_err(|_| Error::invalid(path, "path contains a NUL byte"))?;
     // Scopes (glibc's `_dl_new_object`): the global scope, then the search
     // list of the root this object was loaded for; RTLD_DEEPBIND swaps
     // them; DT_SYMBOLIC puts the object itself first.

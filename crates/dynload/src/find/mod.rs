@@ -20,7 +20,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use crate::debug::{self, debug};
 use crate::elf::header::{self, FileHeader, HeaderProblem, HEADER_READ};
 use crate::elf::Phdr;
-use crate::error::{strerror, Error};
+use crate::error::{strerror, Error, Shown};
 
 /// Debian's default library directories, in search order.
 pub(crate) const DEFAULT_DIRS: [&str; 4] = [
@@ -233,8 +233,8 @@ pub(crate) fn open_verify(path: &[u8]) -> Result<Opened, Rejected> {
         Ok(f) => f,
         Err(e) => return Err(Rejected::Missing(e.raw_os_error().unwrap_or(libc::ENOENT))),
     };
-    // (The name is only for errors: built when one is made.)
-    let name = || String::from_utf8_lossy(path).into_owned();
+    // (The name is only for errors: made a string when one is.)
+    let name = Shown(path);
     let mut buf = [0u8; HEADER_READ];
     let mut len = 0;
     while len < std::mem::size_of::<crate::elf::Ehdr>() {
@@ -244,7 +244,7 @@ pub(crate) fn open_verify(path: &[u8]) -> Result<Opened, Rejected> {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 return Err(Rejected::Fatal(Error::system(
-                    name(),
+                    name,
                     "cannot read file data",
                     e.raw_os_error().unwrap_or(libc::EIO),
                 )))
@@ -255,11 +255,11 @@ pub(crate) fn open_verify(path: &[u8]) -> Result<Opened, Rejected> {
     let header = match header::check(buf) {
         Ok(h) => h,
         Err(p) if p.skips_in_search() => return Err(Rejected::Skipped(p)),
-        Err(p) => return Err(Rejected::Fatal(Error::invalid(name(), p.message()))),
+        Err(p) => return Err(Rejected::Fatal(Error::invalid(name, p.message()))),
     };
     let meta = file.metadata().map_err(|e| {
         Rejected::Fatal(Error::system(
-            name(),
+            name,
             "cannot stat shared object",
             e.raw_os_error().unwrap_or(libc::EIO),
         ))
@@ -275,7 +275,7 @@ pub(crate) fn open_verify(path: &[u8]) -> Result<Opened, Rejected> {
                 Ok(()) => header::program_headers(&ph, phnum),
                 Err(e) => {
                     return Err(Rejected::Fatal(Error::system(
-                        name(),
+                        name,
                         "cannot read file data",
                         e.raw_os_error().unwrap_or(libc::EIO),
                     )))
@@ -286,7 +286,7 @@ pub(crate) fn open_verify(path: &[u8]) -> Result<Opened, Rejected> {
     };
     let Some(phdrs) = phdrs else {
         return Err(Rejected::Fatal(
-            Error::invalid(name(), "cannot read file data")
+            Error::invalid(name, "cannot read file data")
                 .with_why("the program headers lie beyond the end of the file"),
         ));
     };
@@ -514,24 +514,24 @@ impl Finder {
 
 /// Open a name that contains '/' (after token expansion).
 pub(crate) fn open_path(path: &[u8]) -> Result<Opened, Error> {
-    let shown = || String::from_utf8_lossy(path).into_owned();
+    let shown = Shown(path);
     match open_verify(path) {
         Ok(o) => Ok(o),
         Err(Rejected::Missing(errno)) => Err(Error::NotFound {
-            name: shown(),
+            name: shown.into(),
             reason: strerror(errno),
-            tried: vec![shown()],
+            tried: vec![shown.into()],
         }),
         Err(Rejected::Skipped(HeaderProblem::WrongClass)) => {
-            Err(Error::invalid(shown(), "wrong ELF class: ELFCLASS32"))
+            Err(Error::invalid(shown, "wrong ELF class: ELFCLASS32"))
         }
         // glibc skips a file for another machine with ENOENT, so a direct
         // path to one reads "cannot open shared object file: No such file
         // or directory".
         Err(Rejected::Skipped(_)) => Err(Error::NotFound {
-            name: shown(),
+            name: shown.into(),
             reason: strerror(libc::ENOENT),
-            tried: vec![format!("{} (an ELF object for another machine)", shown())],
+            tried: vec![format!("{shown} (an ELF object for another machine)")],
         }),
         Err(Rejected::Fatal(e)) => Err(e),
     }
