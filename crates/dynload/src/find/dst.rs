@@ -183,6 +183,11 @@ mod tests {
         assert_eq!(expand(b"$HOME/x", &v).unwrap(), b"$HOME/x");
         assert!(has_dst(b"a/$LIB"));
         assert!(!has_dst(b"a/$LIBRARY"));
+        assert!(!has_dst(b"/usr/lib/libz.so.1"));
+        assert!(
+            has_dst(b"$HOME/x/${ORIGIN}/y"),
+            "a token after a `$` that is not one"
+        );
     }
 
     #[test]
