@@ -400,7 +400,7 @@ pub fn relocation_tables(data: &[u8]) {
 
 /// `LdCache::parse`, then lookups as the search makes them.
 pub fn ld_so_cache(data: &[u8]) {
-    let Ok(cache) = LdCache::parse(data) else {
+    let Ok(cache) = LdCache::parse(data.to_vec()) else {
         return;
     };
     // Names of the input's own strings too, so that lookups can hit.

@@ -14,20 +14,30 @@ const EXT_TAG_GLIBC_HWCAPS: u32 = 1;
 /// A string of the file, as (offset, length), without its NUL.
 type Span = (u32, u32);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     flags: i32,
-    key: Span,
-    value: Span,
+    /// Offsets of the name and the path, from the string base.
+    key: usize,
+    value: usize,
     hwcap: u64,
 }
 
-/// A parsed ld.so.cache: its entries point into one copy of the file (a
-/// copy per string was most of what a first load with a search cost).
+/// A parsed ld.so.cache: the file, and where its entry table is. Entries
+/// are read where they lie when a lookup comes to them, as glibc's
+/// `search_cache` does: a search reads a dozen of them, and decoding all
+/// of them first (the names measured, kept in a table) was 5% of libz3's
+/// first load, which is the first to search.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LdCache {
     file: Vec<u8>,
-    entries: Vec<Entry>,
+    /// The entry table: its offset, its number of entries, the size of
+    /// one (12 bytes in the old format, 24 with hwcaps in the new).
+    table: usize,
+    count: usize,
+    entry_size: usize,
+    /// String offsets are from here (the header of the format in use).
+    strings: usize,
     /// glibc-hwcaps subdirectory names, indexed by the low 32 bits of an
     /// entry's hwcap field when it has the extension bit.
     hwcap_names: Vec<Span>,
@@ -57,14 +67,15 @@ fn span_at(file: &[u8], base: usize, off: usize) -> Option<Span> {
 }
 
 impl LdCache {
-    /// Parse a cache file. Entries whose strings are out of range are
-    /// dropped, as glibc skips them.
-    pub(crate) fn parse(file: &[u8]) -> Result<LdCache, String> {
+    /// Parse a cache file: its header and hwcaps extension. An entry whose
+    /// strings lie outside the file is found to be so when a lookup reads
+    /// it, and treated as glibc treats it (see [`LdCache::lookup`]).
+    pub(crate) fn parse(file: Vec<u8>) -> Result<LdCache, String> {
         if file.starts_with(NEW_MAGIC) {
             return Self::parse_new(file, 0);
         }
         if file.starts_with(OLD_MAGIC) {
-            let nlibs = u32_at(file, 12).ok_or("truncated old-format header")? as usize;
+            let nlibs = u32_at(&file, 12).ok_or("truncated old-format header")? as usize;
             let entries_end = 16usize
                 .checked_add(nlibs.checked_mul(12).ok_or("bad count")?)
                 .ok_or("bad count")?;
@@ -79,27 +90,12 @@ impl LdCache {
             {
                 return Self::parse_new(file, new_off);
             }
-            let mut entries = Vec::with_capacity(nlibs);
-            for i in 0..nlibs {
-                let at = 16 + 12 * i;
-                let flags = u32_at(file, at).ok_or("truncated entry")? as i32;
-                let key = u32_at(file, at + 4).ok_or("truncated entry")? as usize;
-                let value = u32_at(file, at + 8).ok_or("truncated entry")? as usize;
-                if let (Some(key), Some(value)) = (
-                    span_at(file, entries_end, key),
-                    span_at(file, entries_end, value),
-                ) {
-                    entries.push(Entry {
-                        flags,
-                        key,
-                        value,
-                        hwcap: 0,
-                    });
-                }
-            }
             return Ok(LdCache {
-                file: file.to_vec(),
-                entries,
+                file,
+                table: 16,
+                count: nlibs,
+                entry_size: 12,
+                strings: entries_end,
                 hwcap_names: Vec::new(),
                 format: "old (ld.so-1.7.0)",
             });
@@ -107,10 +103,10 @@ impl LdCache {
         Err("not an ld.so.cache file".into())
     }
 
-    fn parse_new(file: &[u8], at: usize) -> Result<LdCache, String> {
-        let nlibs = u32_at(file, at + 20).ok_or("truncated header")? as usize;
+    fn parse_new(file: Vec<u8>, at: usize) -> Result<LdCache, String> {
+        let nlibs = u32_at(&file, at + 20).ok_or("truncated header")? as usize;
         let flags = *file.get(at + 28).ok_or("truncated header")?;
-        let ext_off = u32_at(file, at + 32).ok_or("truncated header")? as usize;
+        let ext_off = u32_at(&file, at + 32).ok_or("truncated header")? as usize;
         // Endianness: 0 unknown, 2 little, 3 big; 1 means invalid.
         if flags != 0 && flags & 3 != 2 {
             return Err("ld.so.cache is not little-endian".into());
@@ -119,32 +115,15 @@ impl LdCache {
         if (file.len().saturating_sub(table)) / 24 < nlibs {
             return Err("ld.so.cache shorter than its entry count".into());
         }
-        // New-format string offsets are relative to the new header.
-        let mut entries = Vec::with_capacity(nlibs);
-        for i in 0..nlibs {
-            let e = table + 24 * i;
-            let flags = u32_at(file, e).ok_or("truncated entry")? as i32;
-            let key = u32_at(file, e + 4).ok_or("truncated entry")? as usize;
-            let value = u32_at(file, e + 8).ok_or("truncated entry")? as usize;
-            let hwcap = u64_at(file, e + 16).ok_or("truncated entry")?;
-            if let (Some(key), Some(value)) = (span_at(file, at, key), span_at(file, at, value)) {
-                entries.push(Entry {
-                    flags,
-                    key,
-                    value,
-                    hwcap,
-                });
-            }
-        }
         let mut hwcap_names = Vec::new();
-        if ext_off != 0 && ext_off % 4 == 0 && u32_at(file, ext_off) == Some(EXTENSION_MAGIC) {
-            let count = u32_at(file, ext_off + 4).unwrap_or(0) as usize;
+        if ext_off != 0 && ext_off % 4 == 0 && u32_at(&file, ext_off) == Some(EXTENSION_MAGIC) {
+            let count = u32_at(&file, ext_off + 4).unwrap_or(0) as usize;
             for s in 0..count.min(64) {
                 let sec = ext_off + 8 + 16 * s;
                 let (Some(tag), Some(off), Some(size)) = (
-                    u32_at(file, sec),
-                    u32_at(file, sec + 8),
-                    u32_at(file, sec + 12),
+                    u32_at(&file, sec),
+                    u32_at(&file, sec + 8),
+                    u32_at(&file, sec + 12),
                 ) else {
                     break;
                 };
@@ -155,16 +134,19 @@ impl LdCache {
                     .is_some_and(|end| end <= file.len());
                 if tag == EXT_TAG_GLIBC_HWCAPS && size % 4 == 0 && off % 4 == 0 && inside {
                     for k in 0..(size / 4) as usize {
-                        let name = u32_at(file, off as usize + 4 * k)
-                            .and_then(|n| span_at(file, at, n as usize));
+                        let name = u32_at(&file, off as usize + 4 * k)
+                            .and_then(|n| span_at(&file, at, n as usize));
                         hwcap_names.push(name.unwrap_or((0, 0)));
                     }
                 }
             }
         }
         Ok(LdCache {
-            file: file.to_vec(),
-            entries,
+            file,
+            table,
+            count: nlibs,
+            entry_size: 24,
+            strings: at,
             hwcap_names,
             format: if at == 0 {
                 "new (glibc-ld.so.cache1.1)"
@@ -180,35 +162,67 @@ impl LdCache {
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.count
+    }
+
+    /// Entry `i` (below `count`, which `parse` checked the file holds).
+    fn entry(&self, i: usize) -> Entry {
+        let at = self.table + i * self.entry_size;
+        let word = |k: usize| u32_at(&self.file, at + k).unwrap_or(0);
+        Entry {
+            flags: word(0) as i32,
+            key: word(4) as usize,
+            value: word(8) as usize,
+            hwcap: if self.entry_size == 24 {
+                u64_at(&self.file, at + 16).unwrap_or(0)
+            } else {
+                0
+            },
+        }
+    }
+
+    /// The string at offset `off` from the string base, if a whole one
+    /// lies there (glibc's `_dl_cache_verify_ptr`).
+    fn string(&self, off: usize) -> Option<&[u8]> {
+        span_at(&self.file, self.strings, off).map(|span| self.text(span))
+    }
+
+    /// Does entry `i` name `name`? (None: its name is not in the file.)
+    fn names(&self, i: usize, name: &[u8]) -> Option<std::cmp::Ordering> {
+        Some(libcmp(name, self.string(self.entry(i).key)?))
     }
 
     /// glibc's `search_cache`: binary search by `_dl_cache_libcmp`, then the
     /// best usable entry among those with this name. `active` lists the
     /// glibc-hwcaps subdirectories this CPU supports, best first; `hwcap`
-    /// holds the legacy capability bits.
+    /// holds the legacy capability bits. As in glibc, an entry whose name
+    /// is outside the file ends the search where the binary search probes
+    /// it, and ends the run of equal names where that is walked; one whose
+    /// path is outside the file is skipped.
     pub(crate) fn lookup(&self, name: &[u8], active: &[&str], hwcap: u64) -> Option<&[u8]> {
-        let (mut left, mut right) = (0isize, self.entries.len() as isize - 1);
+        use std::cmp::Ordering::{Equal, Less};
+        let (mut left, mut right) = (0isize, self.count as isize - 1);
         let hwcap_exclude = !(hwcap | (1u64 << 63));
         while left <= right {
             let middle = (left + right) / 2;
-            let cmp = libcmp(name, self.text(self.entries[middle as usize].key));
-            if cmp == std::cmp::Ordering::Equal {
+            let cmp = self.names(middle as usize, name)?;
+            if cmp == Equal {
                 let mut first = middle as usize;
-                while first > 0
-                    && libcmp(name, self.text(self.entries[first - 1].key))
-                        == std::cmp::Ordering::Equal
-                {
+                while first > 0 && self.names(first - 1, name) == Some(Equal) {
                     first -= 1;
                 }
                 let mut best: Option<(&[u8], usize)> = None;
-                for e in &self.entries[first..] {
-                    if libcmp(name, self.text(e.key)) != std::cmp::Ordering::Equal {
+                for i in first..self.count {
+                    if i > middle as usize && self.names(i, name) != Some(Equal) {
                         break;
                     }
+                    let e = self.entry(i);
                     if e.flags != FLAGS_X86_64 {
                         continue;
                     }
+                    let Some(value) = self.string(e.value) else {
+                        continue;
+                    };
                     let named = (e.hwcap >> 32) & !ISA_LEVEL_MASK == HWCAP_EXTENSION >> 32;
                     if named {
                         let idx = (e.hwcap & 0xffff_ffff) as usize;
@@ -220,7 +234,7 @@ impl LdCache {
                             continue;
                         };
                         if best.is_none_or(|(_, p)| prio < p) {
-                            best = Some((self.text(e.value), prio));
+                            best = Some((value, prio));
                         }
                         continue;
                     }
@@ -232,12 +246,12 @@ impl LdCache {
                     if e.hwcap & hwcap_exclude != 0 {
                         continue;
                     }
-                    return Some(self.text(e.value));
+                    return Some(value);
                 }
                 return best.map(|(v, _)| v);
             }
             // The table is sorted in descending order.
-            if cmp == std::cmp::Ordering::Less {
+            if cmp == Less {
                 left = middle + 1;
             } else {
                 right = middle - 1;
@@ -371,7 +385,7 @@ mod tests {
             ],
             &[],
         );
-        let c = LdCache::parse(&f).unwrap();
+        let c = LdCache::parse(f.clone()).unwrap();
         assert_eq!(c.len(), 2);
         assert_eq!(
             c.lookup(b"libz.so.1", &[], 2),
@@ -403,7 +417,7 @@ mod tests {
             ],
             &["x86-64-v2", "x86-64-v3"],
         );
-        let c = LdCache::parse(&f).unwrap();
+        let c = LdCache::parse(f.clone()).unwrap();
         let v3 = ["x86-64-v3", "x86-64-v2"];
         assert_eq!(
             c.lookup(b"libq.so.1", &v3, 2),
@@ -430,7 +444,7 @@ mod tests {
         f.extend_from_slice(&0u32.to_le_bytes());
         f.extend_from_slice(&10u32.to_le_bytes());
         f.extend_from_slice(b"libold.so\0/x/libold.so\0");
-        let c = LdCache::parse(&f).unwrap();
+        let c = LdCache::parse(f.clone()).unwrap();
         assert_eq!(c.lookup(b"libold.so", &[], 2), Some(&b"/x/libold.so"[..]));
         // Old header followed by a new-format table: the new one is used.
         let mut f = Vec::new();
@@ -442,7 +456,7 @@ mod tests {
         }
         let new = build_new(&[("libnew.so", "/y/libnew.so", 0)], &[]);
         f.extend_from_slice(&new);
-        let c = LdCache::parse(&f).unwrap();
+        let c = LdCache::parse(f.clone()).unwrap();
         assert_eq!(c.format, "old with new");
         assert_eq!(c.lookup(b"libnew.so", &[], 2), Some(&b"/y/libnew.so"[..]));
     }
@@ -450,19 +464,78 @@ mod tests {
     #[test]
     fn this_machines_cache_parses() {
         if let Ok(bytes) = std::fs::read("/etc/ld.so.cache") {
-            let c = LdCache::parse(&bytes).unwrap();
+            let c = LdCache::parse(bytes).unwrap();
             assert!(c.len() > 10);
             assert!(c.lookup(b"libc.so.6", &[], 2).is_some());
         }
     }
 
+    /// Every name this machine's cache lists once, for x86_64 and without
+    /// a hwcaps subdirectory, is found at the path `ldconfig -p` prints.
+    #[test]
+    fn lookups_agree_with_ldconfig() {
+        let Ok(bytes) = std::fs::read("/etc/ld.so.cache") else {
+            return;
+        };
+        let c = LdCache::parse(bytes).unwrap();
+        let out = std::process::Command::new("/sbin/ldconfig")
+            .arg("-p")
+            .output()
+            .expect("ldconfig -p");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut listed: std::collections::HashMap<&str, Vec<(&str, &str)>> = Default::default();
+        for line in text.lines().skip(1) {
+            let Some((left, path)) = line.trim().split_once(" => ") else {
+                continue;
+            };
+            let Some((name, kind)) = left.split_once(' ') else {
+                continue;
+            };
+            listed.entry(name).or_default().push((kind, path));
+        }
+        let mut checked = 0;
+        for (name, entries) in &listed {
+            if let [("(libc6,x86-64)", path)] = entries[..] {
+                let found = c.lookup(name.as_bytes(), &[], 2);
+                assert_eq!(found, Some(path.as_bytes()), "{name}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 100, "{checked}");
+    }
+
+    /// glibc's handling of strings outside the file: a name the binary
+    /// search probes ends the search; a path is skipped, and the next
+    /// entry of the same name taken.
+    #[test]
+    fn entries_with_strings_outside_the_file() {
+        let mut f = build_new(&[("a", "/a", 0), ("b", "/b", 0), ("c", "/c", 0)], &[]);
+        // Sorted descending: c, b, a. The first probe is b, in the middle.
+        let key = |i: usize| 48 + 24 * i + 4;
+        f[key(1)..key(1) + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let c = LdCache::parse(f).unwrap();
+        for name in [&b"a"[..], b"b", b"c"] {
+            assert_eq!(c.lookup(name, &[], 2), None);
+        }
+        let mut f = build_new(&[("d", "/d1", 0), ("d", "/d2", 0)], &[]);
+        let value = 48 + 8;
+        f[value..value + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let c = LdCache::parse(f).unwrap();
+        // (The sort is stable: /d1 is the first entry, the one broken.)
+        assert_eq!(c.lookup(b"d", &[], 2), Some(&b"/d2"[..]));
+        assert_eq!(c.lookup(b"e", &[], 2), None);
+    }
+
     #[test]
     fn hostile_input_is_rejected_or_truncated() {
-        assert!(LdCache::parse(b"").is_err());
-        assert!(LdCache::parse(b"glibc-ld.so.cache1.1\xff\xff\xff\xff").is_err());
+        assert!(LdCache::parse(Vec::new()).is_err());
+        assert!(LdCache::parse(b"glibc-ld.so.cache1.1\xff\xff\xff\xff".to_vec()).is_err());
         let mut f = build_new(&[("a", "b", 0)], &[]);
-        // Point the key outside the file: the entry is dropped.
+        // Point the key outside the file: the search ends there.
         f[48 + 4..48 + 8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(LdCache::parse(&f).unwrap().len(), 0);
+        assert_eq!(
+            LdCache::parse(f.clone()).unwrap().lookup(b"a", &[], 2),
+            None
+        );
     }
 }

@@ -331,7 +331,7 @@ impl Finder {
             .get_or_insert_with(|| {
                 std::fs::read(CACHE_FILE)
                     .ok()
-                    .and_then(|b| cache::LdCache::parse(&b).ok())
+                    .and_then(|b| cache::LdCache::parse(b).ok())
             })
             .as_ref()
     }
