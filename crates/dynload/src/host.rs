@@ -150,6 +150,45 @@ type DlinfoFn = unsafe extern "C" fn(*mut c_void, c_int, *mut c_void) -> c_int;
 type FindObjectFn = unsafe extern "C" fn(*mut c_void, *mut crate::unwind::DlFindObject) -> c_int;
 pub(crate) type ThreadDtor = unsafe extern "C" fn(*mut c_void);
 type ThreadAtexitFn = unsafe extern "C" fn(ThreadDtor, *mut c_void, *mut c_void) -> c_int;
+/// `__x86_get_cpuid_feature_leaf` (<sys/platform/x86.h>): glibc's copy of
+/// one CPUID leaf, as `struct cpuid_feature`.
+type CpuidLeafFn = unsafe extern "C" fn(u32) -> *const CpuidFeature;
+
+/// <bits/platform/x86.h>'s `struct cpuid_feature`: the registers (eax,
+/// ebx, ecx, edx) CPUID gave glibc at start-up, and the same with only the
+/// features glibc found usable (present, and enabled by the OS).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CpuidFeature {
+    pub cpuid: [u32; 4],
+    pub active: [u32; 4],
+}
+
+/// The leaves glibc keeps (its `CPUID_INDEX_*`).
+pub(crate) mod cpuid_index {
+    /// Leaf 1.
+    pub const LEAF_1: u32 = 0;
+    /// Leaf 7, subleaf 0.
+    pub const LEAF_7: u32 = 1;
+    /// Leaf 0x80000001.
+    pub const LEAF_80000001: u32 = 2;
+    /// Leaf 0xd, subleaf 1.
+    pub const LEAF_D_1: u32 = 3;
+}
+
+/// glibc's copy of a CPUID leaf (see [`cpuid_index`]), where glibc has
+/// one (2.33 and later). Reading CPUID again costs a trap to the
+/// hypervisor in a virtual machine (7 µs each on this project's), and a
+/// process's first `dlopen` read a dozen leaves that glibc had read at
+/// start-up.
+pub(crate) fn glibc_cpuid(index: u32) -> Option<CpuidFeature> {
+    let f = glibc_if_any()?.cpuid_leaf?;
+    // SAFETY: glibc's function, with a leaf index it knows (it returns a
+    // table of zeros for one it does not); the table is static.
+    let p = unsafe { f(index) };
+    // SAFETY: a pointer to glibc's static `struct cpuid_feature`.
+    (!p.is_null()).then(|| unsafe { *p })
+}
 
 /// glibc's own entry points.
 pub(crate) struct Glibc {
@@ -165,6 +204,8 @@ pub(crate) struct Glibc {
     pub find_object: Option<FindObjectFn>,
     /// libc's `__cxa_thread_atexit_impl`.
     pub thread_atexit: ThreadAtexitFn,
+    /// libc's `__x86_get_cpuid_feature_leaf` (glibc 2.33 and later).
+    cpuid_leaf: Option<CpuidLeafFn>,
     /// glibc's handle for the main program (`dlopen(NULL)`).
     pub main_handle: *mut c_void,
 
@@ -274,6 +315,9 @@ fn find_glibc() -> Result<Glibc, String> {
             thread_atexit: std::mem::transmute::<usize, ThreadAtexitFn>(get(
                 "__cxa_thread_atexit_impl",
             )?),
+            cpuid_leaf: libc_view
+                .default_definition(b"__x86_get_cpuid_feature_leaf")
+                .map(|a| std::mem::transmute::<usize, CpuidLeafFn>(a)),
             main_handle,
             tls_get_addr,
         })

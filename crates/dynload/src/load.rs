@@ -532,7 +532,7 @@ fn map_object(
         let lp = reg.library_path.clone();
         reg.finder.search(&input, lp.as_ref())?
     };
-    if let Some(id) = reg.find_by_file(opened.dev, opened.ino) {
+    if let Some(id) = reg.find_by_file(&opened) {
         let o = reg.obj_mut(id);
         if !o.names.iter().any(|n| n == name) {
             o.names.push(name.to_vec());
@@ -842,7 +842,7 @@ fn build_object(
         name,
         names,
         view,
-        file_id: Some((opened.dev, opened.ino)),
+        file_id: Some((opened.dev, opened.ino)).into(),
         origin: registry::origin_of(&opened.path),
         phdr: phdrs_ptr,
         phnum,

@@ -82,8 +82,10 @@ pub(crate) struct Object {
     /// Every name it was asked for (glibc's `l_libname`).
     pub names: Vec<Vec<u8>>,
     pub view: View,
-    /// (st_dev, st_ino) of the file.
-    pub file_id: Option<(u64, u64)>,
+    /// (st_dev, st_ino) of the file: set when dynload opened it; for an
+    /// object glibc loaded, asked of the file system the first time a file
+    /// being opened could be it (see [`Object::file_id`]).
+    pub file_id: std::sync::OnceLock<Option<(u64, u64)>>,
     /// The directory `$ORIGIN` expands to.
     pub origin: Option<Vec<u8>>,
     pub phdr: *const Phdr,
@@ -156,6 +158,24 @@ impl Object {
             Kind::Ours(_) => self.nodelete != NoDelete::Active,
             Kind::Host(h) => !h.startup && !h.is_vdso && !h.nodelete,
         }
+    }
+
+    /// (st_dev, st_ino) of the file. For an object glibc loaded, its path
+    /// (the main program's through /proc/self/exe) is looked at the first
+    /// time this is asked: a `stat` for each of glibc's objects was a
+    /// sixth of a process's first `dlopen`, and most never need it.
+    pub(crate) fn file_id(&self) -> Option<(u64, u64)> {
+        *self.file_id.get_or_init(|| {
+            use std::os::unix::fs::MetadataExt;
+            let path: &[u8] = if self.is_main() {
+                b"/proc/self/exe"
+            } else {
+                self.name.to_bytes()
+            };
+            let path = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path);
+            let m = std::fs::metadata(path).ok()?;
+            Some((m.dev(), m.ino()))
+        })
     }
 
     pub(crate) fn is_main(&self) -> bool {

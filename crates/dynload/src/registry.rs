@@ -12,7 +12,7 @@ use parking_lot::{ReentrantMutex, ReentrantMutexGuard};
 use crate::debug;
 use crate::elf::{elf, SymExt, LE};
 use crate::error::{Error, ErrorKind};
-use crate::find::{self, dst, Finder, ListKind, SearchInput, SearchList};
+use crate::find::{self, dst, Finder, ListKind, Opened, SearchInput, SearchList};
 use crate::host::{self, HostEntry, View};
 use crate::object::{HostState, Kind, LinkMap, NoDelete, ObjId, Object, Scope};
 
@@ -357,10 +357,25 @@ impl Registry {
         })
     }
 
-    pub(crate) fn find_by_file(&self, dev: u64, ino: u64) -> Option<ObjId> {
+    pub(crate) fn find_by_file(&self, opened: &Opened) -> Option<ObjId> {
+        let wanted = Some((opened.dev, opened.ino));
         self.all_in_load_order().find(|&id| {
             let o = self.obj(id);
-            o.file_id == Some((dev, ino)) && o.host().is_none_or(|h| h.present)
+            if o.host().is_some_and(|h| !h.present) {
+                return false;
+            }
+            match o.file_id.get() {
+                Some(&known) => known == wanted,
+                // An object glibc loaded from this file has the file's
+                // program headers: only then is its identity asked for.
+                None => {
+                    // SAFETY: glibc's program headers of a loaded object
+                    // (`dl_iterate_phdr`), mapped while it is present.
+                    let phdrs = unsafe { std::slice::from_raw_parts(o.phdr, o.phnum) };
+                    let bytes = object::pod::bytes_of_slice;
+                    bytes(phdrs) == bytes(&opened.phdrs) && o.file_id() == wanted
+                }
+            }
         })
     }
 
@@ -368,7 +383,7 @@ impl Registry {
     pub(crate) fn dst_values<'a>(&'a self, obj: &'a Object) -> dst::DstValues<'a> {
         dst::DstValues {
             origin: obj.origin.as_deref(),
-            platform: self.finder.hwcaps.platform.as_bytes(),
+            platform: self.finder.hwcaps().platform.as_bytes(),
             lib: dst::LIB,
             secure: crate::process::settings().secure,
             is_main: obj.is_main(),
@@ -743,21 +758,11 @@ fn make_host(e: &HostEntry, is_main: bool) -> Object {
         hi = hi.max(end);
     }
     let is_vdso = e.name.starts_with(b"linux-vdso") || e.name.starts_with(b"linux-gate");
-    let path: Vec<u8> = if is_main {
-        b"/proc/self/exe".to_vec()
-    } else {
-        e.name.clone()
-    };
-    let file_id = if is_vdso {
-        None
-    } else {
-        std::fs::metadata(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&path))
-            .ok()
-            .map(|m| {
-                use std::os::unix::fs::MetadataExt;
-                (m.dev(), m.ino())
-            })
-    };
+    // (Looked up when first needed: `Object::file_id`.)
+    let file_id = std::sync::OnceLock::new();
+    if is_vdso {
+        let _ = file_id.set(None);
+    }
     let origin = if is_main {
         std::fs::read_link("/proc/self/exe").ok().and_then(|p| {
             p.parent()

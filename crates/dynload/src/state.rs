@@ -11,6 +11,8 @@
 use std::arch::x86_64::{__cpuid, __cpuid_count};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
+use crate::host::{self, cpuid_index};
+
 /// 2: XSAVEC, 1: XSAVE, 0: FXSAVE.
 pub(crate) static SAVE_KIND: AtomicU8 = AtomicU8::new(0);
 /// The XSAVE component mask: x87, SSE, AVX, and the AVX-512 opmask and
@@ -40,16 +42,23 @@ pub(crate) fn init() {
 /// The best save instruction (2: XSAVEC, 1: XSAVE, 0: FXSAVE), the XSAVE
 /// component mask and the save area's size.
 fn detect() -> (u8, u32, u64) {
-    let leaf1 = __cpuid(1);
-    let xsave = leaf1.ecx & (1 << 26) != 0 && leaf1.ecx & (1 << 27) != 0; // XSAVE, OSXSAVE
+    // Leaves 1 and 0xd/1 as glibc read them at start-up where it has them:
+    // each CPUID is a trap to the hypervisor in a virtual machine.
+    let leaf1_ecx =
+        host::glibc_cpuid(cpuid_index::LEAF_1).map_or_else(|| __cpuid(1).ecx, |leaf| leaf.cpuid[2]);
+    let xsave = leaf1_ecx & (1 << 26) != 0 && leaf1_ecx & (1 << 27) != 0; // XSAVE, OSXSAVE
     if !xsave {
         return (0, 0, 576);
     }
     // SAFETY: OSXSAVE is set, so XGETBV is enabled.
     let xcr0 = unsafe { std::arch::x86_64::_xgetbv(0) };
     let mask = (xcr0 as u32) & 0xe7;
+    // (The size of the area for the enabled components is not in glibc's
+    // table.)
     let size = __cpuid_count(0xd, 0).ebx as u64;
-    let xsavec = __cpuid_count(0xd, 1).eax & (1 << 1) != 0;
+    let leaf_d1_eax = host::glibc_cpuid(cpuid_index::LEAF_D_1)
+        .map_or_else(|| __cpuid_count(0xd, 1).eax, |leaf| leaf.cpuid[0]);
+    let xsavec = leaf_d1_eax & (1 << 1) != 0;
     (
         if xsavec { 2 } else { 1 },
         mask,
@@ -166,6 +175,16 @@ pub(crate) use save_state;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// glibc's copies of leaves 1 and 0xd/1 are what CPUID gives.
+    #[test]
+    fn glibcs_leaves_are_cpuids() {
+        let leaf1 = host::glibc_cpuid(cpuid_index::LEAF_1).expect("glibc 2.33 or later");
+        let xsave_bits = (1 << 26) | (1 << 27);
+        assert_eq!(leaf1.cpuid[2] & xsave_bits, __cpuid(1).ecx & xsave_bits);
+        let d1 = host::glibc_cpuid(cpuid_index::LEAF_D_1).unwrap();
+        assert_eq!(d1.cpuid[0] & 0b10, __cpuid_count(0xd, 1).eax & 0b10);
+    }
 
     #[test]
     fn the_save_area_is_big_enough() {

@@ -306,7 +306,9 @@ pub(crate) fn open_verify(path: &[u8]) -> Result<Opened, Rejected> {
 /// parsed ld.so.cache, and which directories are known not to exist (glibc
 /// remembers the same, so later searches skip them).
 pub(crate) struct Finder {
-    pub hwcaps: hwcaps::Hwcaps,
+    /// Detected when first needed (a search, `$PLATFORM`): a process
+    /// whose loads all name paths never reads the CPU's vendor.
+    hwcaps: std::sync::OnceLock<hwcaps::Hwcaps>,
     cache: Option<Option<cache::LdCache>>,
     missing_dirs: HashMap<Vec<u8>, bool>,
 }
@@ -320,10 +322,14 @@ struct Attempt {
 impl Finder {
     pub(crate) fn new() -> Finder {
         Finder {
-            hwcaps: hwcaps::Hwcaps::detect(),
+            hwcaps: std::sync::OnceLock::new(),
             cache: None,
             missing_dirs: HashMap::new(),
         }
+    }
+
+    pub(crate) fn hwcaps(&self) -> &hwcaps::Hwcaps {
+        self.hwcaps.get_or_init(hwcaps::Hwcaps::detect)
     }
 
     fn cache(&mut self) -> Option<&cache::LdCache> {
@@ -338,8 +344,8 @@ impl Finder {
 
     /// Look up `name` in ld.so.cache only.
     pub(crate) fn cache_lookup(&mut self, name: &[u8]) -> Option<Vec<u8>> {
-        let hwcap = self.hwcaps.hwcap;
-        let active = self.hwcaps.glibc_hwcaps.clone();
+        let hwcap = self.hwcaps().hwcap;
+        let active = self.hwcaps().glibc_hwcaps.clone();
         self.cache()?
             .lookup(name, &active, hwcap)
             .map(<[u8]>::to_vec)
@@ -358,7 +364,7 @@ impl Finder {
     pub(crate) fn expanded_dirs(&self, list: &SearchList) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         for dir in &list.dirs {
-            for sub in &self.hwcaps.subdirs {
+            for sub in &self.hwcaps().subdirs {
                 let d = if sub.is_empty() {
                     dir.clone()
                 } else {

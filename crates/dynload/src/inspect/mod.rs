@@ -297,7 +297,7 @@ impl Inspector {
             None => {
                 let values = dst::DstValues {
                     origin: None,
-                    platform: self.finder.hwcaps.platform.as_bytes(),
+                    platform: self.finder.hwcaps().platform.as_bytes(),
                     lib: dst::LIB,
                     secure: settings.secure,
                     is_main: true,
@@ -455,7 +455,7 @@ impl Inspector {
         let o = &self.objects[id];
         dst::DstValues {
             origin: o.origin.as_deref(),
-            platform: self.finder.hwcaps.platform.as_bytes(),
+            platform: self.finder.hwcaps().platform.as_bytes(),
             lib: dst::LIB,
             secure: crate::process::settings().secure,
             is_main: o.is_main,
