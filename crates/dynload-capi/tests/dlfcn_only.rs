@@ -87,6 +87,31 @@ fn rtld_default_from_the_main_program_marks_the_definer_nodelete() {
 }
 
 #[test]
+fn a_c_runtime_dependency_is_handed_to_glibc_before_the_others_are_mapped() {
+    // m needs x, then libm, which the driver does not link: glibc loads
+    // libm and the load starts over. x is not mapped in the round that
+    // stops for libm, only in the one that completes.
+    let set = Set::build(
+        "capi-cruntimefirst",
+        &[
+            Lib::node("x", 1).no_log(),
+            Lib::node("m", 2).no_log().flag("-l{prefix}_x").flag("-lm"),
+        ],
+    );
+    let script = ["open $m NOW", "call h1 id_m", "maps /libm.so.6"];
+    let (g, d) = compare(&set, &script);
+    assert!(g.stdout.ends_with("maps /libm.so.6: 1\n"), "{}", g.stdout);
+    let rounds = |what: &str| {
+        d.debug
+            .lines()
+            .filter(|l| l.contains(what) && l.contains("generating link map"))
+            .count()
+    };
+    assert_eq!(rounds("libcapi_cruntimefirst_m.so"), 2, "{}", d.debug);
+    assert_eq!(rounds("libcapi_cruntimefirst_x.so"), 1, "{}", d.debug);
+}
+
+#[test]
 fn rtld_default_from_the_main_program_makes_a_glibc_object_nodelete() {
     // The same for libm, which glibc loaded for the set's object: dynload
     // asks glibc to make it NODELETE (RTLD_NOLOAD|RTLD_NODELETE).

@@ -423,6 +423,16 @@ fn map_deps(
                     .filter_map(|&off| reg.dyn_string(o, off).map(<[u8]>::to_vec))
                     .collect()
             };
+            // A C-runtime library glibc has not loaded stops this round of
+            // the load (see `Tx::glibc_wanted`), whichever of the names it
+            // is: found first, the names before it are not mapped only to
+            // be unmapped (libz3 needs libstdc++, then libm).
+            if let Some(n) = names
+                .iter()
+                .find(|n| host::is_c_runtime(n) && reg.find_loaded(n).is_none())
+            {
+                map_object(reg, n, l, false, mode & !RTLD_NOLOAD, tx)?;
+            }
             let mut deps = Vec::new();
             for n in names {
                 let expanded = if dst::has_dst(&n) {
