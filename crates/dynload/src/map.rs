@@ -39,6 +39,47 @@ impl Drop for Mapping {
     }
 }
 
+/// A whole file mapped read-only and private (`/etc/ld.so.cache`, as glibc
+/// maps it): its pages are the page cache's, shared with every process,
+/// where a copy read into the heap was private memory of this one.
+#[derive(Debug)]
+pub(crate) struct FileMap {
+    mapping: Mapping,
+}
+
+impl FileMap {
+    /// Map all of `file` (None if it is empty or cannot be mapped).
+    pub(crate) fn of(file: &std::fs::File) -> Option<FileMap> {
+        let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+        if len == 0 {
+            return None;
+        }
+        // SAFETY: a new read-only private mapping of the file, placed by
+        // the kernel where nothing else is; only `bytes` reads it.
+        let start = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ,
+                MapFlags::PRIVATE,
+                file,
+                0,
+            )
+        }
+        .ok()? as usize;
+        Some(FileMap {
+            mapping: Mapping { start, len },
+        })
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` readable bytes at `start`, mapped while `self` is
+        // (the cache file is replaced by a rename, never rewritten in
+        // place, so its pages do not change under the reader).
+        unsafe { std::slice::from_raw_parts(self.mapping.start as *const u8, self.mapping.len) }
+    }
+}
+
 /// A PT_LOAD segment, with page-rounded addresses (relative to the base).
 #[derive(Debug, Clone, Copy)]
 struct Load {

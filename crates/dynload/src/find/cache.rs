@@ -28,9 +28,9 @@ struct Entry {
 /// `search_cache` does: a search reads a dozen of them, and decoding all
 /// of them first (the names measured, kept in a table) was 5% of libz3's
 /// first load, which is the first to search.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug)]
 pub(crate) struct LdCache {
-    file: Vec<u8>,
+    file: CacheBytes,
     /// The entry table: its offset, its number of entries, the size of
     /// one (12 bytes in the old format, 24 with hwcaps in the new).
     table: usize,
@@ -44,6 +44,29 @@ pub(crate) struct LdCache {
     /// Which format the file was in.
     #[cfg_attr(not(test), allow(dead_code))]
     pub format: &'static str,
+}
+
+/// The file's bytes: mapped, as glibc maps it, or a copy (tests, fuzzing).
+#[derive(Debug)]
+pub(crate) enum CacheBytes {
+    Mapped(crate::map::FileMap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for CacheBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            CacheBytes::Mapped(m) => m.bytes(),
+            CacheBytes::Owned(v) => v,
+        }
+    }
+}
+
+impl From<Vec<u8>> for CacheBytes {
+    fn from(v: Vec<u8>) -> CacheBytes {
+        CacheBytes::Owned(v)
+    }
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
@@ -70,7 +93,8 @@ impl LdCache {
     /// Parse a cache file: its header and hwcaps extension. An entry whose
     /// strings lie outside the file is found to be so when a lookup reads
     /// it, and treated as glibc treats it (see [`LdCache::lookup`]).
-    pub(crate) fn parse(file: Vec<u8>) -> Result<LdCache, String> {
+    pub(crate) fn parse(file: impl Into<CacheBytes>) -> Result<LdCache, String> {
+        let file = file.into();
         if file.starts_with(NEW_MAGIC) {
             return Self::parse_new(file, 0);
         }
@@ -103,7 +127,7 @@ impl LdCache {
         Err("not an ld.so.cache file".into())
     }
 
-    fn parse_new(file: Vec<u8>, at: usize) -> Result<LdCache, String> {
+    fn parse_new(file: CacheBytes, at: usize) -> Result<LdCache, String> {
         let nlibs = u32_at(&file, at + 20).ok_or("truncated header")? as usize;
         let flags = *file.get(at + 28).ok_or("truncated header")?;
         let ext_off = u32_at(&file, at + 32).ok_or("truncated header")? as usize;
@@ -474,10 +498,13 @@ mod tests {
     /// a hwcaps subdirectory, is found at the path `ldconfig -p` prints.
     #[test]
     fn lookups_agree_with_ldconfig() {
-        let Ok(bytes) = std::fs::read("/etc/ld.so.cache") else {
+        // Mapped, as the search reads it.
+        let Ok(file) = std::fs::File::open("/etc/ld.so.cache") else {
             return;
         };
-        let c = LdCache::parse(bytes).unwrap();
+        let mapped = crate::map::FileMap::of(&file).unwrap();
+        assert_eq!(mapped.bytes(), std::fs::read("/etc/ld.so.cache").unwrap());
+        let c = LdCache::parse(CacheBytes::Mapped(mapped)).unwrap();
         let out = std::process::Command::new("/sbin/ldconfig")
             .arg("-p")
             .output()
@@ -524,6 +551,14 @@ mod tests {
         // (The sort is stable: /d1 is the first entry, the one broken.)
         assert_eq!(c.lookup(b"d", &[], 2), Some(&b"/d2"[..]));
         assert_eq!(c.lookup(b"e", &[], 2), None);
+    }
+
+    #[test]
+    fn an_empty_file_is_not_mapped() {
+        let path = std::env::temp_dir().join(format!("dynload-empty-{}", std::process::id()));
+        let file = std::fs::File::create(&path).unwrap();
+        assert!(crate::map::FileMap::of(&file).is_none());
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

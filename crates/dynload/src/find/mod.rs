@@ -335,9 +335,9 @@ impl Finder {
     fn cache(&mut self) -> Option<&cache::LdCache> {
         self.cache
             .get_or_insert_with(|| {
-                std::fs::read(CACHE_FILE)
-                    .ok()
-                    .and_then(|b| cache::LdCache::parse(b).ok())
+                let file = std::fs::File::open(CACHE_FILE).ok()?;
+                let bytes = crate::map::FileMap::of(&file)?;
+                cache::LdCache::parse(cache::CacheBytes::Mapped(bytes)).ok()
             })
             .as_ref()
     }
