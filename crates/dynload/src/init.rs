@@ -129,14 +129,53 @@ fn destructors_of(obj: &Object) -> impl Iterator<Item = usize> + '_ {
     entries(obj, d.fini_array()).rev().chain(fini)
 }
 
-/// [`constructors_of`], collected (to be called without the registry).
-pub(crate) fn constructors(obj: &Object) -> Vec<usize> {
-    constructors_of(obj).collect()
+/// What to call for one object, found while the registry is borrowed and
+/// called after it is released: a function of its own dynamic tag (DT_INIT,
+/// called before the array; DT_FINI, after it), and a function-pointer
+/// array that is read where it is mapped, entry by entry as the calls go,
+/// as glibc reads it. (Copied out first, libz3's 2,000 constructors were a
+/// 16 KB buffer, whose pages stayed in the process's private memory.)
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EntryPoints {
+    single: Option<usize>,
+    array: *const u64,
+    len: usize,
 }
 
-/// [`destructors_of`], collected (to be called without the registry).
-pub(crate) fn destructors(obj: &Object) -> Vec<usize> {
-    destructors_of(obj).collect()
+impl EntryPoints {
+    fn of(obj: &Object, single: Option<u64>, t: Option<crate::elf::dynamic::Table>) -> Self {
+        let image = &obj.view.image;
+        let array = t
+            .and_then(|t| image.slice::<u64>(image.addr(t.vaddr), (t.size / 8) as usize))
+            .unwrap_or(&[]);
+        EntryPoints {
+            single: single.map(|a| image.addr(a)),
+            array: array.as_ptr(),
+            len: array.len(),
+        }
+    }
+
+    /// Entry `i` of the array, unless it is 0 or -1 (see [`entries`]).
+    ///
+    /// # Safety
+    /// The object is still mapped, and `i < len`.
+    unsafe fn entry(&self, i: usize) -> Option<usize> {
+        // SAFETY: per the contract, `array` has `len` readable words.
+        let f = unsafe { self.array.add(i).read_unaligned() } as usize;
+        (f != 0 && f != usize::MAX).then_some(f)
+    }
+}
+
+/// [`constructors_of`], to be called without the registry.
+pub(crate) fn constructors(obj: &Object) -> EntryPoints {
+    let d = &obj.view.dyn_info;
+    EntryPoints::of(obj, d.init(), d.init_array())
+}
+
+/// [`destructors_of`], to be called without the registry.
+pub(crate) fn destructors(obj: &Object) -> EntryPoints {
+    let d = &obj.view.dyn_info;
+    EntryPoints::of(obj, d.fini(), d.fini_array())
 }
 
 /// Check that every constructor and destructor points into code, so that
@@ -159,33 +198,113 @@ pub(crate) fn check_entry_points(reg: &Registry, obj: &Object) -> Result<(), Str
     Ok(())
 }
 
-/// Call constructors with glibc's arguments (argc, argv, envp).
+/// Call constructors with glibc's arguments (argc, argv, envp): DT_INIT,
+/// then DT_INIT_ARRAY in order.
 ///
 /// # Safety
-/// Each address must be a constructor of a relocated object.
-pub(crate) unsafe fn call_constructors(fns: &[usize]) {
+/// `e` is [`constructors`] of a relocated object that stays mapped while
+/// they run, and whose entries [`check_entry_points`] accepted.
+pub(crate) unsafe fn call_constructors(e: EntryPoints) {
     let (argc, argv) = crate::process::args();
     let env = crate::process::environ();
-    for &f in fns {
+    let call = |f: usize| {
         // SAFETY: per the contract; constructors take (argc, argv, envp).
         unsafe {
             let f: extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_char) =
                 std::mem::transmute(f);
             f(argc, argv, env);
         }
+    };
+    e.single.into_iter().for_each(call);
+    for i in 0..e.len {
+        // SAFETY: the object is mapped (contract), and `i < len`.
+        if let Some(f) = unsafe { e.entry(i) } {
+            call(f);
+        }
     }
 }
 
-/// Call destructors (no arguments).
+/// Call destructors (no arguments): DT_FINI_ARRAY backwards, then DT_FINI.
 ///
 /// # Safety
-/// Each address must be a destructor of a loaded object.
-pub(crate) unsafe fn call_destructors(fns: &[usize]) {
-    for &f in fns {
+/// `e` is [`destructors`] of a loaded object that stays mapped while they
+/// run.
+pub(crate) unsafe fn call_destructors(e: EntryPoints) {
+    let call = |f: usize| {
         // SAFETY: per the contract.
         unsafe {
             let f: extern "C" fn() = std::mem::transmute(f);
             f();
         }
+    };
+    for i in (0..e.len).rev() {
+        // SAFETY: the object is mapped (contract), and `i < len`.
+        if let Some(f) = unsafe { e.entry(i) } {
+            call(f);
+        }
+    }
+    e.single.into_iter().for_each(call);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    static CALLS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+    extern "C" fn ctor_1(_: c_int, _: *mut *mut c_char, _: *mut *mut c_char) {
+        CALLS.lock().unwrap().push(1);
+    }
+    extern "C" fn ctor_2(_: c_int, _: *mut *mut c_char, _: *mut *mut c_char) {
+        CALLS.lock().unwrap().push(2);
+    }
+    extern "C" fn ctor_3(_: c_int, _: *mut *mut c_char, _: *mut *mut c_char) {
+        CALLS.lock().unwrap().push(3);
+    }
+    extern "C" fn dtor_1() {
+        CALLS.lock().unwrap().push(11);
+    }
+    extern "C" fn dtor_2() {
+        CALLS.lock().unwrap().push(12);
+    }
+    extern "C" fn dtor_3() {
+        CALLS.lock().unwrap().push(13);
+    }
+
+    /// The single function first for constructors and last for
+    /// destructors, the array in order and backwards, its 0 and -1
+    /// entries skipped; the array is read as the calls go.
+    #[test]
+    fn entry_points_are_called_in_glibcs_order() {
+        let word = |f: *const ()| f as usize as u64;
+        let ctors = [
+            0,
+            word(ctor_2 as *const ()),
+            u64::MAX,
+            word(ctor_3 as *const ()),
+        ];
+        let e = EntryPoints {
+            single: Some(ctor_1 as *const () as usize),
+            array: ctors.as_ptr(),
+            len: ctors.len(),
+        };
+        // SAFETY: the array and the functions are this test's.
+        unsafe { call_constructors(e) };
+        assert_eq!(std::mem::take(&mut *CALLS.lock().unwrap()), [1, 2, 3]);
+        let dtors = [
+            word(dtor_2 as *const ()),
+            0,
+            word(dtor_3 as *const ()),
+            u64::MAX,
+        ];
+        let e = EntryPoints {
+            single: Some(dtor_1 as *const () as usize),
+            array: dtors.as_ptr(),
+            len: dtors.len(),
+        };
+        // SAFETY: as above.
+        unsafe { call_destructors(e) };
+        assert_eq!(std::mem::take(&mut *CALLS.lock().unwrap()), [13, 12, 11]);
     }
 }

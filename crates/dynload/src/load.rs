@@ -253,7 +253,7 @@ pub(crate) fn run_constructors(guard: &registry::Guard, order: &[ObjId]) {
         }
         // SAFETY: constructors of a relocated object, checked to lie in its
         // executable segments before the demarcation point.
-        unsafe { init::call_constructors(&fns) };
+        unsafe { init::call_constructors(fns) };
     }
 }
 

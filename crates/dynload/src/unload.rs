@@ -255,7 +255,7 @@ fn finish(guard: &crate::registry::Guard, victims: Vec<ObjId>) {
             debug!(debug::LIBS, "\ncalling fini: {name} [0]\n");
         }
         // SAFETY: destructors of an initialised object that is still mapped.
-        unsafe { init::call_destructors(&fns) };
+        unsafe { init::call_destructors(fns) };
     }
     if let Ok(mut reg) = registry_mut(guard) {
         for id in victims {
@@ -328,7 +328,7 @@ extern "C" fn destructors_at_exit() {
             debug!(debug::LIBS, "\ncalling fini: {name} [0]\n");
         }
         // SAFETY: destructors of an initialised object that is still mapped.
-        unsafe { init::call_destructors(&fns) };
+        unsafe { init::call_destructors(fns) };
     }
 }
 
