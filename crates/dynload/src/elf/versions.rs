@@ -78,112 +78,65 @@ const MAX_ENTRIES: usize = 1 << 16;
 impl Versions {
     /// Decode the version tables `d` points to. The result names strings
     /// in `syms`'s string table, so it is used only while that is mapped
-    /// (both belong to the same object).
+    /// (both belong to the same object). The tables are walked twice: to
+    /// count, then to fill tables of that size (grown by pushing, they were
+    /// four times their size in freed buffers: 22 KB for libz3's load).
     pub(crate) fn parse(
         image: &Image,
         d: &DynInfo,
         syms: &SymbolTable,
     ) -> Result<Versions, String> {
         let strings = syms.strings();
-        let span = |off: u32, what: &str| -> Result<Span, String> {
-            strings
-                .span_at(off as usize)
-                .ok_or_else(|| format!("{what}: name outside the string table"))
-        };
-        let mut records = Vec::new();
-        let mut by_index = Vec::new();
-        if let Some(vaddr) = d.verneed() {
-            let mut addr = image.addr(vaddr);
-            for _ in 0..MAX_ENTRIES {
-                let ent: &elf::Verneed<E> = image
-                    .read(addr)
-                    .ok_or("DT_VERNEED outside the loaded segments")?;
-                if ent.vn_version.get(LE) != 1 {
-                    return Err(format!(
-                        "unsupported version {} of Verneed record",
-                        ent.vn_version.get(LE)
-                    ));
-                }
-                let file = span(ent.vn_file.get(LE), "DT_VERNEED")?;
-                let mut aux_addr = addr
-                    .checked_add(ent.vn_aux.get(LE) as usize)
-                    .ok_or("DT_VERNEED: bad vn_aux")?;
-                for _ in 0..MAX_ENTRIES {
-                    let aux: &elf::Vernaux<E> = image
-                        .read(aux_addr)
-                        .ok_or("DT_VERNEED auxiliary outside the loaded segments")?;
-                    let other = aux.vna_other.get(LE);
+        let (mut count, mut indices) = (0usize, 0usize);
+        walk(image, d, |entry| {
+            count += 1;
+            if let Some(ndx) = entry.index() {
+                indices = indices.max(ndx + 1);
+            }
+            Ok(())
+        })?;
+        let mut records = Vec::with_capacity(count);
+        let mut by_index = vec![NONE; indices];
+        let mut defined_from = None;
+        walk(image, d, |entry| {
+            let span = |off: u32, what: &str| -> Result<Span, String> {
+                strings
+                    .span_at(off as usize)
+                    .ok_or_else(|| format!("{what}: name outside the string table"))
+            };
+            if let Some(ndx) = entry.index() {
+                by_index[ndx] = u32::try_from(records.len()).unwrap_or(NONE);
+            }
+            let record = match entry {
+                Entry::Need { file, aux } => {
                     let mut flags = 0;
-                    if other & 0x8000 != 0 {
+                    if aux.vna_other.get(LE) & 0x8000 != 0 {
                         flags |= HIDDEN;
                     }
                     if aux.vna_flags.get(LE) & elf::VER_FLG_WEAK != 0 {
                         flags |= WEAK;
                     }
-                    set(&mut by_index, usize::from(other & 0x7fff), records.len());
-                    records.push(Record {
+                    Record {
                         hash: aux.vna_hash.get(LE),
                         name: span(aux.vna_name.get(LE), "DT_VERNEED")?,
-                        file,
+                        file: span(file, "DT_VERNEED")?,
                         flags,
-                    });
-                    let next = aux.vna_next.get(LE);
-                    if next == 0 {
-                        break;
                     }
-                    aux_addr = aux_addr
-                        .checked_add(next as usize)
-                        .ok_or("DT_VERNEED: bad vna_next")?;
                 }
-                let next = ent.vn_next.get(LE);
-                if next == 0 {
-                    break;
+                Entry::Def { ent, aux } => {
+                    defined_from.get_or_insert(records.len());
+                    Record {
+                        hash: ent.vd_hash.get(LE),
+                        name: span(aux.vda_name.get(LE), "DT_VERDEF")?,
+                        file: Span::default(),
+                        flags: 0,
+                    }
                 }
-                addr = addr
-                    .checked_add(next as usize)
-                    .ok_or("DT_VERNEED: bad vn_next")?;
-            }
-        }
-        let defined_from = records.len();
-        if let Some(vaddr) = d.verdef() {
-            let mut addr = image.addr(vaddr);
-            for _ in 0..MAX_ENTRIES {
-                let ent: &elf::Verdef<E> = image
-                    .read(addr)
-                    .ok_or("DT_VERDEF outside the loaded segments")?;
-                if ent.vd_version.get(LE) != 1 {
-                    return Err(format!(
-                        "unsupported version {} of Verdef record",
-                        ent.vd_version.get(LE)
-                    ));
-                }
-                let aux_addr = addr
-                    .checked_add(ent.vd_aux.get(LE) as usize)
-                    .ok_or("DT_VERDEF: bad vd_aux")?;
-                let aux: &elf::Verdaux<E> = image
-                    .read(aux_addr)
-                    .ok_or("DT_VERDEF auxiliary outside the loaded segments")?;
-                // The base version names the file itself and is never used
-                // to match a versioned symbol.
-                if ent.vd_flags.get(LE) & elf::VER_FLG_BASE == 0 {
-                    let ndx = usize::from(ent.vd_ndx.get(LE) & 0x7fff);
-                    set(&mut by_index, ndx, records.len());
-                }
-                records.push(Record {
-                    hash: ent.vd_hash.get(LE),
-                    name: span(aux.vda_name.get(LE), "DT_VERDEF")?,
-                    file: Span::default(),
-                    flags: 0,
-                });
-                let next = ent.vd_next.get(LE);
-                if next == 0 {
-                    break;
-                }
-                addr = addr
-                    .checked_add(next as usize)
-                    .ok_or("DT_VERDEF: bad vd_next")?;
-            }
-        }
+            };
+            records.push(record);
+            Ok(())
+        })?;
+        let defined_from = defined_from.unwrap_or(records.len());
         Ok(Versions {
             strings,
             defined_from: u32::try_from(defined_from).map_err(|_| "too many versions")?,
@@ -292,11 +245,107 @@ impl Versions {
 
 /// Point version index `ndx` at record `record` (the last entry for an
 /// index wins, as in glibc's `l_versions`).
-fn set(table: &mut Vec<u32>, ndx: usize, record: usize) {
-    if table.len() <= ndx {
-        table.resize(ndx + 1, NONE);
+/// One entry of the version tables, as [`walk`] finds it.
+enum Entry<'a> {
+    /// A DT_VERNEED auxiliary entry, with its file's name offset.
+    Need { file: u32, aux: &'a elf::Vernaux<E> },
+    /// A DT_VERDEF entry and its first auxiliary entry (its name).
+    Def {
+        ent: &'a elf::Verdef<E>,
+        aux: &'a elf::Verdaux<E>,
+    },
+}
+
+impl Entry<'_> {
+    /// The version index the entry gives a record (none for the base
+    /// version, which names the file itself and never matches a symbol).
+    fn index(&self) -> Option<usize> {
+        match self {
+            Entry::Need { aux, .. } => Some(usize::from(aux.vna_other.get(LE) & 0x7fff)),
+            Entry::Def { ent, .. } if ent.vd_flags.get(LE) & elf::VER_FLG_BASE == 0 => {
+                Some(usize::from(ent.vd_ndx.get(LE) & 0x7fff))
+            }
+            Entry::Def { .. } => None,
+        }
     }
-    table[ndx] = u32::try_from(record).unwrap_or(NONE);
+}
+
+/// Call `f` with each DT_VERNEED auxiliary entry, in order, then each
+/// DT_VERDEF entry, checking the chains as it goes.
+fn walk<'a>(
+    image: &'a Image,
+    d: &DynInfo,
+    mut f: impl FnMut(Entry<'a>) -> Result<(), String>,
+) -> Result<(), String> {
+    if let Some(vaddr) = d.verneed() {
+        let mut addr = image.addr(vaddr);
+        for _ in 0..MAX_ENTRIES {
+            let ent: &elf::Verneed<E> = image
+                .read(addr)
+                .ok_or("DT_VERNEED outside the loaded segments")?;
+            if ent.vn_version.get(LE) != 1 {
+                return Err(format!(
+                    "unsupported version {} of Verneed record",
+                    ent.vn_version.get(LE)
+                ));
+            }
+            let mut aux_addr = addr
+                .checked_add(ent.vn_aux.get(LE) as usize)
+                .ok_or("DT_VERNEED: bad vn_aux")?;
+            for _ in 0..MAX_ENTRIES {
+                let aux: &elf::Vernaux<E> = image
+                    .read(aux_addr)
+                    .ok_or("DT_VERNEED auxiliary outside the loaded segments")?;
+                f(Entry::Need {
+                    file: ent.vn_file.get(LE),
+                    aux,
+                })?;
+                let next = aux.vna_next.get(LE);
+                if next == 0 {
+                    break;
+                }
+                aux_addr = aux_addr
+                    .checked_add(next as usize)
+                    .ok_or("DT_VERNEED: bad vna_next")?;
+            }
+            let next = ent.vn_next.get(LE);
+            if next == 0 {
+                break;
+            }
+            addr = addr
+                .checked_add(next as usize)
+                .ok_or("DT_VERNEED: bad vn_next")?;
+        }
+    }
+    if let Some(vaddr) = d.verdef() {
+        let mut addr = image.addr(vaddr);
+        for _ in 0..MAX_ENTRIES {
+            let ent: &elf::Verdef<E> = image
+                .read(addr)
+                .ok_or("DT_VERDEF outside the loaded segments")?;
+            if ent.vd_version.get(LE) != 1 {
+                return Err(format!(
+                    "unsupported version {} of Verdef record",
+                    ent.vd_version.get(LE)
+                ));
+            }
+            let aux_addr = addr
+                .checked_add(ent.vd_aux.get(LE) as usize)
+                .ok_or("DT_VERDEF: bad vd_aux")?;
+            let aux: &elf::Verdaux<E> = image
+                .read(aux_addr)
+                .ok_or("DT_VERDEF auxiliary outside the loaded segments")?;
+            f(Entry::Def { ent, aux })?;
+            let next = ent.vd_next.get(LE);
+            if next == 0 {
+                break;
+            }
+            addr = addr
+                .checked_add(next as usize)
+                .ok_or("DT_VERDEF: bad vd_next")?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
