@@ -5,7 +5,8 @@
 //! scenarios, compared with glibc.)
 
 use testkit::damage::{
-    file_offset, get_u64, phdr_of, phdrs_of, plt_relocations, put_u64, retype_relocation, variant,
+    dynamic_entry, file_offset, get_u64, phdr_of, phdrs_of, plt_relocations, put_u64,
+    retype_relocation, variant,
 };
 use testkit::{run_driver, Lib, Loader, Set};
 
@@ -21,6 +22,10 @@ fn damage_glibc_does_not_check_is_refused() {
     let good = set.path("good");
     let tls = set.path("tls");
     const PT_TLS: u32 = 7;
+    const DT_INIT: u64 = 12;
+    const DT_FINI: u64 = 13;
+    const DT_INIT_ARRAY: u64 = 25;
+    const DT_INIT_ARRAYSZ: u64 = 27;
     let d = &set.dir;
     let cases = [
         (
@@ -91,6 +96,37 @@ fn damage_glibc_does_not_check_is_refused() {
                 put_u64(b, o + 48, 3);
             }),
             "invalid PT_TLS segment",
+        ),
+        (
+            // Constructors and destructors must lie in code: DT_INIT, DT_FINI
+            // and the arrays' entries pointed at the dynamic section (data).
+            variant(&good, d, "init-in-data", |b| {
+                let dynamic = get_u64(b, phdr_of(b, 2) + 16);
+                let at = dynamic_entry(b, DT_INIT) + 8;
+                put_u64(b, at, dynamic);
+            }),
+            "constructor or destructor at 0x",
+        ),
+        (
+            variant(&good, d, "fini-in-data", |b| {
+                let dynamic = get_u64(b, phdr_of(b, 2) + 16);
+                let at = dynamic_entry(b, DT_FINI) + 8;
+                put_u64(b, at, dynamic);
+            }),
+            "constructor or destructor at 0x",
+        ),
+        (
+            // The array moved onto the dynamic section: its first word is
+            // a tag (DT_NEEDED, 1), which is not 0 or -1, so it would be
+            // called.
+            variant(&good, d, "init-array-in-data", |b| {
+                let dynamic = get_u64(b, phdr_of(b, 2) + 16);
+                let at = dynamic_entry(b, DT_INIT_ARRAY) + 8;
+                put_u64(b, at, dynamic);
+                let at = dynamic_entry(b, DT_INIT_ARRAYSZ) + 8;
+                put_u64(b, at, 8);
+            }),
+            "constructor or destructor at 0x1 is outside",
         ),
     ];
     assert_refused(&set, &cases, "NOW", "capi-bad-body/", ("good", "id_good"));
