@@ -73,10 +73,9 @@ enum HashTable {
         bloom_mask: u32,
         shift: u32,
         buckets: *const u32,
-        /// `chain[i]` is the hash word of symbol `symoffset + i`.
+        /// `chain[i]` is the hash word of symbol `symoffset + i`, for
+        /// `nsyms - symoffset` words (`nsyms` is where the last chain ends).
         chain: *const u32,
-        /// The number of words of `chain`.
-        chain_len: u32,
     },
     Sysv {
         nbuckets: Buckets,
@@ -417,9 +416,9 @@ impl SymbolTable {
                 shift,
                 buckets,
                 chain,
-                chain_len,
             } => {
                 let h = hash.gnu;
+                let chain_len = self.nsyms - symoffset;
                 let filter = Bloom {
                     words: bloom,
                     mask: bloom_mask,
@@ -431,7 +430,8 @@ impl SymbolTable {
                 // SAFETY: both arrays were bounds-checked in parse_gnu:
                 // buckets has nbuckets entries, and every chain walked from
                 // a bucket ends (end bit) before index nsyms - symoffset
-                // (`chain_len`), so every symbol index reached is below
+                // (`chain_len`: a GNU table's symbol count is where its
+                // last chain ends), so every symbol index reached is below
                 // nsyms.
                 unsafe {
                     let mut idx = *buckets.add(nbuckets.of(h) as usize);
@@ -638,7 +638,6 @@ fn parse_gnu(image: &Image, addr: usize) -> Result<(HashTable, Option<u32>), Str
             shift,
             buckets: buckets.as_ptr(),
             chain: chain.as_ptr(),
-            chain_len: chain_len as u32,
         },
         Some(nsyms),
     ))
