@@ -99,34 +99,17 @@ pub(crate) fn sort(reg: &Registry, maps: &mut [ObjId], for_fini: bool, force_fir
     }
 }
 
-/// The entries of the function-pointer array `t` of `obj` (empty if it is
-/// not mapped), without 0 and -1: the old .ctors sentinels, which no
-/// linker puts in .init_array, but calling them would crash.
-fn entries(
-    obj: &Object,
-    t: Option<crate::elf::dynamic::Table>,
-) -> impl DoubleEndedIterator<Item = usize> + '_ {
+/// The function-pointer array `t` of `obj` (empty if it is not mapped).
+fn array(obj: &Object, t: Option<crate::elf::dynamic::Table>) -> &[u64] {
     let image = &obj.view.image;
     t.and_then(|t| image.slice::<u64>(image.addr(t.vaddr), (t.size / 8) as usize))
         .unwrap_or(&[])
-        .iter()
-        .map(|&f| f as usize)
-        .filter(|&f| f != 0 && f != usize::MAX)
 }
 
-/// The constructors of `obj`, in call order: DT_INIT, then DT_INIT_ARRAY.
-fn constructors_of(obj: &Object) -> impl Iterator<Item = usize> + '_ {
-    let d = &obj.view.dyn_info;
-    let init = d.init().map(|init| obj.view.image.addr(init));
-    init.into_iter().chain(entries(obj, d.init_array()))
-}
-
-/// The destructors of `obj`, in call order: DT_FINI_ARRAY backwards, then
-/// DT_FINI.
-fn destructors_of(obj: &Object) -> impl Iterator<Item = usize> + '_ {
-    let d = &obj.view.dyn_info;
-    let fini = d.fini().map(|fini| obj.view.image.addr(fini));
-    entries(obj, d.fini_array()).rev().chain(fini)
+/// An array entry to call: not 0 or -1, the old .ctors sentinels, which
+/// no linker puts in .init_array, but calling them would crash.
+fn callable(f: u64) -> Option<usize> {
+    (f != 0 && f != u64::MAX).then_some(f as usize)
 }
 
 /// What to call for one object, found while the registry is borrowed and
@@ -144,35 +127,33 @@ pub(crate) struct EntryPoints {
 
 impl EntryPoints {
     fn of(obj: &Object, single: Option<u64>, t: Option<crate::elf::dynamic::Table>) -> Self {
-        let image = &obj.view.image;
-        let array = t
-            .and_then(|t| image.slice::<u64>(image.addr(t.vaddr), (t.size / 8) as usize))
-            .unwrap_or(&[]);
+        let array = array(obj, t);
         EntryPoints {
-            single: single.map(|a| image.addr(a)),
+            single: single.map(|a| obj.view.image.addr(a)),
             array: array.as_ptr(),
             len: array.len(),
         }
     }
 
-    /// Entry `i` of the array, unless it is 0 or -1 (see [`entries`]).
+    /// Entry `i` of the array, if it is [`callable`].
     ///
     /// # Safety
     /// The object is still mapped, and `i < len`.
     unsafe fn entry(&self, i: usize) -> Option<usize> {
         // SAFETY: per the contract, `array` has `len` readable words.
-        let f = unsafe { self.array.add(i).read_unaligned() } as usize;
-        (f != 0 && f != usize::MAX).then_some(f)
+        callable(unsafe { self.array.add(i).read_unaligned() })
     }
 }
 
-/// [`constructors_of`], to be called without the registry.
+/// The constructors of `obj` (DT_INIT, then DT_INIT_ARRAY), to be called
+/// without the registry.
 pub(crate) fn constructors(obj: &Object) -> EntryPoints {
     let d = &obj.view.dyn_info;
     EntryPoints::of(obj, d.init(), d.init_array())
 }
 
-/// [`destructors_of`], to be called without the registry.
+/// The destructors of `obj` (DT_FINI_ARRAY backwards, then DT_FINI), to
+/// be called without the registry.
 pub(crate) fn destructors(obj: &Object) -> EntryPoints {
     let d = &obj.view.dyn_info;
     EntryPoints::of(obj, d.fini(), d.fini_array())
@@ -184,7 +165,16 @@ pub(crate) fn destructors(obj: &Object) -> EntryPoints {
 /// libgcc_s's `__cpu_indicator_init`, which binds to the first definition
 /// in the global scope).
 pub(crate) fn check_entry_points(reg: &Registry, obj: &Object) -> Result<(), String> {
-    for f in constructors_of(obj).chain(destructors_of(obj)) {
+    let d = &obj.view.dyn_info;
+    let singles = [d.init(), d.fini()]
+        .into_iter()
+        .flatten()
+        .map(|a| obj.view.image.addr(a));
+    let arrays = [d.init_array(), d.fini_array()]
+        .into_iter()
+        .flat_map(|t| array(obj, t))
+        .filter_map(|&f| callable(f));
+    for f in singles.chain(arrays) {
         let elsewhere = || {
             reg.object_at(f)
                 .is_some_and(|id| crate::relocate::is_code(reg.obj(id), f))
@@ -253,23 +243,11 @@ mod tests {
 
     static CALLS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
-    extern "C" fn ctor_1(_: c_int, _: *mut *mut c_char, _: *mut *mut c_char) {
-        CALLS.lock().unwrap().push(1);
+    extern "C" fn ctor<const N: u32>(_: c_int, _: *mut *mut c_char, _: *mut *mut c_char) {
+        CALLS.lock().unwrap().push(N);
     }
-    extern "C" fn ctor_2(_: c_int, _: *mut *mut c_char, _: *mut *mut c_char) {
-        CALLS.lock().unwrap().push(2);
-    }
-    extern "C" fn ctor_3(_: c_int, _: *mut *mut c_char, _: *mut *mut c_char) {
-        CALLS.lock().unwrap().push(3);
-    }
-    extern "C" fn dtor_1() {
-        CALLS.lock().unwrap().push(11);
-    }
-    extern "C" fn dtor_2() {
-        CALLS.lock().unwrap().push(12);
-    }
-    extern "C" fn dtor_3() {
-        CALLS.lock().unwrap().push(13);
+    extern "C" fn dtor<const N: u32>() {
+        CALLS.lock().unwrap().push(N);
     }
 
     /// The single function first for constructors and last for
@@ -280,12 +258,12 @@ mod tests {
         let word = |f: *const ()| f as usize as u64;
         let ctors = [
             0,
-            word(ctor_2 as *const ()),
+            word(ctor::<2> as *const ()),
             u64::MAX,
-            word(ctor_3 as *const ()),
+            word(ctor::<3> as *const ()),
         ];
         let e = EntryPoints {
-            single: Some(ctor_1 as *const () as usize),
+            single: Some(ctor::<1> as *const () as usize),
             array: ctors.as_ptr(),
             len: ctors.len(),
         };
@@ -293,13 +271,13 @@ mod tests {
         unsafe { call_constructors(e) };
         assert_eq!(std::mem::take(&mut *CALLS.lock().unwrap()), [1, 2, 3]);
         let dtors = [
-            word(dtor_2 as *const ()),
+            word(dtor::<12> as *const ()),
             0,
-            word(dtor_3 as *const ()),
+            word(dtor::<13> as *const ()),
             u64::MAX,
         ];
         let e = EntryPoints {
-            single: Some(dtor_1 as *const () as usize),
+            single: Some(dtor::<11> as *const () as usize),
             array: dtors.as_ptr(),
             len: dtors.len(),
         };
