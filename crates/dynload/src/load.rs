@@ -426,10 +426,11 @@ fn map_deps(
             // A C-runtime library glibc has not loaded stops this round of
             // the load (see `Tx::glibc_wanted`), whichever of the names it
             // is: found first, the names before it are not mapped only to
-            // be unmapped (libz3 needs libstdc++, then libm).
+            // be unmapped (libz3 needs libstdc++, then libm). (A name with
+            // a token is left to its turn below, which expands it.)
             if let Some(n) = names
                 .iter()
-                .find(|n| host::is_c_runtime(n) && reg.find_loaded(n).is_none())
+                .find(|n| host::is_c_runtime(n) && !dst::has_dst(n) && reg.find_loaded(n).is_none())
             {
                 map_object(reg, n, l, false, mode & !RTLD_NOLOAD, tx)?;
             }
