@@ -120,8 +120,11 @@ COPIES = f"tiny x{TINY_COPIES}"
 # Passed to the loaders as bare names, for them to search the library path:
 # loaded first, such a name leaves the one-time costs of that search (reading
 # /etc/ld.so.cache) out of the next object's figures.
-SEARCHED = ("libz.so.1",)
-MEMORY_LOADS = (Load(COPIES, "now", "many"), Load("many", "now", "tiny"), Load("libz3.so.4", "now", "libz.so.1"))
+SEARCHED = ("libz.so.1", "libstdc++.so.6")
+# libz3 twice: with its dependencies (libstdc++, and libm, which glibc loads
+# for dynload too), and alone, after libstdc++ brought them.
+MEMORY_LOADS = (Load(COPIES, "now", "many"), Load("many", "now", "tiny"), Load("libz3.so.4", "now", "libz.so.1"),
+                Load("libz3.so.4", "now", "libstdc++.so.6"))
 
 
 @dataclass(frozen=True)
@@ -859,8 +862,10 @@ def readme_section(results, readme):
         f"Memory added per object (VmRSS growth; its private part, RssAnon: heap and written pages; "
         f"the heap bytes in use; mappings), median of {MEMORY_RUNS} runs (resident: their minimum, "
         f"since the file pages the kernel maps around a fault depend on where the object lands); `{COPIES}` is {TINY_COPIES} copies of `tiny` loaded one after another, "
-        f"divided by {TINY_COPIES}; {', '.join(f'`{name}`' for name in SEARCHED)} is given by name, "
-        "for each loader to search the library path:",
+        f"divided by {TINY_COPIES}; {' and '.join(f'`{name}`' for name in SEARCHED)} "
+        f"{'is' if len(SEARCHED) == 1 else 'are'} given by name, for each loader to search the library path; "
+        "libz3 is measured with its dependencies (libstdc++, and libm, which glibc loads for dynload too: "
+        "dynload hands the C runtime to glibc) and alone, once libstdc++ brought them:",
         "",
         memory_table(results),
         "",
