@@ -5,10 +5,9 @@
 //! other two loaders see) and reports the ratios.
 //!
 //! Both loaders are called through their C entry points with NUL-terminated
-//! names, as a C program would: glibc's through `libc`, dynload's through
-//! the functions `libdynload.so` exports (`dynload::dlfcn`).
+//! names, as a C program would (`dynload_bench::dl`).
 
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_int, c_void, CStr};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -16,81 +15,10 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 mod common;
 use common::config;
-use dynload_bench::{many_symbol, Fixtures, Loader};
-
-/// The dlfcn functions of one loader, statically dispatched so that neither
-/// pays for an indirect call the other does not.
-trait Dl {
-    const LOADER: Loader;
-    unsafe fn open(path: *const c_char, mode: c_int) -> *mut c_void;
-    unsafe fn sym(handle: *mut c_void, name: *const c_char) -> *mut c_void;
-    unsafe fn vsym(handle: *mut c_void, name: *const c_char, v: *const c_char) -> *mut c_void;
-    unsafe fn close(handle: *mut c_void) -> c_int;
-    unsafe fn addr(addr: *const c_void, info: *mut libc::Dl_info) -> c_int;
-}
-
-struct Glibc;
-impl Dl for Glibc {
-    const LOADER: Loader = Loader::Glibc;
-    unsafe fn open(path: *const c_char, mode: c_int) -> *mut c_void {
-        // SAFETY: the caller passes a C string.
-        unsafe { libc::dlopen(path, mode) }
-    }
-    unsafe fn sym(handle: *mut c_void, name: *const c_char) -> *mut c_void {
-        // SAFETY: as above.
-        unsafe { libc::dlsym(handle, name) }
-    }
-    unsafe fn vsym(handle: *mut c_void, name: *const c_char, v: *const c_char) -> *mut c_void {
-        // SAFETY: as above.
-        unsafe { libc::dlvsym(handle, name, v) }
-    }
-    unsafe fn close(handle: *mut c_void) -> c_int {
-        // SAFETY: a handle from `open`.
-        unsafe { libc::dlclose(handle) }
-    }
-    unsafe fn addr(addr: *const c_void, info: *mut libc::Dl_info) -> c_int {
-        // SAFETY: `info` is writable.
-        unsafe { libc::dladdr(addr, info) }
-    }
-}
-
-/// The caller dynload is told about: code of this program, like glibc's
-/// return address.
-fn caller() -> *const c_void {
-    caller as *const c_void
-}
-
-struct Dynload;
-impl Dl for Dynload {
-    const LOADER: Loader = Loader::Dynload;
-    unsafe fn open(path: *const c_char, mode: c_int) -> *mut c_void {
-        // SAFETY: the caller passes a C string.
-        unsafe { dynload::dlfcn::dlopen_from(path, mode, caller()) }
-    }
-    unsafe fn sym(handle: *mut c_void, name: *const c_char) -> *mut c_void {
-        // SAFETY: as above.
-        unsafe { dynload::dlfcn::dlsym_from(handle, name, caller()) }
-    }
-    unsafe fn vsym(handle: *mut c_void, name: *const c_char, v: *const c_char) -> *mut c_void {
-        // SAFETY: as above.
-        unsafe { dynload::dlfcn::dlvsym_from(handle, name, v, caller()) }
-    }
-    unsafe fn close(handle: *mut c_void) -> c_int {
-        // SAFETY: a handle from `open`.
-        unsafe { dynload::dlfcn::dl_close(handle) }
-    }
-    unsafe fn addr(addr: *const c_void, info: *mut libc::Dl_info) -> c_int {
-        // SAFETY: `info` is writable.
-        unsafe { dynload::dlfcn::dl_addr(addr, info) }
-    }
-}
-
-fn open<D: Dl>(path: &CStr, mode: c_int) -> *mut c_void {
-    // SAFETY: a C string.
-    let h = unsafe { D::open(path.as_ptr(), mode) };
-    assert!(!h.is_null(), "{}: cannot open {path:?}", D::LOADER.name());
-    h
-}
+#[path = "common/dl.rs"]
+mod dl;
+use dl::{open, Dl, Dynload, Glibc};
+use dynload_bench::{many_symbol, Fixtures};
 
 fn sym<D: Dl>(h: *mut c_void, name: &CStr) -> *mut c_void {
     // SAFETY: a handle and a C string.

@@ -6,39 +6,31 @@
 //! `cycles glibc|dynload now|lazy PATH N [DEPENDENCY]` loads DEPENDENCY
 //! first (kept), runs 100 uncounted cycles, then N, and prints the mean.
 
-use std::ffi::{c_int, c_void, CString};
+use std::ffi::{c_int, CStr, CString};
+
+// (Only `open` and `close` are used here.)
+#[allow(dead_code)]
+#[path = "../benches/common/dl.rs"]
+mod dl;
+use dl::{open, Dl, Dynload, Glibc};
 
 /// `n` open+close cycles of `path` (unmangled and not inlined, for
 /// callgrind's `--toggle-collect`).
 #[no_mangle]
 #[inline(never)]
-pub extern "C" fn measured_cycles(glibc: bool, path: &CString, mode: c_int, n: usize) {
-    for _ in 0..n {
-        let handle = open(glibc, path, mode);
-        // SAFETY: a handle just returned by the same loader's dlopen.
-        let closed = unsafe {
-            if glibc {
-                libc::dlclose(handle)
-            } else {
-                dynload::dlfcn::dl_close(handle)
-            }
-        };
-        assert_eq!(closed, 0, "dlclose failed");
-    }
-}
-
-fn open(glibc: bool, path: &CString, mode: c_int) -> *mut c_void {
-    // SAFETY: `path` is a C string; loading runs the library's
-    // constructors, which the caller chose to run.
-    let handle = unsafe {
-        if glibc {
-            libc::dlopen(path.as_ptr(), mode)
-        } else {
-            dynload::dlfcn::dlopen_from(path.as_ptr(), mode, measured_cycles as *const c_void)
+pub fn measured_cycles(glibc: bool, path: &CStr, mode: c_int, n: usize) {
+    fn cycles<D: Dl>(path: &CStr, mode: c_int, n: usize) {
+        for _ in 0..n {
+            let handle = open::<D>(path, mode);
+            // SAFETY: a handle just returned by the same loader's dlopen.
+            assert_eq!(unsafe { D::close(handle) }, 0, "dlclose failed");
         }
-    };
-    assert!(!handle.is_null(), "cannot load {path:?}");
-    handle
+    }
+    if glibc {
+        cycles::<Glibc>(path, mode, n)
+    } else {
+        cycles::<Dynload>(path, mode, n)
+    }
 }
 
 fn main() {
@@ -61,7 +53,12 @@ fn main() {
     let c = |p: &str| CString::new(p).expect("a path without NUL");
     if let Some(dependency) = rest.first() {
         // Kept loaded: the cycles bind to it.
-        open(glibc, &c(dependency), mode);
+        let dependency = c(dependency);
+        if glibc {
+            open::<Glibc>(&dependency, mode);
+        } else {
+            open::<Dynload>(&dependency, mode);
+        }
     }
     let path = c(path);
     measured_cycles(glibc, &path, mode, 100);
