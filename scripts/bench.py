@@ -863,7 +863,7 @@ def readme_section(results, readme):
         f"the heap bytes in use; mappings), median of {MEMORY_RUNS} runs (resident: their minimum, "
         f"since the file pages the kernel maps around a fault depend on where the object lands); `{COPIES}` is {TINY_COPIES} copies of `tiny` loaded one after another, "
         f"divided by {TINY_COPIES}; {' and '.join(f'`{name}`' for name in SEARCHED)} "
-        f"{'is' if len(SEARCHED) == 1 else 'are'} given by name, for each loader to search the library path; "
+        "are given by name, for each loader to search the library path; "
         "libz3 is measured with its dependencies (libstdc++, and libm, which glibc loads for dynload too: "
         "dynload hands the C runtime to glibc) and alone, once libstdc++ brought them:",
         "",
