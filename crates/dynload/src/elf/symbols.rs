@@ -106,6 +106,18 @@ pub(crate) struct Span {
     len: u32,
 }
 
+impl Span {
+    /// The span at `off`, `len` bytes long: one [`Strings::span_at`] gave,
+    /// kept in other words.
+    pub(crate) fn new(off: u32, len: u32) -> Span {
+        Span { off, len }
+    }
+
+    pub(crate) fn len(&self) -> u32 {
+        self.len
+    }
+}
+
 impl Strings {
     pub(crate) const EMPTY: Strings = Strings {
         ptr: std::ptr::null(),

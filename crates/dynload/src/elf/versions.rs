@@ -28,15 +28,35 @@ pub(crate) struct Requirement<'a> {
 }
 
 /// One DT_VERNEED auxiliary entry or one DT_VERDEF entry. Names stay in the
-/// string table ([`Span`]s), not copied: libstdc++ defines over a hundred
-/// versions, and every object keeps its tables for its lifetime.
+/// string table, not copied: libstdc++ defines over a hundred versions,
+/// and every object keeps its tables for its lifetime. The fields are laid
+/// out flat, 16 bytes a record (24 with two [`Span`]s: a third of libz3's
+/// version tables).
 #[derive(Debug, Clone, Copy)]
 struct Record {
     hash: u32,
-    name: Span,
-    /// The file a requirement names; empty for a definition.
-    file: Span,
+    /// The name's offset in the string table; its length is `name_len`.
+    name_off: u32,
+    /// The offset of the file name a requirement names; 0 for a
+    /// definition (no file).
+    file_off: u32,
+    name_len: u16,
     flags: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<Record>() == 16);
+
+/// The `name_len` of a name 65,535 bytes long or longer.
+const LONG: u16 = u16::MAX;
+
+impl Record {
+    #[inline]
+    fn name<'a>(&self, strings: &'a Strings) -> &'a [u8] {
+        if self.name_len == LONG {
+            return strings.at(self.name_off as usize).unwrap_or(b"");
+        }
+        strings.get(Span::new(self.name_off, u32::from(self.name_len)))
+    }
 }
 
 const HIDDEN: u8 = 1;
@@ -99,10 +119,13 @@ impl Versions {
         let mut by_index = vec![NONE; indices];
         let mut defined_from = None;
         walk(image, d, |entry| {
-            let span = |off: u32, what: &str| -> Result<Span, String> {
-                strings
+            // A name's offset and length; a length that does not fit in 16
+            // bits is [`LONG`], and such a name is measured where it is used.
+            let name = |off: u32, what: &str| -> Result<(u32, u16), String> {
+                let span = strings
                     .span_at(off as usize)
-                    .ok_or_else(|| format!("{what}: name outside the string table"))
+                    .ok_or_else(|| format!("{what}: name outside the string table"))?;
+                Ok((off, u16::try_from(span.len()).unwrap_or(LONG)))
             };
             if let Some(ndx) = entry.index() {
                 by_index[ndx] = u32::try_from(records.len()).unwrap_or(NONE);
@@ -116,19 +139,26 @@ impl Versions {
                     if aux.vna_flags.get(LE) & elf::VER_FLG_WEAK != 0 {
                         flags |= WEAK;
                     }
+                    let (name_off, name_len) = name(aux.vna_name.get(LE), "DT_VERNEED")?;
+                    strings
+                        .span_at(file as usize)
+                        .ok_or("DT_VERNEED: name outside the string table")?;
                     Record {
                         hash: aux.vna_hash.get(LE),
-                        name: span(aux.vna_name.get(LE), "DT_VERNEED")?,
-                        file: span(file, "DT_VERNEED")?,
+                        name_off,
+                        file_off: file,
+                        name_len,
                         flags,
                     }
                 }
                 Entry::Def { ent, aux } => {
                     defined_from.get_or_insert(records.len());
+                    let (name_off, name_len) = name(aux.vda_name.get(LE), "DT_VERDEF")?;
                     Record {
                         hash: ent.vd_hash.get(LE),
-                        name: span(aux.vda_name.get(LE), "DT_VERDEF")?,
-                        file: Span::default(),
+                        name_off,
+                        file_off: 0,
+                        name_len,
                         flags: 0,
                     }
                 }
@@ -163,7 +193,7 @@ impl Versions {
     pub(crate) fn entry(&self, versym: u16) -> Option<VersionEntry<'_>> {
         let r = self.record_at(versym).filter(|r| r.hash != 0)?;
         Some(VersionEntry {
-            name: self.strings.get(r.name),
+            name: r.name(&self.strings),
             hash: r.hash,
             hidden: r.flags & HIDDEN != 0,
         })
@@ -174,7 +204,7 @@ impl Versions {
     #[inline]
     pub(crate) fn at(&self, index: u16) -> (u32, &[u8]) {
         match self.record_at(index) {
-            Some(r) => (r.hash, self.strings.get(r.name)),
+            Some(r) => (r.hash, r.name(&self.strings)),
             None => (0, b""),
         }
     }
@@ -190,14 +220,17 @@ impl Versions {
         &self,
     ) -> impl Iterator<Item = (&[u8], impl Iterator<Item = Requirement<'_>>)> {
         self.records[..self.defined_from as usize]
-            .chunk_by(|a, b| a.file == b.file)
+            .chunk_by(|a, b| a.file_off == b.file_off)
             .map(|group| {
                 let reqs = group.iter().map(|r| Requirement {
-                    name: self.strings.get(r.name),
+                    name: r.name(&self.strings),
                     hash: r.hash,
                     weak: r.flags & WEAK != 0,
                 });
-                (self.strings.get(group[0].file), reqs)
+                (
+                    self.strings.at(group[0].file_off as usize).unwrap_or(b""),
+                    reqs,
+                )
             })
     }
 
@@ -205,7 +238,7 @@ impl Versions {
     fn definitions(&self) -> impl Iterator<Item = (u32, &[u8])> {
         self.records[self.defined_from as usize..]
             .iter()
-            .map(|r| (r.hash, self.strings.get(r.name)))
+            .map(|r| (r.hash, r.name(&self.strings)))
     }
 
     /// Is requirement `req` left unmet by an object with these versions?
@@ -442,5 +475,71 @@ mod tests {
         ] {
             agrees_with_object(&format!("{lib}/{name}"));
         }
+    }
+
+    /// A record keeps a name's length in 16 bits; a longer name is measured
+    /// where it is used. A version name of 70,000 bytes, defined by one
+    /// object and required by another: decoded whole, and a lookup through
+    /// dynload binds to it (`get_versioned` with the whole name).
+    #[test]
+    fn a_version_name_too_long_for_sixteen_bits_is_kept_whole() {
+        use std::process::Command;
+        let dir = testkit::out_root().join("versions-long-name");
+        std::fs::create_dir_all(&dir).unwrap();
+        let version = format!("V_{}", "x".repeat(70_000));
+        let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+        write(
+            "def.map",
+            &format!("{version} {{ global: long_f; local: *; }};\n"),
+        );
+        write("def.c", "int long_f(void) { return 7; }\n");
+        write(
+            "use.c",
+            "extern int long_f(void);\nint use_f(void) { return long_f() + 1; }\n",
+        );
+        let gcc = |args: &[&str]| {
+            testkit::run(
+                Command::new("gcc")
+                    .current_dir(&dir)
+                    .args(["-shared", "-fPIC"])
+                    .args(args),
+            );
+        };
+        gcc(&[
+            "-o",
+            "libvlong_def.so",
+            "def.c",
+            "-Wl,--version-script=def.map",
+        ]);
+        gcc(&[
+            "-o",
+            "libvlong_use.so",
+            "use.c",
+            "-L.",
+            "-lvlong_def",
+            "-Wl,-rpath,$ORIGIN",
+        ]);
+        for name in ["libvlong_def.so", "libvlong_use.so"] {
+            agrees_with_object(dir.join(name).to_str().unwrap());
+        }
+        // SAFETY: the fixtures' constructors are the compiler's.
+        let lib =
+            unsafe { crate::Library::open(dir.join("libvlong_use.so"), crate::OpenFlags::NOW) }
+                .unwrap();
+        // SAFETY: `use_f` is `int (void)`.
+        let use_f = unsafe { lib.get::<extern "C" fn() -> i32>("use_f") }.unwrap();
+        assert_eq!(use_f(), 8);
+        let def =
+            unsafe { crate::Library::open(dir.join("libvlong_def.so"), crate::OpenFlags::NOW) }
+                .unwrap();
+        // SAFETY: `long_f` is `int (void)`.
+        let long_f =
+            unsafe { def.get_versioned::<extern "C" fn() -> i32>("long_f", &version) }.unwrap();
+        assert_eq!(long_f(), 7);
+        // SAFETY: as above.
+        let other = unsafe {
+            def.get_versioned::<extern "C" fn() -> i32>("long_f", &version[..version.len() - 1])
+        };
+        assert!(other.is_err());
     }
 }
