@@ -368,17 +368,20 @@ def time_summary(samples):
 
 
 def memory_summary(samples):
-    """Per object loaded: medians, except resident memory's minimum. The
+    """Per object loaded (a load's figures divided by the objects it added
+    to the process, its dependencies too: `objects`, the ELF files newly
+    mapped): medians, except resident memory's minimum. The
     kernel maps up to 16 file pages around each fault, in windows aligned
     to 64 KiB of address space, so where address randomisation puts an
     object adds 0 to 64 KiB of file pages for the same pages touched
     (`many`: 248 or 312 KiB under either loader). That noise mostly adds;
     the minimum is the run with the least of it. Every run's resident
     figure is kept (`rss_kb_runs`), to show the spread."""
-    per_object = lambda key: [s[key] / s.get("objects", 1) for s in samples]
+    per_object = lambda key: [s[key] / max(s.get("objects", 1), 1) for s in samples]
     summary = {key: (min if key == "rss_kb" else statistics.median)(per_object(key))
                for key in ("rss_kb", "anon_kb", "mappings", "heap_bytes") if key in samples[0]}
     summary["rss_kb_runs"] = per_object("rss_kb")
+    summary["objects"] = statistics.median(s.get("objects", 1) for s in samples)
     return summary
 
 
@@ -734,8 +737,10 @@ def memory_cell(entry):
     if not measured(entry):
         return "—"
     private = f"private {entry['anon_kb']:,.1f} KiB, " if "anon_kb" in entry else ""
+    objects = entry.get("objects", 1)
+    divided = f" (÷ {objects:g} objects)" if objects != 1 else ""
     return (f"{per_object_kib(entry):,.1f} KiB ({private}heap {entry['heap_bytes']:,.0f} B), "
-            f"{entry['mappings']:g} maps")
+            f"{entry['mappings']:.3g} maps{divided}")
 
 
 def memory_checks(results, case, config):
@@ -861,11 +866,15 @@ def readme_section(results, readme):
         "",
         f"Memory added per object (VmRSS growth; its private part, RssAnon: heap and written pages; "
         f"the heap bytes in use; mappings), median of {MEMORY_RUNS} runs (resident: their minimum, "
-        f"since the file pages the kernel maps around a fault depend on where the object lands); `{COPIES}` is {TINY_COPIES} copies of `tiny` loaded one after another, "
-        f"divided by {TINY_COPIES}; {' and '.join(f'`{name}`' for name in SEARCHED)} "
+        f"since the file pages the kernel maps around a fault depend on where the object lands). "
+        "Each load's figures are divided by the objects it added to the process, its dependencies "
+        "included (the ELF files it mapped, counted by each measuring program): "
+        f"`{COPIES}` is {TINY_COPIES} copies of `tiny` loaded one after another; "
+        f"{' and '.join(f'`{name}`' for name in SEARCHED)} "
         "are given by name, for each loader to search the library path; "
         "libz3 is measured with its dependencies (libstdc++, and libm, which glibc loads for dynload too: "
-        "dynload hands the C runtime to glibc) and alone, once libstdc++ brought them:",
+        "dynload hands the C runtime to glibc; libgcc_s is already there) and alone, once libstdc++ "
+        "brought them:",
         "",
         memory_table(results),
         "",

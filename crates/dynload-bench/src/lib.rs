@@ -260,6 +260,34 @@ pub fn count_mappings(maps: &str) -> usize {
     starts.len()
 }
 
+/// The ELF files mapped in the process: its objects, whichever loader
+/// mapped them (a loader's data files, such as `/etc/ld.so.cache`, are
+/// not ELF and not counted).
+pub fn count_mapped_objects() -> usize {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    mapped_files(&maps)
+        .into_iter()
+        .filter(|path| is_elf(path))
+        .count()
+}
+
+/// The files a text of /proc/self/maps names, each once.
+fn mapped_files(maps: &str) -> std::collections::HashSet<&str> {
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|path| path.starts_with('/'))
+        .collect()
+}
+
+fn is_elf(path: &str) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == *b"\x7fELF"
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -277,5 +305,17 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         assert_eq!(super::count_mappings(&without_repeat), 3);
+        let files: Vec<&str> = super::mapped_files(maps).into_iter().collect();
+        assert_eq!(files.len(), 2);
+        assert!(files.contains(&"/bin/x") && files.contains(&"/lib/y.so"));
+    }
+
+    #[test]
+    fn mapped_objects_are_elf_files() {
+        let objects = super::count_mapped_objects();
+        // The program itself, libc and the dynamic linker at least.
+        assert!(objects >= 3, "{objects}");
+        assert!(!super::is_elf("/etc/hostname"));
+        assert!(super::is_elf("/proc/self/exe"));
     }
 }
