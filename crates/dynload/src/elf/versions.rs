@@ -29,38 +29,37 @@ pub(crate) struct Requirement<'a> {
 
 /// One DT_VERNEED auxiliary entry or one DT_VERDEF entry. Names stay in the
 /// string table, not copied: libstdc++ defines over a hundred versions,
-/// and every object keeps its tables for its lifetime. The fields are laid
-/// out flat, 16 bytes a record (24 with two [`Span`]s: a third of libz3's
-/// version tables).
+/// and every object keeps its tables for its lifetime. 16 bytes a record
+/// (24 with the flags in a field of their own and the file's name as a
+/// (offset, length) span: a third of libz3's version tables).
 #[derive(Debug, Clone, Copy)]
 struct Record {
     hash: u32,
-    /// The name's offset in the string table; its length is `name_len`.
+    /// The name's offset in the string table.
     name_off: u32,
+    /// The name's length ([`LENGTH`] bits), and the [`HIDDEN`] and [`WEAK`]
+    /// flags above it.
+    name_len_flags: u32,
     /// The offset of the file name a requirement names; 0 for a
     /// definition (no file).
     file_off: u32,
-    name_len: u16,
-    flags: u8,
 }
 
 const _: () = assert!(std::mem::size_of::<Record>() == 16);
 
-/// The `name_len` of a name 65,535 bytes long or longer.
-const LONG: u16 = u16::MAX;
+/// The bits of `name_len_flags` that hold the length: names are shorter
+/// than 1 GiB (a longer one is refused).
+const LENGTH: u32 = (1 << 30) - 1;
+const HIDDEN: u32 = 1 << 30;
+const WEAK: u32 = 1 << 31;
 
 impl Record {
-    #[inline]
+    // (Inlined: every versioned relocation reads one or two names.)
+    #[inline(always)]
     fn name<'a>(&self, strings: &'a Strings) -> &'a [u8] {
-        if self.name_len == LONG {
-            return strings.at(self.name_off as usize).unwrap_or(b"");
-        }
-        strings.get(Span::new(self.name_off, u32::from(self.name_len)))
+        strings.get(Span::new(self.name_off, self.name_len_flags & LENGTH))
     }
 }
-
-const HIDDEN: u8 = 1;
-const WEAK: u8 = 2;
 
 /// No record at this version index.
 const NONE: u32 = u32::MAX;
@@ -119,47 +118,46 @@ impl Versions {
         let mut by_index = vec![NONE; indices];
         let mut defined_from = None;
         walk(image, d, |entry| {
-            // A name's offset and length; a length that does not fit in 16
-            // bits is [`LONG`], and such a name is measured where it is used.
-            let name = |off: u32, what: &str| -> Result<(u32, u16), String> {
+            // A name's offset and length.
+            let name = |off: u32, what: &str| -> Result<(u32, u32), String> {
                 let span = strings
                     .span_at(off as usize)
                     .ok_or_else(|| format!("{what}: name outside the string table"))?;
-                Ok((off, u16::try_from(span.len()).unwrap_or(LONG)))
+                if span.len() > LENGTH {
+                    return Err(format!("{what}: unsupported version name of 1 GiB or more"));
+                }
+                Ok((off, span.len()))
             };
             if let Some(ndx) = entry.index() {
                 by_index[ndx] = u32::try_from(records.len()).unwrap_or(NONE);
             }
             let record = match entry {
                 Entry::Need { file, aux } => {
-                    let mut flags = 0;
+                    let (name_off, mut name_len_flags) = name(aux.vna_name.get(LE), "DT_VERNEED")?;
                     if aux.vna_other.get(LE) & 0x8000 != 0 {
-                        flags |= HIDDEN;
+                        name_len_flags |= HIDDEN;
                     }
                     if aux.vna_flags.get(LE) & elf::VER_FLG_WEAK != 0 {
-                        flags |= WEAK;
+                        name_len_flags |= WEAK;
                     }
-                    let (name_off, name_len) = name(aux.vna_name.get(LE), "DT_VERNEED")?;
                     strings
                         .span_at(file as usize)
                         .ok_or("DT_VERNEED: name outside the string table")?;
                     Record {
                         hash: aux.vna_hash.get(LE),
                         name_off,
+                        name_len_flags,
                         file_off: file,
-                        name_len,
-                        flags,
                     }
                 }
                 Entry::Def { ent, aux } => {
                     defined_from.get_or_insert(records.len());
-                    let (name_off, name_len) = name(aux.vda_name.get(LE), "DT_VERDEF")?;
+                    let (name_off, name_len_flags) = name(aux.vda_name.get(LE), "DT_VERDEF")?;
                     Record {
                         hash: ent.vd_hash.get(LE),
                         name_off,
+                        name_len_flags,
                         file_off: 0,
-                        name_len,
-                        flags: 0,
                     }
                 }
             };
@@ -181,7 +179,7 @@ impl Versions {
         self.has_verdef
     }
 
-    #[inline]
+    #[inline(always)]
     fn record_at(&self, index: u16) -> Option<&Record> {
         let r = *self.by_index.get(usize::from(index & 0x7fff))?;
         self.records.get(r as usize)
@@ -195,13 +193,13 @@ impl Versions {
         Some(VersionEntry {
             name: r.name(&self.strings),
             hash: r.hash,
-            hidden: r.flags & HIDDEN != 0,
+            hidden: r.name_len_flags & HIDDEN != 0,
         })
     }
 
     /// The hash and name at an index, for matching a definition: `(0, "")`
     /// for indices without a named version (local, global, base).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn at(&self, index: u16) -> (u32, &[u8]) {
         match self.record_at(index) {
             Some(r) => (r.hash, r.name(&self.strings)),
@@ -225,7 +223,7 @@ impl Versions {
                 let reqs = group.iter().map(|r| Requirement {
                     name: r.name(&self.strings),
                     hash: r.hash,
-                    weak: r.flags & WEAK != 0,
+                    weak: r.name_len_flags & WEAK != 0,
                 });
                 (
                     self.strings.at(group[0].file_off as usize).unwrap_or(b""),
@@ -477,12 +475,12 @@ mod tests {
         }
     }
 
-    /// A record keeps a name's length in 16 bits; a longer name is measured
-    /// where it is used. A version name of 70,000 bytes, defined by one
-    /// object and required by another: decoded whole, and a lookup through
-    /// dynload binds to it (`get_versioned` with the whole name).
+    /// A record keeps a name's length beside its flags. A version name of
+    /// 70,000 bytes (more than 16 bits of length), defined by one object
+    /// and required by another: decoded whole, and a lookup through dynload
+    /// binds to it (`get_versioned` with the whole name, not a prefix).
     #[test]
-    fn a_version_name_too_long_for_sixteen_bits_is_kept_whole() {
+    fn a_long_version_name_is_kept_whole() {
         use std::process::Command;
         let dir = testkit::out_root().join("versions-long-name");
         std::fs::create_dir_all(&dir).unwrap();
