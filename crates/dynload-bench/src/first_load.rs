@@ -13,7 +13,7 @@
 use std::ffi::{c_char, CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 
-use crate::{count_mapped_objects, objects_at, Footprint};
+use crate::{objects_at, Footprint};
 
 /// Run a first-load program whose only loader is `loader`: `warm` loads
 /// the warm-up object, `measured` each counted one (the program's own
@@ -42,7 +42,6 @@ pub fn run<T>(
     });
     let targets: Vec<CString> = objects_at(path).iter().map(|p| c(p)).collect();
     let mut kept = Vec::with_capacity(targets.len());
-    let objects_before = count_mapped_objects();
     let before = Footprint::now();
     let start = std::time::Instant::now();
     for target in &targets {
@@ -53,14 +52,13 @@ pub fn run<T>(
     }
     let ns = start.elapsed().as_nanos();
     let grown = Footprint::now().since(before);
-    let objects = count_mapped_objects() - objects_before;
     println!(
         "{{\"loader\":\"{loader}\",\"ns\":{ns},\"rss_kb\":{},\"anon_kb\":{},\"mappings\":{},\"heap_bytes\":{},\"objects\":{}}}",
         grown.rss_kb,
         grown.anon_kb,
         grown.mappings,
         grown.heap_bytes,
-        objects
+        grown.objects
     );
     // Left loaded: unloading is not measured.
     std::mem::forget(kept);
