@@ -868,7 +868,7 @@ def readme_section(results, readme):
         f"the heap bytes in use; mappings), median of {MEMORY_RUNS} runs (resident: their minimum, "
         f"since the file pages the kernel maps around a fault depend on where the object lands). "
         "Each load's figures are divided by the objects it added to the process, its dependencies "
-        "included (the ELF files it mapped, counted by each measuring program): "
+        "included (the files it mapped with execute permission, counted by each measuring program): "
         f"`{COPIES}` is {TINY_COPIES} copies of `tiny` loaded one after another; "
         f"{' and '.join(f'`{name}`' for name in SEARCHED)} "
         "are given by name, for each loader to search the library path; "
