@@ -369,8 +369,9 @@ def time_summary(samples):
 
 def memory_summary(samples):
     """Per object loaded (a load's figures divided by the objects it added
-    to the process, its dependencies too: `objects`, the ELF files newly
-    mapped): medians, except resident memory's minimum. The
+    to the process, its dependencies too: `objects`, the files newly
+    mapped with execute permission): medians, except resident memory's
+    minimum. The
     kernel maps up to 16 file pages around each fault, in windows aligned
     to 64 KiB of address space, so where address randomisation puts an
     object adds 0 to 64 KiB of file pages for the same pages touched

@@ -107,8 +107,8 @@ pub(crate) struct Span {
 }
 
 impl Span {
-    /// The span at `off`, `len` bytes long: one [`Strings::span_at`] gave,
-    /// kept in other words.
+    /// A span rebuilt from the offset and length of one that
+    /// [`Strings::span_at`] gave (kept more compactly elsewhere).
     pub(crate) fn new(off: u32, len: u32) -> Span {
         Span { off, len }
     }

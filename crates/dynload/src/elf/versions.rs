@@ -527,6 +527,7 @@ mod tests {
         // SAFETY: `use_f` is `int (void)`.
         let use_f = unsafe { lib.get::<extern "C" fn() -> i32>("use_f") }.unwrap();
         assert_eq!(use_f(), 8);
+        // SAFETY: as for the first library.
         let def =
             unsafe { crate::Library::open(dir.join("libvlong_def.so"), crate::OpenFlags::NOW) }
                 .unwrap();
