@@ -118,22 +118,24 @@ impl Versions {
         let mut by_index = vec![NONE; indices];
         let mut defined_from = None;
         walk(image, d, |entry| {
-            // A name's offset and length.
-            let name = |off: u32, what: &str| -> Result<(u32, u32), String> {
-                let span = strings
+            // The length of the name at `off`, checked to lie in the table.
+            let name_len = |off: u32, what: &str| -> Result<u32, String> {
+                let len = strings
                     .span_at(off as usize)
-                    .ok_or_else(|| format!("{what}: name outside the string table"))?;
-                if span.len() > LENGTH {
+                    .ok_or_else(|| format!("{what}: name outside the string table"))?
+                    .len();
+                if len > LENGTH {
                     return Err(format!("{what}: unsupported version name of 1 GiB or more"));
                 }
-                Ok((off, span.len()))
+                Ok(len)
             };
             if let Some(ndx) = entry.index() {
                 by_index[ndx] = u32::try_from(records.len()).unwrap_or(NONE);
             }
             let record = match entry {
                 Entry::Need { file, aux } => {
-                    let (name_off, mut name_len_flags) = name(aux.vna_name.get(LE), "DT_VERNEED")?;
+                    let name_off = aux.vna_name.get(LE);
+                    let mut name_len_flags = name_len(name_off, "DT_VERNEED")?;
                     if aux.vna_other.get(LE) & 0x8000 != 0 {
                         name_len_flags |= HIDDEN;
                     }
@@ -141,7 +143,7 @@ impl Versions {
                         name_len_flags |= WEAK;
                     }
                     strings
-                        .span_at(file as usize)
+                        .at(file as usize)
                         .ok_or("DT_VERNEED: name outside the string table")?;
                     Record {
                         hash: aux.vna_hash.get(LE),
@@ -152,11 +154,11 @@ impl Versions {
                 }
                 Entry::Def { ent, aux } => {
                     defined_from.get_or_insert(records.len());
-                    let (name_off, name_len_flags) = name(aux.vda_name.get(LE), "DT_VERDEF")?;
+                    let name_off = aux.vda_name.get(LE);
                     Record {
                         hash: ent.vd_hash.get(LE),
                         name_off,
-                        name_len_flags,
+                        name_len_flags: name_len(name_off, "DT_VERDEF")?,
                         file_off: 0,
                     }
                 }
@@ -478,7 +480,8 @@ mod tests {
     /// A record keeps a name's length beside its flags. A version name of
     /// 70,000 bytes (more than 16 bits of length), defined by one object
     /// and required by another: decoded whole, and a lookup through dynload
-    /// binds to it (`get_versioned` with the whole name, not a prefix).
+    /// binds to it (`get_versioned` with the whole name, not a prefix), as
+    /// glibc's `dlopen` and `dlvsym` do on the same files.
     #[test]
     fn a_long_version_name_is_kept_whole() {
         use std::process::Command;
@@ -540,5 +543,27 @@ mod tests {
             def.get_versioned::<extern "C" fn() -> i32>("long_f", &version[..version.len() - 1])
         };
         assert!(other.is_err());
+        // glibc, on the same files: the same calls, the same version found
+        // by its whole name and not by a prefix.
+        let path = |name: &str| std::ffi::CString::new(dir.join(name).to_str().unwrap()).unwrap();
+        let c = |s: &str| std::ffi::CString::new(s).unwrap();
+        // SAFETY: glibc's dlopen/dlsym/dlvsym with C strings; the symbols
+        // are `int (void)`, and the handles stay open.
+        unsafe {
+            let use_h = libc::dlopen(path("libvlong_use.so").as_ptr(), libc::RTLD_NOW);
+            assert!(!use_h.is_null());
+            let use_f = libc::dlsym(use_h, c("use_f").as_ptr());
+            assert!(!use_f.is_null());
+            let use_f: extern "C" fn() -> i32 = std::mem::transmute(use_f);
+            assert_eq!(use_f(), 8);
+            let def_h = libc::dlopen(path("libvlong_def.so").as_ptr(), libc::RTLD_NOW);
+            assert!(!def_h.is_null());
+            let long_f = libc::dlvsym(def_h, c("long_f").as_ptr(), c(&version).as_ptr());
+            assert!(!long_f.is_null());
+            let long_f: extern "C" fn() -> i32 = std::mem::transmute(long_f);
+            assert_eq!(long_f(), 7);
+            let prefix = c(&version[..version.len() - 1]);
+            assert!(libc::dlvsym(def_h, c("long_f").as_ptr(), prefix.as_ptr()).is_null());
+        }
     }
 }
