@@ -1,6 +1,7 @@
-//! Mapping an object: validate its program headers, reserve its whole span
-//! once, map each PT_LOAD with its own permissions, zero the bss, and later
-//! make PT_GNU_RELRO read-only.
+//! Mapping an object: validate its program headers, map its first segment
+//! over its whole span once, give each PT_LOAD its pages and permissions
+//! (an `mprotect` where the first mapping already holds them), zero the
+//! bss, and later make PT_GNU_RELRO read-only.
 //!
 //! Nothing of the object runs here, and every failure unmaps what was
 //! mapped (the [`Mapping`] guard does it on drop).
@@ -359,32 +360,50 @@ fn map_for(o: &Opened, name: impl Into<String> + Copy, purpose: Purpose) -> Resu
         return Err(map_failed(name));
     }
     let first = &loads[0];
-    let (mapping, mapped_first) = if align <= PAGE_SIZE && first.mapend > first.mapstart {
-        // As glibc does: the first segment is mapped over the whole span,
-        // the others replace their parts of it, and what lies between
-        // segments is made inaccessible below (one system call fewer than
-        // reserving the span first).
-        // SAFETY: a fresh mapping of our own file at an address the kernel
-        // chooses.
-        let start = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                span,
-                first.prot,
-                MapFlags::PRIVATE,
-                &o.file,
-                first.mapoff,
-            )
-        }
-        .map_err(|_| map_failed(name))? as usize;
-        (Mapping { start, len: span }, true)
+    let (mapping, mapped_first) = if first.mapend > first.mapstart {
+        // As glibc does: the first segment is mapped over the whole span
+        // (into an aligned reservation if the object wants more than a
+        // page), the others replace their parts of it or keep them (below),
+        // and what lies between segments is made inaccessible.
+        let reserved = if align > PAGE_SIZE {
+            Some(reserve(span, align).map_err(|_| map_failed(name))?)
+        } else {
+            None
+        };
+        let (hint, flags) = match &reserved {
+            Some(r) => (r.start as *mut _, MapFlags::PRIVATE | MapFlags::FIXED),
+            None => (std::ptr::null_mut(), MapFlags::PRIVATE),
+        };
+        // SAFETY: a fresh mapping of our own file, at an address the kernel
+        // chooses or over our own reservation of exactly this size.
+        let start =
+            unsafe { rustix::mm::mmap(hint, span, first.prot, flags, &o.file, first.mapoff) }
+                .map_err(|_| map_failed(name))? as usize;
+        // (Not `unwrap_or`: its argument would be built, and dropped, that is
+        // unmapped, when there is a reservation.)
+        let mapping = match reserved {
+            Some(r) => r,
+            None => Mapping { start, len: span },
+        };
+        (mapping, true)
     } else {
         (reserve(span, align).map_err(|_| map_failed(name))?, false)
     };
     let base = mapping.start.wrapping_sub(first.mapstart);
-    for (i, l) in loads.iter().enumerate() {
-        let file_mapped = i == 0 && mapped_first;
-        map_segment(o, base, l, file_mapped).map_err(|_| map_failed(name))?;
+    for l in &loads {
+        // A segment at the same distance from the first in the file as in
+        // memory (with GNU ld's layout, all up to the writable one) already
+        // has its pages from the first mapping: an `mprotect` to its own
+        // permissions replaces an `mmap` over them, or nothing if they are
+        // the same (about 2 µs less a load, measured: 4 to 2 `mmap` calls).
+        let in_place = mapped_first
+            && l.mapoff.checked_sub(first.mapoff) == Some((l.mapstart - first.mapstart) as u64);
+        let pages = if in_place {
+            Pages::Mapped(first.prot)
+        } else {
+            Pages::Unmapped
+        };
+        map_segment(o, base, l, pages).map_err(|_| map_failed(name))?;
     }
     if mapped_first {
         close_holes(&mapping, base, &loads).map_err(|_| map_failed(name))?;
@@ -455,11 +474,36 @@ fn close_holes(mapping: &Mapping, base: usize, loads: &[Load]) -> Result<(), i32
     Ok(())
 }
 
-/// Map segment `l` (its file pages, unless `file_mapped` says they are
-/// already), then its bss.
-fn map_segment(o: &Opened, base: usize, l: &Load, file_mapped: bool) -> Result<(), i32> {
+/// Whether a segment's file pages are mapped before `map_segment`.
+#[derive(Clone, Copy)]
+enum Pages {
+    Unmapped,
+    /// By the first mapping, from the right file offset, with these
+    /// permissions.
+    Mapped(ProtFlags),
+}
+
+/// Map segment `l` (its file pages, or only their permissions if `pages`
+/// says they are mapped), then its bss.
+fn map_segment(o: &Opened, base: usize, l: &Load, pages: Pages) -> Result<(), i32> {
     let err = |e: rustix::io::Errno| e.raw_os_error();
-    if l.mapend > l.mapstart && !file_mapped {
+    if let Pages::Mapped(prot) = pages {
+        if l.mapend > l.mapstart && prot != l.prot {
+            if let Some(errno) = crate::fault::injected(crate::fault::Syscall::Mprotect) {
+                return Err(errno);
+            }
+            // SAFETY: the segment's pages, inside the span mapped in
+            // `map_for` (checked by `plan`), nothing in them used yet.
+            unsafe {
+                rustix::mm::mprotect(
+                    (base + l.mapstart) as *mut _,
+                    l.mapend - l.mapstart,
+                    mprotect_flags(l.prot),
+                )
+                .map_err(err)?;
+            }
+        }
+    } else if l.mapend > l.mapstart {
         if let Some(errno) = crate::fault::injected(crate::fault::Syscall::Mmap) {
             return Err(errno);
         }

@@ -278,6 +278,95 @@ fn relro_is_read_only_and_nothing_is_writable_and_executable() {
     assert!(saw, "no mapping holds the RELRO data at {addr:#x}");
 }
 
+/// Each mapping of `file` in this process, relative to the first:
+/// (start, end, permissions, file offset).
+fn layout_of(file: &str) -> Vec<(usize, usize, String, u64)> {
+    let rows: Vec<(usize, usize, String, u64)> = testkit::self_maps()
+        .lines()
+        .filter(|l| l.ends_with(file))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (lo, hi) = f[0].split_once('-').unwrap();
+            (
+                usize::from_str_radix(lo, 16).unwrap(),
+                usize::from_str_radix(hi, 16).unwrap(),
+                f[1].to_owned(),
+                u64::from_str_radix(f[2], 16).unwrap(),
+            )
+        })
+        .collect();
+    let base = rows.first().map_or(0, |r| r.0);
+    rows.into_iter()
+        .map(|(lo, hi, p, off)| (lo - base, hi - base, p, off))
+        .collect()
+}
+
+/// dynload maps the segments that the first mapping already holds from the
+/// right file offset by changing their permissions (or not at all) instead
+/// of mapping them again: the result is the layout glibc makes, mapping for
+/// mapping, with GNU ld's default layout, the older one without a separate
+/// code segment, segments aligned beyond a page, and a real library.
+#[test]
+fn segments_are_laid_out_as_glibc_lays_them_out() {
+    let layouts = [
+        ("default", ""),
+        ("joined", "-Wl,-z,noseparate-code"),
+        ("aligned", "-Wl,-z,max-page-size=0x10000"),
+    ];
+    let mut libs = Vec::new();
+    for (name, flag) in layouts {
+        for loader in ["g", "d"] {
+            let l = Lib::src(&format!("{loader}_{name}"), "relro.c").no_log();
+            libs.push(if flag.is_empty() { l } else { l.flag(flag) });
+        }
+    }
+    let set = Set::build("api-layout", &libs);
+    let zlib = std::path::Path::new("/lib/x86_64-linux-gnu/libz.so.1");
+    let mut files: Vec<(String, String)> = layouts
+        .iter()
+        .map(|(name, _)| {
+            (
+                set.path(&format!("g_{name}")),
+                set.path(&format!("d_{name}")),
+            )
+        })
+        .collect();
+    for loader in ["g", "d"] {
+        std::fs::copy(zlib, set.dir.join(format!("{loader}_libz.so"))).unwrap();
+    }
+    files.push((
+        set.dir.join("g_libz.so").to_str().unwrap().to_owned(),
+        set.dir.join("d_libz.so").to_str().unwrap().to_owned(),
+    ));
+    for (by_glibc, by_dynload) in files {
+        let c = std::ffi::CString::new(by_glibc.as_str()).unwrap();
+        // SAFETY: a path; the objects have no constructors that matter.
+        let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        assert!(!h.is_null(), "glibc could not load {by_glibc}");
+        let lib = unsafe { Library::open(&by_dynload, OpenFlags::NOW) }.unwrap();
+        let glibc = layout_of(&by_glibc);
+        let ours = layout_of(&by_dynload);
+        assert!(glibc.len() >= 2, "{by_glibc}: {glibc:?}");
+        assert_eq!(ours, glibc, "{by_dynload} against {by_glibc}");
+        // The code runs, and reads its relocated data.
+        if by_dynload.ends_with("libz.so") {
+            // SAFETY: zlibVersion is `const char *(void)`.
+            let version =
+                unsafe { lib.get::<extern "C" fn() -> *const i8>("zlibVersion") }.unwrap()();
+            // SAFETY: a NUL-terminated string of libz's.
+            let version = unsafe { std::ffi::CStr::from_ptr(version) };
+            assert!(version.to_bytes().starts_with(b"1."), "{version:?}");
+        } else {
+            // SAFETY: relro_value is `int (void)`.
+            let value = unsafe { lib.get::<extern "C" fn() -> i32>("relro_value") }.unwrap();
+            assert_eq!(value(), 42);
+        }
+        lib.close().unwrap();
+        // SAFETY: the handle from above, nothing of it in use.
+        assert_eq!(unsafe { libc::dlclose(h) }, 0);
+    }
+}
+
 /// An object glibc already loaded (here libgcc_s, a dependency of this
 /// test program) is reused by path, through a symlink, and by soname.
 #[test]

@@ -297,13 +297,15 @@ fn failed_system_calls_leave_nothing_behind() {
             None,
             &[(CHILD, "1")],
         );
-        // Three objects (liblog, b and a), each: four segments mapped (the
-        // first over the whole span, as glibc does), RELRO protected;
-        // opens: every candidate the searches try.
+        // Three objects (liblog, b and a), each with four segments: the
+        // first mapped over the whole span (as glibc does), the text given
+        // its permissions there, the next read-only one left as mapped, the
+        // writable one mapped, RELRO protected; opens: every candidate the
+        // searches try.
         for line in [
             "Open: ",
-            "Mmap: 12 failure points",
-            "Mprotect: 3 failure points",
+            "Mmap: 6 failure points",
+            "Mprotect: 6 failure points",
         ] {
             assert!(out.contains(line), "{line:?} not in:\n{out}");
         }
@@ -314,24 +316,24 @@ fn failed_system_calls_leave_nothing_behind() {
         prefix: "sec_faults".into(),
     };
     let a = set.path("a");
+    let segment = "failed to map segment from shared object";
     let cases = [
         (
             Syscall::Open,
             libc::EMFILE,
-            "cannot open shared object file: Too many open files",
+            ["cannot open shared object file: Too many open files"].as_slice(),
         ),
-        (
-            Syscall::Mmap,
-            libc::ENOMEM,
-            "failed to map segment from shared object",
-        ),
+        (Syscall::Mmap, libc::ENOMEM, &[segment]),
         (
             Syscall::Mprotect,
             libc::ENOMEM,
-            "cannot apply additional memory protection after relocation: Cannot allocate memory",
+            &[
+                segment,
+                "cannot apply additional memory protection after relocation: Cannot allocate memory",
+            ],
         ),
     ];
-    for (call, errno, text) in cases {
+    for (call, errno, texts) in cases {
         // Fail the 1st, 2nd, ... call until a load no longer reaches it:
         // every call of the load has failed once.
         let mut failures = 0;
@@ -345,7 +347,10 @@ fn failed_system_calls_leave_nothing_behind() {
                 }
                 Err(e) => {
                     failures += 1;
-                    assert!(e.to_string().ends_with(text), "{call:?} #{n}: {e}");
+                    assert!(
+                        texts.iter().any(|t| e.to_string().ends_with(t)),
+                        "{call:?} #{n}: {e}"
+                    );
                     assert!(
                         mapped_under(&set.dir).is_empty(),
                         "{call:?} #{n} left {:?}",
