@@ -255,33 +255,24 @@ fn relro_is_read_only_and_nothing_is_writable_and_executable() {
     let value = unsafe { lib.get::<extern "C" fn() -> i32>("relro_value") }.unwrap();
     assert_eq!(value(), 42);
     let addr = unsafe { lib.get::<extern "C" fn() -> usize>("relro_address") }.unwrap()();
-    let maps = testkit::self_maps();
     let mut saw = false;
-    for line in maps.lines().filter(|l| l.contains(&set.file("r"))) {
-        let mut parts = line.split_whitespace();
-        let range = parts.next().unwrap();
-        let perms = parts.next().unwrap();
+    for (lo, hi, perms, _) in mappings_of(&set.file("r")) {
         assert!(
             !(perms.contains('w') && perms.contains('x')),
-            "W+X mapping: {line}"
-        );
-        let (lo, hi) = range.split_once('-').unwrap();
-        let (lo, hi) = (
-            usize::from_str_radix(lo, 16).unwrap(),
-            usize::from_str_radix(hi, 16).unwrap(),
+            "W+X mapping at {lo:#x}: {perms}"
         );
         if (lo..hi).contains(&addr) {
-            assert!(perms.starts_with("r--"), "RELRO page is {perms}: {line}");
+            assert!(perms.starts_with("r--"), "RELRO page is {perms} at {lo:#x}");
             saw = true;
         }
     }
     assert!(saw, "no mapping holds the RELRO data at {addr:#x}");
 }
 
-/// Each mapping of `file` in this process, relative to the first:
+/// Each mapping in this process of the file whose path ends with `file`:
 /// (start, end, permissions, file offset).
-fn layout_of(file: &str) -> Vec<(usize, usize, String, u64)> {
-    let rows: Vec<(usize, usize, String, u64)> = testkit::self_maps()
+fn mappings_of(file: &str) -> Vec<(usize, usize, String, u64)> {
+    testkit::self_maps()
         .lines()
         .filter(|l| l.ends_with(file))
         .map(|l| {
@@ -294,7 +285,12 @@ fn layout_of(file: &str) -> Vec<(usize, usize, String, u64)> {
                 u64::from_str_radix(f[2], 16).unwrap(),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// [`mappings_of`] with the addresses made relative to the first mapping.
+fn layout_of(file: &str) -> Vec<(usize, usize, String, u64)> {
+    let rows = mappings_of(file);
     let base = rows.first().map_or(0, |r| r.0);
     rows.into_iter()
         .map(|(lo, hi, p, off)| (lo - base, hi - base, p, off))
