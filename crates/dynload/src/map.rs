@@ -379,12 +379,8 @@ fn map_for(o: &Opened, name: impl Into<String> + Copy, purpose: Purpose) -> Resu
         let start =
             unsafe { rustix::mm::mmap(hint, span, first.prot, flags, &o.file, first.mapoff) }
                 .map_err(|_| map_failed(name))? as usize;
-        // (Not `unwrap_or`: its argument would be built, and dropped, that is
-        // unmapped, when there is a reservation.)
-        let mapping = match reserved {
-            Some(r) => r,
-            None => Mapping { start, len: span },
-        };
+        // (Built only without a reservation: a `Mapping` unmaps on drop.)
+        let mapping = reserved.unwrap_or_else(|| Mapping { start, len: span });
         (mapping, true)
     } else {
         (reserve(span, align).map_err(|_| map_failed(name))?, false)
