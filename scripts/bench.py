@@ -2,7 +2,7 @@
 """dynload against glibc's loader and the dlopen-rs crate: run, compare, report.
 
     python3 scripts/bench.py            # everything (a few minutes)
-    python3 scripts/bench.py --quick    # short criterion runs, 3 runs, callgrind on one case
+    python3 scripts/bench.py --quick    # short criterion runs, one round, 3 runs, callgrind on one case
     python3 scripts/bench.py --report-only   # redo ratios, chart and README from bench/results.json
 
 What is measured, each loader loading its own copy of every fixture. dynload
@@ -11,8 +11,9 @@ directly (its Rust API, "dynload"), and preloaded into an ordinary program
 as `dynload run` does (its C ABI, "dynload (LD_PRELOAD)"; not for
 criterion):
 
-1. criterion (`cargo bench -p dynload-bench --bench loader`, then
-   `--bench dlopen_rs`): the median time of each in-process case.
+1. criterion (`cargo bench -p dynload-bench --bench loader`, three times,
+   then `--bench dlopen_rs`): the median time of each in-process case,
+   each case's glibc and dynload figures measured one after the other.
 2. first loads: `first-load` (dynload linked), `first-load-glibc` (glibc,
    and dynload preloaded) and `first-load-dlopen-rs`, in a fresh process
    per run, for big system libraries in both binding modes, and for one
@@ -219,20 +220,48 @@ def build():
             sys.exit("bench.py: the build failed")
 
 
-def run_criterion(quick):
+def run_criterion(quick, rounds):
     """Both benches, from a clean target/criterion so that no stale result is
-    reported. A bench that fails (dlopen_rs may not exist yet) is recorded
-    with the end of its output, and whatever it wrote is still read."""
-    shutil.rmtree(CRITERION, ignore_errors=True)
-    status = {}
+    reported. The loader bench (glibc and dynload, each case's two loaders
+    one after the other) runs `rounds` times, and each figure is the median
+    of its rounds' medians: this machine's speed moves over minutes, and
+    one round's ratios had moved by a quarter from one run to the next. A
+    bench that fails (dlopen_rs may not exist yet) is recorded with the end
+    of its output, and whatever it wrote is still read."""
+    status, taken = {}, []
     for bench in BENCHES:
-        argv = ["cargo", "bench", "-p", "dynload-bench", "--bench", bench, "--", "--noplot"]
-        argv += QUICK_CRITERION if quick else []
-        log("$ " + " ".join(argv))
-        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
-        status[bench] = "ok" if proc.returncode == 0 else "failed: " + tail(proc.stderr)
-        log(f"  {bench}: {status[bench]}")
-    return {"benches": status, "cases": read_criterion()}
+        for _ in range(rounds if bench == "loader" else 1):
+            shutil.rmtree(CRITERION, ignore_errors=True)
+            argv = ["cargo", "bench", "-p", "dynload-bench", "--bench", bench, "--", "--noplot"]
+            argv += QUICK_CRITERION if quick else []
+            log("$ " + " ".join(argv))
+            proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+            failed = proc.returncode != 0
+            status[bench] = "failed: " + tail(proc.stderr) if failed else status.get(bench, "ok")
+            log(f"  {bench}: {status[bench]}")
+            taken.append(read_criterion())
+    return {"benches": status, "rounds": rounds, "cases": merge_rounds(taken)}
+
+
+def merge_rounds(taken):
+    """{group: {loader: figures}} from the rounds' readings: the median of
+    the rounds' medians, with each round's median kept."""
+    cases = {}
+    for reading in taken:
+        for group, loaders in reading.items():
+            for loader, figures in loaders.items():
+                cases.setdefault(group, {}).setdefault(loader, []).append(figures)
+    merged = {}
+    for group, loaders in cases.items():
+        for loader, rounds in loaders.items():
+            medians = [r["median_ns"] for r in rounds]
+            merged.setdefault(group, {})[loader] = {
+                "median_ns": statistics.median(medians),
+                "rounds_ns": medians,
+                "lower_ns": min(r["lower_ns"] for r in rounds),
+                "upper_ns": max(r["upper_ns"] for r in rounds),
+            }
+    return merged
 
 
 def tail(text):
@@ -704,15 +733,31 @@ def target_for(results, kind, case, measure="dynload/glibc"):
                  if (t["kind"], t["case"], t["measure"]) == (kind, case, measure)), None)
 
 
+def criterion_rounds_line(results):
+    rounds = results.get("criterion", {}).get("rounds", 1)
+    return (f"In-process operations (criterion): the loader bench run {rounds} times, each case's "
+            "two loaders measured one after the other, first one then the other from case to case; "
+            f"each time is the median of the {rounds} rounds' medians, and \"each round\" is that "
+            "round's ratio.")
+
+
 def criterion_table(results):
+    cases = results.get("criterion", {}).get("cases", {})
     rows = []
     for r in results["ratios"]:
         if r["kind"] != "criterion":
             continue
         t = target_for(results, "criterion", r["case"])
         rows.append([r["case"], *(format_time(r["values"][name]) for name in CRITERION_LOADERS),
-                     format_ratio(r["dynload/glibc"]), t["target"] if t else "", format_met(t)])
-    return markdown_table(["case", *CRITERION_LOADERS, "dynload/glibc", "target", "met"], rows)
+                     format_ratio(r["dynload/glibc"]), round_ratios(cases.get(r["case"], {})),
+                     t["target"] if t else "", format_met(t)])
+    return markdown_table(["case", *CRITERION_LOADERS, "dynload/glibc", "each round", "target", "met"], rows)
+
+
+def round_ratios(loaders):
+    """dynload/glibc in each round of the loader bench, in order."""
+    pairs = zip(loaders.get("dynload", {}).get("rounds_ns", []), loaders.get("glibc", {}).get("rounds_ns", []))
+    return ", ".join(format_ratio(ratio(d, g)) for d, g in pairs) or "—"
 
 
 def first_load_table(results):
@@ -858,6 +903,8 @@ def readme_section(results, readme):
         "`dynload run` does (its C ABI).",
         "",
         *note_lines(results),
+        criterion_rounds_line(results),
+        "",
         criterion_table(results),
         "",
         f"First load in a fresh process: the `dlopen` call alone, median of {s['runs']} runs "
@@ -1046,6 +1093,7 @@ def parse_args():
     p.add_argument("--quick", action="store_true",
                    help="short criterion runs, 3 runs, callgrind on the tiny fixture only")
     p.add_argument("--runs", type=int, help="fresh-process runs per case (default 21, 3 with --quick)")
+    p.add_argument("--rounds", type=int, help="runs of the loader bench (default 3, 1 with --quick)")
     p.add_argument("--report-only", action="store_true",
                    help="redo the ratios, targets, bench/ratios.svg and the README section "
                         "from bench/results.json")
@@ -1055,12 +1103,13 @@ def parse_args():
     p.add_argument("--readme", default=str(ROOT / "README.md"), help="the README to rewrite (default README.md)")
     args = p.parse_args()
     args.runs = args.runs or (3 if args.quick else 21)
+    args.rounds = args.rounds or (1 if args.quick else 3)
     return args
 
 
 def settings(args):
     skipped = [s for s in ("criterion", "python", "callgrind") if getattr(args, "skip_" + s)]
-    return {"quick": args.quick, "runs": args.runs, "memory_runs": MEMORY_RUNS,
+    return {"quick": args.quick, "runs": args.runs, "criterion_rounds": args.rounds, "memory_runs": MEMORY_RUNS,
             "criterion_args": ["--noplot", *(QUICK_CRITERION if args.quick else [])],
             "skipped": skipped, "dlopen_rs_env": {"LD_LIBRARY_PATH": str(SYSTEM_LIBS)},
             "dynload_preload_env": {"LD_PRELOAD": str(LIBDYNLOAD)},
@@ -1074,7 +1123,7 @@ def measure(args):
     results = {"machine": describe_machine(), "settings": settings(args), "notes": []}
     build()
     if not args.skip_criterion:
-        results["criterion"] = run_criterion(args.quick)
+        results["criterion"] = run_criterion(args.quick, args.rounds)
     results["settings"]["dlopen_rs_needs_ld_library_path"] = dlopen_rs_search_needs()
     results["first_load"] = measure_first_loads(args.runs)
     if not args.skip_callgrind and not shutil.which("valgrind"):
