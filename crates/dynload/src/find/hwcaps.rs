@@ -291,7 +291,9 @@ mod tests {
     }
 
     /// The subdirectories are the ones glibc's own search tries, in its
-    /// order (`LD_DEBUG=libs` prints them for an LD_LIBRARY_PATH search).
+    /// order (`LD_DEBUG=libs` prints them for an LD_LIBRARY_PATH search),
+    /// each once: on AMD processors glibc's platform and hwcap names are
+    /// both "x86_64", and glibc tries `tls/x86_64/` and `x86_64/` twice.
     #[test]
     fn subdirectories_are_glibcs() {
         let out = std::process::Command::new("/bin/true")
@@ -317,7 +319,13 @@ mod tests {
                 }
             })
             .collect();
-        assert_eq!(Hwcaps::detect().subdirs, glibc);
+        let mut once: Vec<String> = Vec::new();
+        for d in glibc {
+            if !once.contains(&d) {
+                once.push(d);
+            }
+        }
+        assert_eq!(Hwcaps::detect().subdirs, once);
     }
 
     #[test]
