@@ -198,9 +198,41 @@ fn path(name: &str) -> String {
     fixtures().join(name).to_string_lossy().into_owned()
 }
 
-/// Compare with tests/golden/NAME.txt, the fixture directory as `$DIR`.
+/// How many CPU-specific subdirectories glibc tries in each search
+/// directory on this machine, each counted once: what `LD_DEBUG=libs`
+/// lists for an `LD_LIBRARY_PATH` search, less the directory itself (18 on
+/// an Intel processor with AVX-512, 7 on an AMD one with AVX2).
+fn hwcaps_count() -> usize {
+    static N: OnceLock<usize> = OnceLock::new();
+    *N.get_or_init(|| {
+        let dir = "/nonexistent-golden-hwcaps";
+        let out = Command::new("/bin/true")
+            .env("LD_LIBRARY_PATH", dir)
+            .env("LD_DEBUG", "libs")
+            .output()
+            .expect("run /bin/true");
+        let text = String::from_utf8_lossy(&out.stderr);
+        let path = text
+            .lines()
+            .find_map(|l| l.split_once("search path=").map(|(_, rest)| rest))
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("LD_DEBUG=libs prints the search path");
+        let mut subdirs: Vec<&str> = path.split(':').filter(|d| *d != dir).collect();
+        subdirs.sort_unstable();
+        subdirs.dedup();
+        subdirs.len()
+    })
+}
+
+/// Compare with tests/golden/NAME.txt, the fixture directory as `$DIR` and
+/// the machine's count of CPU-specific subdirectories as `$HWCAPS`.
 fn golden(name: &str, actual: &str) {
-    let text = actual.replace(&fixtures().to_string_lossy().into_owned(), "$DIR");
+    let text = actual
+        .replace(&fixtures().to_string_lossy().into_owned(), "$DIR")
+        .replace(
+            &format!("after {} CPU-specific", hwcaps_count()),
+            "after $HWCAPS CPU-specific",
+        );
     let file = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(format!("{name}.txt"));
