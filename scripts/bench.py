@@ -223,9 +223,10 @@ def build():
 def run_criterion(quick, rounds):
     """Both benches, from a clean target/criterion so that no stale result is
     reported. The loader bench (glibc and dynload, each case's two loaders
-    one after the other) runs `rounds` times, and each figure is the median
-    of its rounds' medians: this machine's speed moves over minutes, and
-    one round's ratios had moved by a quarter from one run to the next. A
+    one after the other) runs `rounds` times; each time is the median of its
+    rounds' medians, and each ratio the median of the rounds' ratios (see
+    `comparisons`): this machine's speed moves over minutes, and one
+    round's ratios had moved by a quarter from one run to the next. A
     bench that fails (dlopen_rs may not exist yet) is recorded with the end
     of its output, and whatever it wrote is still read."""
     status, taken = {}, []
@@ -592,7 +593,13 @@ def comparisons(results):
     rows = []
     for group, loaders in results.get("criterion", {}).get("cases", {}).items():
         values = {name: figure(loaders.get(name), "median_ns") for name in CRITERION_LOADERS}
-        rows.append(comparison("criterion", group, values, "ns"))
+        row = comparison("criterion", group, values, "ns")
+        paired = round_ratios(loaders)
+        if paired:
+            # Each round's two figures were measured one after the other:
+            # their ratio, not the ratio of medians from different rounds.
+            row["dynload/glibc"] = statistics.median(paired)
+        rows.append(row)
     for row in results.get("first_load", []):
         values = {name: figure(row["loaders"].get(name), "median_ns") for name in LOADERS}
         rows.append(comparison("first_load", row["case"], values, "ns"))
@@ -737,8 +744,8 @@ def criterion_rounds_line(results):
     rounds = results.get("criterion", {}).get("rounds", 1)
     return (f"In-process operations (criterion): the loader bench run {rounds} times, each case's "
             "two loaders measured one after the other, first one then the other from case to case; "
-            f"each time is the median of the {rounds} rounds' medians, and \"each round\" is that "
-            "round's ratio.")
+            f"each time is the median of the {rounds} rounds' medians, \"each round\" is that "
+            "round's ratio dynload/glibc, and the ratio is the median of those.")
 
 
 def criterion_table(results):
@@ -749,7 +756,8 @@ def criterion_table(results):
             continue
         t = target_for(results, "criterion", r["case"])
         rows.append([r["case"], *(format_time(r["values"][name]) for name in CRITERION_LOADERS),
-                     format_ratio(r["dynload/glibc"]), round_ratios(cases.get(r["case"], {})),
+                     format_ratio(r["dynload/glibc"]),
+                     ", ".join(map(format_ratio, round_ratios(cases.get(r["case"], {})))) or "—",
                      t["target"] if t else "", format_met(t)])
     return markdown_table(["case", *CRITERION_LOADERS, "dynload/glibc", "each round", "target", "met"], rows)
 
@@ -757,7 +765,7 @@ def criterion_table(results):
 def round_ratios(loaders):
     """dynload/glibc in each round of the loader bench, in order."""
     pairs = zip(loaders.get("dynload", {}).get("rounds_ns", []), loaders.get("glibc", {}).get("rounds_ns", []))
-    return ", ".join(format_ratio(ratio(d, g)) for d, g in pairs) or "—"
+    return [ratio(d, g) for d, g in pairs]
 
 
 def first_load_table(results):
