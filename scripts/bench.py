@@ -246,21 +246,22 @@ def run_criterion(quick, rounds):
 
 def merge_rounds(taken):
     """{group: {loader: figures}} from the rounds' readings: the median of
-    the rounds' medians, with each round's median kept."""
-    cases = {}
-    for reading in taken:
+    the rounds' medians, with each reading's median kept at its index
+    (None where that reading has no figure, as when a round failed), so
+    that two loaders' figures of one round stay side by side."""
+    merged = {}
+    for i, reading in enumerate(taken):
         for group, loaders in reading.items():
             for loader, figures in loaders.items():
-                cases.setdefault(group, {}).setdefault(loader, []).append(figures)
-    merged = {}
-    for group, loaders in cases.items():
+                merged.setdefault(group, {}).setdefault(loader, [None] * len(taken))[i] = figures
+    for group, loaders in merged.items():
         for loader, rounds in loaders.items():
-            medians = [r["median_ns"] for r in rounds]
-            merged.setdefault(group, {})[loader] = {
-                "median_ns": statistics.median(medians),
-                "rounds_ns": medians,
-                "lower_ns": min(r["lower_ns"] for r in rounds),
-                "upper_ns": max(r["upper_ns"] for r in rounds),
+            present = [r for r in rounds if r is not None]
+            loaders[loader] = {
+                "median_ns": statistics.median(r["median_ns"] for r in present),
+                "rounds_ns": [r and r["median_ns"] for r in rounds],
+                "lower_ns": min(r["lower_ns"] for r in present),
+                "upper_ns": max(r["upper_ns"] for r in present),
             }
     return merged
 
@@ -763,9 +764,10 @@ def criterion_table(results):
 
 
 def round_ratios(loaders):
-    """dynload/glibc in each round of the loader bench, in order."""
+    """dynload/glibc in each round of the loader bench that measured both,
+    in order."""
     pairs = zip(loaders.get("dynload", {}).get("rounds_ns", []), loaders.get("glibc", {}).get("rounds_ns", []))
-    return [ratio(d, g) for d, g in pairs]
+    return [r for r in (ratio(d, g) for d, g in pairs) if r is not None]
 
 
 def first_load_table(results):
