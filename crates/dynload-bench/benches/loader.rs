@@ -32,7 +32,7 @@ fn close<D: Dl>(h: *mut c_void) {
     assert_eq!(unsafe { D::close(h) }, 0);
 }
 
-/// The fixtures, the names looked up, and the binding modes every case uses.
+/// One loader's copies of the fixtures, and the name the hits look up.
 struct Setup {
     fx: Fixtures,
     hit: std::ffi::CString,
