@@ -107,7 +107,7 @@ fn bind_slot(info: *const LazyInfo, index: usize) -> Result<usize, String> {
             relocate::check_target(obj, rela.r_offset.get(LE), 8).map_err(|e| e.to_string())?;
         let symbolic_self: &[ObjId] = std::slice::from_ref(&obj.id);
         let mut out = Outcome::default();
-        let symidx = (rela.r_info.get(LE) >> 32) as u32;
+        let symidx = relocate::rela_symbol(rela);
         let binding = reg
             .with_scope_chunks(&obj.scope, symbolic_self, |scopes| {
                 relocate::bind(&reg, info.id, scopes, symidx, true, &mut out)

@@ -253,7 +253,7 @@ impl<'a> Relocator<'a> {
         while let Some((rela, tail)) = rest.split_first() {
             if prefetch {
                 if let Some(ahead) = rest.get(PREFETCH_AHEAD) {
-                    syms.prefetch((ahead.r_info.get(LE) >> 32) as u32);
+                    syms.prefetch(rela_symbol(ahead));
                 }
             }
             if rela_type(rela) == r::RELATIVE && !plt {
@@ -395,7 +395,7 @@ impl<'a> Relocator<'a> {
         if !word_writable(&mut self.word_segment, image, addr) {
             return Err(target_error(self.name, offset));
         }
-        let symidx = (rela.r_info.get(LE) >> 32) as u32;
+        let symidx = rela_symbol(rela);
         if symidx >= self.obj.view.symbols.count() {
             return Err(symbol_index_error(self.name, symidx));
         }
@@ -773,6 +773,12 @@ fn rela_type(rela: &Rela) -> u32 {
     (rela.r_info.get(LE) & 0xffff_ffff) as u32
 }
 
+/// The symbol index of a relocation entry (the high 32 bits of `r_info`).
+#[inline(always)]
+pub(crate) fn rela_symbol(rela: &Rela) -> u32 {
+    (rela.r_info.get(LE) >> 32) as u32
+}
+
 /// The entries of a DT_RELA or DT_JMPREL table.
 pub(crate) fn rela_entries(
     image: &Image,
@@ -844,7 +850,7 @@ pub(crate) fn check_entry(
         }
     };
     let addr = target(len)?;
-    let symidx = (rela.r_info.get(LE) >> 32) as u32;
+    let symidx = rela_symbol(rela);
     // `bind` refuses the same (lazy binding relies on that).
     if syms.get(symidx).is_none() {
         return Err(symbol_index_error(name, symidx));
