@@ -199,29 +199,12 @@ fn path(name: &str) -> String {
 }
 
 /// How many CPU-specific subdirectories glibc tries in each search
-/// directory on this machine, each counted once: what `LD_DEBUG=libs`
-/// lists for an `LD_LIBRARY_PATH` search, less the directory itself (18 on
-/// an Intel processor with AVX-512, 7 on an AMD one with AVX2).
+/// directory on this machine, each counted once (18 on an Intel processor
+/// with AVX-512, 7 on an AMD one with AVX2).
 fn hwcaps_count() -> usize {
     static N: OnceLock<usize> = OnceLock::new();
-    *N.get_or_init(|| {
-        let dir = "/nonexistent-golden-hwcaps";
-        let out = Command::new("/bin/true")
-            .env("LD_LIBRARY_PATH", dir)
-            .env("LD_DEBUG", "libs")
-            .output()
-            .expect("run /bin/true");
-        let text = String::from_utf8_lossy(&out.stderr);
-        let path = text
-            .lines()
-            .find_map(|l| l.split_once("search path=").map(|(_, rest)| rest))
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("LD_DEBUG=libs prints the search path");
-        let mut subdirs: Vec<&str> = path.split(':').filter(|d| *d != dir).collect();
-        subdirs.sort_unstable();
-        subdirs.dedup();
-        subdirs.len()
-    })
+    // (Less the directory itself.)
+    *N.get_or_init(|| testkit::glibc_hwcaps_subdirs().len() - 1)
 }
 
 /// Compare with tests/golden/NAME.txt, the fixture directory as `$DIR` and

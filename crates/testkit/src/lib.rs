@@ -73,6 +73,38 @@ pub fn dynamic_section(path: impl AsRef<Path>) -> String {
     readelf("-d", path)
 }
 
+/// The subdirectories glibc's own search tries inside a search directory,
+/// in its order, each once, the directory itself ("") last: what
+/// `LD_DEBUG=libs` prints for an `LD_LIBRARY_PATH` search. (On AMD
+/// processors glibc's platform and hwcap names are both "x86_64", and it
+/// lists `tls/x86_64/` and `x86_64/` twice.)
+pub fn glibc_hwcaps_subdirs() -> Vec<String> {
+    let dir = "/nonexistent-hwcaps-test";
+    let out = Command::new("/bin/true")
+        .env("LD_LIBRARY_PATH", dir)
+        .env("LD_DEBUG", "libs")
+        .output()
+        .expect("run /bin/true");
+    let text = String::from_utf8_lossy(&out.stderr);
+    let path = text
+        .lines()
+        .find_map(|l| l.split_once("search path=").map(|(_, rest)| rest))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("LD_DEBUG=libs prints the search path");
+    let mut once: Vec<String> = Vec::new();
+    for d in path.split(':') {
+        let sub = d.strip_prefix(dir).expect("a subdirectory of the path set");
+        let sub = match sub.strip_prefix('/') {
+            Some(s) => format!("{s}/"),
+            None => String::new(),
+        };
+        if !once.contains(&sub) {
+            once.push(sub);
+        }
+    }
+    once
+}
+
 /// One shared object of a fixture set.
 #[derive(Debug, Clone)]
 pub struct Lib {

@@ -291,41 +291,11 @@ mod tests {
     }
 
     /// The subdirectories are the ones glibc's own search tries, in its
-    /// order (`LD_DEBUG=libs` prints them for an LD_LIBRARY_PATH search),
-    /// each once: on AMD processors glibc's platform and hwcap names are
-    /// both "x86_64", and glibc tries `tls/x86_64/` and `x86_64/` twice.
+    /// order, each once: on AMD processors glibc tries `tls/x86_64/` and
+    /// `x86_64/` twice (see `testkit::glibc_hwcaps_subdirs`).
     #[test]
     fn subdirectories_are_glibcs() {
-        let out = std::process::Command::new("/bin/true")
-            .env("LD_LIBRARY_PATH", "/nonexistent-hwcaps-test")
-            .env("LD_DEBUG", "libs")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stderr);
-        let line = text
-            .lines()
-            .find_map(|l| l.split_once("search path=").map(|(_, rest)| rest))
-            .expect("LD_DEBUG=libs prints the search path");
-        let path = line.split_whitespace().next().unwrap();
-        let glibc: Vec<String> = path
-            .split(':')
-            .map(|d| {
-                let sub = d.strip_prefix("/nonexistent-hwcaps-test").unwrap();
-                let sub = sub.strip_prefix('/').unwrap_or(sub);
-                if sub.is_empty() {
-                    String::new()
-                } else {
-                    format!("{sub}/")
-                }
-            })
-            .collect();
-        let mut once: Vec<String> = Vec::new();
-        for d in glibc {
-            if !once.contains(&d) {
-                once.push(d);
-            }
-        }
-        assert_eq!(Hwcaps::detect().subdirs, once);
+        assert_eq!(Hwcaps::detect().subdirs, testkit::glibc_hwcaps_subdirs());
     }
 
     #[test]
