@@ -322,7 +322,7 @@ pub(crate) fn executable_stack_error(name: impl Into<String>) -> Error {
 
 /// glibc's error for a failed mapping: the name the object was asked for,
 /// and no errno (glibc's `_dl_map_segments` failure carries none).
-fn map_failed(name: impl Into<String>) -> Error {
+pub(crate) fn map_failed(name: impl Into<String>) -> Error {
     Error::load(
         crate::error::ErrorKind::System,
         name,
@@ -366,7 +366,9 @@ fn map_for(o: &Opened, name: impl Into<String> + Copy, purpose: Purpose) -> Resu
         // page), the others replace their parts of it or keep them (below),
         // and what lies between segments is made inaccessible.
         let reserved = if align > PAGE_SIZE {
-            Some(reserve(span, align).map_err(|_| map_failed(name))?)
+            Some(reserve(span, align, 0).map_err(|_| map_failed(name))?)
+        } else if let Some(skew) = relro_huge_page_skew(purpose, first, relro) {
+            Some(reserve(span, HUGE_PAGE, skew).map_err(|_| map_failed(name))?)
         } else {
             None
         };
@@ -383,7 +385,10 @@ fn map_for(o: &Opened, name: impl Into<String> + Copy, purpose: Purpose) -> Resu
         let mapping = reserved.unwrap_or_else(|| Mapping { start, len: span });
         (mapping, true)
     } else {
-        (reserve(span, align).map_err(|_| map_failed(name))?, false)
+        (
+            reserve(span, align, 0).map_err(|_| map_failed(name))?,
+            false,
+        )
     };
     let base = mapping.start.wrapping_sub(first.mapstart);
     for l in &loads {
@@ -415,9 +420,11 @@ fn map_for(o: &Opened, name: impl Into<String> + Copy, purpose: Purpose) -> Resu
     })
 }
 
-/// Reserve `span` bytes aligned to `align`, PROT_NONE: gaps between
-/// segments stay inaccessible, and nothing else can be mapped in between.
-fn reserve(span: usize, align: usize) -> Result<Mapping, rustix::io::Errno> {
+/// Reserve `span` bytes, PROT_NONE, starting `skew` bytes before a
+/// multiple of `align` (a power of two; `skew` is page-aligned): gaps
+/// between segments stay inaccessible, and nothing else can be mapped in
+/// between.
+fn reserve(span: usize, align: usize, skew: usize) -> Result<Mapping, rustix::io::Errno> {
     let reserve = span + (align - PAGE_SIZE);
     // SAFETY: a fresh anonymous mapping at an address the kernel chooses.
     let raw = unsafe {
@@ -428,7 +435,8 @@ fn reserve(span: usize, align: usize) -> Result<Mapping, rustix::io::Errno> {
             MapFlags::PRIVATE | MapFlags::NORESERVE,
         )
     }? as usize;
-    let aligned = (raw + align - 1) & !(align - 1);
+    let skew = skew & (align - 1);
+    let aligned = ((raw + skew + align - 1) & !(align - 1)) - skew;
     // SAFETY: trimming the parts of our own reservation outside the
     // aligned span; nothing refers to them.
     unsafe {
@@ -559,6 +567,155 @@ fn map_segment(o: &Opened, base: usize, l: &Load, pages: Pages) -> Result<(), i3
                 )
                 .map_err(err)?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// The size of a transparent huge page (a PMD) on x86_64.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// For an object whose PT_GNU_RELRO may hold whole huge pages, and which
+/// asks for no alignment beyond a page: how far before a 2 MiB boundary
+/// its mapping should start so that RELRO's first page lies on one (see
+/// [`copy_relro_into_huge_pages`]); for libLLVM-15, 4 huge pages of its
+/// 8.1 MiB instead of 3. The address is still the kernel's choice (a
+/// reservation 2 MiB larger, trimmed); only its offset within 2 MiB is
+/// chosen. (The code loses no huge pages by it: glibc's mapping of
+/// libLLVM-15's code, 2 MiB-aligned, has none either, `FilePmdMapped: 0`
+/// in `/proc/self/smaps`.)
+fn relro_huge_page_skew(
+    purpose: Purpose,
+    first: &Load,
+    relro: Option<(u64, u64)>,
+) -> Option<usize> {
+    let (vaddr, memsz) = relro?;
+    if purpose != Purpose::Load || memsz < HUGE_PAGE as u64 {
+        return None;
+    }
+    let from_start = page_down(vaddr as usize).checked_sub(first.mapstart)?;
+    Some(from_start % HUGE_PAGE)
+}
+
+/// Give the 2 MiB-aligned stretches of PT_GNU_RELRO that lie inside a
+/// writable segment's file data, and that `dense` says relocation writes
+/// all over, anonymous memory that may use transparent huge pages, and
+/// read the file's bytes into it.
+///
+/// Why: each first write to a page of a private file mapping costs a
+/// copy-on-write fault, under both loaders. For libLLVM-15's 8 MiB of
+/// `.data.rel.ro` that was 2,048 of its load's 3,336 faults; one huge-page
+/// fault and one `pread` per 2 MiB do the same work in a fifth of the time
+/// (a C program: 6.5 ms against 1.4 ms for 8.4 MiB, on the AMD machine),
+/// and the load went from 1.00 of glibc's time to 0.83 (30 interleaved
+/// runs). Only where relocations are dense, because those pages would be
+/// private copies anyway: a page no relocation writes would have stayed
+/// the file's, shared (libLLVM-15 has 5 such pages among the 2,048, 20
+/// KiB). What differs from glibc, visibly, is that `/proc/self/maps` shows
+/// these stretches as anonymous memory.
+pub(crate) fn copy_relro_into_huge_pages(
+    mapped: &Mapped,
+    file: &std::fs::File,
+    dense: impl Fn(u64, u64) -> bool,
+) -> Result<(), i32> {
+    let Some((vaddr, memsz)) = mapped.relro else {
+        return Ok(());
+    };
+    if memsz < HUGE_PAGE as u64 {
+        return Ok(());
+    }
+    // Chunks are aligned in memory; the rest is reckoned in the file's
+    // addresses.
+    let base = mapped.base;
+    let relro_end = vaddr.saturating_add(memsz) as usize;
+    let Some(first) = base
+        .wrapping_add(page_down(vaddr as usize))
+        .checked_next_multiple_of(HUGE_PAGE)
+        .map(|a| a.wrapping_sub(base))
+    else {
+        return Ok(());
+    };
+    // The writable segment that holds RELRO's start, from its file data.
+    let segment = mapped.phdrs.iter().find(|p| {
+        let (start, filesz) = (p.p_vaddr.get(LE) as usize, p.p_filesz.get(LE) as usize);
+        p.p_type.get(LE) == elf::PT_LOAD
+            && p.p_flags.get(LE) & elf::PF_W != 0
+            && page_down(start) <= first
+            && first < start.saturating_add(filesz)
+    });
+    let Some(p) = segment else {
+        return Ok(());
+    };
+    let data_end = (p.p_vaddr.get(LE) as usize).saturating_add(p.p_filesz.get(LE) as usize);
+    let end = (base.wrapping_add(relro_end.min(data_end)) & !(HUGE_PAGE - 1)).wrapping_sub(base);
+    // The file offset of the segment's first page (`plan` checked that
+    // address and offset agree modulo the page size).
+    let (page, page_offset) = (
+        page_down(p.p_vaddr.get(LE) as usize),
+        page_down(p.p_offset.get(LE) as usize) as u64,
+    );
+    let mut chunk = first;
+    while chunk < end {
+        // A run of consecutive chunks that qualify, copied together.
+        let mut run_end = chunk;
+        while run_end < end && dense(run_end as u64, (run_end + HUGE_PAGE) as u64) {
+            run_end += HUGE_PAGE;
+        }
+        if run_end > chunk {
+            copy_into_huge_pages(
+                file,
+                base + chunk,
+                run_end - chunk,
+                page_offset + (chunk - page) as u64,
+            )?;
+            chunk = run_end;
+        } else {
+            chunk += HUGE_PAGE;
+        }
+    }
+    Ok(())
+}
+
+/// Replace `len` bytes at `start` (read-write pages of a segment, 2 MiB
+/// aligned) with anonymous memory, ask for huge pages, and read the file's
+/// bytes from `offset` into it.
+fn copy_into_huge_pages(
+    file: &std::fs::File,
+    start: usize,
+    len: usize,
+    offset: u64,
+) -> Result<(), i32> {
+    if let Some(errno) = crate::fault::injected(crate::fault::Syscall::Mmap) {
+        return Err(errno);
+    }
+    let err = |e: rustix::io::Errno| e.raw_os_error();
+    // SAFETY: the range lies inside a writable segment this loader just
+    // mapped (the caller's `Mapped`), and nothing refers to its pages yet
+    // (no relocation has run, nothing of the object has been read there).
+    unsafe {
+        rustix::mm::mmap_anonymous(
+            start as *mut _,
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE | MapFlags::FIXED,
+        )
+        .map_err(err)?;
+        // Only a hint: without huge pages the copy below works the same.
+        let _ = rustix::mm::madvise(start as *mut _, len, rustix::mm::Advice::LinuxHugepage);
+    }
+    // SAFETY: the anonymous pages just mapped, writable, ours alone.
+    let dest = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, len) };
+    let (mut done, mut offset) = (0, offset);
+    while done < len {
+        match rustix::io::pread(file, &mut dest[done..], offset) {
+            // (`plan` checked that the segment lies inside the file.)
+            Ok(0) => return Err(libc::EIO),
+            Ok(n) => {
+                done += n;
+                offset += n as u64;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.raw_os_error()),
         }
     }
     Ok(())

@@ -14,7 +14,7 @@ use crate::elf::dynamic::Table;
 use crate::elf::image::Image;
 use crate::elf::symbols::{NameHash, SymbolTable};
 use crate::elf::versions::VersionEntry;
-use crate::elf::{elf, Rela, Sym, SymExt, LE};
+use crate::elf::{elf, Rela, Sym, SymExt, LE, PAGE_SIZE};
 use crate::error::{Error, ErrorKind, Shown};
 use crate::lazy::LazyInfo;
 use crate::link::{Flags, Found, PreparedScope, Searched};
@@ -788,6 +788,32 @@ pub(crate) fn rela_entries(
     image
         .slice(image.addr(t.vaddr), (t.size / 24) as usize)
         .ok_or_else(|| Error::invalid(name, "relocation table lies outside the loaded segments"))
+}
+
+/// Whether `[lo, hi)` (addresses in the file, page-aligned) receives at
+/// least as many RELATIVE relocations as it has pages: the leading
+/// DT_RELACOUNT entries of DT_RELA, which link editors sort by address
+/// (`-z combreloc`, the default), counted with two binary searches.
+/// (Checking each page instead meant reading all of libLLVM-15's 8.7 MB
+/// of entries early: 1.7 ms, more than the huge pages saved.) Unsorted
+/// entries only make the answer wrong, never unsafe. Used by
+/// [`crate::map::copy_relro_into_huge_pages`].
+pub(crate) fn relative_dense(
+    image: &Image,
+    d: &crate::elf::dynamic::DynInfo,
+    lo: u64,
+    hi: u64,
+) -> bool {
+    let Some(t) = d.rela() else {
+        return false;
+    };
+    let count = (d.relacount as usize).min((t.size / 24) as usize);
+    let Some(relas) = image.slice::<Rela>(image.addr(t.vaddr), count) else {
+        return false;
+    };
+    let below = |a: u64| relas.partition_point(|r| r.r_offset.get(LE) < a);
+    // (Saturating: unsorted entries may put `lo` after `hi`.)
+    below(hi).saturating_sub(below(lo)) >= (hi.saturating_sub(lo) as usize).div_ceil(PAGE_SIZE)
 }
 
 /// A DT_RELA or DT_JMPREL entry that passed [`check_entry`].

@@ -363,6 +363,107 @@ fn segments_are_laid_out_as_glibc_lays_them_out() {
     }
 }
 
+/// The mappings of this process that overlap `[lo, hi)`, from
+/// `/proc/self/smaps`: (start, end, permissions, anonymous, AnonHugePages
+/// in KiB).
+fn smaps_over(lo: usize, hi: usize) -> Vec<(usize, usize, String, bool, u64)> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut rows: Vec<(usize, usize, String, bool, u64)> = Vec::new();
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let Some((a, b)) = fields.first().and_then(|f| f.split_once('-')) {
+            if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                // (Inode 0: anonymous memory.)
+                rows.push((a, b, fields[1].to_owned(), fields[4] == "0", 0));
+                continue;
+            }
+        }
+        if let (Some(row), ["AnonHugePages:", kb, "kB"]) = (rows.last_mut(), fields.as_slice()) {
+            row.4 = kb.parse().unwrap();
+        }
+    }
+    rows.retain(|r| r.0 < hi && lo < r.1);
+    rows
+}
+
+/// PT_GNU_RELRO with whole 2 MiB stretches that relocations write all over
+/// (one pointer a page here) is copied into anonymous memory that may use
+/// huge pages, instead of being mapped from the file; where relocations
+/// are sparse (one every 16 pages) it stays the file's, whose unwritten
+/// pages stay shared. Either way the bytes are the file's, relocated, and
+/// read-only after the load, as glibc leaves them.
+#[test]
+fn big_relro_goes_to_huge_pages_only_where_relocations_are_dense() {
+    let builds = [("dense", "512"), ("sparse", "8192")];
+    let mut libs = Vec::new();
+    for (name, every) in builds {
+        for loader in ["g", "d"] {
+            libs.push(
+                Lib::src(&format!("{loader}_{name}"), "big_relro.c")
+                    .flag("{src}/big_relro_table.S")
+                    .define("POINTER_EVERY", every)
+                    .no_log(),
+            );
+        }
+    }
+    let set = Set::build("api-big-relro", &libs);
+    let thp =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    let huge_pages_on = thp.contains("[always]") || thp.contains("[madvise]");
+    for (name, _) in builds {
+        let by_glibc = std::ffi::CString::new(set.path(&format!("g_{name}"))).unwrap();
+        // SAFETY: a path; the fixture has no constructors.
+        let h = unsafe { libc::dlopen(by_glibc.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        assert!(!h.is_null(), "glibc could not load the {name} build");
+        // SAFETY: `big_relro_mismatches` is `long (void)`.
+        let glibc_mismatches: extern "C" fn() -> i64 =
+            unsafe { std::mem::transmute(libc::dlsym(h, c"big_relro_mismatches".as_ptr())) };
+        assert_eq!(glibc_mismatches(), 0, "{name} under glibc");
+
+        let lib = unsafe { Library::open(set.path(&format!("d_{name}")), OpenFlags::NOW) }.unwrap();
+        // SAFETY: the fixture's functions, with these signatures.
+        let (mismatches, start, bytes) = unsafe {
+            (
+                lib.get::<extern "C" fn() -> i64>("big_relro_mismatches")
+                    .unwrap(),
+                lib.get::<extern "C" fn() -> usize>("big_relro_start")
+                    .unwrap(),
+                lib.get::<extern "C" fn() -> usize>("big_relro_bytes")
+                    .unwrap(),
+            )
+        };
+        assert_eq!(mismatches(), 0, "{name} under dynload");
+        let (lo, hi) = (start(), start() + bytes());
+        let rows = smaps_over(lo, hi);
+        for r in &rows {
+            assert!(
+                r.2.starts_with("r--"),
+                "{name}: not read-only after the load: {rows:x?}"
+            );
+        }
+        // (Whole mappings: RELRO starts with a few other sections.)
+        let anonymous: usize = rows.iter().filter(|r| r.3).map(|r| r.1 - r.0).sum();
+        let huge: u64 = rows.iter().map(|r| r.4).sum();
+        if name == "dense" {
+            // 5 MiB hold at least one whole aligned 2 MiB, and the object
+            // is placed so that RELRO starts on a 2 MiB boundary: two.
+            assert!(
+                anonymous >= 4 << 20,
+                "{name}: {anonymous:#x} bytes copied: {rows:x?}"
+            );
+            assert_eq!(anonymous % (2 << 20), 0, "{rows:x?}");
+            if huge_pages_on {
+                assert!(huge >= 2048, "{name}: no huge pages ({thp:?}): {rows:x?}");
+            }
+        } else {
+            assert_eq!(anonymous, 0, "{name}: copied: {rows:x?}");
+        }
+        lib.close().unwrap();
+        // SAFETY: the handle from above, nothing of it in use.
+        assert_eq!(unsafe { libc::dlclose(h) }, 0);
+    }
+}
+
 /// An object glibc already loaded (here libgcc_s, a dependency of this
 /// test program) is reused by path, through a symlink, and by soname.
 #[test]
