@@ -762,10 +762,13 @@ fn build_object(
     let dyn_info =
         dynamic::parse(&image, dyn_addr, dyn_size, false).map_err(|e| Error::invalid(path, e))?;
     dynamic::check_tables(&image, &dyn_info).map_err(|e| Error::invalid(path, e))?;
+    // (Before the views of the tables are built: none of them refers to
+    // these pages while they are replaced. Errors name the object as it
+    // was asked for, as `map::map`'s do.)
     map::copy_relro_into_huge_pages(&mapped, &opened.file, |lo, hi| {
         crate::relocate::relative_dense(&image, &dyn_info, lo, hi)
     })
-    .map_err(|_| map::map_failed(path))?;
+    .map_err(|_| map::map_failed(Shown(asked)))?;
     let view = View::of_parsed(image, dyn_info, dyn_addr).map_err(|e| Error::invalid(path, e))?;
     if view.dyn_info.flag_1(elf::DF_1_PIE) {
         return Err(Error::invalid(

@@ -580,10 +580,10 @@ const HUGE_PAGE: usize = 2 << 20;
 /// its mapping should start so that RELRO's first page lies on one (see
 /// [`copy_relro_into_huge_pages`]); for libLLVM-15, 4 huge pages of its
 /// 8.1 MiB instead of 3. The address is still the kernel's choice (a
-/// reservation 2 MiB larger, trimmed); only its offset within 2 MiB is
-/// chosen. (The code loses no huge pages by it: glibc's mapping of
-/// libLLVM-15's code, 2 MiB-aligned, has none either, `FilePmdMapped: 0`
-/// in `/proc/self/smaps`.)
+/// reservation 2 MiB less a page larger, trimmed); only its offset within
+/// 2 MiB is chosen. (The code lost no huge pages by it on the machines
+/// measured: glibc's mapping of libLLVM-15's code, 2 MiB-aligned, had none
+/// either, `FilePmdMapped: 0` in `/proc/self/smaps`, kernel 6.18.)
 fn relro_huge_page_skew(
     purpose: Purpose,
     first: &Load,
@@ -598,9 +598,9 @@ fn relro_huge_page_skew(
 }
 
 /// Give the 2 MiB-aligned stretches of PT_GNU_RELRO that lie inside a
-/// writable segment's file data, and that `dense` says relocation writes
-/// all over, anonymous memory that may use transparent huge pages, and
-/// read the file's bytes into it.
+/// writable segment's file data, and in which `dense` finds at least as
+/// many RELATIVE relocations as pages, anonymous memory that may use
+/// transparent huge pages, and read the file's bytes into it.
 ///
 /// Why: each first write to a page of a private file mapping costs a
 /// copy-on-write fault, under both loaders. For libLLVM-15's 8 MiB of
@@ -635,7 +635,8 @@ pub(crate) fn copy_relro_into_huge_pages(
     else {
         return Ok(());
     };
-    // The writable segment that holds RELRO's start, from its file data.
+    // The writable segment whose file data holds the first 2 MiB boundary
+    // of RELRO.
     let segment = mapped.phdrs.iter().find(|p| {
         let (start, filesz) = (p.p_vaddr.get(LE) as usize, p.p_filesz.get(LE) as usize);
         p.p_type.get(LE) == elf::PT_LOAD
@@ -654,24 +655,29 @@ pub(crate) fn copy_relro_into_huge_pages(
         page_down(p.p_vaddr.get(LE) as usize),
         page_down(p.p_offset.get(LE) as usize) as u64,
     );
+    let is_dense = |chunk: usize| dense(chunk as u64, (chunk + HUGE_PAGE) as u64);
     let mut chunk = first;
     while chunk < end {
+        if !is_dense(chunk) {
+            chunk += HUGE_PAGE;
+            continue;
+        }
         // A run of consecutive chunks that qualify, copied together.
-        let mut run_end = chunk;
-        while run_end < end && dense(run_end as u64, (run_end + HUGE_PAGE) as u64) {
+        let mut run_end = chunk + HUGE_PAGE;
+        while run_end < end && is_dense(run_end) {
             run_end += HUGE_PAGE;
         }
-        if run_end > chunk {
-            copy_into_huge_pages(
-                file,
-                base + chunk,
-                run_end - chunk,
-                page_offset + (chunk - page) as u64,
-            )?;
-            chunk = run_end;
-        } else {
-            chunk += HUGE_PAGE;
+        let (start, len) = (base + chunk, run_end - chunk);
+        if start < mapped.mapping.start() || start + len > mapped.mapping.end() {
+            // (Not reached: the chunks lie in a segment's file data, which
+            // `plan` checked lies in the span.)
+            return Err(libc::EINVAL);
         }
+        // SAFETY: the range is inside this object's own mapping (checked
+        // just above), in a writable segment's file data.
+        unsafe { copy_into_huge_pages(file, start, len, page_offset + (chunk - page) as u64)? };
+        // (`run_end`, if not the end, was found not dense.)
+        chunk = run_end + HUGE_PAGE;
     }
     Ok(())
 }
@@ -679,7 +685,13 @@ pub(crate) fn copy_relro_into_huge_pages(
 /// Replace `len` bytes at `start` (read-write pages of a segment, 2 MiB
 /// aligned) with anonymous memory, ask for huge pages, and read the file's
 /// bytes from `offset` into it.
-fn copy_into_huge_pages(
+///
+/// # Safety
+/// `start..start + len` must lie in pages this loader mapped for an object
+/// not yet relocated, with no Rust reference into them alive; what they
+/// held is replaced (by the same bytes, if `offset` is where they came
+/// from).
+unsafe fn copy_into_huge_pages(
     file: &std::fs::File,
     start: usize,
     len: usize,
@@ -689,9 +701,9 @@ fn copy_into_huge_pages(
         return Err(errno);
     }
     let err = |e: rustix::io::Errno| e.raw_os_error();
-    // SAFETY: the range lies inside a writable segment this loader just
-    // mapped (the caller's `Mapped`), and nothing refers to its pages yet
-    // (no relocation has run, nothing of the object has been read there).
+    // SAFETY: per the contract, our own pages, no reference into them
+    // alive. (The dynamic section, in RELRO, has been read already: its
+    // values were copied out, and the bytes put back are the same.)
     unsafe {
         rustix::mm::mmap_anonymous(
             start as *mut _,
