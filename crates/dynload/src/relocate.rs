@@ -807,10 +807,10 @@ pub(crate) fn relative_dense(
     let Some(t) = d.rela() else {
         return false;
     };
-    let count = (d.relacount as usize).min((t.size / 24) as usize);
-    let Some(relas) = image.slice::<Rela>(image.addr(t.vaddr), count) else {
+    let Ok(all) = rela_entries(image, t, "") else {
         return false;
     };
+    let relas = &all[..(d.relacount as usize).min(all.len())];
     let below = |a: u64| relas.partition_point(|r| r.r_offset.get(LE) < a);
     // (Saturating: unsorted entries may put `lo` after `hi`.)
     below(hi).saturating_sub(below(lo)) >= (hi.saturating_sub(lo) as usize).div_ceil(PAGE_SIZE)
