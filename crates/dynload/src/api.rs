@@ -454,7 +454,7 @@ pub(crate) fn summary() -> Option<String> {
         .count();
     let s = reg.stats;
     let mut out = format!(
-        "dynload: {} dlopen calls; {} objects loaded by dynload ({} still loaded), {} by glibc; {} relocations ({} from the lookup cache), {} relative; {:.1} ms in dlopen\n",
+        "dynload: {} dlopen calls; {} objects loaded by dynload ({} still loaded), {} by glibc; {} relocations ({} from the lookup cache), {} relative; {}{:.1} ms in dlopen\n",
         s.dlopen_calls,
         s.objects_loaded,
         ours.len(),
@@ -462,6 +462,11 @@ pub(crate) fn summary() -> Option<String> {
         s.relocations,
         s.lookups_cached,
         s.relative_relocations,
+        if s.relro_copied > 0 {
+            format!("{} KiB of RELRO copied into huge pages; ", s.relro_copied / 1024)
+        } else {
+            String::new()
+        },
         s.nanos as f64 / 1e6
     );
     for o in ours {

@@ -43,6 +43,12 @@ struct Tx {
     /// Past the point from which nothing fails (constructors may have run):
     /// no rollback any more.
     committed: bool,
+    /// The files of new objects whose PT_GNU_RELRO may go to huge pages,
+    /// kept open until the object is relocated: the copy is made then, so
+    /// that a load that fails or starts over before relocation (a
+    /// dependency missing, a C-runtime library glibc must load first)
+    /// does not copy megabytes for nothing.
+    relro_files: Vec<(ObjId, std::fs::File)>,
 }
 
 /// What a dlopen may change on an object that was already loaded.
@@ -160,7 +166,7 @@ fn open_locked(
         }
         Stage1::Continue(id) => id,
     };
-    if let Err(e) = relocate_all(guard, root, mode) {
+    if let Err(e) = relocate_all(guard, root, mode, &mut tx.relro_files) {
         let mut reg = registry_mut(guard)?;
         rollback(&mut reg, tx);
         return Err(e);
@@ -229,6 +235,34 @@ fn note_opened(reg: &Registry, id: ObjId) {
         o.display_name(),
         o.direct_opencount
     );
+}
+
+/// `map::copy_relro_into_huge_pages` for object `id`, read from `file`,
+/// just before its relocation.
+fn copy_relro(guard: &registry::Guard, id: ObjId, file: &std::fs::File) -> Result<(), Error> {
+    let mut reg = registry_mut(guard)?;
+    let o = reg.obj(id);
+    let Kind::Ours(m) = &o.kind else {
+        return Ok(());
+    };
+    // (`phdr` is the object's own header table, mapped, or `m.phdrs`.)
+    // SAFETY: `phdr` and `phnum` describe the object's program headers,
+    // which stay mapped (or allocated) while its record lives.
+    let phdrs = unsafe { std::slice::from_raw_parts(o.phdr, o.phnum) };
+    let view = &o.view;
+    // SAFETY: called just before the object's relocation (`relocate_all`
+    // relocates each new object once, and constructors run after all are
+    // relocated); its views and other objects' relocated words hold
+    // addresses into its pages, not references, and the bytes at them stay
+    // the same.
+    let copied = unsafe {
+        map::copy_relro_into_huge_pages(m, phdrs, file, |lo, hi| {
+            crate::relocate::relative_dense(&view.image, &view.dyn_info, lo, hi)
+        })
+    }
+    .map_err(|_| map::map_failed(Shown(o.name.to_bytes())))?;
+    reg.stats.relro_copied += copied as u64;
+    Ok(())
 }
 
 /// Run the constructors of `order` that have not run, without holding the
@@ -398,6 +432,7 @@ fn rollback(reg: &mut Registry, tx: &mut Tx) {
         drop(obj);
     }
     tx.new_objects.clear();
+    tx.relro_files.clear();
 }
 
 /// glibc's `_dl_map_object_deps`: breadth-first over DT_NEEDED, mapping
@@ -630,6 +665,7 @@ fn map_object(
             t.align as usize,
         ));
     }
+    let keep_file = matches!(&obj.kind, Kind::Ours(m) if map::relro_may_go_to_huge_pages(m));
     let id = reg.insert(obj);
     tx.new_objects.push(id);
     if debug::enabled(debug::FILES) {
@@ -644,6 +680,9 @@ fn map_object(
             o.phdr as usize,
             o.phnum
         );
+    }
+    if keep_file {
+        tx.relro_files.push((id, opened.file));
     }
     Ok(Some(id))
 }
@@ -762,13 +801,6 @@ fn build_object(
     let dyn_info =
         dynamic::parse(&image, dyn_addr, dyn_size, false).map_err(|e| Error::invalid(path, e))?;
     dynamic::check_tables(&image, &dyn_info).map_err(|e| Error::invalid(path, e))?;
-    // (Before the views of the tables are built: none of them refers to
-    // these pages while they are replaced. Errors name the object as it
-    // was asked for, as `map::map`'s do.)
-    map::copy_relro_into_huge_pages(&mapped, &opened.file, |lo, hi| {
-        crate::relocate::relative_dense(&image, &dyn_info, lo, hi)
-    })
-    .map_err(|_| map::map_failed(Shown(asked)))?;
     let view = View::of_parsed(image, dyn_info, dyn_addr).map_err(|e| Error::invalid(path, e))?;
     if view.dyn_info.flag_1(elf::DF_1_PIE) {
         return Err(Error::invalid(
@@ -956,7 +988,12 @@ fn close_text(guard: &registry::Guard, id: ObjId, ranges: &[(usize, usize)]) -> 
 
 /// Relocate every object of the new search list that needs it, from the
 /// end of the initialisation list (dependencies first).
-fn relocate_all(guard: &registry::Guard, root: ObjId, mode: c_int) -> Result<(), Error> {
+fn relocate_all(
+    guard: &registry::Guard,
+    root: ObjId,
+    mode: c_int,
+    relro_files: &mut Vec<(ObjId, std::fs::File)>,
+) -> Result<(), Error> {
     let order: Vec<ObjId> = {
         let reg = registry(guard)?;
         reg.obj(root)
@@ -972,6 +1009,10 @@ fn relocate_all(guard: &registry::Guard, root: ObjId, mode: c_int) -> Result<(),
     // DF_1_NOW), as in glibc.
     let lazy_mode = mode & RTLD_LAZY != 0 && !crate::process::settings().bind_now;
     for id in order {
+        if let Some(i) = relro_files.iter().position(|&(o, _)| o == id) {
+            let (_, file) = relro_files.swap_remove(i);
+            copy_relro(guard, id, &file)?;
+        }
         let text = open_text(guard, id)?;
         let outcome = {
             let reg = registry(guard)?;

@@ -613,17 +613,26 @@ fn relro_huge_page_skew(
 /// the file's, shared (libLLVM-15 has 5 such pages among the 2,048, 20
 /// KiB). What differs from glibc, visibly, is that `/proc/self/maps` shows
 /// these stretches as anonymous memory.
-pub(crate) fn copy_relro_into_huge_pages(
+///
+/// `phdrs` are the object's program headers (`mapped.phdrs` may be empty
+/// once the object is built). Returns the bytes copied.
+///
+/// # Safety
+/// The object must not be relocated yet, none of its code run, and no
+/// Rust reference into its RELRO alive: the pages are replaced, by the
+/// same bytes.
+pub(crate) unsafe fn copy_relro_into_huge_pages(
     mapped: &Mapped,
+    phdrs: &[Phdr],
     file: &std::fs::File,
     dense: impl Fn(u64, u64) -> bool,
-) -> Result<(), i32> {
-    let Some((vaddr, memsz)) = mapped.relro else {
-        return Ok(());
-    };
-    if memsz < HUGE_PAGE as u64 {
-        return Ok(());
+) -> Result<usize, i32> {
+    if !relro_may_go_to_huge_pages(mapped) {
+        return Ok(0);
     }
+    let Some((vaddr, memsz)) = mapped.relro else {
+        return Ok(0);
+    };
     // Chunks are aligned in memory; the rest is reckoned in the file's
     // addresses.
     let base = mapped.base;
@@ -633,11 +642,11 @@ pub(crate) fn copy_relro_into_huge_pages(
         .checked_next_multiple_of(HUGE_PAGE)
         .map(|a| a.wrapping_sub(base))
     else {
-        return Ok(());
+        return Ok(0);
     };
     // The writable segment whose file data holds the first 2 MiB boundary
     // of RELRO.
-    let segment = mapped.phdrs.iter().find(|p| {
+    let segment = phdrs.iter().find(|p| {
         let (start, filesz) = (p.p_vaddr.get(LE) as usize, p.p_filesz.get(LE) as usize);
         p.p_type.get(LE) == elf::PT_LOAD
             && p.p_flags.get(LE) & elf::PF_W != 0
@@ -645,7 +654,7 @@ pub(crate) fn copy_relro_into_huge_pages(
             && first < start.saturating_add(filesz)
     });
     let Some(p) = segment else {
-        return Ok(());
+        return Ok(0);
     };
     let data_end = (p.p_vaddr.get(LE) as usize).saturating_add(p.p_filesz.get(LE) as usize);
     let end = (base.wrapping_add(relro_end.min(data_end)) & !(HUGE_PAGE - 1)).wrapping_sub(base);
@@ -656,6 +665,7 @@ pub(crate) fn copy_relro_into_huge_pages(
         page_down(p.p_offset.get(LE) as usize) as u64,
     );
     let is_dense = |chunk: usize| dense(chunk as u64, (chunk + HUGE_PAGE) as u64);
+    let mut copied = 0;
     let mut chunk = first;
     while chunk < end {
         if !is_dense(chunk) {
@@ -674,12 +684,24 @@ pub(crate) fn copy_relro_into_huge_pages(
             return Err(libc::EINVAL);
         }
         // SAFETY: the range is inside this object's own mapping (checked
-        // just above), in a writable segment's file data.
+        // just above), in a writable segment's file data; the object is not
+        // relocated yet, and nothing refers into its RELRO (this function's
+        // contract).
         unsafe { copy_into_huge_pages(file, start, len, page_offset + (chunk - page) as u64)? };
+        copied += len;
         // (`run_end`, if not the end, was found not dense.)
         chunk = run_end + HUGE_PAGE;
     }
-    Ok(())
+    Ok(copied)
+}
+
+/// Is PT_GNU_RELRO big enough for [`copy_relro_into_huge_pages`] to have
+/// anything to look at? (Loads keep the file open until relocation for
+/// those objects alone.)
+pub(crate) fn relro_may_go_to_huge_pages(mapped: &Mapped) -> bool {
+    mapped
+        .relro
+        .is_some_and(|(_, memsz)| memsz >= HUGE_PAGE as u64)
 }
 
 /// Replace `len` bytes at `start` (read-write pages of a segment, 2 MiB
@@ -702,8 +724,8 @@ unsafe fn copy_into_huge_pages(
     }
     let err = |e: rustix::io::Errno| e.raw_os_error();
     // SAFETY: per the contract, our own pages, no reference into them
-    // alive. (The dynamic section, in RELRO, has been read already: its
-    // values were copied out, and the bytes put back are the same.)
+    // alive. (What was read from them already, the dynamic section's
+    // values, was copied out; the bytes put back are the same.)
     unsafe {
         rustix::mm::mmap_anonymous(
             start as *mut _,

@@ -24,6 +24,9 @@ pub(crate) struct Stats {
     pub relocations: u64,
     pub relative_relocations: u64,
     pub lookups_cached: u64,
+    /// Bytes of PT_GNU_RELRO copied into huge pages
+    /// (`map::copy_relro_into_huge_pages`).
+    pub relro_copied: u64,
     pub nanos: u64,
 }
 

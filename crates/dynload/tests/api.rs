@@ -515,6 +515,64 @@ fn big_relro_goes_to_huge_pages_only_where_relocations_are_dense() {
     }
 }
 
+/// The copy of RELRO into huge pages is made when the object is about to
+/// be relocated, not when it is mapped: a load that fails on a missing
+/// dependency copies nothing, and one that starts over because glibc must
+/// first load a C-runtime library it needs (here librt, which the driver
+/// has not loaded) copies once. The `--stats` summary counts the bytes.
+#[test]
+fn big_relro_is_copied_only_by_loads_that_get_to_relocation() {
+    let dense = |name: &str| {
+        Lib::src(name, "big_relro.c")
+            .flag("{src}/big_relro_table.S")
+            .define("POINTER_EVERY", "256")
+            .define("DENSE_FROM", "0")
+            .no_log()
+    };
+    let set = Set::build(
+        "api-big-relro-late",
+        &[
+            Lib::plain("gone").no_log(),
+            dense("needs_gone").dep("gone"),
+            dense("needs_rt").flag("-Wl,-l:librt.so.1"),
+        ],
+    );
+    std::fs::remove_file(set.path("gone")).unwrap();
+    let needed = testkit::dynamic_section(set.path("needs_rt"));
+    assert!(needed.contains("[librt.so.1]"), "{needed}");
+    let run = testkit::run_driver(
+        &set,
+        &["open $needs_gone NOW", "open $needs_rt NOW"],
+        testkit::Loader::Dynload,
+        &[("DYNLOAD_STATS", "1")],
+    );
+    assert!(
+        run.stdout
+            .contains("open libapi_big_relro_late_needs_gone.so: NULL (")
+            && run
+                .stdout
+                .contains("open libapi_big_relro_late_needs_rt.so: h"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.debug
+            .contains("librt.so.1 [0];  C runtime, loaded by glibc"),
+        "librt was not left to glibc:\n{}",
+        run.debug
+    );
+    // Two whole 2 MiB stretches of the table, once.
+    let summary = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("dynload: 2 dlopen calls"))
+        .unwrap_or_else(|| panic!("no summary:\n{}", run.stderr));
+    assert!(
+        summary.contains("; 4096 KiB of RELRO copied into huge pages;"),
+        "{summary}"
+    );
+}
+
 /// An object glibc already loaded (here libgcc_s, a dependency of this
 /// test program) is reused by path, through a symlink, and by soname.
 #[test]
