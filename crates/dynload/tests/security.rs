@@ -196,16 +196,22 @@ fn the_policy_from_the_environment_applies_to_the_c_abi() {
     assert!(!run.stdout.contains("NULL"), "{}", run.stdout);
 }
 
+/// Built once per test process: two tests use it, and a second build
+/// removes the files while the first test's process opens them.
 fn textrel_set() -> Set {
-    Set::build(
-        "sec-textrel",
-        &[
-            Lib::src("t", "textrel_user.c").no_log(),
-            Lib::src("ti", "textrel_user.c")
-                .no_log()
-                .define("WITH_IFUNC", "1"),
-        ],
-    )
+    static SET: std::sync::OnceLock<Set> = std::sync::OnceLock::new();
+    SET.get_or_init(|| {
+        Set::build(
+            "sec-textrel",
+            &[
+                Lib::src("t", "textrel_user.c").no_log(),
+                Lib::src("ti", "textrel_user.c")
+                    .no_log()
+                    .define("WITH_IFUNC", "1"),
+            ],
+        )
+    })
+    .clone()
 }
 
 #[test]
