@@ -12,7 +12,7 @@ use crate::debug::{self, debug};
 use crate::dlfcn;
 use crate::elf::dynamic::Table;
 use crate::elf::image::Image;
-use crate::elf::symbols::{NameHash, SymbolTable};
+use crate::elf::symbols::{NameHash, OwnName, SymbolTable, Wanted};
 use crate::elf::versions::VersionEntry;
 use crate::elf::{elf, Rela, Sym, SymExt, LE, PAGE_SIZE};
 use crate::error::{Error, ErrorKind, Shown};
@@ -631,21 +631,28 @@ impl<'a> Relocator<'a> {
         {
             return Walked::NotPlain;
         }
-        let name = syms.name(sym);
-        let mut hash = NameHash::new(name);
+        // The name is read only where the walk needs it (see `OwnName`),
+        // and the hash of a name this object defines comes from its table.
+        let mut name = OwnName::new(syms, sym);
+        let mut hash = match syms.own_gnu_hash(symidx) {
+            Some(h) => NameHash::of_gnu(h),
+            None => NameHash::new(name.bytes()),
+        };
         let version = syms.versym(symidx).and_then(|v| obj.view.versions.entry(v));
         let flags = Flags {
             return_newest: false,
             plt,
         };
-        let Some((def, index, dsym)) = self.scopes.lookup(name, &mut hash, version.as_ref(), flags)
+        let Some((def, index, dsym)) =
+            self.scopes
+                .lookup(&mut name, &mut hash, version.as_ref(), flags)
         else {
             return Walked::Found(None);
         };
         let unique = dsym.bind() == elf::STB_GNU_UNIQUE;
         if unique
             || matches!(dsym.kind(), elf::STT_TLS | elf::STT_GNU_IFUNC)
-            || (!def.is_ours() && dlfcn::replacement(name).is_some())
+            || (!def.is_ours() && dlfcn::replacement(name.bytes()).is_some())
         {
             return Walked::Found(Some((def, index, unique)));
         }

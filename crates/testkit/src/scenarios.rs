@@ -116,6 +116,7 @@ macro_rules! with_scenarios {
             symbol_kinds,
             global_scope_filter,
             unique_symbols_from_another_object,
+            own_names_with_the_same_hash,
         );
     };
 }
@@ -910,6 +911,52 @@ pub fn sysv_hash(p: &str) -> Scenario {
             "call h1 no_such_symbol",
         ],
         &["call id_a: 1\ncall id_b: 2\ncall call_which_a: 1\ncall no_such_symbol: NULL ("],
+    )
+}
+
+/// An object's references to names it defines itself, two of them with
+/// the same GNU hash: each binds to its own definition, or to an earlier
+/// global object's (`same_BA` and `same_data_BA` in `inter`), through the
+/// PLT (`RTLD_NOW` and `RTLD_LAZY`) and the GOT.
+pub fn own_names_with_the_same_hash(p: &str) -> Scenario {
+    let own = |name| Lib::src(name, "same_hash_own.c").no_log();
+    let s = set(
+        p,
+        "samehash",
+        &[
+            own("own"),
+            own("own_now"),
+            own("own_lazy"),
+            own("inter").define("INTERPOSE", "1"),
+        ],
+    );
+    let relocations = relocations(s.path("own"));
+    for name in ["same_Ab", "same_BA", "same_data_Ab", "same_data_BA"] {
+        assert!(relocations.contains(name), "{name}: {relocations}");
+    }
+    Scenario::new(
+        s,
+        &[
+            "open $own NOW",
+            "call h1 calls_same",
+            "call h1 reads_same",
+            "open $inter NOW|GLOBAL",
+            "open $own_now NOW",
+            "call h3 calls_same",
+            "call h3 reads_same",
+            "open $own_lazy LAZY",
+            "call h4 calls_same",
+            "call h4 reads_same",
+        ],
+        &["call calls_same: 12
+call reads_same: 34
+open @inter: h2
+open @own_now: h3
+call calls_same: 30
+call reads_same: 70
+open @own_lazy: h4
+call calls_same: 30
+call reads_same: 70"],
     )
 }
 

@@ -6,7 +6,7 @@
 //! [`crate::elf::symbols`] and allocates nothing unless a lookup fails.
 
 use crate::debug::{self, debug};
-use crate::elf::symbols::{Bloom, NameHash, SymbolTable};
+use crate::elf::symbols::{Bloom, NameHash, SymbolTable, Wanted};
 use crate::elf::versions::{VersionEntry, Versions};
 use crate::elf::{elf, Sym, SymExt};
 use crate::error::Error;
@@ -81,7 +81,7 @@ pub(crate) fn lookup_in_symbols(
 #[inline(always)]
 fn lookup_after_bloom<'s>(
     syms: &'s SymbolTable,
-    name: &[u8],
+    mut name: impl Wanted,
     hash: &mut NameHash,
     version: Option<(&VersionEntry, &Versions)>,
     flags: Flags,
@@ -91,8 +91,8 @@ fn lookup_after_bloom<'s>(
     let mut num_versions = 0u32;
     // (The check inlined into the chain walk: called, it was a sixth of a
     // `dlsym` hit.)
-    let found = syms.find_sym_in(
-        name,
+    let found = syms.find_wanted(
+        &mut name,
         hash,
         check_bloom,
         #[inline(always)]
@@ -216,11 +216,12 @@ impl<'r> PreparedScope<'r> {
     #[inline(always)]
     pub(crate) fn lookup(
         &self,
-        name: &[u8],
+        mut name: impl Wanted,
         hash: &mut NameHash,
         version: Option<&VersionEntry>,
         flags: Flags,
     ) -> Option<(&'r Object, u32, &'r Sym)> {
+        let name = &mut name;
         let h = hash.gnu;
         let all = self.objects.as_slice();
         match self.global {
@@ -242,7 +243,7 @@ impl<'r> PreparedScope<'r> {
 #[inline(always)]
 fn walk<'r>(
     objects: &[(&'r Object, Bloom)],
-    name: &[u8],
+    name: &mut impl Wanted,
     hash: &mut NameHash,
     version: Option<&VersionEntry>,
     flags: Flags,
@@ -255,7 +256,7 @@ fn walk<'r>(
         let view = &obj.view;
         let version = version.map(|v| (v, &view.versions));
         if let Some((idx, sym)) =
-            lookup_after_bloom(&view.symbols, name, hash, version, flags, false)
+            lookup_after_bloom(&view.symbols, &mut *name, hash, version, flags, false)
         {
             return Some((obj, idx, sym));
         }
