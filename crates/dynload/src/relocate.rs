@@ -631,32 +631,62 @@ impl<'a> Relocator<'a> {
         {
             return Walked::NotPlain;
         }
-        // The name is read only where the walk needs it (see `OwnName`),
-        // and the hash of a name this object defines comes from its table.
-        let mut name = OwnName::new(syms, sym);
-        let mut hash = match syms.own_gnu_hash(symidx) {
-            Some(h) => NameHash::of_gnu(h),
-            None => NameHash::new(name.bytes()),
-        };
         let version = syms.versym(symidx).and_then(|v| obj.view.versions.entry(v));
         let flags = Flags {
             return_newest: false,
             plt,
         };
-        let Some((def, index, dsym)) =
-            self.scopes
-                .lookup(&mut name, &mut hash, version.as_ref(), flags)
-        else {
+        // A name this object defines: its hash comes from the object's
+        // table, and it is read only where the walk needs it (see
+        // `OwnName`), off this path. Any other is read and hashed here.
+        if !sym.is_undefined() {
+            if let Some(h) = syms.own_gnu_hash(symidx) {
+                return self.bind_own(sym, h, version, flags);
+            }
+        }
+        let name = syms.name(sym);
+        let found = self
+            .scopes
+            .lookup(name, &mut NameHash::new(name), version.as_ref(), flags);
+        self.plain_outcome(found, || name)
+    }
+
+    /// [`Relocator::bind_plain`] for a symbol the object defines, whose
+    /// GNU hash is `h`. (Not inlined: the other path keeps its registers.)
+    #[inline(never)]
+    fn bind_own(
+        &mut self,
+        sym: &'a Sym,
+        h: u32,
+        version: Option<VersionEntry>,
+        flags: Flags,
+    ) -> Walked<'a> {
+        let own = OwnName::new(&self.obj.view.symbols, sym);
+        let found = self
+            .scopes
+            .lookup(&own, &mut NameHash::of_gnu(h), version.as_ref(), flags);
+        self.plain_outcome(found, || own.bytes())
+    }
+
+    /// What [`Relocator::bind_plain`] makes of its walk's result: a plain
+    /// definition is bound here; anything else goes to `bind`'s tail.
+    #[inline(always)]
+    fn plain_outcome<'n>(
+        &mut self,
+        found: Option<(&'a Object, u32, &'a Sym)>,
+        name: impl FnOnce() -> &'n [u8],
+    ) -> Walked<'a> {
+        let Some((def, index, dsym)) = found else {
             return Walked::Found(None);
         };
         let unique = dsym.bind() == elf::STB_GNU_UNIQUE;
         if unique
             || matches!(dsym.kind(), elf::STT_TLS | elf::STT_GNU_IFUNC)
-            || (!def.is_ours() && dlfcn::replacement(name.bytes()).is_some())
+            || (!def.is_ours() && dlfcn::replacement(name()).is_some())
         {
             return Walked::Found(Some((def, index, unique)));
         }
-        note_definer(obj, def, &mut self.out);
+        note_definer(self.obj, def, &mut self.out);
         Walked::Plain(Binding {
             found: Some(Found {
                 obj: def.id,

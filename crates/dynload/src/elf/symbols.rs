@@ -38,32 +38,22 @@ impl NameHash {
     }
 }
 
-/// The name a lookup asks for, as the hash-chain walk compares it.
-pub(crate) trait Wanted {
+/// The name a lookup asks for, as the hash-chain walk compares it. (Passed
+/// by value: a `&[u8]` stays in registers through the walk.)
+pub(crate) trait Wanted<'n>: Copy {
     /// Is the string at `offset` of `strings`, the name of `sym`, this one?
-    fn is_at(&mut self, strings: &Strings, offset: usize, sym: *const Sym) -> bool;
+    fn is_at(self, strings: &Strings, offset: usize, sym: *const Sym) -> bool;
     /// The name's bytes.
-    fn bytes(&mut self) -> &[u8];
+    fn bytes(self) -> &'n [u8];
 }
 
-impl<W: Wanted + ?Sized> Wanted for &mut W {
+impl<'n> Wanted<'n> for &'n [u8] {
     #[inline(always)]
-    fn is_at(&mut self, strings: &Strings, offset: usize, sym: *const Sym) -> bool {
-        (**self).is_at(strings, offset, sym)
-    }
-    #[inline(always)]
-    fn bytes(&mut self) -> &[u8] {
-        (**self).bytes()
-    }
-}
-
-impl Wanted for &[u8] {
-    #[inline(always)]
-    fn is_at(&mut self, strings: &Strings, offset: usize, _: *const Sym) -> bool {
+    fn is_at(self, strings: &Strings, offset: usize, _: *const Sym) -> bool {
         strings.eq_at(offset, self)
     }
     #[inline(always)]
-    fn bytes(&mut self) -> &[u8] {
+    fn bytes(self) -> &'n [u8] {
         self
     }
 }
@@ -79,7 +69,7 @@ impl Wanted for &[u8] {
 pub(crate) struct OwnName<'a> {
     table: &'a SymbolTable,
     sym: &'a Sym,
-    name: Option<&'a [u8]>,
+    name: std::cell::Cell<Option<&'a [u8]>>,
 }
 
 impl<'a> OwnName<'a> {
@@ -87,20 +77,24 @@ impl<'a> OwnName<'a> {
         OwnName {
             table,
             sym,
-            name: None,
+            name: std::cell::Cell::new(None),
         }
     }
 }
 
-impl Wanted for OwnName<'_> {
+impl<'a> Wanted<'a> for &OwnName<'a> {
     #[inline(always)]
-    fn is_at(&mut self, strings: &Strings, offset: usize, sym: *const Sym) -> bool {
+    fn is_at(self, strings: &Strings, offset: usize, sym: *const Sym) -> bool {
         std::ptr::eq(sym, self.sym) || strings.eq_at(offset, self.bytes())
     }
     #[inline(always)]
-    fn bytes(&mut self) -> &[u8] {
-        let (table, sym) = (self.table, self.sym);
-        self.name.get_or_insert_with(|| table.name(sym))
+    fn bytes(self) -> &'a [u8] {
+        if let Some(name) = self.name.get() {
+            return name;
+        }
+        let name = self.table.name(self.sym);
+        self.name.set(Some(name));
+        name
     }
 }
 
@@ -558,14 +552,14 @@ impl SymbolTable {
         check_bloom: bool,
         f: impl FnMut(u32, &Sym) -> bool,
     ) -> Option<(u32, &Sym)> {
-        self.find_wanted(&mut { name }, hash, check_bloom, f)
+        self.find_wanted(name, hash, check_bloom, f)
     }
 
     /// [`SymbolTable::find_sym_in`] for any [`Wanted`] name.
     #[inline(always)]
-    pub(crate) fn find_wanted(
+    pub(crate) fn find_wanted<'n>(
         &self,
-        name: &mut impl Wanted,
+        name: impl Wanted<'n>,
         hash: &mut NameHash,
         check_bloom: bool,
         mut f: impl FnMut(u32, &Sym) -> bool,
@@ -1102,8 +1096,8 @@ mod tests {
                     .map(|(i, _)| i)
                 };
                 let by_entry = |refuse: &[u32]| {
-                    let mut own = OwnName::new(syms, sym);
-                    syms.find_wanted(&mut own, &mut NameHash::of_gnu(h), false, |i, _| {
+                    let own = OwnName::new(syms, sym);
+                    syms.find_wanted(&own, &mut NameHash::of_gnu(h), false, |i, _| {
                         !refuse.contains(&i)
                     })
                     .map(|(i, _)| i)
@@ -1136,8 +1130,8 @@ mod tests {
         let sym = syms.sym(idx);
         let name = syms.name(sym).to_vec();
         let h = syms.own_gnu_hash(idx).unwrap();
-        let mut own = OwnName::new(&syms, sym);
-        let found = syms.find_wanted(&mut own, &mut NameHash::of_gnu(h), false, |_, _| true);
+        let own = OwnName::new(&syms, sym);
+        let found = syms.find_wanted(&own, &mut NameHash::of_gnu(h), false, |_, _| true);
         assert_eq!(found.map(|(i, _)| i), Some(idx));
         // SAFETY: the name's first byte lies in the laid-out copy, which
         // this test owns and may write.
@@ -1145,10 +1139,10 @@ mod tests {
         assert!(syms
             .find_sym_in(&name, &mut NameHash::new(&name), false, |_, _| true)
             .is_none());
-        let mut own = OwnName::new(&syms, sym);
-        let found = syms.find_wanted(&mut own, &mut NameHash::of_gnu(h), false, |_, _| true);
+        let own = OwnName::new(&syms, sym);
+        let found = syms.find_wanted(&own, &mut NameHash::of_gnu(h), false, |_, _| true);
         assert_eq!(found.map(|(i, _)| i), Some(idx));
-        assert!(own.name.is_none(), "the name was read");
+        assert!(own.name.get().is_none(), "the name was read");
     }
 
     /// A string table can change after it was checked (a relocation of the

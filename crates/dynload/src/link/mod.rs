@@ -79,9 +79,9 @@ pub(crate) fn lookup_in_symbols(
 /// [`lookup_in_symbols`], without the Bloom check unless `check_bloom`,
 /// giving the definition with its index.
 #[inline(always)]
-fn lookup_after_bloom<'s>(
+fn lookup_after_bloom<'s, 'n>(
     syms: &'s SymbolTable,
-    mut name: impl Wanted,
+    name: impl Wanted<'n>,
     hash: &mut NameHash,
     version: Option<(&VersionEntry, &Versions)>,
     flags: Flags,
@@ -92,7 +92,7 @@ fn lookup_after_bloom<'s>(
     // (The check inlined into the chain walk: called, it was a sixth of a
     // `dlsym` hit.)
     let found = syms.find_wanted(
-        &mut name,
+        name,
         hash,
         check_bloom,
         #[inline(always)]
@@ -214,14 +214,13 @@ impl<'r> PreparedScope<'r> {
     /// Gives the definer, the definition's index and the definition (if
     /// it is STB_GNU_UNIQUE, the process-wide definition is to be asked).
     #[inline(always)]
-    pub(crate) fn lookup(
+    pub(crate) fn lookup<'n>(
         &self,
-        mut name: impl Wanted,
+        name: impl Wanted<'n>,
         hash: &mut NameHash,
         version: Option<&VersionEntry>,
         flags: Flags,
     ) -> Option<(&'r Object, u32, &'r Sym)> {
-        let name = &mut name;
         let h = hash.gnu;
         let all = self.objects.as_slice();
         match self.global {
@@ -241,9 +240,9 @@ impl<'r> PreparedScope<'r> {
 
 /// [`PreparedScope::lookup`] over one run of its objects.
 #[inline(always)]
-fn walk<'r>(
+fn walk<'r, 'n>(
     objects: &[(&'r Object, Bloom)],
-    name: &mut impl Wanted,
+    name: impl Wanted<'n>,
     hash: &mut NameHash,
     version: Option<&VersionEntry>,
     flags: Flags,
@@ -256,7 +255,7 @@ fn walk<'r>(
         let view = &obj.view;
         let version = version.map(|v| (v, &view.versions));
         if let Some((idx, sym)) =
-            lookup_after_bloom(&view.symbols, &mut *name, hash, version, flags, false)
+            lookup_after_bloom(&view.symbols, name, hash, version, flags, false)
         {
             return Some((obj, idx, sym));
         }
