@@ -757,7 +757,7 @@ fn parse_gnu(image: &Image, addr: usize) -> Result<(HashTable, Option<u32>), Str
     // The symbol count is not stored: it is one past the end of the chain
     // that starts at the highest bucket. (One pass without early exit for
     // both the maximum and the check, which the compiler vectorizes:
-    // libLLVM-15 has 32,768 buckets, and a short-circuiting check cost
+    // libLLVM-15 has 32,771 buckets, and a short-circuiting check cost
     // ten instructions each.)
     let (max_bucket, below) = buckets.iter().fold((0u32, false), |(max, below), &b| {
         (max.max(b), below | (b != 0 && b < symoffset))
