@@ -48,7 +48,8 @@ struct Tx {
     /// that a load that fails or starts over before relocation (a
     /// dependency missing, a C-runtime library glibc must load first)
     /// does not copy megabytes for nothing.
-    relro_files: Vec<(ObjId, std::fs::File)>,
+    /// (With the name the object was asked for, which errors use.)
+    relro_files: Vec<(ObjId, std::fs::File, Vec<u8>)>,
 }
 
 /// What a dlopen may change on an object that was already loaded.
@@ -238,29 +239,37 @@ fn note_opened(reg: &Registry, id: ObjId) {
 }
 
 /// `map::copy_relro_into_huge_pages` for object `id`, read from `file`,
-/// just before its relocation.
-fn copy_relro(guard: &registry::Guard, id: ObjId, file: &std::fs::File) -> Result<(), Error> {
+/// just before its relocation; errors name it as it was `asked` for, as
+/// `map::map`'s do.
+fn copy_relro(
+    guard: &registry::Guard,
+    id: ObjId,
+    file: &std::fs::File,
+    asked: &[u8],
+) -> Result<(), Error> {
     let mut reg = registry_mut(guard)?;
     let o = reg.obj(id);
     let Kind::Ours(m) = &o.kind else {
         return Ok(());
     };
-    // (`phdr` is the object's own header table, mapped, or `m.phdrs`.)
+    // (A copy: `phdr` may point into the mapped image, whose pages are
+    // about to be replaced.)
     // SAFETY: `phdr` and `phnum` describe the object's program headers,
     // which stay mapped (or allocated) while its record lives.
-    let phdrs = unsafe { std::slice::from_raw_parts(o.phdr, o.phnum) };
+    let phdrs = unsafe { std::slice::from_raw_parts(o.phdr, o.phnum) }.to_vec();
     let view = &o.view;
     // SAFETY: called just before the object's relocation (`relocate_all`
     // relocates each new object once, and constructors run after all are
-    // relocated); its views and other objects' relocated words hold
-    // addresses into its pages, not references, and the bytes at them stay
-    // the same.
+    // relocated; an IFUNC resolver of an object not yet relocated is
+    // refused, so none of its code has run); its views and other objects'
+    // relocated words hold addresses into its pages, not references, and
+    // the bytes at them stay the same.
     let copied = unsafe {
-        map::copy_relro_into_huge_pages(m, phdrs, file, |lo, hi| {
+        map::copy_relro_into_huge_pages(m, &phdrs, file, |lo, hi| {
             crate::relocate::relative_dense(&view.image, &view.dyn_info, lo, hi)
         })
     }
-    .map_err(|_| map::map_failed(Shown(o.name.to_bytes())))?;
+    .map_err(|_| map::map_failed(Shown(asked)))?;
     reg.stats.relro_copied += copied as u64;
     Ok(())
 }
@@ -682,7 +691,7 @@ fn map_object(
         );
     }
     if keep_file {
-        tx.relro_files.push((id, opened.file));
+        tx.relro_files.push((id, opened.file, name.to_vec()));
     }
     Ok(Some(id))
 }
@@ -992,7 +1001,7 @@ fn relocate_all(
     guard: &registry::Guard,
     root: ObjId,
     mode: c_int,
-    relro_files: &mut Vec<(ObjId, std::fs::File)>,
+    relro_files: &mut Vec<(ObjId, std::fs::File, Vec<u8>)>,
 ) -> Result<(), Error> {
     let order: Vec<ObjId> = {
         let reg = registry(guard)?;
@@ -1009,9 +1018,9 @@ fn relocate_all(
     // DF_1_NOW), as in glibc.
     let lazy_mode = mode & RTLD_LAZY != 0 && !crate::process::settings().bind_now;
     for id in order {
-        if let Some(i) = relro_files.iter().position(|&(o, _)| o == id) {
-            let (_, file) = relro_files.swap_remove(i);
-            copy_relro(guard, id, &file)?;
+        if let Some(i) = relro_files.iter().position(|(o, _, _)| *o == id) {
+            let (_, file, asked) = relro_files.swap_remove(i);
+            copy_relro(guard, id, &file, &asked)?;
         }
         let text = open_text(guard, id)?;
         let outcome = {
