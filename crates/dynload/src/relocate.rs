@@ -639,7 +639,9 @@ impl<'a> Relocator<'a> {
         // A name this object defines: its hash comes from the object's
         // table, and it is read only where the walk needs it (see
         // `OwnName`), off this path. Any other is read and hashed here.
-        if !sym.is_undefined() {
+        // (A name outside the string table is left to the path that reads
+        // it, which finds nothing under it, as before.)
+        if !sym.is_undefined() && syms.strings().holds(sym.name_offset()) {
             if let Some(h) = syms.own_gnu_hash(symidx) {
                 return self.bind_own(sym, h, version, flags);
             }
@@ -832,7 +834,8 @@ pub(crate) fn rela_entries(
 /// DT_RELACOUNT entries of DT_RELA, which link editors sort by address
 /// (`-z combreloc`, the default), counted with two binary searches.
 /// (Checking each page instead meant reading all of libLLVM-15's 8.7 MB
-/// of entries early: 1.7 ms, more than the huge pages saved.) Unsorted
+/// of entries early: 1.7 ms, more than the huge pages saved, measured
+/// when the copy was made at mapping time, not since.) Unsorted
 /// entries only make the answer wrong, never unsafe. Used by
 /// [`crate::map::copy_relro_into_huge_pages`].
 pub(crate) fn relative_dense(

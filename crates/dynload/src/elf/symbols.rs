@@ -190,6 +190,12 @@ impl Strings {
         len: 0,
     };
 
+    /// Does the table hold a byte at `offset`? (No string is read.)
+    #[inline(always)]
+    pub(crate) fn holds(&self, offset: usize) -> bool {
+        offset < self.len
+    }
+
     /// The string at `offset`, without its NUL.
     #[inline(always)]
     pub(crate) fn at(&self, offset: usize) -> Option<&[u8]> {
@@ -1126,10 +1132,26 @@ mod tests {
         let data = std::fs::read("/usr/lib/x86_64-linux-gnu/libz.so.1").unwrap();
         let (loaded, d) = crate::fuzzing::tables(&data).unwrap();
         let syms = SymbolTable::parse(&loaded.image, &d).unwrap();
-        let idx = syms.count() - 1;
+        // A symbol the table gives a hash for, first of its hash in its
+        // chain (so the walk meets its entry before any other).
+        let (idx, h) = (0..syms.count())
+            .filter_map(|i| Some((i, syms.own_gnu_hash(i)?)))
+            .find(|&(i, h)| {
+                let mut first = None;
+                let _ = syms.find_wanted(
+                    &OwnName::new(&syms, syms.sym(i)),
+                    &mut NameHash::of_gnu(h),
+                    false,
+                    |at, _| {
+                        first.get_or_insert(at);
+                        false
+                    },
+                );
+                first == Some(i)
+            })
+            .unwrap();
         let sym = syms.sym(idx);
         let name = syms.name(sym).to_vec();
-        let h = syms.own_gnu_hash(idx).unwrap();
         let own = OwnName::new(&syms, sym);
         let found = syms.find_wanted(&own, &mut NameHash::of_gnu(h), false, |_, _| true);
         assert_eq!(found.map(|(i, _)| i), Some(idx));
