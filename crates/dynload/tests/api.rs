@@ -525,6 +525,7 @@ fn big_relro_is_copied_only_by_loads_that_get_to_relocation() {
     let dense = |name: &str| {
         Lib::src(name, "big_relro.c")
             .flag("{src}/big_relro_table.S")
+            .flag("-Wl,-z,nopack-relative-relocs")
             .define("POINTER_EVERY", "256")
             .define("DENSE_FROM", "0")
             .no_log()

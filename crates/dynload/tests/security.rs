@@ -291,6 +291,47 @@ fn text_relocations_allowed_from_the_environment() {
     let _ = script;
 }
 
+/// Make the 1st, 2nd, ... `call` of opening `path` fail with `errno` until
+/// a load no longer reaches it (every call of the load has failed once):
+/// each failure must be an error ending in one of `texts` that leaves
+/// nothing mapped under `dir`; the load that succeeds goes to `loaded`.
+/// Returns the number of failure points.
+fn fail_each_call(
+    call: Syscall,
+    errno: i32,
+    path: &str,
+    dir: &Path,
+    texts: &[&str],
+    loaded: impl FnOnce(Library),
+) -> u32 {
+    let mut loaded = Some(loaded);
+    let mut failures = 0;
+    for n in 1.. {
+        fail_nth(call, n, errno);
+        match open(path) {
+            Ok(lib) => {
+                fail_nth(call, 0, 0);
+                (loaded.take().unwrap())(lib);
+                break;
+            }
+            Err(e) => {
+                failures += 1;
+                assert!(
+                    texts.iter().any(|t| e.to_string().ends_with(t)),
+                    "{call:?} #{n}: {e}"
+                );
+                assert!(
+                    mapped_under(dir).is_empty(),
+                    "{call:?} #{n} left {:?}",
+                    mapped_under(dir)
+                );
+            }
+        }
+        assert!(n < 100, "{call:?} never stopped failing");
+    }
+    failures
+}
+
 #[test]
 fn failed_system_calls_leave_nothing_behind() {
     if !in_child() {
@@ -340,32 +381,9 @@ fn failed_system_calls_leave_nothing_behind() {
         ),
     ];
     for (call, errno, texts) in cases {
-        // Fail the 1st, 2nd, ... call until a load no longer reaches it:
-        // every call of the load has failed once.
-        let mut failures = 0;
-        for n in 1.. {
-            fail_nth(call, n, errno);
-            match open(&a) {
-                Ok(lib) => {
-                    fail_nth(call, 0, 0);
-                    lib.close().unwrap();
-                    break;
-                }
-                Err(e) => {
-                    failures += 1;
-                    assert!(
-                        texts.iter().any(|t| e.to_string().ends_with(t)),
-                        "{call:?} #{n}: {e}"
-                    );
-                    assert!(
-                        mapped_under(&set.dir).is_empty(),
-                        "{call:?} #{n} left {:?}",
-                        mapped_under(&set.dir)
-                    );
-                }
-            }
-            assert!(n < 100, "{call:?} never stopped failing");
-        }
+        let failures = fail_each_call(call, errno, &a, &set.dir, texts, |lib| {
+            lib.close().unwrap();
+        });
         println!("{call:?}: {failures} failure points");
         // A panic inside the loader at the same place (a stand-in for a
         // bug) is rolled back as well, and becomes an error.
@@ -392,6 +410,69 @@ fn failed_system_calls_leave_nothing_behind() {
         let f = unsafe { lib.get::<unsafe extern "C" fn() -> i32>("id_a") }.unwrap();
         assert_eq!(unsafe { f() }, 1);
         lib.close().unwrap();
+        assert!(mapped_under(&set.dir).is_empty());
+    }
+}
+
+/// The copy of a big RELRO into huge pages is made when the object is
+/// about to be relocated, after its dependency was: an `mmap` failing
+/// there (one failure point more than the same chain whose RELRO stays
+/// the file's) rolls the whole load back, relocated dependency included.
+#[test]
+fn a_failed_relro_copy_at_relocation_leaves_nothing_behind() {
+    if !in_child() {
+        let big = |name: &str, every: &str| {
+            Lib::src(name, "big_relro.c")
+                .flag("{src}/big_relro_table.S")
+                .flag("-Wl,-z,nopack-relative-relocs")
+                .define("POINTER_EVERY", every)
+                .define("DENSE_FROM", "0")
+                .dep("leaf")
+        };
+        Set::build(
+            "sec-relro-copy",
+            &[
+                Lib::node("leaf", 3),
+                big("dense", "256"),
+                big("sparse", "8192"),
+            ],
+        );
+        let out = testkit::rerun_in_child(
+            "a_failed_relro_copy_at_relocation_leaves_nothing_behind",
+            None,
+            &[(CHILD, "1")],
+        );
+        let points = |build: &str| -> u32 {
+            let line = out
+                .lines()
+                .find_map(|l| l.split_once(&format!("{build}: ")).map(|(_, rest)| rest))
+                .unwrap_or_else(|| panic!("no {build} line in:\n{out}"));
+            line.split(' ').next().unwrap().parse().unwrap()
+        };
+        assert_eq!(points("dense"), points("sparse") + 1, "{out}");
+        return;
+    }
+    let set = testkit::Set {
+        dir: testkit::out_root().join("sec-relro-copy"),
+        prefix: "sec_relro_copy".into(),
+    };
+    for build in ["dense", "sparse"] {
+        let segment = "failed to map segment from shared object";
+        let failures = fail_each_call(
+            Syscall::Mmap,
+            libc::ENOMEM,
+            &set.path(build),
+            &set.dir,
+            &[segment],
+            |lib| {
+                // SAFETY: the fixture's function, `long (void)`.
+                let f = unsafe { lib.get::<unsafe extern "C" fn() -> i64>("big_relro_mismatches") }
+                    .unwrap();
+                assert_eq!(unsafe { f() }, 0, "{build}");
+                lib.close().unwrap();
+            },
+        );
+        println!("{build}: {failures} failure points");
         assert!(mapped_under(&set.dir).is_empty());
     }
 }

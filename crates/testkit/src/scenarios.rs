@@ -916,8 +916,9 @@ pub fn sysv_hash(p: &str) -> Scenario {
 
 /// An object's references to names it defines itself, two of them with
 /// the same GNU hash: each binds to its own definition, or to an earlier
-/// global object's (`same_BA` and `same_data_BA` in `inter`), through the
-/// PLT (`RTLD_NOW` and `RTLD_LAZY`) and the GOT.
+/// global object's (`same_BA` and `same_data_BA` in `inter`, which has a
+/// SysV hash table only, so that the walk reads the name there), through
+/// the PLT (`RTLD_NOW` and `RTLD_LAZY`) and the GOT.
 pub fn own_names_with_the_same_hash(p: &str) -> Scenario {
     let own = |name| Lib::src(name, "same_hash_own.c").no_log();
     let s = set(
@@ -927,13 +928,20 @@ pub fn own_names_with_the_same_hash(p: &str) -> Scenario {
             own("own"),
             own("own_now"),
             own("own_lazy"),
-            own("inter").define("INTERPOSE", "1"),
+            own("inter")
+                .define("INTERPOSE", "1")
+                .flag("-Wl,--hash-style=sysv"),
         ],
     );
     let relocations = relocations(s.path("own"));
     for name in ["same_Ab", "same_BA", "same_data_Ab", "same_data_BA"] {
         assert!(relocations.contains(name), "{name}: {relocations}");
     }
+    let tables = dynamic_section(s.path("inter"));
+    assert!(
+        tables.contains("(HASH)") && !tables.contains("GNU_HASH"),
+        "{tables}"
+    );
     Scenario::new(
         s,
         &[
