@@ -454,7 +454,7 @@ pub(crate) fn summary() -> Option<String> {
         .count();
     let s = reg.stats;
     let mut out = format!(
-        "dynload: {} dlopen calls; {} objects loaded by dynload ({} still loaded), {} by glibc; {} relocations ({} from the lookup cache), {} relative; {}{:.1} ms in dlopen\n",
+        "dynload: {} dlopen calls; {} objects loaded by dynload ({} still loaded), {} by glibc; {} relocations ({} from the lookup cache), {} relative; {}{}{:.1} ms in dlopen\n",
         s.dlopen_calls,
         s.objects_loaded,
         ours.len(),
@@ -466,6 +466,10 @@ pub(crate) fn summary() -> Option<String> {
             format!("{} KiB of RELRO copied into huge pages; ", s.relro_copied / 1024)
         } else {
             String::new()
+        },
+        match crate::two_cores::splits() {
+            0 => String::new(),
+            n => format!("{n} pieces of work shared with a helper thread; "),
         },
         s.nanos as f64 / 1e6
     );

@@ -1,5 +1,5 @@
-//! Fault injection for tests: make the loader's n-th `open`, `mmap` or
-//! `mprotect` from now on fail with a chosen errno, to prove that every
+//! Fault injection for tests: make the loader's n-th `open`, `mmap`,
+//! `mprotect` or thread start from now on fail with a chosen errno, to prove that every
 //! such failure ends in a clean error with nothing left mapped, and that a
 //! later load succeeds. Off unless a test turns it on (one relaxed atomic
 //! load per call otherwise); not reachable from the environment.
@@ -15,10 +15,13 @@ pub enum Syscall {
     Mmap,
     /// Changing protections (RELRO after relocation, text relocations).
     Mprotect,
+    /// Starting a helper thread (see `two_cores`); its work then runs on
+    /// the loading thread, so this fails nothing.
+    Thread,
 }
 
-static COUNTDOWN: [AtomicU32; 3] = [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
-static ERRNO: [AtomicI32; 3] = [AtomicI32::new(0), AtomicI32::new(0), AtomicI32::new(0)];
+static COUNTDOWN: [AtomicU32; 4] = [const { AtomicU32::new(0) }; 4];
+static ERRNO: [AtomicI32; 4] = [const { AtomicI32::new(0) }; 4];
 
 /// Instead of an errno: panic at that call (a stand-in for a loader bug),
 /// to test that a panic is rolled back like any failure.

@@ -49,6 +49,7 @@ mod relocate;
 mod state;
 mod thread_exit;
 mod tls;
+mod two_cores;
 mod unload;
 mod unwind;
 
@@ -62,6 +63,7 @@ pub use error::{Error, ErrorKind, Result};
 #[doc(hidden)]
 pub mod testing {
     pub use crate::fault::{fail_nth, Syscall, PANIC};
+    pub use crate::two_cores::splits as work_split_over_two_threads;
 }
 pub use find::FoundVia;
 pub use object::LinkMap;

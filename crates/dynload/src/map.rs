@@ -739,8 +739,25 @@ unsafe fn copy_into_huge_pages(
     }
     // SAFETY: the anonymous pages just mapped, writable, ours alone.
     let dest = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, len) };
-    let (mut done, mut offset) = (0, offset);
-    while done < len {
+    if len < 2 * HUGE_PAGE {
+        return read_fully(file, dest, offset);
+    }
+    // Most of a copy's time is the kernel zeroing each fresh huge page as
+    // the read first touches it, then the copy itself: work for two cores
+    // (see `two_cores`), split on a huge-page boundary.
+    let half = len / HUGE_PAGE / 2 * HUGE_PAGE;
+    let (low, high) = dest.split_at_mut(half);
+    let (high, low) = crate::two_cores::join(
+        || read_fully(file, high, offset + half as u64),
+        || read_fully(file, low, offset),
+    );
+    low.and(high)
+}
+
+/// Fill `dest` with the file's bytes from `offset` on.
+fn read_fully(file: &std::fs::File, dest: &mut [u8], mut offset: u64) -> Result<(), i32> {
+    let mut done = 0;
+    while done < dest.len() {
         match rustix::io::pread(file, &mut dest[done..], offset) {
             // (`plan` checked that the segment lies inside the file.)
             Ok(0) => return Err(libc::EIO),

@@ -763,3 +763,44 @@ fn unique_symbols_are_shared_with_glibcs_objects() {
     let bump = *unsafe { ub.get::<extern "C" fn() -> i32>("bump") }.unwrap();
     assert_eq!((glibc_bump(), bump(), glibc_bump(), bump()), (1, 2, 3, 4));
 }
+
+/// Loading a library big enough for its RELRO copy and its RELATIVE
+/// relocations to be shared with a helper thread (655,360 RELATIVE
+/// entries, 5 MiB of RELRO) leaves a single-threaded C program
+/// single-threaded in glibc's eyes, as glibc's own load does: the helper
+/// is not a pthread (a pthread would turn `__libc_single_threaded` off for
+/// good, and with it the fast paths of malloc and libstdc++'s reference
+/// counts). The table is right, and the `--stats` summary counts the two
+/// pieces of work.
+#[test]
+fn a_load_shared_with_a_helper_thread_leaves_the_program_single_threaded() {
+    let set = Set::build(
+        "api-two-cores",
+        &[Lib::src("table", "big_relro.c")
+            .flag("{src}/big_relro_table.S")
+            .flag("-Wl,-z,nopack-relative-relocs")
+            .define("POINTER_EVERY", "1")
+            .define("DENSE_FROM", "0")
+            .no_log()],
+    );
+    let program = testkit::program("single_threaded.c");
+    let args = [set.path("table")];
+    let want = "single-threaded before: 1, after: 1; 0 words wrong\n";
+    let (glibc, status) =
+        testkit::run_program(&program, &args, &set.dir, testkit::Loader::Glibc, &[]);
+    assert!(status.success() && glibc.stdout == want, "glibc: {glibc:?}");
+    let (ours, status) = testkit::run_program(
+        &program,
+        &args,
+        &set.dir,
+        testkit::Loader::Dynload,
+        &[("DYNLOAD_STATS", "1")],
+    );
+    assert!(status.success() && ours.stdout == want, "dynload: {ours:?}");
+    assert!(
+        ours.stderr
+            .contains("; 2 pieces of work shared with a helper thread; "),
+        "{}",
+        ours.stderr
+    );
+}

@@ -476,3 +476,127 @@ fn a_failed_relro_copy_at_relocation_leaves_nothing_behind() {
         assert!(mapped_under(&set.dir).is_empty());
     }
 }
+
+/// The longest runs of RELATIVE relocations and the biggest RELRO copies
+/// are split over two threads. The fixture has 655,360 RELATIVE entries,
+/// one for every word of its 5 MiB table, and two whole 2 MiB stretches of
+/// RELRO to copy: both pieces of work run on two threads, and the table
+/// comes out byte for byte as glibc makes it. So it does when no thread can
+/// be started (each start made to fail in turn: that piece runs on one
+/// thread), and when two entries, one in each half, write one word (the
+/// later must win, as in table order): the two halves' last and first
+/// entries, or two entries further apart.
+#[test]
+fn big_relocation_runs_and_copies_on_two_threads_give_the_serial_result() {
+    use dynload::testing::work_split_over_two_threads as splits;
+    if !in_child() {
+        Set::build(
+            "sec-two-cores",
+            &[Lib::src("table", "big_relro.c")
+                .flag("{src}/big_relro_table.S")
+                .flag("-Wl,-z,nopack-relative-relocs")
+                .define("POINTER_EVERY", "1")
+                .define("DENSE_FROM", "0")],
+        );
+        let out = testkit::rerun_in_child(
+            "big_relocation_runs_and_copies_on_two_threads_give_the_serial_result",
+            None,
+            &[(CHILD, "1")],
+        );
+        assert!(out.contains("checked 5 loads"), "{out}");
+        return;
+    }
+    let set = testkit::Set {
+        dir: testkit::out_root().join("sec-two-cores"),
+        prefix: "sec_two_cores".into(),
+    };
+    let good = set.path("table");
+    let bytes = std::fs::read(&good).unwrap();
+    let relacount = testkit::damage::dynamic_value(&bytes, 0x6fff_fff9) as usize;
+    // (The table's words, and a few of the C runtime's.)
+    assert!(
+        (655_360..655_400).contains(&relacount),
+        "DT_RELACOUNT {relacount}"
+    );
+    // Entry `later` of .rela.dyn (24 bytes each: offset, info, addend) made
+    // to write the word entry `earlier` writes, a word further on.
+    let same_word = |name: &str, earlier: usize, later: usize| {
+        testkit::damage::variant(&good, &set.dir, name, |b| {
+            let (rela, _) = testkit::damage::section(b, ".rela.dyn");
+            let (e, l) = (rela + 24 * earlier, rela + 24 * later);
+            let offset = testkit::damage::get_u64(b, e);
+            let addend = testkit::damage::get_u64(b, e + 16);
+            testkit::damage::put_u64(b, l, offset);
+            testkit::damage::put_u64(b, l + 16, addend + 8);
+        })
+    };
+    let mid = relacount / 2;
+    let across = same_word("across", mid - 1, mid);
+    // (The second half stops at the word that is not in order: had it gone
+    // on, it would have written it long before the first half does.)
+    let apart = same_word("apart", mid - 10, mid + 10);
+    // The table's words as a loaded copy of the fixture holds them, each
+    // with the table's address (a relocated word is an address in the copy,
+    // and each loader puts the copy somewhere else).
+    let table = |start: usize, len: usize| -> Vec<(u64, u64)> {
+        // SAFETY: the fixture's table, `len` bytes at `start` (aligned),
+        // mapped while the caller holds it open.
+        let words = unsafe { std::slice::from_raw_parts(start as *const u64, len / 8) };
+        words.iter().map(|&w| (w, start as u64)).collect()
+    };
+    // The same word: the file's value, or the same address in each copy.
+    let same = |&(a, a_start): &(u64, u64), &(b, b_start): &(u64, u64)| {
+        a == b || a.wrapping_sub(a_start) == b.wrapping_sub(b_start)
+    };
+    let glibc_table = |path: &str| -> Vec<(u64, u64)> {
+        let c_path = std::ffi::CString::new(path).unwrap();
+        // SAFETY: the test's own fixture; its functions are
+        // `const void *(void)` and `unsigned long (void)`.
+        unsafe {
+            let h = libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            assert!(!h.is_null(), "{path}");
+            let start: unsafe extern "C" fn() -> usize =
+                std::mem::transmute(libc::dlsym(h, c"big_relro_start".as_ptr()));
+            let len: unsafe extern "C" fn() -> usize =
+                std::mem::transmute(libc::dlsym(h, c"big_relro_bytes".as_ptr()));
+            let t = table(start(), len());
+            libc::dlclose(h);
+            t
+        }
+    };
+    let mut loads = 0;
+    let mut check = |path: &str, thread_fails: u32, split: u64| {
+        let want = glibc_table(path);
+        fail_nth(Syscall::Thread, thread_fails, libc::EAGAIN);
+        let before = splits();
+        let lib = open(path).unwrap();
+        fail_nth(Syscall::Thread, 0, 0);
+        let what = format!("{path}, thread start {thread_fails} failing");
+        assert_eq!(splits() - before, split, "{what}");
+        // SAFETY: the fixture's functions, as above.
+        let got = unsafe {
+            let start = lib
+                .get::<unsafe extern "C" fn() -> usize>("big_relro_start")
+                .unwrap();
+            let len = lib
+                .get::<unsafe extern "C" fn() -> usize>("big_relro_bytes")
+                .unwrap();
+            table(start(), len())
+        };
+        assert_eq!(want.len(), got.len(), "{what}");
+        let first_difference = want.iter().zip(&got).position(|(a, b)| !same(a, b));
+        assert_eq!(
+            first_difference, None,
+            "{what}: a word differs from glibc's"
+        );
+        lib.close().unwrap();
+        assert!(mapped_under(&set.dir).is_empty());
+        loads += 1;
+    };
+    check(&good, 0, 2);
+    check(&good, 1, 1);
+    check(&good, 2, 1);
+    check(&across, 0, 2);
+    check(&apart, 0, 2);
+    println!("checked {loads} loads");
+}
