@@ -97,49 +97,67 @@ struct AppliedInOrder {
 /// before: the part of a run that can share the work with another thread.
 fn relative_in_order(image: &Image, relas: &[Rela]) -> AppliedInOrder {
     let base = image.base;
+    if base % 8 != 0 {
+        // (Not reached: objects are mapped at page boundaries.)
+        return AppliedInOrder {
+            count: 0,
+            first: 0,
+            last: 0,
+        };
+    }
     // The writable segment the last target was in (see `relative_run`).
     let (mut lo, mut span) = (1u64, 0u64);
-    let mut done = AppliedInOrder {
-        count: relas.len(),
-        first: 0,
-        last: 0,
-    };
-    // The lowest offset the next target may have.
+    // The lowest offset the next target may have: a multiple of 8.
     let mut above = 0u64;
-    for (i, rela) in relas.iter().enumerate() {
+    let mut count = relas.len();
+    let mut entries = relas.iter();
+    while let Some(rela) = entries.next() {
         let offset = rela.r_offset.get(LE);
-        let addr = image.addr(offset);
-        if rela.r_info.get(LE) as u32 != r::RELATIVE || offset < above || addr % 8 != 0 {
-            done.count = i;
+        // Below `above`, the difference wraps and sets the top bit (offsets
+        // of targets lie far below 2^63); not a multiple of 8, a low bit.
+        // (Either stops the run; so does a wrong type or segment.)
+        let disorder = offset.wrapping_sub(above) & (1 << 63 | 7);
+        if rela.r_info.get(LE) as u32 != r::RELATIVE || disorder != 0 {
+            count = relas.len() - entries.len() - 1;
             break;
         }
         if offset.wrapping_sub(lo) > span {
-            match image.writable_segment(addr, 8) {
+            match image.writable_segment(image.addr(offset), 8) {
                 Some((s, e)) => {
                     lo = s.wrapping_sub(base) as u64;
                     span = (e - s - 8) as u64;
                 }
                 None => {
-                    done.count = i;
+                    count = relas.len() - entries.len() - 1;
                     break;
                 }
             }
         }
-        if i == 0 {
-            done.first = offset;
-        }
-        done.last = offset;
         above = offset + 8;
-        // SAFETY: `addr .. addr + 8` is an aligned word in a writable
-        // segment of this object (checked above, or for an earlier target
-        // in the same segment), which nothing else reads or writes while
-        // the two threads run but the other half's atomic stores.
-        unsafe { std::sync::atomic::AtomicUsize::from_ptr(addr as *mut usize) }.store(
-            base.wrapping_add(rela.r_addend.get(LE) as usize),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        // SAFETY: `base + offset .. + 8` is an aligned word (`base` and
+        // `offset` are multiples of 8) in a writable segment of this object
+        // (checked above, or for an earlier target in the same segment),
+        // which nothing else reads or writes while the two threads run but
+        // the other half's atomic stores.
+        unsafe { std::sync::atomic::AtomicUsize::from_ptr(image.addr(offset) as *mut usize) }
+            .store(
+                base.wrapping_add(rela.r_addend.get(LE) as usize),
+                std::sync::atomic::Ordering::Relaxed,
+            );
     }
-    done
+    let at = |i: usize| relas[i].r_offset.get(LE);
+    match count {
+        0 => AppliedInOrder {
+            count,
+            first: 0,
+            last: 0,
+        },
+        n => AppliedInOrder {
+            count,
+            first: at(0),
+            last: at(n - 1),
+        },
+    }
 }
 
 /// The one-entry cache's key for symbol `symidx` looked up for a
