@@ -128,6 +128,18 @@ fn damage_glibc_does_not_check_is_refused() {
             }),
             "constructor or destructor at 0x1 is outside",
         ),
+        (
+            // The first RELATIVE entry (the head of .rela.dyn) made to
+            // write at offset 1, in the read-only ELF header: offset 1 was
+            // the one target the RELATIVE loop's empty starting window let
+            // through unchecked.
+            variant(&good, d, "relative-at-1", |b| {
+                let (rela, _) = testkit::damage::section(b, ".rela.dyn");
+                assert_eq!(get_u64(b, rela + 8) & 0xffff_ffff, 8, "not RELATIVE");
+                put_u64(b, rela, 1);
+            }),
+            "relocation target 0x1 is outside the object's writable segments",
+        ),
     ];
     assert_refused(&set, &cases, "NOW", "capi-bad-body/", ("good", "id_good"));
 }

@@ -105,8 +105,7 @@ fn relative_in_order(image: &Image, relas: &[Rela]) -> AppliedInOrder {
             last: 0,
         };
     }
-    // The writable segment the last target was in (see `relative_run`).
-    let (mut lo, mut span) = (1u64, 0u64);
+    let mut window = WordWindow::EMPTY;
     // The lowest offset the next target may have: a multiple of 8.
     let mut above = 0u64;
     let mut count = relas.len();
@@ -121,29 +120,20 @@ fn relative_in_order(image: &Image, relas: &[Rela]) -> AppliedInOrder {
             count = relas.len() - entries.len() - 1;
             break;
         }
-        if offset.wrapping_sub(lo) > span {
-            match image.writable_segment(image.addr(offset), 8) {
-                Some((s, e)) => {
-                    lo = s.wrapping_sub(base) as u64;
-                    span = (e - s - 8) as u64;
-                }
-                None => {
-                    count = relas.len() - entries.len() - 1;
-                    break;
-                }
-            }
+        let addr = image.addr(offset);
+        if !window.holds(image, addr) {
+            count = relas.len() - entries.len() - 1;
+            break;
         }
         above = offset + 8;
-        // SAFETY: `base + offset .. + 8` is an aligned word (`base` and
+        // SAFETY: `addr .. addr + 8` is an aligned word (`base` and
         // `offset` are multiples of 8) in a writable segment of this object
-        // (checked above, or for an earlier target in the same segment),
-        // which nothing else reads or writes while the two threads run but
-        // the other half's atomic stores.
-        unsafe { std::sync::atomic::AtomicUsize::from_ptr(image.addr(offset) as *mut usize) }
-            .store(
-                base.wrapping_add(rela.r_addend.get(LE) as usize),
-                std::sync::atomic::Ordering::Relaxed,
-            );
+        // (checked above), which nothing else reads or writes while the two
+        // threads run but the other half's atomic stores.
+        unsafe { std::sync::atomic::AtomicUsize::from_ptr(addr as *mut usize) }.store(
+            base.wrapping_add(rela.r_addend.get(LE) as usize),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
     let at = |i: usize| relas[i].r_offset.get(LE);
     match count {
@@ -240,8 +230,8 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome,
             size: 0,
         },
         static_modules: Vec::new(),
-        slot_segments: ((1, 0), (1, 0)),
-        word_segment: (1, 0),
+        slot_segments: (WordWindow::EMPTY, (1, 0)),
+        word_segment: WordWindow::EMPTY,
         plain_binds: false,
         out: Outcome::default(),
         name,
@@ -288,9 +278,9 @@ struct Relocator<'a> {
     /// The writable and the executable segment the last lazily bound PLT
     /// slot and its stub were in, each as [start, end): the slots of one
     /// table are contiguous, and their stubs too.
-    slot_segments: ((usize, usize), (usize, usize)),
+    slot_segments: (WordWindow, (usize, usize)),
     /// The writable segment the last symbolic word was in, as [start, end).
-    word_segment: (usize, usize),
+    word_segment: WordWindow,
     /// May bindings take `bind_plain`? (Not while bindings are traced, nor
     /// when the prepared walk cannot be taken.)
     plain_binds: bool,
@@ -376,33 +366,18 @@ impl<'a> Relocator<'a> {
     fn relative_run(&mut self, relas: &[Rela]) -> usize {
         let image = &self.obj.view.image;
         let base = image.base;
-        // The writable segment the last target was in, as the offsets
-        // (from the load base) an 8-byte word may start at: `lo..=lo + span`.
-        let (mut lo, mut span) = (1u64, 0u64);
+        let mut window = WordWindow::EMPTY;
         let mut done = relas.len();
         for (i, rela) in relas.iter().enumerate() {
-            if rela.r_info.get(LE) as u32 != r::RELATIVE {
+            let addr = image.addr(rela.r_offset.get(LE));
+            if rela.r_info.get(LE) as u32 != r::RELATIVE || !window.holds(image, addr) {
                 done = i;
                 break;
             }
-            let offset = rela.r_offset.get(LE);
-            if offset.wrapping_sub(lo) > span {
-                match image.writable_segment(image.addr(offset), 8) {
-                    Some((s, e)) => {
-                        lo = s.wrapping_sub(base) as u64;
-                        span = (e - s - 8) as u64;
-                    }
-                    None => {
-                        done = i;
-                        break;
-                    }
-                }
-            }
-            // SAFETY: `base + offset .. + 8` lies in a writable segment of
-            // this object (checked just above, or for an earlier target in
-            // the same segment).
+            // SAFETY: `addr .. addr + 8` lies in a writable segment of this
+            // object (checked just above).
             unsafe {
-                (image.addr(offset) as *mut usize)
+                (addr as *mut usize)
                     .write_unaligned(base.wrapping_add(rela.r_addend.get(LE) as usize))
             };
         }
@@ -478,7 +453,7 @@ impl<'a> Relocator<'a> {
         let image = &self.obj.view.image;
         let offset = rela.r_offset.get(LE);
         let addr = image.addr(offset);
-        if !word_writable(&mut self.slot_segments.0, image, addr) {
+        if !self.slot_segments.0.holds(image, addr) {
             return Err(target_error(self.obj.display_name(), offset));
         }
         let (cs, ce) = self.slot_segments.1;
@@ -514,7 +489,7 @@ impl<'a> Relocator<'a> {
         let image = &self.obj.view.image;
         let offset = rela.r_offset.get(LE);
         let addr = image.addr(offset);
-        if !word_writable(&mut self.word_segment, image, addr) {
+        if !self.word_segment.holds(image, addr) {
             return Err(target_error(self.name, offset));
         }
         let symidx = rela_symbol(rela);
@@ -890,22 +865,38 @@ enum Walked<'a> {
     NotPlain,
 }
 
-/// Is the 8-byte word at `addr` in a writable segment of `image`? `last`
-/// is the segment the previous word of the caller's run was in, as
-/// [start, end), and is updated here: the words of one table mostly share
-/// a segment, so each costs a compare.
-#[inline(always)]
-fn word_writable(last: &mut (usize, usize), image: &Image, addr: usize) -> bool {
-    let (start, end) = *last;
-    if start <= addr && addr.checked_add(8).is_some_and(|word_end| word_end <= end) {
-        return true;
-    }
-    match image.writable_segment(addr, 8) {
-        Some(segment) => {
-            *last = segment;
-            true
+/// The writable segment the last 8-byte word of a run of relocations was
+/// in, as the addresses a word may start at there: `lo .. lo + room`. The
+/// words of one table mostly share a segment, so each costs one compare;
+/// the image is asked only when a word leaves it. (Empty at first:
+/// `room` 0 holds no address, where a one-address window would have let
+/// that address through unchecked.)
+#[derive(Clone, Copy)]
+struct WordWindow {
+    lo: usize,
+    room: usize,
+}
+
+impl WordWindow {
+    const EMPTY: WordWindow = WordWindow { lo: 0, room: 0 };
+
+    /// Is the 8-byte word at `addr` in a writable segment of `image`?
+    /// Moves the window to that segment when it is another.
+    #[inline(always)]
+    fn holds(&mut self, image: &Image, addr: usize) -> bool {
+        if addr.wrapping_sub(self.lo) < self.room {
+            return true;
         }
-        None => false,
+        match image.writable_segment(addr, 8) {
+            Some((start, end)) => {
+                *self = WordWindow {
+                    lo: start,
+                    room: end - start - 7,
+                };
+                true
+            }
+            None => false,
+        }
     }
 }
 
