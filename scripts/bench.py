@@ -2,7 +2,7 @@
 """dynload against glibc's loader and the dlopen-rs crate: run, compare, report.
 
     python3 scripts/bench.py            # everything (a few minutes)
-    python3 scripts/bench.py --quick    # short criterion runs, one round, 3 runs, callgrind on one case
+    python3 scripts/bench.py --quick    # short criterion and paired runs, 3 runs, callgrind on one case
     python3 scripts/bench.py --report-only   # redo ratios, targets, chart and README from bench/results.json
 
 What is measured, each loader loading its own copy of every fixture. dynload
@@ -11,9 +11,11 @@ directly (its Rust API, "dynload"), and preloaded into an ordinary program
 as `dynload run` does (its C ABI, "dynload (LD_PRELOAD)"; not for
 criterion):
 
-1. criterion (`cargo bench -p dynload-bench --bench loader`, three times,
-   then `--bench dlopen_rs`): the median time of each in-process case,
-   each case's glibc and dynload figures measured one after the other.
+1. in-process cases: `cargo bench -p dynload-bench --bench paired`, three
+   processes, for the ratios dynload/glibc (pairs of short batches, each
+   pair's two figures measured within milliseconds of each other), and
+   criterion (`--bench loader`, then `--bench dlopen_rs`) for each loader's
+   median time, dlopen-rs's among them.
 2. first loads: `first-load` (dynload linked), `first-load-glibc` (glibc,
    and dynload preloaded) and `first-load-dlopen-rs`, in a fresh process
    per run, for big system libraries in both binding modes, and for one
@@ -72,6 +74,8 @@ GROUPS = (
     "relocations_lazy", "plt_first_call", "plt_steady_call", "tls_get_addr",
 )
 BENCHES = ("loader", "dlopen_rs")
+# Processes of the paired bench: the median of their ratios is the ratio.
+PAIRED_RUNS = 3
 QUICK_CRITERION = ["--warm-up-time", "0.2", "--measurement-time", "0.5", "--sample-size", "10"]
 BIG_LIBS = ("libLLVM-15.so.1", "libz3.so.4", "libcrypto.so.3")
 MODES = ("now", "lazy")
@@ -86,7 +90,7 @@ PYTHON_MODULES = (
 ).split()
 INTERPRETERS = ("python3", "/usr/bin/python3.11")
 KINDS = {
-    "criterion": "in-process operations (criterion median)",
+    "criterion": "in-process operations (median of paired batches)",
     "first_load": "first load in a fresh process (median time)",
     "instructions": "instructions of the load (callgrind Ir)",
     "python": "python -c 'import ...' (whole process)",
@@ -242,6 +246,36 @@ def run_criterion(quick, rounds):
             log(f"  {bench}: {status[bench]}")
             taken.append(read_criterion())
     return {"benches": status, "rounds": rounds, "cases": merge_rounds(taken)}
+
+
+def run_paired(quick, runs):
+    """The `paired` bench `runs` times, each run a process of its own: the
+    ratios of one case move by a few hundredths from process to process
+    (where the kernel placed code and data), so each case's ratio is the
+    median of the runs' ratios, and each loader's time the median of the
+    runs' medians. A failed run is recorded with the end of its output."""
+    argv = ["cargo", "bench", "-p", "dynload-bench", "--bench", "paired", "--", *(["--quick"] if quick else [])]
+    taken, status = [], "ok"
+    for _ in range(runs):
+        log("$ " + " ".join(argv))
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            status = "failed: " + tail(proc.stderr)
+            log(f"  paired: {status}")
+            break
+        lines = (line for line in proc.stdout.splitlines() if line.startswith("{"))
+        taken.append({case["case"]: case for case in map(json.loads, lines)})
+        log("  paired: ok")
+    cases = {}
+    for reading in taken:
+        for case, figures in reading.items():
+            cases.setdefault(case, []).append(figures)
+    return {"status": status, "runs": len(taken), "cases": {
+        case: {"glibc_ns": statistics.median(r["glibc_ns"] for r in runs_),
+               "dynload_ns": statistics.median(r["dynload_ns"] for r in runs_),
+               "ratio": statistics.median(r["ratio"] for r in runs_),
+               "runs": runs_}
+        for case, runs_ in cases.items()}}
 
 
 def merge_rounds(taken):
@@ -598,11 +632,17 @@ def comparisons(results):
     for group, loaders in results.get("criterion", {}).get("cases", {}).items():
         values = {name: figure(loaders.get(name), "median_ns") for name in CRITERION_LOADERS}
         row = comparison("criterion", group, values, "ns")
-        paired = round_ratios(loaders)
-        if paired:
+        rounds = round_ratios(loaders)
+        if rounds:
             # Each round's two figures were measured one after the other:
             # their ratio, not the ratio of medians from different rounds.
-            row["dynload/glibc"] = statistics.median(paired)
+            row["dynload/glibc"] = statistics.median(rounds)
+        row["criterion dynload/glibc"] = row["dynload/glibc"]
+        paired = results.get("paired", {}).get("cases", {}).get(group)
+        if paired:
+            # The ratio that counts: see `run_paired`.
+            row["dynload/glibc"] = paired["ratio"]
+            row["paired_ns"] = {"glibc": paired["glibc_ns"], "dynload": paired["dynload_ns"]}
         rows.append(row)
     for row in results.get("first_load", []):
         values = {name: figure(row["loaders"].get(name), "median_ns") for name in LOADERS}
@@ -746,24 +786,38 @@ def target_for(results, kind, case, measure="dynload/glibc"):
 
 def criterion_rounds_line(results):
     rounds = results.get("criterion", {}).get("rounds", 1)
-    return (f"In-process operations (criterion): the loader bench run {rounds} times, each case's "
-            "two loaders measured one after the other, first one then the other from case to case; "
-            f"each time is the median of the {rounds} rounds' medians, \"each round\" is that "
-            "round's ratio dynload/glibc, and the ratio is the median of those.")
+    runs = results.get("paired", {}).get("runs", 0)
+    return (f"In-process operations: the ratio dynload/glibc is the `paired` bench's, run in {runs} "
+            "processes: in each, pairs of short batches (2 ms or more each; glibc's batch, then "
+            "dynload's, the order alternating), for 3 seconds and at least 200 pairs a case; a run's "
+            "ratio is the median of its pairs' ratios (\"each run\"), the ratio the median of the "
+            "runs', and the times beside it the medians of the runs' medians, per iteration. This "
+            "machine's speed moves by half from minute to minute, which a pair's two figures, "
+            "measured milliseconds apart, share. Criterion's times, each loader measured for "
+            f"seconds on its own ({rounds} round{'s' if rounds != 1 else ''} of the loader bench, "
+            "the two loaders of a case one after the other; dlopen-rs in a process of its own), "
+            "are given with the ratio they make.")
 
 
 def criterion_table(results):
-    cases = results.get("criterion", {}).get("cases", {})
+    paired = results.get("paired", {}).get("cases", {})
     rows = []
     for r in results["ratios"]:
         if r["kind"] != "criterion":
             continue
         t = target_for(results, "criterion", r["case"])
-        rows.append([r["case"], *(format_time(r["values"][name]) for name in CRITERION_LOADERS),
+        pair = r.get("paired_ns", {})
+        runs = paired.get(r["case"], {}).get("runs", [])
+        rows.append([r["case"], *(format_time(pair.get(name)) for name in ("glibc", "dynload")),
                      format_ratio(r["dynload/glibc"]),
-                     ", ".join(map(format_ratio, round_ratios(cases.get(r["case"], {})))) or "—",
+                     ", ".join(format_ratio(run["ratio"]) for run in runs) or "—",
+                     *(format_time(r["values"][name]) for name in CRITERION_LOADERS),
+                     format_ratio(r["criterion dynload/glibc"]),
                      t["target"] if t else "", format_met(t)])
-    return markdown_table(["case", *CRITERION_LOADERS, "dynload/glibc", "each round", "target", "met"], rows)
+    header = ["case", "glibc", "dynload", "dynload/glibc", "each run",
+              *(f"criterion: {name}" for name in CRITERION_LOADERS), "criterion: dynload/glibc",
+              "target", "met"]
+    return markdown_table(header, rows)
 
 
 def round_ratios(loaders):
@@ -898,7 +952,7 @@ def note_lines(results):
 def readme_section(results, readme):
     m, s = results["machine"], results["settings"]
     chart = os.path.relpath(CHART, Path(readme).resolve().parent)
-    mode = " (quick mode: short criterion runs, few samples)" if s["quick"] else ""
+    mode = " (quick mode: short criterion and paired runs, few samples)" if s["quick"] else ""
     return "\n".join([
         f"Generated by `python3 scripts/bench.py` on {m['date']} at commit `{m['commit']}`{mode}.",
         "",
@@ -1106,7 +1160,7 @@ def parse_args():
     p.add_argument("--quick", action="store_true",
                    help="short criterion runs, 3 runs, callgrind on the tiny fixture only")
     p.add_argument("--runs", type=int, help="fresh-process runs per case (default 21, 3 with --quick)")
-    p.add_argument("--rounds", type=int, help="runs of the loader bench (default 3, 1 with --quick)")
+    p.add_argument("--rounds", type=int, help="runs of the criterion loader bench (default 1)")
     p.add_argument("--report-only", action="store_true",
                    help="redo the ratios, targets, bench/ratios.svg and the README section "
                         "from bench/results.json")
@@ -1116,13 +1170,14 @@ def parse_args():
     p.add_argument("--readme", default=str(ROOT / "README.md"), help="the README to rewrite (default README.md)")
     args = p.parse_args()
     args.runs = args.runs or (3 if args.quick else 21)
-    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.rounds = args.rounds or 1
     return args
 
 
 def settings(args):
     skipped = [s for s in ("criterion", "python", "callgrind") if getattr(args, "skip_" + s)]
-    return {"quick": args.quick, "runs": args.runs, "criterion_rounds": args.rounds, "memory_runs": MEMORY_RUNS,
+    return {"quick": args.quick, "runs": args.runs, "criterion_rounds": args.rounds, "paired_runs": PAIRED_RUNS,
+            "memory_runs": MEMORY_RUNS,
             "criterion_args": ["--noplot", *(QUICK_CRITERION if args.quick else [])],
             "skipped": skipped, "dlopen_rs_env": {"LD_LIBRARY_PATH": str(SYSTEM_LIBS)},
             "dynload_preload_env": {"LD_PRELOAD": str(LIBDYNLOAD)},
@@ -1137,6 +1192,7 @@ def measure(args):
     build()
     if not args.skip_criterion:
         results["criterion"] = run_criterion(args.quick, args.rounds)
+        results["paired"] = run_paired(args.quick, PAIRED_RUNS)
     results["settings"]["dlopen_rs_needs_ld_library_path"] = dlopen_rs_search_needs()
     results["first_load"] = measure_first_loads(args.runs)
     if not args.skip_callgrind and not shutil.which("valgrind"):
