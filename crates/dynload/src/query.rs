@@ -248,7 +248,7 @@ fn find(
         return Ok(Err(undef));
     };
     let def = reg.obj(found.obj);
-    let sym = def.view.symbols.sym(found.sym);
+    let sym = def.view.symbols.sym(found.sym());
     let value = def.view.symbols.address(sym);
     if !def.is_ours() {
         if let Some(ours) = dlfcn::replacement(name) {

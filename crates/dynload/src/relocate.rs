@@ -617,7 +617,7 @@ impl<'a> Relocator<'a> {
             return Ok(());
         };
         let def = self.reg.obj(found.obj);
-        if symidx != 0 && def.view.symbols.sym(found.sym).kind() != elf::STT_TLS {
+        if symidx != 0 && def.view.symbols.sym(found.sym()).kind() != elf::STT_TLS {
             let syms = &self.obj.view.symbols;
             let n = String::from_utf8_lossy(syms.name(syms.sym(symidx))).into_owned();
             return Err(Error::invalid(
@@ -787,10 +787,7 @@ impl<'a> Relocator<'a> {
         }
         note_definer(self.obj, def, &mut self.out);
         Walked::Plain(Binding {
-            found: Some(Found {
-                obj: def.id,
-                sym: index,
-            }),
+            found: Some(Found::new(def.id, index)),
             value: plain_value(def, dsym),
             size: dsym.size(),
         })
@@ -829,10 +826,7 @@ impl<'a> Relocator<'a> {
         let name = syms.name(sym);
         let version = syms.versym(symidx).and_then(|v| obj.view.versions.entry(v));
         let found = found.map(|(def, index, unique)| {
-            let found = Found {
-                obj: def.id,
-                sym: index,
-            };
+            let found = Found::new(def.id, index);
             if unique {
                 self.reg
                     .unique_definition(name, NameHash::new(name).gnu, found)
@@ -1106,10 +1100,7 @@ pub(crate) fn bind(
         .ok_or_else(|| symbol_index_error(obj.display_name(), symidx))?;
     // Symbol 0, local symbols and hidden ones bind to this object itself.
     if symidx == 0 || sym.bind() == elf::STB_LOCAL || sym.binds_locally() {
-        let own = Found {
-            obj: id,
-            sym: symidx,
-        };
+        let own = Found::new(id, symidx);
         return value_at(reg, id, own, obj, sym, None);
     }
     let name = syms.name(sym);
@@ -1142,7 +1133,7 @@ fn bound(
     match found {
         Some(found) => {
             let def = reg.obj(found.obj);
-            let dsym = def.view.symbols.sym(found.sym);
+            let dsym = def.view.symbols.sym(found.sym());
             note_binding(obj, found, def, dsym, name, version.map(|v| v.name), out);
             value_at(reg, obj.id, found, def, dsym, Some(name))
         }

@@ -35,10 +35,7 @@ struct Entry {
 
 impl Entry {
     fn found(&self) -> Found {
-        Found {
-            obj: self.obj,
-            sym: self.sym,
-        }
+        Found::new(self.obj, self.sym)
     }
 }
 
@@ -78,7 +75,7 @@ impl Registry {
         let chosen = self.glibc_unique(name).unwrap_or(found);
         let entry = Entry {
             obj: chosen.obj,
-            sym: chosen.sym,
+            sym: chosen.sym(),
             hash: gnu,
         };
         table.insert_unique(spread(gnu), entry, |e| spread(e.hash));
@@ -97,7 +94,7 @@ impl Registry {
                 let sym = syms.find(name, &mut hash, |_, s| {
                     s.bind() == elf::STB_GNU_UNIQUE && !s.is_undefined()
                 })?;
-                Some(Found { obj: id, sym })
+                Some(Found::new(id, sym))
             })
             .collect();
         // Only a choice between definitions asks glibc which one its scope
@@ -118,7 +115,7 @@ impl Registry {
         }
         let resolved = definitions.into_iter().find(|f| {
             let syms = &self.obj(f.obj).view.symbols;
-            addr != 0 && syms.address(syms.sym(f.sym)) == addr
+            addr != 0 && syms.address(syms.sym(f.sym())) == addr
         });
         Some(resolved.unwrap_or(first))
     }
