@@ -932,7 +932,8 @@ def miss_lines(results):
     lines = []
     for t in results["targets"]:
         value = format_target_value(t)
-        where = f"{t['kind'].replace('_', ' ')} {t['case']}, {t['measure']}"
+        kind = "in-process" if t["kind"] == "criterion" else t["kind"].replace("_", " ")
+        where = f"{kind} {t['case']}, {t['measure']}"
         if t["met"] is False:
             lines.append(f"- {where}: {value} (target {t['target']})")
         elif t["met"] is None:
