@@ -84,26 +84,15 @@ const PREFETCH_AHEAD: usize = 4;
 /// start are well paid for.
 const TWO_THREAD_RELATIVE: usize = 100_000;
 
-/// What [`relative_in_order`] applied: how many entries, and the offsets
-/// of the first and last targets (0 when none).
-struct AppliedInOrder {
-    count: usize,
-    first: u64,
-    last: u64,
-}
-
 /// Apply the RELATIVE entries at the head of `relas` while their targets
 /// are 8-byte aligned words of a writable segment, each above the one
 /// before: the part of a run that can share the work with another thread.
-fn relative_in_order(image: &Image, relas: &[Rela]) -> AppliedInOrder {
+/// Returns how many entries it applied.
+fn relative_in_order(image: &Image, relas: &[Rela]) -> usize {
     let base = image.base;
     if base % 8 != 0 {
         // (Not reached: objects are mapped at page boundaries.)
-        return AppliedInOrder {
-            count: 0,
-            first: 0,
-            last: 0,
-        };
+        return 0;
     }
     let mut window = WordWindow::EMPTY;
     // The lowest offset the next target may have: a multiple of 8.
@@ -135,19 +124,7 @@ fn relative_in_order(image: &Image, relas: &[Rela]) -> AppliedInOrder {
             std::sync::atomic::Ordering::Relaxed,
         );
     }
-    let at = |i: usize| relas[i].r_offset.get(LE);
-    match count {
-        0 => AppliedInOrder {
-            count,
-            first: 0,
-            last: 0,
-        },
-        n => AppliedInOrder {
-            count,
-            first: at(0),
-            last: at(n - 1),
-        },
-    }
+    count
 }
 
 /// The one-entry cache's key for symbol `symidx` looked up for a
@@ -410,12 +387,19 @@ impl<'a> Relocator<'a> {
             || relative_in_order(image, high),
             || relative_in_order(image, low),
         );
-        let done = if low_done.count < low.len() {
-            low_done.count
-        } else if high_done.count > 0 && low_done.last.saturating_add(8) > high_done.first {
+        let offset = |r: &Rela| r.r_offset.get(LE);
+        // (The low half done whole, its last target must lie below the
+        // high half's first.)
+        let done = if low_done < low.len() {
+            low_done
+        } else if high_done > 0
+            && low
+                .last()
+                .is_some_and(|r| offset(r).saturating_add(8) > offset(&high[0]))
+        {
             low.len()
         } else {
-            low.len() + high_done.count
+            low.len() + high_done
         };
         self.out.relative += done as u64;
         done
