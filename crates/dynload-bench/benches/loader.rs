@@ -8,7 +8,7 @@
 //! names, as a C program would (`dynload_bench::dl`). The cases are in
 //! `common/cases.rs`, shared with the `paired` bench.
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Bencher, Criterion};
 
 mod common;
 use common::config;
@@ -17,7 +17,7 @@ mod cases;
 #[path = "common/dl.rs"]
 mod dl;
 use cases::{Case, Setup};
-use dl::{Dynload, Glibc};
+use dl::{Dl, Dynload, Glibc};
 use dynload_bench::Loader;
 
 /// Each case for glibc and for dynload back to back, the first loader
@@ -37,14 +37,10 @@ impl Pairs<'_> {
         let (glibc, dynload) = (&self.glibc, &self.dynload);
         let mut one = |loader: Loader| {
             match loader {
-                Loader::Glibc => group.bench_function(loader.name(), |b| {
-                    let mut routine = C::prepare::<Glibc>(glibc);
-                    b.iter_custom(|iters| routine.run(iters))
-                }),
-                _ => group.bench_function(loader.name(), |b| {
-                    let mut routine = C::prepare::<Dynload>(dynload);
-                    b.iter_custom(|iters| routine.run(iters))
-                }),
+                Loader::Glibc => {
+                    group.bench_function(loader.name(), |b| timed::<C, Glibc>(b, glibc))
+                }
+                _ => group.bench_function(loader.name(), |b| timed::<C, Dynload>(b, dynload)),
             };
         };
         if self.glibc_first {
@@ -57,6 +53,12 @@ impl Pairs<'_> {
         group.finish();
         self.glibc_first = !self.glibc_first;
     }
+}
+
+/// Case `C` under loader `D`, timed by criterion.
+fn timed<C: Case, D: Dl>(b: &mut Bencher, setup: &Setup) {
+    let mut routine = C::prepare::<D>(setup);
+    b.iter_custom(|iters| routine.run(iters));
 }
 
 fn all_cases(c: &mut Criterion) {
