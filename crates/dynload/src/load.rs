@@ -1025,7 +1025,11 @@ fn relocate_all(
         let text = open_text(guard, id)?;
         let outcome = {
             let reg = registry(guard)?;
-            let lazy = lazy_mode && !reg.obj(id).view.dyn_info.wants_bind_now();
+            let o = reg.obj(id);
+            if let Kind::Ours(m) = &o.kind {
+                map::populate_written(m, &o.view.image, relocate::plt_slots(&o.view));
+            }
+            let lazy = lazy_mode && !o.view.dyn_info.wants_bind_now();
             relocate::relocate(&reg, id, lazy)
         };
         close_text(guard, id, &text)?;

@@ -8,6 +8,7 @@
 
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
+use crate::elf::image::Image;
 use crate::elf::{elf, page_down, page_up, Phdr, LE, PAGE_SIZE};
 use crate::error::Error;
 use crate::find::Opened;
@@ -109,6 +110,9 @@ pub(crate) struct Mapped {
     /// PT_TLS, if the object has thread-local storage. (Boxed: few objects
     /// have one, and every object keeps this record.)
     pub tls: Option<Box<TlsSegment>>,
+    /// Were the writable segment's pages copied when it was mapped (see
+    /// [`written_whole`])?
+    pub populated: bool,
 }
 
 fn prot_of(flags: u32) -> ProtFlags {
@@ -391,6 +395,7 @@ fn map_for(o: &Opened, name: impl Into<String> + Copy, purpose: Purpose) -> Resu
         )
     };
     let base = mapping.start.wrapping_sub(first.mapstart);
+    let mut populated = false;
     for l in &loads {
         // A segment at the same distance from the first in the file as in
         // memory (with GNU ld's layout, all up to the writable one) already
@@ -404,7 +409,9 @@ fn map_for(o: &Opened, name: impl Into<String> + Copy, purpose: Purpose) -> Resu
         } else {
             Pages::Unmapped
         };
-        map_segment(o, base, l, pages).map_err(|_| map_failed(name))?;
+        let populate = purpose == Purpose::Load && !in_place && written_whole(l, relro);
+        populated |= populate;
+        map_segment(o, base, l, pages, populate).map_err(|_| map_failed(name))?;
     }
     if mapped_first {
         close_holes(&mapping, base, &loads).map_err(|_| map_failed(name))?;
@@ -417,6 +424,7 @@ fn map_for(o: &Opened, name: impl Into<String> + Copy, purpose: Purpose) -> Resu
         dynamic: (base.wrapping_add(dyn_vaddr as usize), dyn_size as usize),
         relro,
         tls: tls.map(Box::new),
+        populated,
     })
 }
 
@@ -487,9 +495,31 @@ enum Pages {
     Mapped(ProtFlags),
 }
 
+/// Is every file page of writable segment `l` one that the load writes
+/// anyway: PT_GNU_RELRO's (see [`populate_written`]), or the page where
+/// `.bss` starts, which is zeroed? Then the segment is mapped with
+/// MAP_POPULATE, its copies made by the `mmap` itself. (The usual layout of
+/// a small object: one page of RELRO, then `.got.plt`, `.data` and the
+/// start of `.bss` in one page. Its load then takes two faults instead of
+/// five, and the open+close benchmark's ratio went from 1.02 to 0.91.)
+fn written_whole(l: &Load, relro: Option<(u64, u64)>) -> bool {
+    let Some((vaddr, memsz)) = relro.filter(|&(_, memsz)| memsz < HUGE_PAGE as u64) else {
+        return false;
+    };
+    let Some(end) = vaddr.checked_add(memsz).and_then(|e| page_up(e as usize)) else {
+        return false;
+    };
+    let bss_page =
+        (l.allocend > l.dataend && l.dataend % PAGE_SIZE != 0).then(|| page_down(l.dataend));
+    l.prot.contains(ProtFlags::WRITE)
+        && page_down(vaddr as usize) <= l.mapstart
+        && (end >= l.mapend || (bss_page == Some(end) && end + PAGE_SIZE >= l.mapend))
+}
+
 /// Map segment `l` (its file pages, or only their permissions if `pages`
-/// says they are mapped), then its bss.
-fn map_segment(o: &Opened, base: usize, l: &Load, pages: Pages) -> Result<(), i32> {
+/// says they are mapped; with `populate`, its pages copied at once), then
+/// its bss.
+fn map_segment(o: &Opened, base: usize, l: &Load, pages: Pages, populate: bool) -> Result<(), i32> {
     let err = |e: rustix::io::Errno| e.raw_os_error();
     if let Pages::Mapped(prot) = pages {
         if l.mapend > l.mapstart && prot != l.prot {
@@ -519,7 +549,11 @@ fn map_segment(o: &Opened, base: usize, l: &Load, pages: Pages) -> Result<(), i3
                 (base + l.mapstart) as *mut _,
                 l.mapend - l.mapstart,
                 l.prot,
-                MapFlags::PRIVATE | MapFlags::FIXED,
+                if populate {
+                    MapFlags::PRIVATE | MapFlags::FIXED | MapFlags::POPULATE
+                } else {
+                    MapFlags::PRIVATE | MapFlags::FIXED
+                },
                 &o.file,
                 l.mapoff,
             )
@@ -693,6 +727,55 @@ pub(crate) unsafe fn copy_relro_into_huge_pages(
         chunk = run_end + HUGE_PAGE;
     }
     Ok(copied)
+}
+
+/// Have the kernel make the private copies of the pages relocation is about
+/// to write, in one call per stretch instead of one write fault a page:
+/// PT_GNU_RELRO (a link editor puts there only data that relocation writes;
+/// not when it may go to huge pages, whose copy is made otherwise) and the
+/// PLT slots at `[slots.0, slots.1)` (each is written, bound or rebased).
+/// No other page is copied: `.data` that no relocation touches stays the
+/// file's, as under glibc. A stretch of one page is left to its fault,
+/// which costs about what the call does. Best effort: if the call fails
+/// (a kernel before 5.14), the faults happen as they would have.
+///
+/// (Measured on the 4,000-relocation benchmark fixture: 6 faults a load
+/// instead of 15, and the paired bench's `RTLD_NOW` ratio 0.585 to 0.602
+/// against 0.611 to 0.631 without, in interleaved processes.)
+pub(crate) fn populate_written(mapped: &Mapped, image: &Image, slots: Option<(usize, usize)>) {
+    if mapped.populated {
+        return;
+    }
+    let relro = mapped
+        .relro
+        .filter(|_| !relro_may_go_to_huge_pages(mapped))
+        .and_then(|(vaddr, memsz)| {
+            let lo = image.addr(vaddr);
+            Some((lo, lo.checked_add(memsz as usize)?))
+        });
+    // Whole pages of each stretch inside one writable segment, in order.
+    let mut stretches = [relro, slots].map(|r| {
+        let (lo, hi) = r.filter(|&(lo, hi)| hi > lo && image.is_writable(lo, hi - lo))?;
+        Some((page_down(lo), page_up(hi)?))
+    });
+    stretches.sort_unstable();
+    let merged = match stretches {
+        [Some(a), Some(b)] if b.0 <= a.1 => [Some((a.0, a.1.max(b.1))), None],
+        other => other,
+    };
+    for (lo, hi) in merged.into_iter().flatten() {
+        if hi - lo >= 2 * PAGE_SIZE {
+            // SAFETY: pages of this object's writable segments, not yet
+            // relocated; populating them changes no byte of them.
+            let _ = unsafe {
+                rustix::mm::madvise(
+                    lo as *mut _,
+                    hi - lo,
+                    rustix::mm::Advice::LinuxPopulateWrite,
+                )
+            };
+        }
+    }
 }
 
 /// Is PT_GNU_RELRO big enough for [`copy_relro_into_huge_pages`] to have

@@ -920,6 +920,25 @@ pub(crate) fn rela_entries(
         .ok_or_else(|| Error::invalid(name, "relocation table lies outside the loaded segments"))
 }
 
+/// The PLT slots of an object's DT_JMPREL, as the addresses [first, end),
+/// if its entries fill that stretch (link editors write them in slot
+/// order); for [`crate::map::populate_written`].
+pub(crate) fn plt_slots(view: &crate::host::View) -> Option<(usize, usize)> {
+    let image = &view.image;
+    let relas = rela_entries(image, view.dyn_info.jmprel()?, "")
+        .ok()
+        .filter(|r| !r.is_empty())?;
+    let ends = [relas[0], relas[relas.len() - 1]].map(|r| r.r_offset.get(LE));
+    let (lo, hi) = (ends[0].min(ends[1]), ends[0].max(ends[1]).checked_add(8)?);
+    let dense = hi - lo <= (relas.len() as u64).saturating_mul(8) + PAGE_SIZE as u64;
+    dense.then(|| {
+        (
+            image.addr(lo),
+            image.addr(lo).wrapping_add((hi - lo) as usize),
+        )
+    })
+}
+
 /// Whether `[lo, hi)` (addresses in the file, page-aligned) receives at
 /// least as many RELATIVE relocations as it has pages: the leading
 /// DT_RELACOUNT entries of DT_RELA, which link editors sort by address

@@ -574,6 +574,246 @@ fn big_relro_is_copied_only_by_loads_that_get_to_relocation() {
     );
 }
 
+/// This thread's page faults, counted by the kernel's software event (the
+/// faults a program takes; not those `madvise` takes on its behalf, which
+/// `getrusage` would count too).
+struct FaultCounter(std::os::fd::OwnedFd);
+
+impl FaultCounter {
+    fn start() -> FaultCounter {
+        // perf_event_attr as of PERF_ATTR_SIZE_VER0 (64 bytes).
+        #[repr(C)]
+        struct Attr {
+            kind: u32,
+            size: u32,
+            config: u64,
+            sample_period: u64,
+            sample_type: u64,
+            read_format: u64,
+            flags: u64,
+            wakeup_events: u32,
+            bp_type: u32,
+            config1: u64,
+        }
+        const PERF_TYPE_SOFTWARE: u32 = 1;
+        const PERF_COUNT_SW_PAGE_FAULTS: u64 = 2;
+        const EXCLUDE_HV: u64 = 1 << 6;
+        let attr = Attr {
+            kind: PERF_TYPE_SOFTWARE,
+            size: std::mem::size_of::<Attr>() as u32,
+            config: PERF_COUNT_SW_PAGE_FAULTS,
+            sample_period: 0,
+            sample_type: 0,
+            read_format: 0,
+            flags: EXCLUDE_HV,
+            wakeup_events: 0,
+            bp_type: 0,
+            config1: 0,
+        };
+        // SAFETY: perf_event_open(&attr, this thread, any CPU, no group, no
+        // flags); `attr` outlives the call.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_perf_event_open,
+                &attr as *const Attr,
+                0,
+                -1,
+                -1,
+                libc::c_ulong::from(0u8),
+            )
+        };
+        assert!(
+            fd >= 0,
+            "perf_event_open: {} (perf_event_paranoid: {:?})",
+            std::io::Error::last_os_error(),
+            std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        );
+        // SAFETY: a descriptor just returned to us and owned by nobody else.
+        FaultCounter(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) })
+    }
+
+    fn count(&self) -> u64 {
+        use std::io::Read;
+        let mut buf = [0u8; 8];
+        std::fs::File::from(self.0.try_clone().unwrap())
+            .read_exact(&mut buf)
+            .unwrap();
+        u64::from_ne_bytes(buf)
+    }
+}
+
+/// Each page of `[lo, hi)`: present, and if so a private copy (not the
+/// file's page), from `/proc/self/pagemap`.
+fn pages_of(lo: usize, hi: usize) -> Vec<(bool, bool)> {
+    use std::os::unix::fs::FileExt;
+    let map = std::fs::File::open("/proc/self/pagemap").unwrap();
+    (lo / 4096..hi.div_ceil(4096))
+        .map(|page| {
+            let mut entry = [0u8; 8];
+            map.read_exact_at(&mut entry, page as u64 * 8).unwrap();
+            let e = u64::from_ne_bytes(entry);
+            let present = e >> 63 & 1 == 1;
+            (present, present && e >> 61 & 1 == 0)
+        })
+        .collect()
+}
+
+/// Before relocating, dynload has the kernel make private copies of the
+/// pages relocation is about to write (PT_GNU_RELRO and the PLT slots) in
+/// one call each instead of one write fault a page, and of no other page:
+/// after the load the same pages are private copies as under glibc, the
+/// `.data` no relocation touches is still the file's, and the load takes
+/// fewer faults than glibc's.
+#[test]
+fn pages_relocation_writes_are_copied_in_one_call_and_no_others() {
+    let set = Set::build(
+        "api-written",
+        &[
+            Lib::src("g_written", "written_pages.c").no_log(),
+            Lib::src("d_written", "written_pages.c").no_log(),
+            Lib::src("g_warm", "relro.c").no_log(),
+            Lib::src("d_warm", "relro.c").no_log(),
+            Lib::src("g_small", "relro.c").no_log(),
+            Lib::src("d_small", "relro.c").no_log(),
+        ],
+    );
+    // (Each loader's first load takes faults of its own: its heap, the
+    // library path's caches.)
+    let warm = std::ffi::CString::new(set.path("g_warm")).unwrap();
+    // SAFETY: a path; the fixture has no constructors.
+    let h = unsafe { libc::dlopen(warm.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    assert!(!h.is_null());
+    // SAFETY: the handle just returned.
+    assert_eq!(unsafe { libc::dlclose(h) }, 0);
+    unsafe { Library::open(set.path("d_warm"), OpenFlags::NOW) }
+        .unwrap()
+        .close()
+        .unwrap();
+    let file = set.path("g_written");
+    let sections = testkit::readelf("-SW", &file);
+    let section = |name: &str| {
+        let line = sections
+            .lines()
+            .find(|l| {
+                l.split_whitespace().nth(1) == Some(name) || l.contains(&format!("] {name} "))
+            })
+            .unwrap_or_else(|| panic!("no {name}:\n{sections}"));
+        let f: Vec<&str> = line.split(']').nth(1).unwrap().split_whitespace().collect();
+        (
+            usize::from_str_radix(f[2], 16).unwrap(),
+            usize::from_str_radix(f[4], 16).unwrap(),
+        )
+    };
+    let (relro_at, _) = section(".data.rel.ro");
+    let (slots_at, slots_len) = section(".got.plt");
+    let (plain_at, plain_len) = section(".data");
+    let page = |a: usize| a & !4095;
+    // Whole pages of each: the table's, the slots' and .data's inside.
+    let check = |who: &str, relro: usize, faults: u64| {
+        let base = relro - relro_at;
+        let written = pages_of(relro, relro + 32 * 4096)
+            .into_iter()
+            .chain(pages_of(base + slots_at, base + slots_at + slots_len));
+        for (i, (present, private)) in written.enumerate() {
+            assert!(
+                present && private,
+                "{who}: written page {i} is not a private copy"
+            );
+        }
+        let inside = (
+            page(base + plain_at) + 4096,
+            page(base + plain_at + plain_len),
+        );
+        let untouched = pages_of(inside.0, inside.1);
+        assert_eq!(untouched.len(), 7, "{who}");
+        for (i, (_, private)) in untouched.iter().enumerate() {
+            assert!(!private, "{who}: .data page {i} was copied: {untouched:?}");
+        }
+        eprintln!("{who}: {faults} page faults in the load");
+    };
+
+    let path = std::ffi::CString::new(file.as_str()).unwrap();
+    let counter = FaultCounter::start();
+    let before = counter.count();
+    // SAFETY: a path; the fixture has no constructors.
+    let h = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    let glibc_faults = counter.count() - before;
+    assert!(!h.is_null(), "glibc could not load {file}");
+    // SAFETY: symbols of the handle above, of these types.
+    let (relro, calls): (usize, extern "C" fn() -> i32) = unsafe {
+        (
+            libc::dlsym(h, c"written_relro".as_ptr()) as usize,
+            std::mem::transmute::<*mut c_void, extern "C" fn() -> i32>(libc::dlsym(
+                h,
+                c"written_calls".as_ptr(),
+            )),
+        )
+    };
+    check("glibc", relro, glibc_faults);
+    assert_eq!(calls(), 900);
+
+    let before = counter.count();
+    let lib = unsafe { Library::open(set.path("d_written"), OpenFlags::NOW) }.unwrap();
+    let dynload_faults = counter.count() - before;
+    // SAFETY: the fixture's symbols, of these types.
+    let (relro, calls) = unsafe {
+        (
+            lib.get::<*const c_void>("written_relro").unwrap().as_ptr() as usize,
+            lib.get::<extern "C" fn() -> i32>("written_calls").unwrap(),
+        )
+    };
+    check("dynload", relro, dynload_faults);
+    assert_eq!(calls(), 900);
+    // 33 pages of RELRO and three of slots are written: under glibc each
+    // is a fault. (The page where .bss starts is zeroed by both loaders.)
+    assert!(glibc_faults >= 36, "glibc: {glibc_faults} faults");
+    assert!(
+        dynload_faults + 30 <= glibc_faults,
+        "dynload: {dynload_faults} faults, glibc: {glibc_faults}"
+    );
+    lib.close().unwrap();
+    // SAFETY: the handle from above, nothing of it in use.
+    assert_eq!(unsafe { libc::dlclose(h) }, 0);
+
+    // A small object: its writable segment is a page of RELRO and the
+    // page where .bss starts, both written by any load, and dynload maps it
+    // with its copies made by the `mmap`. glibc takes a read and a write
+    // fault on .dynamic and a write fault on .bss; dynload none.
+    let small = std::ffi::CString::new(set.path("g_small")).unwrap();
+    let before = counter.count();
+    // SAFETY: a path; the fixture has no constructors.
+    let h = unsafe { libc::dlopen(small.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    let glibc_faults = counter.count() - before;
+    assert!(!h.is_null());
+    let before = counter.count();
+    let lib = unsafe { Library::open(set.path("d_small"), OpenFlags::NOW) }.unwrap();
+    let dynload_faults = counter.count() - before;
+    eprintln!("small object: glibc {glibc_faults} faults, dynload {dynload_faults}");
+    assert!(
+        dynload_faults + 2 <= glibc_faults,
+        "small object: dynload {dynload_faults} faults, glibc {glibc_faults}"
+    );
+    // SAFETY: relro_value is `int (void)`.
+    assert_eq!(
+        unsafe { lib.get::<extern "C" fn() -> i32>("relro_value") }.unwrap()(),
+        42
+    );
+    let writable: Vec<_> = mappings_of(&set.file("d_small"))
+        .into_iter()
+        .filter(|m| m.2.starts_with("rw"))
+        .collect();
+    assert_eq!(writable.len(), 1, "{writable:?}");
+    for (i, (present, private)) in pages_of(writable[0].0, writable[0].1)
+        .into_iter()
+        .enumerate()
+    {
+        assert!(present && private, "small object: writable page {i}");
+    }
+    lib.close().unwrap();
+    // SAFETY: the handle from above, nothing of it in use.
+    assert_eq!(unsafe { libc::dlclose(h) }, 0);
+}
+
 /// An object glibc already loaded (here libgcc_s, a dependency of this
 /// test program) is reused by path, through a symlink, and by soname.
 #[test]
