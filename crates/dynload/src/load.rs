@@ -136,7 +136,12 @@ fn open_locked(
     let stage1 = loop {
         let r = {
             let mut reg = registry_mut(guard)?;
-            reg.refresh_host();
+            // (A re-open by the path of one of dynload's objects reads
+            // nothing of glibc's: its list, whose refresh takes and releases
+            // glibc's lock, is left as it is.)
+            if name.is_none_or(|n| reg.own_object_at_path(n).is_none()) {
+                reg.refresh_host();
+            }
             let r = open_stage1(&mut reg, name, mode, caller, tx);
             if r.is_err() {
                 rollback(&mut reg, tx);
@@ -553,7 +558,10 @@ fn map_object(
     mode: c_int,
     tx: &mut Tx,
 ) -> Result<Option<ObjId>, Error> {
-    if let Some(id) = reg.find_loaded(name) {
+    if let Some(id) = reg
+        .own_object_at_path(name)
+        .or_else(|| reg.find_loaded(name))
+    {
         return Ok(Some(id));
     }
     let shown = Shown(name);

@@ -351,6 +351,23 @@ impl Registry {
         self.object_at(addr).unwrap_or(self.main)
     }
 
+    /// One of dynload's own live objects whose path is `name`, byte for
+    /// byte. It is what [`Registry::find_loaded`] would give for that name,
+    /// whatever glibc loaded or unloaded since the host list was last
+    /// refreshed: an object glibc had loaded from that path before would
+    /// have been reused, not mapped again, so any that answers to it now
+    /// came later in load order (and only a soname with a `/` in it could
+    /// answer otherwise). Found without reading glibc's objects.
+    pub(crate) fn own_object_at_path(&self, name: &[u8]) -> Option<ObjId> {
+        if !name.contains(&b'/') {
+            return None;
+        }
+        self.loaded.iter().copied().find(|&id| {
+            let o = self.obj(id);
+            o.is_ours() && !o.removed && o.name.to_bytes() == name
+        })
+    }
+
     /// A loaded object answering to `name`.
     pub(crate) fn find_loaded(&self, name: &[u8]) -> Option<ObjId> {
         self.all_in_load_order().find(|&id| {

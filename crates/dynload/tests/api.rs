@@ -814,6 +814,42 @@ fn pages_relocation_writes_are_copied_in_one_call_and_no_others() {
     assert_eq!(unsafe { libc::dlclose(h) }, 0);
 }
 
+/// A re-open by the path of one of dynload's objects gives that object,
+/// first in load order, also after glibc mapped the same file again for a
+/// caller of its own (glibc cannot know dynload's copy); and it is found
+/// without reading glibc's list of objects, which may have changed.
+#[test]
+fn reopen_by_path_gives_dynloads_object_first_in_load_order() {
+    let set = Set::build("api-reopen-path", &[Lib::src("r", "relro.c").no_log()]);
+    let path = set.path("r");
+    let value_at = |lib: &Library| {
+        // SAFETY: relro_value is `int (void)`.
+        unsafe { lib.get::<extern "C" fn() -> i32>("relro_value") }
+            .unwrap()
+            .as_ptr() as usize
+    };
+    let first = unsafe { Library::open(&path, OpenFlags::NOW) }.unwrap();
+    let ours = value_at(&first);
+    let c = std::ffi::CString::new(path.as_str()).unwrap();
+    // SAFETY: a path; the fixture has no constructors.
+    let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    assert!(!h.is_null());
+    // SAFETY: a symbol of the handle above.
+    let glibcs = unsafe { libc::dlsym(h, c"relro_value".as_ptr()) } as usize;
+    assert_ne!(glibcs, ours, "glibc reused dynload's copy?");
+    let again = unsafe { Library::open(&path, OpenFlags::NOW) }.unwrap();
+    assert_eq!(value_at(&again), ours, "the re-open found glibc's copy");
+    // SAFETY: the handle from above, nothing of it in use.
+    assert_eq!(unsafe { libc::dlclose(h) }, 0);
+    // After glibc unloaded its copy, the re-open still finds dynload's.
+    let third = unsafe { Library::open(&path, OpenFlags::NOW) }.unwrap();
+    assert_eq!(value_at(&third), ours);
+    for lib in [first, again, third] {
+        lib.close().unwrap();
+    }
+    assert!(!mapped(&set.file("r")), "still mapped after the last close");
+}
+
 /// An object glibc already loaded (here libgcc_s, a dependency of this
 /// test program) is reused by path, through a symlink, and by soname.
 #[test]
