@@ -731,8 +731,10 @@ pub(crate) unsafe fn copy_relro_into_huge_pages(
 
 /// Have the kernel make the private copies of the pages relocation is about
 /// to write, in one call per stretch instead of one write fault a page:
-/// PT_GNU_RELRO (a link editor puts there only data that relocation writes;
-/// not when it may go to huge pages, whose copy is made otherwise) and the
+/// PT_GNU_RELRO (a link editor puts there only data that relocation writes,
+/// though a page of it may hold none, which is then copied where glibc
+/// leaves it the file's: one page of libaom's 17, in 190 of the system's
+/// objects; not when RELRO may go to huge pages, copied otherwise) and the
 /// PLT slots at `[slots.0, slots.1)` (each is written, bound or rebased).
 /// No other page is copied: `.data` that no relocation touches stays the
 /// file's, as under glibc. A stretch of one page is left to its fault,
