@@ -352,12 +352,13 @@ impl Registry {
     }
 
     /// One of dynload's own live objects whose path is `name`, byte for
-    /// byte. It is what [`Registry::find_loaded`] would give for that name,
+    /// byte: the first object in load order that answers to that name,
     /// whatever glibc loaded or unloaded since the host list was last
-    /// refreshed: an object glibc had loaded from that path before would
+    /// refreshed. An object glibc had loaded from that path before would
     /// have been reused, not mapped again, so any that answers to it now
-    /// came later in load order (and only a soname with a `/` in it could
-    /// answer otherwise). Found without reading glibc's objects.
+    /// came later (only a soname with a `/` in it could answer otherwise);
+    /// [`Registry::find_loaded`], which asks glibc's objects first, would
+    /// give that later copy. Found without reading glibc's objects.
     pub(crate) fn own_object_at_path(&self, name: &[u8]) -> Option<ObjId> {
         if !name.contains(&b'/') {
             return None;
