@@ -93,6 +93,19 @@ struct Load {
     prot: ProtFlags,
 }
 
+impl Load {
+    /// The page (relative to the base) where `.bss` starts inside the last
+    /// file page, which mapping zeroes from `dataend` on; none when there
+    /// is no `.bss`, it starts on a page boundary, or the segment has no
+    /// file pages.
+    fn zeroed_page(&self) -> Option<usize> {
+        (self.allocend > self.dataend
+            && self.dataend % PAGE_SIZE != 0
+            && self.mapend > self.mapstart)
+            .then(|| page_down(self.dataend))
+    }
+}
+
 /// The result of mapping one file.
 #[derive(Debug)]
 pub(crate) struct Mapped {
@@ -509,8 +522,7 @@ fn written_whole(l: &Load, relro: Option<(u64, u64)>) -> bool {
     let Some(end) = vaddr.checked_add(memsz).and_then(|e| page_up(e as usize)) else {
         return false;
     };
-    let bss_page =
-        (l.allocend > l.dataend && l.dataend % PAGE_SIZE != 0).then(|| page_down(l.dataend));
+    let bss_page = l.zeroed_page();
     l.prot.contains(ProtFlags::WRITE)
         && page_down(vaddr as usize) <= l.mapstart
         && (end >= l.mapend || (bss_page == Some(end) && end + PAGE_SIZE >= l.mapend))
@@ -567,8 +579,7 @@ fn map_segment(o: &Opened, base: usize, l: &Load, pages: Pages, populate: bool) 
         let zero = base + l.dataend;
         let zeropage = page_up(zero).ok_or(libc::EINVAL)?.min(base + l.allocend);
         let zeroend = page_up(base + l.allocend).ok_or(libc::EINVAL)?;
-        if zeropage > zero && l.mapend > l.mapstart {
-            let page = page_down(zero);
+        if let Some(page) = l.zeroed_page().map(|p| base + p) {
             let writable = l.prot.contains(ProtFlags::WRITE);
             // SAFETY: `page` is a page of this segment, mapped just above.
             // A read-only segment is made writable (never also executable)
