@@ -139,10 +139,11 @@ fn open_locked(
             // (A re-open by the path of one of dynload's objects reads
             // nothing of glibc's: its list, whose refresh takes and releases
             // glibc's lock, is left as it is.)
-            if name.is_none_or(|n| reg.own_object_at_path(n).is_none()) {
+            let own = name.and_then(|n| reg.own_object_at_path(n));
+            if own.is_none() {
                 reg.refresh_host();
             }
-            let r = open_stage1(&mut reg, name, mode, caller, tx);
+            let r = open_stage1(&mut reg, name, own, mode, caller, tx);
             if r.is_err() {
                 rollback(&mut reg, tx);
             }
@@ -311,9 +312,12 @@ enum Stage1 {
     Continue(ObjId),
 }
 
+/// `own` is the object of dynload's at path `name`, if the caller found one
+/// (`Registry::own_object_at_path`).
 fn open_stage1(
     reg: &mut Registry,
     name: Option<&[u8]>,
+    own: Option<ObjId>,
     mode: c_int,
     caller: usize,
     tx: &mut Tx,
@@ -326,9 +330,12 @@ fn open_stage1(
         }
         return Ok(Stage1::Done(main));
     };
-    let caller_obj = reg.caller_object(caller);
-    let Some(root) = map_object(reg, name, caller_obj, true, mode, tx)? else {
-        return Ok(Stage1::NotLoaded);
+    let root = match own {
+        Some(id) => id,
+        None => match map_object(reg, name, reg.caller_object(caller), true, mode, tx)? {
+            Some(id) => id,
+            None => return Ok(Stage1::NotLoaded),
+        },
     };
     tx.root = Some(root);
     let new_root = tx.new_objects.contains(&root);
