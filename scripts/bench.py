@@ -928,12 +928,40 @@ def format_target_value(t):
     return f"{t['value']:+,.1f}{unit}" if unit else f"{t['value']:+g}"
 
 
+SYSTEM_CALLS_ALONE = "open_close_tiny_system_calls_alone"
+
+
+def system_calls_alone(results):
+    """The paired bench's reading of open+close's system calls alone, or None."""
+    return results.get("paired", {}).get("cases", {}).get(SYSTEM_CALLS_ALONE)
+
+
+def system_calls_lines(results):
+    """What the kernel's part of open+close takes, as a fraction of glibc's
+    whole open+close: the floor under the target (see system_calls.rs)."""
+    alone = system_calls_alone(results)
+    if not alone:
+        return []
+    runs = ", ".join(format_ratio(run["ratio"]) for run in alone["runs"])
+    return [
+        f"`{SYSTEM_CALLS_ALONE}`: the system calls dynload makes to open and close `tiny`, and the "
+        "two page faults its load takes, made by the bench with no loader code around them, paired "
+        f"with glibc's open+close as above: {format_time(alone['dynload_ns'])} against glibc's "
+        f"{format_time(alone['glibc_ns'])}, {format_ratio(alone['ratio'])} of it (each run: {runs}). "
+        "That is the kernel's part of dynload's open+close, without any of the loader's own work.",
+        "",
+    ]
+
+
 def miss_lines(results):
     lines = []
     for t in results["targets"]:
         value = format_target_value(t)
         kind = "in-process" if t["kind"] == "criterion" else t["kind"].replace("_", " ")
         where = f"{kind} {t['case']}, {t['measure']}"
+        alone = system_calls_alone(results) if t["case"] == "open_close_tiny" else None
+        if alone:
+            value += f"; its system calls alone {format_ratio(alone['ratio'])}"
         if t["met"] is False:
             lines.append(f"- {where}: {value} (target {t['target']})")
         elif t["met"] is None:
@@ -975,6 +1003,7 @@ def readme_section(results, readme):
         "",
         criterion_table(results),
         "",
+        *system_calls_lines(results),
         f"First load in a fresh process: the `dlopen` call alone, median of {s['runs']} runs "
         "(instructions: callgrind's Ir of the same call, dynload's helper thread included):",
         "",

@@ -22,9 +22,12 @@ use std::time::{Duration, Instant};
 mod cases;
 #[path = "common/dl.rs"]
 mod dl;
+#[path = "common/system_calls.rs"]
+mod system_calls;
 use cases::{Case, Routine, Setup};
 use dl::{Dynload, Glibc};
 use dynload_bench::Loader;
+use system_calls::SystemCallsAlone;
 
 /// How long each batch runs, at least.
 const BATCH: Duration = Duration::from_millis(2);
@@ -40,12 +43,48 @@ struct Paired {
 }
 
 impl Paired {
+    fn chosen(&self, group: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| group.contains(o.as_str()))
+    }
+
     fn run<C: Case>(&mut self) {
-        if !self.only.is_empty() && !self.only.iter().any(|o| C::GROUP.contains(o.as_str())) {
+        if self.chosen(C::GROUP) {
+            let glibc = C::prepare::<Glibc>(&self.glibc);
+            let dynload = C::prepare::<Dynload>(&self.dynload);
+            self.pair(C::GROUP, glibc, dynload, "");
+        }
+    }
+
+    /// glibc's open+close of `tiny` against its system calls alone, as
+    /// dynload makes them (see `system_calls.rs`): the least part of
+    /// glibc's time the target can be met in. Reported as `dynload_ns`,
+    /// with `"dynload": "system calls alone"`.
+    fn open_close_system_calls(&mut self) {
+        const GROUP: &str = "open_close_tiny_system_calls_alone";
+        if !self.chosen(GROUP) {
             return;
         }
-        let mut glibc = C::prepare::<Glibc>(&self.glibc);
-        let mut dynload = C::prepare::<Dynload>(&self.dynload);
+        let path = self.dynload.fx.c_path("tiny");
+        let alone = SystemCallsAlone::new(&path);
+        let base = alone.map();
+        let replayed = SystemCallsAlone::mappings_of(&path);
+        alone.unmap(base);
+        let h = dl::open::<Dynload>(&path, libc::RTLD_NOW);
+        let dynloads = SystemCallsAlone::mappings_of(&path);
+        // SAFETY: the handle just opened.
+        assert_eq!(unsafe { <Dynload as dl::Dl>::close(h) }, 0);
+        assert_eq!(
+            replayed, dynloads,
+            "the system calls alone do not map tiny as dynload does"
+        );
+        let glibc = cases::OpenCloseTiny::prepare::<Glibc>(&self.glibc);
+        let calls = Routine::timed(move || alone.unmap(alone.map()));
+        self.pair(GROUP, glibc, calls, ", \"dynload\": \"system calls alone\"");
+    }
+
+    /// Time `glibc` and `dynload` in pairs of batches and print the case's
+    /// line, with `extra` (JSON members) at its end.
+    fn pair(&self, group: &str, mut glibc: Routine, mut dynload: Routine, extra: &str) {
         // Warm both, then find how many iterations make a batch of BATCH
         // for glibc (by the clock: some routines time only part of their
         // iterations).
@@ -83,8 +122,8 @@ impl Paired {
         let quartile = |q: usize| ratios[(pairs - 1) * q / 4];
         println!(
             "{{\"case\": \"{}\", \"glibc_ns\": {g:.3}, \"dynload_ns\": {d:.3}, \"ratio\": {:.5}, \
-             \"ratio_q1\": {:.5}, \"ratio_q3\": {:.5}, \"pairs\": {pairs}, \"iters\": {iters}}}",
-            C::GROUP,
+             \"ratio_q1\": {:.5}, \"ratio_q3\": {:.5}, \"pairs\": {pairs}, \"iters\": {iters}{extra}}}",
+            group,
             quartile(2),
             quartile(1),
             quartile(3),
@@ -108,4 +147,5 @@ fn main() {
         only: args.into_iter().filter(|a| !a.starts_with("--")).collect(),
     };
     each_case!(paired.run);
+    paired.open_close_system_calls();
 }
