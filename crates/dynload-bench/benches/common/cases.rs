@@ -18,7 +18,7 @@ fn sym<D: Dl>(h: *mut c_void, name: &CStr) -> *mut c_void {
     p
 }
 
-fn close<D: Dl>(h: *mut c_void) {
+pub fn close<D: Dl>(h: *mut c_void) {
     // SAFETY: a handle from `open`.
     assert_eq!(unsafe { D::close(h) }, 0);
 }

@@ -6,15 +6,16 @@
 //! segment, populated when `map::written_whole` says so, `close`, the
 //! RELRO `mprotect`, then `munmap`), and the two page faults its load
 //! still takes (the first read of the object's tables and the first call
-//! into its code). Paired with glibc's open+close, it gives the least
-//! time any loader that lays the object out as glibc does (the same
-//! mappings, the same permissions) can take, as a fraction of glibc's.
+//! into its code). Paired with glibc's open+close, it gives what the
+//! kernel's part of dynload's cycle costs, as a fraction of glibc's whole
+//! cycle: the least dynload's open+close can take while it makes these
+//! calls.
 //!
 //! Built for GNU ld's layout of a small object (a read-only first segment
 //! at file offset 0 that holds the symbol tables, then code, read-only
 //! data and one writable segment); [`SystemCallsAlone::new`] refuses any
-//! other, and checks that the mappings it makes are the ones dynload
-//! makes for the same file.
+//! other. The paired bench checks, before timing, that the replay makes
+//! the mappings dynload makes for the same file and takes as many faults.
 
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::os::unix::ffi::OsStrExt;
@@ -109,12 +110,11 @@ impl SystemCallsAlone {
         let relro = segment(&b, phdrs_of(&b, PT_GNU_RELRO)[0]);
         let (relro_start, relro_end) = (page_down(relro.2), page_down(relro.2 + relro.4));
         // `map::written_whole`: every page RELRO, or the one .bss starts in.
+        let relro_last = page_up(relro.2 + relro.4);
         let bss_page =
             (memsz > filesz && (vaddr + filesz) % PAGE != 0).then(|| page_down(vaddr + filesz));
         let whole = relro_start <= start
-            && (page_up(relro.2 + relro.4) >= end
-                || (bss_page == Some(page_up(relro.2 + relro.4))
-                    && bss_page.unwrap() + PAGE >= end));
+            && (relro_last >= end || bss_page.is_some_and(|p| p == relro_last && p + PAGE >= end));
         let text = middle
             .iter()
             .find(|l| l.0 & 1 != 0)
@@ -186,6 +186,17 @@ impl SystemCallsAlone {
     pub fn unmap(&self, base: *mut u8) {
         // SAFETY: the span `map` mapped, which nothing else uses.
         assert_eq!(unsafe { libc::munmap(base.cast(), self.span) }, 0);
+    }
+
+    /// Page faults this process has taken so far: those of its accesses
+    /// and those `MAP_POPULATE` takes for it.
+    pub fn faults() -> i64 {
+        // SAFETY: getrusage fills the struct it is given.
+        unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            assert_eq!(libc::getrusage(libc::RUSAGE_SELF, &mut usage), 0);
+            usage.ru_minflt
+        }
     }
 
     /// The mappings of the file at `path` in this process: (start less
