@@ -330,9 +330,10 @@ fn open_stage1(
         }
         return Ok(Stage1::Done(main));
     };
-    let root = match own {
+    let loaded = own.or_else(|| reg.find_loaded(name));
+    let root = match loaded {
         Some(id) => id,
-        None => match map_object(reg, name, reg.caller_object(caller), true, mode, tx)? {
+        None => match map_new_object(reg, name, reg.caller_object(caller), true, mode, tx)? {
             Some(id) => id,
             None => return Ok(Stage1::NotLoaded),
         },
@@ -571,6 +572,19 @@ fn map_object(
     {
         return Ok(Some(id));
     }
+    map_new_object(reg, name, loader, callmap, mode, tx)
+}
+
+/// [`map_object`] for a name no loaded object answers to: the file found
+/// for it, unless it is one already loaded under another name.
+fn map_new_object(
+    reg: &mut Registry,
+    name: &[u8],
+    loader: ObjId,
+    callmap: bool,
+    mode: c_int,
+    tx: &mut Tx,
+) -> Result<Option<ObjId>, Error> {
     let shown = Shown(name);
     debug!(
         debug::FILES,
