@@ -1055,8 +1055,11 @@ fn relocate_all(
         let outcome = {
             let reg = registry(guard)?;
             let o = reg.obj(id);
+            // (A writable segment populated when mapped has nothing left.)
             if let Kind::Ours(m) = &o.kind {
-                map::populate_written(m, &o.view.image, relocate::plt_slots(&o.view));
+                if !m.populated {
+                    map::populate_written(m, &o.view.image, relocate::plt_slots(&o.view));
+                }
             }
             let lazy = lazy_mode && !o.view.dyn_info.wants_bind_now();
             relocate::relocate(&reg, id, lazy)
