@@ -65,12 +65,13 @@ impl Paired {
             return;
         }
         let path = self.dynload.fx.c_path("tiny");
+        let file = path.to_str().expect("a UTF-8 path");
         let alone = SystemCallsAlone::new(&path);
         let base = alone.map();
-        let replayed = SystemCallsAlone::mappings_of(&path);
+        let replayed = testkit::layout_of(file);
         alone.unmap(base);
         let h = dl::open::<Dynload>(&path, libc::RTLD_NOW);
-        let dynloads = SystemCallsAlone::mappings_of(&path);
+        let dynloads = testkit::layout_of(file);
         cases::close::<Dynload>(h);
         assert_eq!(
             replayed, dynloads,

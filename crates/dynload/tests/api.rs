@@ -8,7 +8,7 @@ use std::sync::Arc;
 use dynload::{Error, Library, LoadedBy, OpenFlags};
 use testkit::{Lib, Set};
 
-use testkit::{files_mapped_here, mapped_here as mapped};
+use testkit::{files_mapped_here, layout_of, mapped_here as mapped, mappings_of};
 
 #[test]
 fn not_found_says_where_it_looked() {
@@ -267,34 +267,6 @@ fn relro_is_read_only_and_nothing_is_writable_and_executable() {
         }
     }
     assert!(saw, "no mapping holds the RELRO data at {addr:#x}");
-}
-
-/// Each mapping in this process of the file whose path ends with `file`:
-/// (start, end, permissions, file offset).
-fn mappings_of(file: &str) -> Vec<(usize, usize, String, u64)> {
-    testkit::self_maps()
-        .lines()
-        .filter(|l| l.ends_with(file))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let (lo, hi) = f[0].split_once('-').unwrap();
-            (
-                usize::from_str_radix(lo, 16).unwrap(),
-                usize::from_str_radix(hi, 16).unwrap(),
-                f[1].to_owned(),
-                u64::from_str_radix(f[2], 16).unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// [`mappings_of`] with the addresses made relative to the first mapping.
-fn layout_of(file: &str) -> Vec<(usize, usize, String, u64)> {
-    let rows = mappings_of(file);
-    let base = rows.first().map_or(0, |r| r.0);
-    rows.into_iter()
-        .map(|(lo, hi, p, off)| (lo - base, hi - base, p, off))
-        .collect()
 }
 
 /// dynload maps the segments that the first mapping already holds from the

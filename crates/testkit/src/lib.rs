@@ -497,6 +497,34 @@ pub fn self_maps() -> String {
     std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps")
 }
 
+/// Each mapping in this process of the file whose path ends with `file`:
+/// (start, end, permissions, file offset).
+pub fn mappings_of(file: &str) -> Vec<(usize, usize, String, u64)> {
+    self_maps()
+        .lines()
+        .filter(|l| l.ends_with(file))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (lo, hi) = f[0].split_once('-').unwrap();
+            (
+                usize::from_str_radix(lo, 16).unwrap(),
+                usize::from_str_radix(hi, 16).unwrap(),
+                f[1].to_owned(),
+                u64::from_str_radix(f[2], 16).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// [`mappings_of`] with the addresses made relative to the first mapping.
+pub fn layout_of(file: &str) -> Vec<(usize, usize, String, u64)> {
+    let rows = mappings_of(file);
+    let base = rows.first().map_or(0, |r| r.0);
+    rows.into_iter()
+        .map(|(lo, hi, p, off)| (lo - base, hi - base, p, off))
+        .collect()
+}
+
 /// Does a mapping of this process mention `needle` (a file name)?
 pub fn mapped_here(needle: &str) -> bool {
     self_maps().lines().any(|l| l.contains(needle))

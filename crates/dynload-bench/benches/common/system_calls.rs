@@ -198,28 +198,4 @@ impl SystemCallsAlone {
             usage.ru_minflt
         }
     }
-
-    /// The mappings of the file at `path` in this process: (start less
-    /// the first one's, end less it, permissions, file offset).
-    pub fn mappings_of(path: &CStr) -> Vec<(usize, usize, String, String)> {
-        let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
-        let path = std::ffi::OsStr::from_bytes(path.to_bytes())
-            .to_string_lossy()
-            .into_owned();
-        let mut lines: Vec<(usize, usize, String, String)> = maps
-            .lines()
-            .filter(|l| l.ends_with(path.as_str()))
-            .map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                let (s, e) = f[0].split_once('-').unwrap();
-                let hex = |x: &str| usize::from_str_radix(x, 16).unwrap();
-                (hex(s), hex(e), f[1].to_owned(), f[2].to_owned())
-            })
-            .collect();
-        let first = lines.first().map_or(0, |l| l.0);
-        for l in &mut lines {
-            (l.0, l.1) = (l.0 - first, l.1 - first);
-        }
-        lines
-    }
 }
