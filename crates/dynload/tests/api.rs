@@ -662,20 +662,8 @@ fn pages_relocation_writes_are_copied_in_one_call_and_no_others() {
         .close()
         .unwrap();
     let file = set.path("g_written");
-    let sections = testkit::readelf("-SW", &file);
-    let section = |name: &str| {
-        let line = sections
-            .lines()
-            .find(|l| {
-                l.split_whitespace().nth(1) == Some(name) || l.contains(&format!("] {name} "))
-            })
-            .unwrap_or_else(|| panic!("no {name}:\n{sections}"));
-        let f: Vec<&str> = line.split(']').nth(1).unwrap().split_whitespace().collect();
-        (
-            usize::from_str_radix(f[2], 16).unwrap(),
-            usize::from_str_radix(f[4], 16).unwrap(),
-        )
-    };
+    let bytes = std::fs::read(&file).unwrap();
+    let section = |name| testkit::damage::section_address(&bytes, name);
     let (relro_at, _) = section(".data.rel.ro");
     let (slots_at, slots_len) = section(".got.plt");
     let (plain_at, plain_len) = section(".data");

@@ -43,22 +43,29 @@ pub fn program_header_table(b: &[u8]) -> (usize, usize) {
 
 /// File offset and size of the section named `name`, if there is one.
 pub fn find_section(b: &[u8], name: &str) -> Option<(usize, usize)> {
+    let h = section_header(b, name)?;
+    Some((u64_at(b, h + 24) as usize, u64_at(b, h + 32) as usize))
+}
+
+/// Address (as linked, before any load) and size of the section named
+/// `name`.
+pub fn section_address(b: &[u8], name: &str) -> (usize, usize) {
+    let h = section_header(b, name).unwrap_or_else(|| panic!("no section {name}"));
+    (u64_at(b, h + 16) as usize, u64_at(b, h + 32) as usize)
+}
+
+/// File offset of the header of the section named `name`.
+fn section_header(b: &[u8], name: &str) -> Option<usize> {
     let shoff = u64_at(b, 40) as usize;
     let shnum = u16_at(b, 60) as usize;
     let shstrndx = u16_at(b, 62) as usize;
     let sh = |i: usize| shoff + 64 * i;
     let strtab = u64_at(b, sh(shstrndx) + 24) as usize;
-    for i in 0..shnum {
-        let n = strtab + u32_at(b, sh(i)) as usize;
+    (0..shnum).map(sh).find(|&h| {
+        let n = strtab + u32_at(b, h) as usize;
         let end = b[n..].iter().position(|&c| c == 0).unwrap();
-        if &b[n..n + end] == name.as_bytes() {
-            return Some((
-                u64_at(b, sh(i) + 24) as usize,
-                u64_at(b, sh(i) + 32) as usize,
-            ));
-        }
-    }
-    None
+        &b[n..n + end] == name.as_bytes()
+    })
 }
 
 /// Change the type of the first relocation of type `from` in `.rela.dyn`.
