@@ -302,6 +302,8 @@ impl<'a> Relocator<'a> {
         let mut rest = relas;
         if !plt {
             rest = &rest[self.relative_prefix_on_two_threads(relas)..];
+        } else if lazy {
+            rest = &rest[self.rebase_slot_run(relas)?..];
         }
         while let Some((rela, tail)) = rest.split_first() {
             if prefetch {
@@ -322,7 +324,10 @@ impl<'a> Relocator<'a> {
                     irelative.push(rela);
                     continue;
                 }
-                r::JUMP_SLOT if lazy => self.rebase_slot(rela)?,
+                // (One after another type of entry.)
+                r::JUMP_SLOT if lazy => {
+                    self.rebase_slot_run(std::slice::from_ref(rela))?;
+                }
                 r::JUMP_SLOT => self.symbolic_word(rela, r::JUMP_SLOT)?,
                 r::GLOB_DAT | r::R64 if !plt => self.symbolic_word(rela, rela_type(rela))?,
                 _ => self.apply(rela, plt)?,
@@ -431,36 +436,48 @@ impl<'a> Relocator<'a> {
         Ok(())
     }
 
-    /// A PLT slot left for lazy binding points back into the PLT: rebase it.
-    #[inline(always)]
-    fn rebase_slot(&mut self, rela: &Rela) -> Result<(), Error> {
-        let image = &self.obj.view.image;
-        let offset = rela.r_offset.get(LE);
-        let addr = image.addr(offset);
-        if !self.slot_segments.0.holds(image, addr) {
-            return Err(target_error(self.obj.display_name(), offset));
+    /// Lazy binding: the PLT slots point back into the PLT. Rebase the
+    /// JUMP_SLOT entries at the head of `relas` (a whole PLT table in
+    /// objects link editors make, but for TLSDESC and IRELATIVE entries)
+    /// and return how many there were. A loop of its own: in the general
+    /// loop each slot cost about 44 instructions, three times glibc's 15
+    /// (the dispatch on the entry's type, the checks of the pass's mode,
+    /// and the segments and counts kept in `self`, which the stores
+    /// through raw addresses made the compiler read and write again for
+    /// every slot); here about 24.
+    fn rebase_slot_run(&mut self, relas: &[Rela]) -> Result<usize, Error> {
+        let obj = self.obj;
+        let image = &obj.view.image;
+        let base = image.base;
+        let (mut slots, (mut cs, mut ce)) = self.slot_segments;
+        let mut done = relas.len();
+        for (i, rela) in relas.iter().enumerate() {
+            if rela_type(rela) != r::JUMP_SLOT {
+                done = i;
+                break;
+            }
+            let offset = rela.r_offset.get(LE);
+            let addr = image.addr(offset);
+            if !slots.holds(image, addr) {
+                return Err(target_error(obj.display_name(), offset));
+            }
+            // The lazy fix-up stores the binding atomically: the slot must be
+            // a whole aligned word (it always is in objects linkers make).
+            if addr % 8 != 0 {
+                return Err(unaligned_slot_error(self.name));
+            }
+            // SAFETY: a whole word in a writable segment (checked above, or
+            // for an earlier slot in the same segment).
+            let stub = unsafe { (addr as *const usize).read() }.wrapping_add(base);
+            if !(cs <= stub && stub < ce) {
+                (cs, ce) = code_segment(obj, stub).ok_or_else(|| stub_error(self.name))?;
+            }
+            // SAFETY: as above.
+            unsafe { (addr as *mut usize).write(stub) };
         }
-        let (cs, ce) = self.slot_segments.1;
-        // The lazy fix-up stores the binding atomically: the slot must be a
-        // whole aligned word (it always is in objects linkers make).
-        if addr % 8 != 0 {
-            return Err(Error::invalid(
-                self.name,
-                "PLT slot (R_X86_64_JUMP_SLOT) at an unaligned address",
-            ));
-        }
-        // SAFETY: in a writable segment (checked above, or for an earlier
-        // slot in the same segment).
-        let stub = unsafe { (addr as *const usize).read_unaligned() }.wrapping_add(image.base);
-        if !(cs <= stub && stub < ce) {
-            self.slot_segments.1 = code_segment(self.obj, stub).ok_or_else(|| {
-                Error::invalid(self.name, "PLT slot does not point into the object's code")
-            })?;
-        }
-        // SAFETY: as above.
-        unsafe { (addr as *mut usize).write_unaligned(stub) };
-        self.out.relative += 1;
-        Ok(())
+        self.slot_segments = (slots, (cs, ce));
+        self.out.relative += done as u64;
+        Ok(done)
     }
 
     /// GLOB_DAT, JUMP_SLOT and R_X86_64_64, the bulk of symbolic
@@ -891,6 +908,19 @@ fn writable_target(image: &Image, offset: u64, len: usize) -> Option<usize> {
     image.is_writable(addr, len).then_some(addr)
 }
 
+#[cold]
+fn unaligned_slot_error(name: Shown) -> Error {
+    Error::invalid(
+        name,
+        "PLT slot (R_X86_64_JUMP_SLOT) at an unaligned address",
+    )
+}
+
+#[cold]
+fn stub_error(name: Shown) -> Error {
+    Error::invalid(name, "PLT slot does not point into the object's code")
+}
+
 fn target_error(name: impl Into<String>, offset: u64) -> Error {
     Error::invalid(
         name,
@@ -982,7 +1012,7 @@ pub(crate) enum Entry {
 /// The checks an entry gets before anything is written for it: a type this
 /// loader handles (and of the PLT class in DT_JMPREL: `plt`), a target in
 /// the object's writable segments, a symbol index inside its symbol table.
-/// (Lazily bound PLT slots are only rebased: see `Relocator::rebase_slot`.)
+/// (Lazily bound PLT slots are only rebased: see `Relocator::rebase_slot_run`.)
 pub(crate) fn check_entry(
     image: &Image,
     syms: &SymbolTable,
