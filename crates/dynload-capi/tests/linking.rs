@@ -2,8 +2,9 @@
 //! the shared scenarios cannot show: that binding really is lazy, a missing
 //! function ending the process as glibc ends it, binding from destructors
 //! during dlclose, dlinfo and dl_iterate_phdr TLS fields, __tls_get_addr
-//! on a misaligned stack and next to a malloc that uses TLS, and TLS
-//! modules loaded and unloaded in a loop while threads run.
+//! on a misaligned stack and next to a malloc that uses TLS, TLS
+//! modules loaded and unloaded in a loop while threads run, and a lazily
+//! bound PLT slot whose entry follows a TLS descriptor's.
 //! Each run is compared with glibc's run of the same script.
 
 use testkit::scenarios::{copies, dtor_lazy_objects, lazy_objects, tls_objects, unique_objects};
@@ -498,4 +499,59 @@ fn a_c_runtime_library_found_through_runpath_is_that_copy() {
         "{}",
         g.stdout
     );
+}
+
+#[test]
+fn a_plt_slot_after_a_tls_descriptor_is_bound_lazily() {
+    // GNU ld puts R_X86_64_TLSDESC after the JUMP_SLOTs in .rela.plt, so
+    // dynload's run of PLT slots covers every slot. Here the last slot's
+    // entry is moved after the descriptor's (and its PLT stub made to push
+    // its new index): that slot is rebased on its own, after the run stops
+    // at the descriptor, and still binds at its first call, as with glibc.
+    let set = Set::build(
+        "capi-slotafterdesc",
+        &[
+            Lib::src("callee", "lazy_callee.c").no_log(),
+            Lib::src("caller", "lazy_tlsdesc.c")
+                .no_log()
+                .dep("callee")
+                .flag("-mtls-dialect=gnu2")
+                .flag("-Wl,-z,lazy"),
+        ],
+    );
+    let moved = damage::variant(&set.path("caller"), &set.dir, "moved", |b| {
+        let entries = damage::plt_relocations(b);
+        let r_type = |e: usize| damage::get_u64(b, e + 8) & 0xffff_ffff;
+        let types: Vec<u64> = entries.iter().map(|&e| r_type(e)).collect();
+        assert_eq!(types, [[7; 8].as_slice(), &[36]].concat(), "{types:?}");
+        // Swap the last JUMP_SLOT (index 7) and the TLSDESC (index 8).
+        let (slot, desc) = (entries[7], entries[8]);
+        let (a, c) = (b[slot..slot + 24].to_vec(), b[desc..desc + 24].to_vec());
+        b[slot..slot + 24].copy_from_slice(&c);
+        b[desc..desc + 24].copy_from_slice(&a);
+        // The stub that pushed index 7 now pushes 8: stubs are 16 bytes
+        // after PLT0's, `push imm32` at byte 6 of each.
+        let (plt, _) = damage::find_section(b, ".plt").expect(".plt");
+        let push = (0..=8)
+            .map(|i| plt + 16 * (i + 1) + 6)
+            .find(|&p| b[p] == 0x68 && b[p + 1..p + 5] == 7u32.to_le_bytes())
+            .expect("the stub pushing 7");
+        b[push + 1..push + 5].copy_from_slice(&8u32.to_le_bytes());
+    });
+    let open = format!("open {moved} LAZY");
+    let script = [
+        open.as_str(),
+        "call h1 call_slots_count",
+        "threads 3 h1 call_slots_count",
+        "call h1 call_slots_count",
+    ];
+    let (g, d) = compare(&set, &script);
+    assert!(
+        g.stdout.ends_with(
+            "call call_slots_count: 1\nthreads call_slots_count: 3\ncall call_slots_count: 2\n"
+        ),
+        "{}",
+        g.stdout
+    );
+    assert_eq!(d.stdout, g.stdout);
 }
