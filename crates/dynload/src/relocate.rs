@@ -459,7 +459,7 @@ impl<'a> Relocator<'a> {
             let offset = rela.r_offset.get(LE);
             let addr = image.addr(offset);
             if !slots.holds(image, addr) {
-                return Err(target_error(obj.display_name(), offset));
+                return Err(target_error(self.name, offset));
             }
             // The lazy fix-up stores the binding atomically: the slot must be
             // a whole aligned word (it always is in objects linkers make).
