@@ -82,7 +82,15 @@ MODES = ("now", "lazy")
 # Resident memory is judged by its minimum (see `memory_summary`): with 9
 # runs, one loader's luckiest placement decided it (glibc's `many`: 232 KiB
 # once, 248 to 328 otherwise, against dynload's 244 to 308).
-MEMORY_RUNS = 21
+MEMORY_RUNS = 32
+# Where the heap's top sits in its page decides whether the last few hundred
+# bytes a load allocates take one more page: at one layout, libz3's 944 bytes
+# an object more than glibc's showed as a whole page over its three objects,
+# or none, by the bytes allocated before it. Each memory run moves the top by
+# the next of these (`FIRST_LOAD_HEAP_OFFSET`), and the private figure is the
+# mean over the runs: what the bytes cost in pages, averaged over where they
+# land.
+HEAP_OFFSETS = tuple(range(0, 4096, 256))
 PYTHON_MODULES = (
     "_decimal _ssl _hashlib _sqlite3 _ctypes _json _pickle _datetime array math _socket select "
     "zlib _bz2 _lzma pyexpat _elementtree unicodedata _struct _random _bisect _heapq _csv "
@@ -391,10 +399,12 @@ def loader_env(loader, search=True):
     return env
 
 
-def first_load(loader, load, search=True):
+def first_load(loader, load, search=True, heap_offset=0):
     """One fresh process: {"ns", "rss_kb", "mappings", "heap_bytes", ...}."""
-    proc = subprocess.run(first_load_argv(loader, load), env=loader_env(loader, search),
-                          capture_output=True, text=True)
+    env = loader_env(loader, search)
+    if heap_offset:
+        env["FIRST_LOAD_HEAP_OFFSET"] = str(heap_offset)
+    proc = subprocess.run(first_load_argv(loader, load), env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise Failed(tail(proc.stderr) or f"exit status {proc.returncode}")
     try:
@@ -403,11 +413,12 @@ def first_load(loader, load, search=True):
         raise Failed(f"unreadable output: {proc.stdout!r}")
 
 
-def sample_first_loads(loads, runs):
+def sample_first_loads(loads, runs, heap_offsets=(0,)):
     """{load name: {loader: {"samples": [...]} or {"error": ...}}}. Round 0
     warms the page cache and is not kept; a loader that fails once is not
     tried again for that load. Each round starts with the next loader, so
-    that none is always the first process after another case's."""
+    that none is always the first process after another case's, and takes
+    the next of `heap_offsets` for all its processes."""
     table = {load.name: {loader: {"samples": []} for loader in LOADERS} for load in loads}
     for round_ in range(runs + 1):
         order = LOADERS[round_ % len(LOADERS):] + LOADERS[:round_ % len(LOADERS)]
@@ -417,7 +428,7 @@ def sample_first_loads(loads, runs):
                 if "error" in entry:
                     continue
                 try:
-                    sample = first_load(loader, load)
+                    sample = first_load(loader, load, heap_offset=heap_offsets[round_ % len(heap_offsets)])
                 except Failed as e:
                     entry.pop("samples")
                     entry["error"] = str(e)
@@ -436,17 +447,24 @@ def memory_summary(samples):
     """Per object loaded (a load's figures divided by the objects it added
     to the process, its dependencies too: `objects`, the files newly
     mapped with execute permission): medians, except resident memory's
-    minimum. The
+    minimum and private memory's mean. The
     kernel maps up to 16 file pages around each fault, in windows aligned
     to 64 KiB of address space, so where address randomisation puts an
     object adds 0 to 64 KiB of file pages for the same pages touched
     (`many`: 248 or 312 KiB under either loader). That noise mostly adds;
-    the minimum is the run with the least of it. Every run's resident
-    figure is kept (`rss_kb_runs`), to show the spread."""
+    the minimum is the run with the least of it. Private memory counts
+    whole pages of the heap, and the runs place the heap's top at
+    different offsets in its page (`HEAP_OFFSETS`): their mean is what
+    the load's heap bytes cost in pages, wherever they land. Every run's
+    resident and private figures are kept (`rss_kb_runs`, `anon_kb_runs`),
+    to show the spread."""
     per_object = lambda key: [s[key] / max(s.get("objects", 1), 1) for s in samples]
-    summary = {key: (min if key == "rss_kb" else statistics.median)(per_object(key))
+    pick = {"rss_kb": min, "anon_kb": statistics.mean}
+    summary = {key: pick.get(key, statistics.median)(per_object(key))
                for key in ("rss_kb", "anon_kb", "mappings", "heap_bytes") if key in samples[0]}
     summary["rss_kb_runs"] = per_object("rss_kb")
+    if "anon_kb" in samples[0]:
+        summary["anon_kb_runs"] = per_object("anon_kb")
     summary["objects"] = statistics.median(s.get("objects", 1) for s in samples)
     return summary
 
@@ -467,7 +485,8 @@ def measure_first_loads(runs):
 
 def measure_memory():
     log(f"memory: {len(MEMORY_LOADS)} cases x {len(LOADERS)} loaders x {MEMORY_RUNS} runs")
-    return summarise(MEMORY_LOADS, sample_first_loads(MEMORY_LOADS, MEMORY_RUNS), memory_summary)
+    samples = sample_first_loads(MEMORY_LOADS, MEMORY_RUNS, HEAP_OFFSETS)
+    return summarise(MEMORY_LOADS, samples, memory_summary)
 
 
 def dlopen_rs_error(lib, search):
@@ -1011,7 +1030,10 @@ def readme_section(results, readme):
         "",
         f"Memory added per object (VmRSS growth; its private part, RssAnon: heap and written pages; "
         f"the heap bytes in use; mappings), median of {MEMORY_RUNS} runs (resident: their minimum, "
-        f"since the file pages the kernel maps around a fault depend on where the object lands). "
+        f"since the file pages the kernel maps around a fault depend on where the object lands; "
+        f"private: their mean, the runs having placed the top of the heap at {len(HEAP_OFFSETS)} "
+        f"offsets in its page, {HEAP_OFFSETS[1] - HEAP_OFFSETS[0]} bytes apart, since whether a "
+        f"load's last few hundred bytes take one more page depends on where they land). "
         "Each load's figures are divided by the objects it added to the process, its dependencies "
         "included (the files it mapped with execute permission, counted by each measuring program): "
         f"`{COPIES}` is {TINY_COPIES} copies of `tiny` loaded one after another; "
