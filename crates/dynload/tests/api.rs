@@ -548,8 +548,23 @@ fn big_relro_is_copied_only_by_loads_that_get_to_relocation() {
 
 /// This thread's page faults, counted by the kernel's software event (the
 /// faults a program takes; not those `madvise` takes on its behalf, which
-/// `getrusage` would count too).
-struct FaultCounter(std::os::fd::OwnedFd);
+/// `getrusage` would count too), each sampled with its address into a ring
+/// buffer.
+struct FaultCounter(std::os::fd::OwnedFd, RingBuffer);
+
+/// The pages a perf event's samples go to: a header page, then `DATA`.
+struct RingBuffer(*mut u8);
+
+impl RingBuffer {
+    const DATA: usize = 16 * 4096;
+}
+
+impl Drop for RingBuffer {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `FaultCounter::start`, of this size.
+        unsafe { libc::munmap(self.0.cast(), 4096 + RingBuffer::DATA) };
+    }
+}
 
 impl FaultCounter {
     fn start() -> FaultCounter {
@@ -569,13 +584,14 @@ impl FaultCounter {
         }
         const PERF_TYPE_SOFTWARE: u32 = 1;
         const PERF_COUNT_SW_PAGE_FAULTS: u64 = 2;
+        const PERF_SAMPLE_ADDR: u64 = 1 << 3;
         const EXCLUDE_HV: u64 = 1 << 6;
         let attr = Attr {
             kind: PERF_TYPE_SOFTWARE,
             size: std::mem::size_of::<Attr>() as u32,
             config: PERF_COUNT_SW_PAGE_FAULTS,
-            sample_period: 0,
-            sample_type: 0,
+            sample_period: 1,
+            sample_type: PERF_SAMPLE_ADDR,
             read_format: 0,
             flags: EXCLUDE_HV,
             wakeup_events: 0,
@@ -601,7 +617,53 @@ impl FaultCounter {
             std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
         );
         // SAFETY: a descriptor just returned to us and owned by nobody else.
-        FaultCounter(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) })
+        let fd: std::os::fd::OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) };
+        // SAFETY: a new shared mapping of the event's ring buffer.
+        let ring = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096 + RingBuffer::DATA,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                0,
+            )
+        };
+        assert_ne!(
+            ring,
+            libc::MAP_FAILED,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+        FaultCounter(fd, RingBuffer(ring.cast()))
+    }
+
+    /// The address of each fault so far, in order (each sample is its
+    /// header and the address).
+    fn addresses(&self) -> Vec<usize> {
+        let ring = self.1 .0;
+        // SAFETY: `data_head` of the header page (perf_event_mmap_page, at
+        // byte 1024), written by the kernel; read once, with acquire order.
+        let head = unsafe {
+            (*ring.add(1024).cast::<std::sync::atomic::AtomicU64>())
+                .load(std::sync::atomic::Ordering::Acquire)
+        } as usize;
+        assert!(head <= RingBuffer::DATA, "the ring buffer overflowed");
+        // SAFETY: the data pages, of which the kernel wrote `head` bytes.
+        let data = unsafe { std::slice::from_raw_parts(ring.add(4096), head) };
+        let mut addresses = Vec::new();
+        let mut at = 0;
+        while at + 8 <= head {
+            let kind = u32::from_ne_bytes(data[at..at + 4].try_into().unwrap());
+            let size = u16::from_ne_bytes(data[at + 6..at + 8].try_into().unwrap()) as usize;
+            const PERF_RECORD_SAMPLE: u32 = 9;
+            if kind == PERF_RECORD_SAMPLE {
+                addresses
+                    .push(u64::from_ne_bytes(data[at + 8..at + 16].try_into().unwrap()) as usize);
+            }
+            at += size.max(8);
+        }
+        addresses
     }
 
     fn count(&self) -> u64 {
@@ -692,12 +754,21 @@ fn pages_relocation_writes_are_copied_in_one_call_and_no_others() {
         eprintln!("{who}: {faults} page faults in the load");
     };
 
+    // The faults of a load at addresses from the first page of the table
+    // to the end of the slots' (.dynamic lies in between).
+    let in_written = |addresses: &[usize], relro: usize| {
+        let base = relro - relro_at;
+        let written = page(base + relro_at)..(base + slots_at + slots_len).next_multiple_of(4096);
+        addresses.iter().filter(|a| written.contains(a)).count()
+    };
+
     let path = std::ffi::CString::new(file.as_str()).unwrap();
     let counter = FaultCounter::start();
     let before = counter.count();
     // SAFETY: a path; the fixture has no constructors.
     let h = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
     let glibc_faults = counter.count() - before;
+    let glibc_addresses = counter.addresses();
     assert!(!h.is_null(), "glibc could not load {file}");
     // SAFETY: symbols of the handle above, of these types.
     let (relro, calls): (usize, extern "C" fn() -> i32) = unsafe {
@@ -711,10 +782,18 @@ fn pages_relocation_writes_are_copied_in_one_call_and_no_others() {
     };
     check("glibc", relro, glibc_faults);
     assert_eq!(calls(), 900);
+    // (A read fault on .dynamic, then a write fault on each written page.)
+    let glibc_written = in_written(&glibc_addresses, relro);
+    assert!(
+        glibc_written >= 36,
+        "glibc: {glibc_written} faults in written pages"
+    );
 
     let before = counter.count();
+    let sampled = counter.addresses().len();
     let lib = unsafe { Library::open(set.path("d_written"), OpenFlags::NOW) }.unwrap();
     let dynload_faults = counter.count() - before;
+    let dynload_addresses = counter.addresses().split_off(sampled);
     // SAFETY: the fixture's symbols, of these types.
     let (relro, calls) = unsafe {
         (
@@ -724,6 +803,16 @@ fn pages_relocation_writes_are_copied_in_one_call_and_no_others() {
     };
     check("dynload", relro, dynload_faults);
     assert_eq!(calls(), 900);
+    // None at all in those pages: RELRO's were copied before the dynamic
+    // section in them was read (a read there would have mapped the
+    // segment's file pages around it, for each copy to replace), the
+    // slots' before relocation.
+    let dynload_written = in_written(&dynload_addresses, relro);
+    assert_eq!(
+        dynload_written, 0,
+        "dynload: faults in written pages at {:x?}",
+        dynload_addresses
+    );
     // 33 pages of RELRO and three of slots are written: under glibc each
     // is a fault. (The page where .bss starts is zeroed by both loaders.)
     assert!(glibc_faults >= 36, "glibc: {glibc_faults} faults");
