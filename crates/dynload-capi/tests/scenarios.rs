@@ -55,3 +55,32 @@ fn global_scope_filter_is_built_again_after_the_scope_changes() {
         .collect();
     assert_eq!(built.len(), 2, "filters built:\n{}", run.debug);
 }
+
+/// The scenario `lazy_calls_and_the_global_scope_filter` checks the
+/// bindings; this checks that its lazily bound calls were made with the
+/// filter built (for `u1`, then again for `u3`), so that they are the ones
+/// the filter answered.
+#[test]
+fn lazy_calls_are_made_with_the_global_scope_filter_built() {
+    let sc = scenarios::lazy_calls_and_the_global_scope_filter("capi-lazy-filter");
+    let run = testkit::run_driver(
+        &sc.set,
+        &sc.script(),
+        testkit::Loader::Dynload,
+        &[("DYNLOAD_DEBUG", "files,scopes")],
+    );
+    sc.check(&run.stdout);
+    let lines: Vec<&str> = run.debug.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{}", run.debug))
+    };
+    let built: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains("global scope filter:"))
+        .collect();
+    assert_eq!(built.len(), 2, "filters built:\n{}", run.debug);
+    assert!(built[0] < at(&sc.set.file("u2")), "{}", run.debug);
+    assert!(built[1] < at(&sc.set.file("u4")), "{}", run.debug);
+}

@@ -115,6 +115,7 @@ macro_rules! with_scenarios {
             unique_symbols_after_a_failed_load,
             symbol_kinds,
             global_scope_filter,
+            lazy_calls_and_the_global_scope_filter,
             unique_symbols_from_another_object,
             own_names_with_the_same_hash,
         );
@@ -1688,6 +1689,54 @@ pub fn global_scope_filter(p: &str) -> Scenario {
         &[
             "call probe: 1167\ncall probe_call: 1167\n",
             "call probe: 2167\ncall probe_call: 2167\ncall call_all: 544640\ncall probe: 1167",
+        ],
+    )
+}
+
+/// Lazily bound calls once the global scope's filter is built (by `u1`'s
+/// 512 lookups): `u2`'s first calls, to names no global object defines,
+/// bind to its own dependency `d`; after `i`, which defines the same
+/// names, became global (and the filter was built again, by `u3`'s), `u4`'s
+/// bind to `i`, which comes first.
+pub fn lazy_calls_and_the_global_scope_filter(p: &str) -> Scenario {
+    let refs = |name: &str| Lib::src(name, "many_refs.c").dep("d");
+    let s = set(
+        p,
+        "lazy-filter",
+        &[
+            Lib::src("d", "many_refs.c")
+                .define("DEFINE", "1")
+                .define("VALUE", "1000"),
+            Lib::src("i", "many_refs.c")
+                .define("DEFINE", "1")
+                .define("VALUE", "2000"),
+            refs("u1"),
+            refs("u2"),
+            refs("u3"),
+            refs("u4"),
+        ],
+    );
+    Scenario::new(
+        s,
+        &[
+            "open $u1 NOW",
+            "open $u2 LAZY",
+            "call h2 probe_call",
+            "call h2 call_all",
+            "open $i NOW|GLOBAL",
+            "open $u3 NOW",
+            "open $u4 LAZY",
+            "call h5 probe_call",
+            "call h5 call_all",
+            "call h2 probe_call",
+        ],
+        &[
+            "call probe_call: 1167
+call call_all: 288640
+",
+            "call probe_call: 2167
+call call_all: 544640
+call probe_call: 1167",
         ],
     )
 }

@@ -183,14 +183,30 @@ pub(crate) trait Searched {
     fn prepared(&self) -> Option<&PreparedScope<'_>> {
         None
     }
+
+    /// The same objects as the registry's lists, one `[_; 2]` per scope.
+    fn lists(&self) -> Option<&[[&[ObjId]; 2]]> {
+        None
+    }
+}
+
+/// The objects of scopes given as lists.
+fn list_candidates<'a>(
+    scopes: impl Iterator<Item = &'a [&'a [ObjId]; 2]> + 'a,
+) -> impl Iterator<Item = Candidate> + 'a {
+    scopes
+        .flatten()
+        .flat_map(|chunk| chunk.iter())
+        .map(|&id| Candidate { id, bloom: None })
 }
 
 impl Searched for [[&[ObjId]; 2]] {
     fn candidates(&self) -> impl Iterator<Item = Candidate> + '_ {
-        self.iter()
-            .flatten()
-            .flat_map(|chunk| chunk.iter())
-            .map(|&id| Candidate { id, bloom: None })
+        list_candidates(self.iter())
+    }
+
+    fn lists(&self) -> Option<&[[&[ObjId]; 2]]> {
+        Some(self)
     }
 }
 
@@ -420,7 +436,7 @@ impl Registry {
         &self,
         scopes: &S,
         name: &[u8],
-        mut hash: NameHash,
+        hash: NameHash,
         version: Option<&VersionEntry>,
         flags: Flags,
         undef: Option<ObjId>,
@@ -429,7 +445,45 @@ impl Registry {
         // the trace lists each as glibc's does.)
         let tracing = debug::enabled(debug::SYMBOLS);
         let undef_removed = undef.is_some_and(|u| self.obj(u).removed);
-        for Candidate { id, bloom } in scopes.candidates() {
+        // The global scope's filter, once a relocation pass has built it,
+        // rejects a name for all of that scope's objects with one probe, as
+        // in a prepared scope (a lazily bound call, `dlsym(RTLD_DEFAULT)`).
+        if let (Some(lists), Some(filter), false) =
+            (scopes.lists(), self.global_filter.get(), tracing)
+        {
+            if !filter.may_contain(hash.gnu) {
+                let global = self.global_parts();
+                let is_global = |s: &&[&[ObjId]; 2]| {
+                    std::ptr::eq(s[0], global[0]) && std::ptr::eq(s[1], global[1])
+                };
+                let candidates = list_candidates(lists.iter().filter(|s| !is_global(s)));
+                return self.walk_candidates(candidates, name, hash, version, flags, undef_removed);
+            }
+        }
+        self.walk_candidates(
+            scopes.candidates(),
+            name,
+            hash,
+            version,
+            flags,
+            undef_removed,
+        )
+    }
+
+    /// [`Registry::lookup_general`]'s loop over the objects it visits.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn walk_candidates(
+        &self,
+        candidates: impl Iterator<Item = Candidate>,
+        name: &[u8],
+        mut hash: NameHash,
+        version: Option<&VersionEntry>,
+        flags: Flags,
+        undef_removed: bool,
+    ) -> Option<Found> {
+        let tracing = debug::enabled(debug::SYMBOLS);
+        for Candidate { id, bloom } in candidates {
             if bloom.is_some_and(|b| !tracing && !b.may_contain(hash.gnu)) {
                 continue;
             }
