@@ -1650,6 +1650,23 @@ pub fn cxx_objects(name: &str) -> Set {
     )
 }
 
+/// `many_refs.c` defining its 256 functions, each returning `value` plus
+/// its number.
+fn many_refs_definer(name: &str, value: u32) -> Lib {
+    Lib::src(name, "many_refs.c")
+        .define("DEFINE", "1")
+        .define("VALUE", &value.to_string())
+}
+
+/// The objects of the global scope filter's scenarios: `d` (the functions,
+/// from 1000), `interposer` (named `i`), and each of `users` referring to
+/// them 512 times, with `d` as its dependency.
+fn many_refs_set(p: &str, name: &str, interposer: Lib, users: &[&str]) -> Set {
+    let mut libs = vec![many_refs_definer("d", 1000), interposer];
+    libs.extend(users.iter().map(|u| Lib::src(u, "many_refs.c").dep("d")));
+    set(p, name, &libs)
+}
+
 /// dynload's filter over the global scope (built by a relocation pass with
 /// many lookups, here `u1`'s 512) must be dropped when the scope changes:
 /// `i`, made global after `u1` was relocated, defines the same 256
@@ -1657,22 +1674,8 @@ pub fn cxx_objects(name: &str) -> Set {
 /// first. `i` has only a SysV hash table, so the rebuilt filter hashes its
 /// names itself.
 pub fn global_scope_filter(p: &str) -> Scenario {
-    let refs = |name: &str| Lib::src(name, "many_refs.c").dep("d");
-    let s = set(
-        p,
-        "scope-filter",
-        &[
-            Lib::src("d", "many_refs.c")
-                .define("DEFINE", "1")
-                .define("VALUE", "1000"),
-            Lib::src("i", "many_refs.c")
-                .define("DEFINE", "1")
-                .define("VALUE", "2000")
-                .flag("-Wl,--hash-style=sysv"),
-            refs("u1"),
-            refs("u2"),
-        ],
-    );
+    let interposer = many_refs_definer("i", 2000).flag("-Wl,--hash-style=sysv");
+    let s = many_refs_set(p, "scope-filter", interposer, &["u1", "u2"]);
     Scenario::new(
         s,
         &[
@@ -1699,23 +1702,8 @@ pub fn global_scope_filter(p: &str) -> Scenario {
 /// names, became global (and the filter was built again, by `u3`'s), `u4`'s
 /// bind to `i`, which comes first.
 pub fn lazy_calls_and_the_global_scope_filter(p: &str) -> Scenario {
-    let refs = |name: &str| Lib::src(name, "many_refs.c").dep("d");
-    let s = set(
-        p,
-        "lazy-filter",
-        &[
-            Lib::src("d", "many_refs.c")
-                .define("DEFINE", "1")
-                .define("VALUE", "1000"),
-            Lib::src("i", "many_refs.c")
-                .define("DEFINE", "1")
-                .define("VALUE", "2000"),
-            refs("u1"),
-            refs("u2"),
-            refs("u3"),
-            refs("u4"),
-        ],
-    );
+    let interposer = many_refs_definer("i", 2000);
+    let s = many_refs_set(p, "lazy-filter", interposer, &["u1", "u2", "u3", "u4"]);
     Scenario::new(
         s,
         &[
