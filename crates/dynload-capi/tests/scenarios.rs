@@ -35,12 +35,10 @@ macro_rules! scenario_tests {
 
 testkit::with_scenarios!(scenario_tests);
 
-/// The scenario `global_scope_filter` checks that bindings stay right; this
-/// checks that the filter it is about was in play: built for `u1`, dropped
-/// when `i` became global, and built again for `u2`.
-#[test]
-fn global_scope_filter_is_built_again_after_the_scope_changes() {
-    let sc = scenarios::global_scope_filter("capi-filter");
+/// Run a scenario through the C ABI with the files and scopes traced, check
+/// its output, and give the trace's lines and where in them a global
+/// scope filter was built, after checking that it was twice.
+fn filters_built(sc: &Scenario) -> (Vec<String>, Vec<usize>) {
     let run = testkit::run_driver(
         &sc.set,
         &sc.script(),
@@ -48,12 +46,20 @@ fn global_scope_filter_is_built_again_after_the_scope_changes() {
         &[("DYNLOAD_DEBUG", "files,scopes")],
     );
     sc.check(&run.stdout);
-    let built: Vec<&str> = run
-        .debug
-        .lines()
-        .filter(|l| l.contains("global scope filter:"))
+    let lines: Vec<String> = run.debug.lines().map(str::to_owned).collect();
+    let built: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains("global scope filter:"))
         .collect();
     assert_eq!(built.len(), 2, "filters built:\n{}", run.debug);
+    (lines, built)
+}
+
+/// The scenario `global_scope_filter` checks that bindings stay right; this
+/// checks that the filter it is about was in play: built for `u1`, dropped
+/// when `i` became global, and built again for `u2`.
+#[test]
+fn global_scope_filter_is_built_again_after_the_scope_changes() {
+    filters_built(&scenarios::global_scope_filter("capi-filter"));
 }
 
 /// The scenario `lazy_calls_and_the_global_scope_filter` checks the
@@ -63,24 +69,17 @@ fn global_scope_filter_is_built_again_after_the_scope_changes() {
 #[test]
 fn lazy_calls_are_made_with_the_global_scope_filter_built() {
     let sc = scenarios::lazy_calls_and_the_global_scope_filter("capi-lazy-filter");
-    let run = testkit::run_driver(
-        &sc.set,
-        &sc.script(),
-        testkit::Loader::Dynload,
-        &[("DYNLOAD_DEBUG", "files,scopes")],
-    );
-    sc.check(&run.stdout);
-    let lines: Vec<&str> = run.debug.lines().collect();
-    let at = |needle: &str| {
+    let (lines, built) = filters_built(&sc);
+    let at = |object: &str| {
+        let file = sc.set.file(object);
         lines
             .iter()
-            .position(|l| l.contains(needle))
-            .unwrap_or_else(|| panic!("no {needle:?} in:\n{}", run.debug))
+            .position(|l| l.contains(&file))
+            .unwrap_or_else(|| panic!("no {file:?} in:\n{}", lines.join("\n")))
     };
-    let built: Vec<usize> = (0..lines.len())
-        .filter(|&i| lines[i].contains("global scope filter:"))
-        .collect();
-    assert_eq!(built.len(), 2, "filters built:\n{}", run.debug);
-    assert!(built[0] < at(&sc.set.file("u2")), "{}", run.debug);
-    assert!(built[1] < at(&sc.set.file("u4")), "{}", run.debug);
+    assert!(
+        built[0] < at("u2") && built[1] < at("u4"),
+        "{}",
+        lines.join("\n")
+    );
 }
