@@ -475,8 +475,11 @@ impl Registry {
         let first = self.host_counters.is_none();
         self.host_counters = Some((adds, subs));
         // glibc's list changed: its global scope may have, and an object
-        // it had unloaded (left out of the filter) may be back.
-        self.global_scope_changed();
+        // it had unloaded (left out of the filter) may be back. The filter
+        // stays if what it covers is the same (glibc loaded or unloaded
+        // objects outside its global scope, as a program using both
+        // loaders does all the time).
+        let covered_before = self.global_filter.get().map(|_| self.filter_covers());
         for &id in &self.host_list {
             if let Kind::Host(h) = &mut self.slots[id].as_deref_mut().expect("live").kind {
                 h.present = false;
@@ -555,6 +558,20 @@ impl Registry {
                 self.obj_mut(id).global = true;
             }
         }
+        if covered_before.is_some_and(|before| before != self.filter_covers()) {
+            self.global_scope_changed();
+        }
+    }
+
+    /// The objects the global scope's filter is built over: those of the
+    /// global scope whose tables are there (glibc has not unloaded them).
+    pub(crate) fn filter_covers(&self) -> Vec<ObjId> {
+        self.global_parts()
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&id| !self.obj(id).is_gone())
+            .collect()
     }
 
     fn resolve_host_needed(&self, id: ObjId) -> Vec<ObjId> {

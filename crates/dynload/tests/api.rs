@@ -1129,3 +1129,62 @@ fn a_load_shared_with_a_helper_thread_leaves_the_program_single_threaded() {
         ours.stderr
     );
 }
+
+/// glibc's own loads change its list of objects. One it loads locally
+/// leaves its global scope, and so dynload's filter over that scope, as it
+/// was; one it makes global (`i`, defining the same functions as `d`) is
+/// in the scope from then on, and dynload's next lookups find it first, as
+/// glibc's own do.
+#[test]
+fn the_global_scope_filter_follows_glibcs_own_loads() {
+    let definer = |name: &str, value: &str| {
+        Lib::src(name, "many_refs.c")
+            .no_log()
+            .define("DEFINE", "1")
+            .define("VALUE", value)
+    };
+    let user = |name: &str| Lib::src(name, "many_refs.c").no_log().dep("d");
+    let set = Set::build(
+        "api-glibc-global",
+        &[
+            definer("d", "1000"),
+            definer("i", "2000"),
+            Lib::src("other", "relro.c").no_log(),
+            user("u1"),
+            user("u2"),
+            user("u3"),
+        ],
+    );
+    let glibc_open = |name: &str, mode: libc::c_int| {
+        let path = std::ffi::CString::new(set.path(name)).unwrap();
+        // SAFETY: a path; the fixtures' constructors only register.
+        let h = unsafe { libc::dlopen(path.as_ptr(), mode) };
+        assert!(!h.is_null(), "glibc could not load {name}");
+        h
+    };
+    // (u1's 512 lookups are enough for dynload to build the filter.)
+    let probe = |name: &str| {
+        // SAFETY: the fixture's constructors only register.
+        let lib = unsafe { Library::open(set.path(name), OpenFlags::NOW) }.unwrap();
+        // SAFETY: probe is `int (void)`.
+        let value = unsafe { lib.get::<extern "C" fn() -> i32>("probe") }.unwrap()();
+        (lib, value)
+    };
+    let (_u1, value) = probe("u1");
+    assert_eq!(value, 1167);
+    let _other = glibc_open("other", libc::RTLD_NOW | libc::RTLD_LOCAL);
+    let (_u2, value) = probe("u2");
+    assert_eq!(value, 1167, "after glibc's local load");
+    let _i = glibc_open("i", libc::RTLD_NOW | libc::RTLD_GLOBAL);
+    let (_u3, value) = probe("u3");
+    let glibc_u3 = glibc_open("u3", libc::RTLD_NOW | libc::RTLD_LOCAL);
+    // SAFETY: probe is `int (void)`, in the object glibc just loaded.
+    let glibc_value = unsafe {
+        std::mem::transmute::<*mut c_void, extern "C" fn() -> i32>(libc::dlsym(
+            glibc_u3,
+            c"probe".as_ptr(),
+        ))()
+    };
+    assert_eq!(glibc_value, 2167);
+    assert_eq!(value, glibc_value, "after glibc's global load");
+}

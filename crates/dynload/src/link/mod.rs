@@ -380,15 +380,8 @@ impl Registry {
         if let Some(f) = self.global_filter.get() {
             return Some(f);
         }
-        let tables = || {
-            self.global_parts()
-                .into_iter()
-                .flatten()
-                .map(|&id| self.obj(id))
-                // (Tables of an object glibc unloaded are gone.)
-                .filter(|o| !o.is_gone())
-                .map(|o| &o.view.symbols)
-        };
+        let covered = self.filter_covers();
+        let tables = || covered.iter().map(|&id| &self.obj(id).view.symbols);
         let objects = tables().count();
         let symbols = tables().map(|t| t.hashed_count() as usize).sum();
         if !scope_filter::worth_building(lookups, objects, symbols) {
