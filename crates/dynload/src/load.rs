@@ -1058,7 +1058,7 @@ fn relocate_all(
             // (A writable segment populated when mapped has nothing left.)
             if let Kind::Ours(m) = &o.kind {
                 if !m.populated {
-                    map::populate_written(m, &o.view.image, relocate::plt_slots(&o.view));
+                    map::populate_slots(&o.view.image, relocate::plt_slots(&o.view));
                 }
             }
             let lazy = lazy_mode && !o.view.dyn_info.wants_bind_now();

@@ -126,9 +126,6 @@ pub(crate) struct Mapped {
     /// Were the writable segment's pages copied when it was mapped (see
     /// [`written_whole`])?
     pub populated: bool,
-    /// Were PT_GNU_RELRO's pages copied just after mapping (see
-    /// [`populate_relro`])?
-    pub relro_populated: bool,
 }
 
 fn prot_of(flags: u32) -> ProtFlags {
@@ -432,8 +429,9 @@ fn map_for(o: &Opened, name: impl Into<String> + Copy, purpose: Purpose) -> Resu
     if mapped_first {
         close_holes(&mapping, base, &loads).map_err(|_| map_failed(name))?;
     }
-    let relro_populated =
-        purpose == Purpose::Load && !populated && populate_relro(base, &loads, relro);
+    if purpose == Purpose::Load && !populated {
+        populate_relro(base, &loads, relro);
+    }
     let (dyn_vaddr, dyn_size) = dynamic;
     Ok(Mapped {
         mapping,
@@ -443,51 +441,62 @@ fn map_for(o: &Opened, name: impl Into<String> + Copy, purpose: Purpose) -> Resu
         relro,
         tls: tls.map(Box::new),
         populated,
-        relro_populated,
     })
 }
 
-/// Copy PT_GNU_RELRO's pages at once, before anything reads them: every
-/// load writes them (see [`populate_written`]). Done later, after the
-/// dynamic section (which lies in RELRO) was read, each copy replaced a
-/// file page that the read had mapped along with its neighbours (the
-/// kernel's fault-around), and flushed it from the TLB; the PLT slots'
-/// pages, mapped by the same read, paid the same. (The 4,000-relocation
-/// fixture's `RTLD_LAZY` cycle: 2 TLB flushes instead of 10, by the
-/// `tlb:tlb_flush` tracepoint, and 37.3 µs of system time instead of
-/// 47.5, medians of 12 interleaved runs.) Not for RELRO that may go to
-/// huge pages, which is replaced by anonymous memory. Says whether it was
-/// done.
-fn populate_relro(base: usize, loads: &[Load], relro: Option<(u64, u64)>) -> bool {
+/// Have the kernel make the private copies of PT_GNU_RELRO's pages, which
+/// relocation is about to write, in one call instead of one write fault a
+/// page (a link editor puts there only data that relocation writes, though
+/// a page of it may hold none, which is then copied where glibc leaves it
+/// the file's: one page of libaom's 17, in 190 of the system's objects).
+/// Done right after mapping, before anything reads them: after the read
+/// of the dynamic section (which lies in RELRO), each copy replaced a file
+/// page that the read had mapped along with its neighbours (the kernel's
+/// fault-around), and flushed it from the TLB; the PLT slots' pages,
+/// mapped by the same read, paid the same. (The 4,000-relocation fixture's
+/// `RTLD_LAZY` cycle: 2 TLB flushes instead of 10, by the `tlb:tlb_flush`
+/// tracepoint, and 37.3 µs of system time instead of 47.5, medians of 12
+/// interleaved runs.) Not for RELRO that may go to huge pages, copied
+/// otherwise (see [`copy_relro_into_huge_pages`]).
+fn populate_relro(base: usize, loads: &[Load], relro: Option<(u64, u64)>) {
     let Some((vaddr, memsz)) = relro.filter(|&(_, memsz)| memsz > 0 && memsz < HUGE_PAGE as u64)
     else {
-        return false;
+        return;
     };
     let lo = vaddr as usize;
     let Some(hi) = lo.checked_add(memsz as usize) else {
-        return false;
+        return;
     };
     let inside = |l: &Load| {
-        l.prot.contains(ProtFlags::WRITE) && l.mapstart <= page_down(lo) && hi <= l.mapend
+        l.prot.contains(ProtFlags::WRITE)
+            && l.mapstart <= page_down(lo)
+            && hi <= l.mapend.max(l.allocend)
     };
     if !loads.iter().any(inside) {
-        return false;
+        return;
     }
-    let Some(end) = page_up(base + hi) else {
-        return false;
-    };
-    let start = page_down(base + lo);
-    // SAFETY: whole pages of a writable segment of the mapping just made
-    // (checked above), which nothing refers into yet; populating them
-    // changes no byte of them.
-    unsafe {
+    if let Some(end) = page_up(base + hi) {
+        // SAFETY: whole pages of a writable segment of the mapping just made
+        // (checked above), which nothing refers into yet.
+        unsafe { populate_write(page_down(base + lo), end) };
+    }
+}
+
+/// `madvise(MADV_POPULATE_WRITE)` on `[start, end)`. Best effort: if the
+/// call fails (a kernel before 5.14), the faults happen as they would have.
+///
+/// # Safety
+/// Whole pages of this loader's writable mappings, which nothing is using:
+/// populating them changes no byte of them.
+unsafe fn populate_write(start: usize, end: usize) {
+    // SAFETY: the caller's contract.
+    let _ = unsafe {
         rustix::mm::madvise(
             start as *mut _,
             end - start,
             rustix::mm::Advice::LinuxPopulateWrite,
         )
-        .is_ok()
-    }
+    };
 }
 
 /// Reserve `span` bytes, PROT_NONE, starting `skew` bytes before a
@@ -558,7 +567,7 @@ enum Pages {
 }
 
 /// Is every file page of writable segment `l` one that the load writes
-/// anyway: PT_GNU_RELRO's (see [`populate_written`]), or the page where
+/// anyway: PT_GNU_RELRO's (see [`populate_relro`]), or the page where
 /// `.bss` starts, which is zeroed? Then the segment is mapped with
 /// MAP_POPULATE, its copies made by the `mmap` itself. (The usual layout of
 /// a small object: one page of RELRO, then `.got.plt`, `.data` and the
@@ -789,54 +798,31 @@ pub(crate) unsafe fn copy_relro_into_huge_pages(
     Ok(copied)
 }
 
-/// Have the kernel make the private copies of the pages relocation is about
-/// to write, in one call per stretch instead of one write fault a page:
-/// PT_GNU_RELRO (a link editor puts there only data that relocation writes,
-/// though a page of it may hold none, which is then copied where glibc
-/// leaves it the file's: one page of libaom's 17, in 190 of the system's
-/// objects; not when RELRO may go to huge pages, copied otherwise, nor
-/// when [`populate_relro`] copied it already) and the PLT slots at
-/// `[slots.0, slots.1)` (each is written, bound or rebased).
-/// No other page is copied: `.data` that no relocation touches stays the
+/// Have the kernel make the private copies of the PLT slots' pages at
+/// `[slots.0, slots.1)` (each slot is written, bound or rebased) in one
+/// call instead of one write fault a page, just before relocation (RELRO's
+/// were copied when the object was mapped, see [`populate_relro`]). No
+/// other page is copied: `.data` that no relocation touches stays the
 /// file's, as under glibc. A stretch of one page is left to its fault,
-/// which costs about what the call does. Best effort: if the call fails
-/// (a kernel before 5.14), the faults happen as they would have. For an
-/// object whose writable segment was not populated when it was mapped
-/// ([`Mapped::populated`]).
+/// which costs about what the call does. For an object whose writable
+/// segment was not populated when it was mapped ([`Mapped::populated`]).
 ///
-/// (Measured on the 4,000-relocation benchmark fixture: 6 faults a load
-/// instead of 15, and the paired bench's `RTLD_NOW` ratio 0.585 to 0.602
-/// against 0.611 to 0.631 without, in interleaved processes.)
-pub(crate) fn populate_written(mapped: &Mapped, image: &Image, slots: Option<(usize, usize)>) {
-    let relro = mapped
-        .relro
-        .filter(|_| !mapped.relro_populated && !relro_may_go_to_huge_pages(mapped))
-        .and_then(|(vaddr, memsz)| {
-            let lo = image.addr(vaddr);
-            Some((lo, lo.checked_add(memsz as usize)?))
-        });
-    // Whole pages of each stretch inside one writable segment, in order.
-    let mut stretches = [relro, slots].map(|r| {
-        let (lo, hi) = r.filter(|&(lo, hi)| hi > lo && image.is_writable(lo, hi - lo))?;
-        Some((page_down(lo), page_up(hi)?))
-    });
-    stretches.sort_unstable();
-    let merged = match stretches {
-        [Some(a), Some(b)] if b.0 <= a.1 => [Some((a.0, a.1.max(b.1))), None],
-        other => other,
+/// (Measured on the 4,000-relocation benchmark fixture, with RELRO then
+/// copied here too: 6 faults a load instead of 15, and the paired bench's
+/// `RTLD_NOW` ratio 0.585 to 0.602 against 0.611 to 0.631 without, in
+/// interleaved processes.)
+pub(crate) fn populate_slots(image: &Image, slots: Option<(usize, usize)>) {
+    let Some((lo, hi)) = slots.filter(|&(lo, hi)| hi > lo && image.is_writable(lo, hi - lo)) else {
+        return;
     };
-    for (lo, hi) in merged.into_iter().flatten() {
-        if hi - lo >= 2 * PAGE_SIZE {
-            // SAFETY: pages of this object's writable segments, not yet
-            // relocated; populating them changes no byte of them.
-            let _ = unsafe {
-                rustix::mm::madvise(
-                    lo as *mut _,
-                    hi - lo,
-                    rustix::mm::Advice::LinuxPopulateWrite,
-                )
-            };
-        }
+    let Some(hi) = page_up(hi) else {
+        return;
+    };
+    let lo = page_down(lo);
+    if hi - lo >= 2 * PAGE_SIZE {
+        // SAFETY: pages of this object's writable segments, not yet
+        // relocated.
+        unsafe { populate_write(lo, hi) };
     }
 }
 

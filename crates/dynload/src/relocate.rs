@@ -952,7 +952,7 @@ pub(crate) fn rela_entries(
 
 /// The PLT slots of an object's DT_JMPREL, as the addresses [first, end),
 /// if its entries fill that stretch (link editors write them in slot
-/// order); for [`crate::map::populate_written`].
+/// order); for [`crate::map::populate_slots`].
 pub(crate) fn plt_slots(view: &crate::host::View) -> Option<(usize, usize)> {
     let image = &view.image;
     let relas = rela_entries(image, view.dyn_info.jmprel()?, "")
