@@ -184,9 +184,14 @@ pub(crate) trait Searched {
         None
     }
 
-    /// The same objects as the registry's lists, one `[_; 2]` per scope.
-    fn lists(&self) -> Option<&[[&[ObjId]; 2]]> {
-        None
+    /// [`Searched::candidates`] without the scope whose lists are `global`
+    /// (the registry's global scope), when given and the scopes are lists.
+    fn candidates_without<'a>(
+        &'a self,
+        global: Option<[&'a [ObjId]; 2]>,
+    ) -> impl Iterator<Item = Candidate> + 'a {
+        let _ = global;
+        self.candidates()
     }
 }
 
@@ -205,8 +210,19 @@ impl Searched for [[&[ObjId]; 2]] {
         list_candidates(self.iter())
     }
 
-    fn lists(&self) -> Option<&[[&[ObjId]; 2]]> {
-        Some(self)
+    fn candidates_without<'a>(
+        &'a self,
+        global: Option<[&'a [ObjId]; 2]>,
+    ) -> impl Iterator<Item = Candidate> + 'a {
+        // (A scope's lists are the registry's own: the global scope is the
+        // one whose lists are the very ones given.)
+        let is = |s: &[&[ObjId]; 2], g: [&[ObjId]; 2]| {
+            std::ptr::eq(s[0], g[0]) && std::ptr::eq(s[1], g[1])
+        };
+        list_candidates(
+            self.iter()
+                .filter(move |s| !global.is_some_and(|g| is(s, g))),
+        )
     }
 }
 
@@ -429,7 +445,7 @@ impl Registry {
         &self,
         scopes: &S,
         name: &[u8],
-        hash: NameHash,
+        mut hash: NameHash,
         version: Option<&VersionEntry>,
         flags: Flags,
         undef: Option<ObjId>,
@@ -441,42 +457,13 @@ impl Registry {
         // The global scope's filter, once a relocation pass has built it,
         // rejects a name for all of that scope's objects with one probe, as
         // in a prepared scope (a lazily bound call, `dlsym(RTLD_DEFAULT)`).
-        if let (Some(lists), Some(filter), false) =
-            (scopes.lists(), self.global_filter.get(), tracing)
-        {
-            if !filter.may_contain(hash.gnu) {
-                let global = self.global_parts();
-                let is_global = |s: &&[&[ObjId]; 2]| {
-                    std::ptr::eq(s[0], global[0]) && std::ptr::eq(s[1], global[1])
-                };
-                let candidates = list_candidates(lists.iter().filter(|s| !is_global(s)));
-                return self.walk_candidates(candidates, name, hash, version, flags, undef_removed);
-            }
-        }
-        self.walk_candidates(
-            scopes.candidates(),
-            name,
-            hash,
-            version,
-            flags,
-            undef_removed,
-        )
-    }
-
-    /// [`Registry::lookup_general`]'s loop over the objects it visits.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn walk_candidates(
-        &self,
-        candidates: impl Iterator<Item = Candidate>,
-        name: &[u8],
-        mut hash: NameHash,
-        version: Option<&VersionEntry>,
-        flags: Flags,
-        undef_removed: bool,
-    ) -> Option<Found> {
-        let tracing = debug::enabled(debug::SYMBOLS);
-        for Candidate { id, bloom } in candidates {
+        let rejected = !tracing
+            && self
+                .global_filter
+                .get()
+                .is_some_and(|f| !f.may_contain(hash.gnu));
+        let skipped = rejected.then(|| self.global_parts());
+        for Candidate { id, bloom } in scopes.candidates_without(skipped) {
             if bloom.is_some_and(|b| !tracing && !b.may_contain(hash.gnu)) {
                 continue;
             }
