@@ -1137,22 +1137,16 @@ fn a_load_shared_with_a_helper_thread_leaves_the_program_single_threaded() {
 /// glibc's own do.
 #[test]
 fn the_global_scope_filter_follows_glibcs_own_loads() {
-    let definer = |name: &str, value: &str| {
-        Lib::src(name, "many_refs.c")
-            .no_log()
-            .define("DEFINE", "1")
-            .define("VALUE", value)
-    };
-    let user = |name: &str| Lib::src(name, "many_refs.c").no_log().dep("d");
+    use testkit::scenarios::{many_refs_definer, many_refs_user};
     let set = Set::build(
         "api-glibc-global",
         &[
-            definer("d", "1000"),
-            definer("i", "2000"),
+            many_refs_definer("d", 1000),
+            many_refs_definer("i", 2000),
             Lib::src("other", "relro.c").no_log(),
-            user("u1"),
-            user("u2"),
-            user("u3"),
+            many_refs_user("u1"),
+            many_refs_user("u2"),
+            many_refs_user("u3"),
         ],
     );
     let glibc_open = |name: &str, mode: libc::c_int| {
