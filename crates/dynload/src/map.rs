@@ -459,8 +459,10 @@ fn map_for(o: &Opened, name: impl Into<String> + Copy, purpose: Purpose) -> Resu
 /// interleaved runs.) Not for RELRO that may go to huge pages, copied
 /// otherwise (see [`copy_relro_into_huge_pages`]).
 fn populate_relro(base: usize, loads: &[Load], relro: Option<(u64, u64)>) {
-    let Some((vaddr, memsz)) = relro.filter(|&(_, memsz)| memsz > 0 && memsz < HUGE_PAGE as u64)
-    else {
+    if relro_is_huge_page_sized(relro) {
+        return;
+    }
+    let Some((vaddr, memsz)) = relro.filter(|&(_, memsz)| memsz > 0) else {
         return;
     };
     let lo = vaddr as usize;
@@ -830,9 +832,13 @@ pub(crate) fn populate_slots(image: &Image, slots: Option<(usize, usize)>) {
 /// anything to look at? (Loads keep the file open until relocation for
 /// those objects alone.)
 pub(crate) fn relro_may_go_to_huge_pages(mapped: &Mapped) -> bool {
-    mapped
-        .relro
-        .is_some_and(|(_, memsz)| memsz >= HUGE_PAGE as u64)
+    relro_is_huge_page_sized(mapped.relro)
+}
+
+/// [`relro_may_go_to_huge_pages`] for PT_GNU_RELRO's (vaddr, memsz), before
+/// there is a [`Mapped`].
+fn relro_is_huge_page_sized(relro: Option<(u64, u64)>) -> bool {
+    relro.is_some_and(|(_, memsz)| memsz >= HUGE_PAGE as u64)
 }
 
 /// Replace `len` bytes at `start` (read-write pages of a segment, 2 MiB
