@@ -237,10 +237,12 @@ pub unsafe extern "C" fn dlsym_from(
     name: *const c_char,
     caller: *const c_void,
 ) -> *mut c_void {
-    // A handle this thread looks up again and again is answered from its
-    // copy of the search list, before anything else.
+    // A handle (or RTLD_DEFAULT from one call site) this thread looks up
+    // again and again is answered from its copy of the search list, before
+    // anything else.
     let name = bytes(name);
-    if let Some(addr) = name.and_then(|n| query::cached_lookup(handle as usize, n)) {
+    let target = target_of(handle);
+    if let Some(addr) = name.and_then(|n| query::cached_lookup(target, caller as usize, n)) {
         clear_error();
         return addr as *mut c_void;
     }

@@ -15,8 +15,15 @@ use crate::link::{Flags, Found};
 use crate::object::{Kind, LinkMap, ObjId};
 use crate::registry::{registry, registry_mut, Registry, LOADER};
 
-mod handle_cache;
-pub(crate) use handle_cache::lookup as cached_lookup;
+mod search_list_copies;
+use search_list_copies::Key;
+
+/// `dlsym` through `target` from `caller`, answered from this thread's copy
+/// of the search list when it can be (see `search_list_copies`); None: take the
+/// locked lookup.
+pub(crate) fn cached_lookup(target: Target, caller: usize, name: &[u8]) -> Option<usize> {
+    search_list_copies::lookup(Key::of(target, caller)?, name)
+}
 
 /// Where `dlsym` looks.
 #[derive(Debug, Clone, Copy)]
@@ -50,8 +57,8 @@ pub(crate) fn lookup_symbol(
     version: Option<&[u8]>,
     caller: usize,
 ) -> Result<usize, Error> {
-    if let (Target::Handle(h), None) = (target, version) {
-        if let Some(addr) = cached_lookup(h, name) {
+    if version.is_none() {
+        if let Some(addr) = cached_lookup(target, caller, name) {
             return Ok(addr);
         }
     }
@@ -73,11 +80,8 @@ pub(crate) fn lookup_symbol_or_miss(
     caller: usize,
     undefined: impl FnOnce(&crate::object::Object),
 ) -> Result<Option<usize>, Error> {
-    // (Callers ask the handle cache first.)
-    let cacheable = match (target, version) {
-        (Target::Handle(h), None) => Some(h),
-        _ => None,
-    };
+    // (Callers ask the copies first.)
+    let cacheable = version.is_none().then(|| Key::of(target, caller)).flatten();
     let guard = LOADER.lock();
     let hit = {
         let reg = registry(&guard)?;
@@ -88,9 +92,9 @@ pub(crate) fn lookup_symbol_or_miss(
                 return Ok(None);
             }
         };
-        if let Some(h) = cacheable {
-            if !hit.unique && !hit.ifunc && hit.tls.is_none() {
-                handle_cache::remember(&reg, h);
+        if let Some(key) = cacheable {
+            if !hit.unique && !hit.ifunc && hit.tls.is_none() && hit.dependent.is_none() {
+                search_list_copies::remember(&reg, key);
             }
         }
         hit

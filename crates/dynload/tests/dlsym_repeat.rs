@@ -1,7 +1,10 @@
-//! `dlsym` through the same handle again and again. From the second hit on,
-//! a thread answers from its own copy of the handle's search list, without
-//! the loader lock. The answers must be the first lookup's (and glibc's)
-//! for every kind of definition, and must stop when the handle is closed.
+//! `dlsym` through the same handle, or `dlsym(RTLD_DEFAULT)` from the same
+//! call site, again and again. From the second hit on, a thread answers from
+//! its own copy of the search list, without the loader lock. The answers
+//! must be the first lookup's (and glibc's) for every kind of definition,
+//! must stop when an object on the list is closed, and must not skip what
+//! the locked lookup records (a unique symbol's definer pinned, the
+//! dependency RTLD_DEFAULT's caller comes to have on a definer).
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 
@@ -17,17 +20,25 @@ fn c(s: &str) -> CString {
 }
 
 fn open(path: &str) -> usize {
+    open_with(path, libc::RTLD_NOW)
+}
+
+fn open_with(path: &str, mode: c_int) -> usize {
     let p = c(path);
     // SAFETY: a C string.
-    let h = unsafe { dlfcn::dlopen_from(p.as_ptr(), libc::RTLD_NOW, caller()) };
+    let h = unsafe { dlfcn::dlopen_from(p.as_ptr(), mode, caller()) };
     assert!(!h.is_null(), "dynload cannot open {path}: {:?}", error());
     h as usize
 }
 
 fn open_glibc(path: &str) -> usize {
+    open_glibc_with(path, libc::RTLD_NOW)
+}
+
+fn open_glibc_with(path: &str, mode: c_int) -> usize {
     let p = c(path);
     // SAFETY: a C string.
-    let h = unsafe { libc::dlopen(p.as_ptr(), libc::RTLD_NOW) };
+    let h = unsafe { libc::dlopen(p.as_ptr(), mode) };
     assert!(!h.is_null(), "glibc cannot open {path}");
     h as usize
 }
@@ -65,6 +76,33 @@ fn repeated(h: usize, name: &str) -> usize {
     first
 }
 
+/// Through `h`: glibc's `dlopen` is dynload's, every time, and `missing`
+/// stays a miss, with glibc's message.
+fn replaced_and_missed(h: usize, missing: &str) {
+    assert_eq!(
+        repeated(h, "dlopen"),
+        dlfcn::dlopen_entry as *const () as usize
+    );
+    for _ in 0..3 {
+        assert_eq!(sym(h, missing), 0);
+        let e = error().expect("a message");
+        assert!(e.ends_with(&format!("undefined symbol: {missing}")), "{e}");
+    }
+}
+
+/// Close `h` with the loader that opened it.
+fn close_by(glibc: bool, h: usize) {
+    // SAFETY: a handle of the loader that opened it.
+    let closed = unsafe {
+        if glibc {
+            libc::dlclose(h as *mut c_void)
+        } else {
+            dlfcn::dl_close(h as *mut c_void)
+        }
+    };
+    assert_eq!(closed, 0);
+}
+
 fn call(addr: usize) -> c_int {
     assert_ne!(addr, 0);
     // SAFETY: the address of an `int f(void)` in a loaded object.
@@ -96,18 +134,10 @@ fn repeated_lookups_answer_as_the_first_and_as_glibc() {
             "{name}"
         );
     }
-    // A libc definition on the handle's list, and one dynload replaces.
+    // A libc definition on the handle's list, one dynload replaces, and a
+    // miss.
     assert_eq!(repeated(top, "malloc"), sym_glibc(gtop, "malloc"));
-    assert_eq!(
-        repeated(top, "dlopen"),
-        dlfcn::dlopen_entry as *const () as usize
-    );
-    // A miss stays a miss, with glibc's message.
-    for _ in 0..3 {
-        assert_eq!(sym(top, "no_such_symbol"), 0);
-        let e = error().expect("a message");
-        assert!(e.ends_with("undefined symbol: no_such_symbol"), "{e}");
-    }
+    replaced_and_missed(top, "no_such_symbol");
 
     // The default version, as glibc picks it.
     let (ver, gver) = (ours("ver"), theirs("ver"));
@@ -173,15 +203,7 @@ fn a_unique_definition_still_pins_its_object() {
             // SAFETY: the address of an int.
             assert_eq!(unsafe { *(value as *const c_int) }, 42);
         }
-        // SAFETY: a handle of the loader that opened it.
-        let closed = unsafe {
-            if ours {
-                dlfcn::dl_close(h as *mut c_void)
-            } else {
-                libc::dlclose(h as *mut c_void)
-            }
-        };
-        assert_eq!(closed, 0);
+        close_by(!ours, h);
         let who = if ours { "dynload" } else { "glibc" };
         assert_eq!(
             testkit::mapped_here(&set.file("uq")),
@@ -228,4 +250,142 @@ fn a_closed_handle_is_not_answered_from_a_copy() {
     assert_eq!(call(repeated(b, "id_b")), 2);
     // SAFETY: a handle dynload opened.
     assert_eq!(unsafe { dlfcn::dl_close(b as *mut c_void) }, 0);
+}
+
+/// `dlsym(RTLD_DEFAULT)` from this test program: the global scope.
+const DEFAULT: usize = 0;
+
+#[test]
+fn rtld_default_repeated_lookups_answer_as_the_first_and_as_glibc() {
+    let set = Set::build("dlsym-repeat-default", &[Lib::node("b", 2)]);
+    let glibc = |name: &str| sym_glibc(DEFAULT, name);
+    // Plain definitions in libc, an IFUNC (the function its resolver
+    // picked), one dynload puts in place of glibc's, and a miss.
+    for name in ["malloc", "printf", "strlen", "memcpy"] {
+        assert_eq!(repeated(DEFAULT, name), glibc(name), "{name}");
+    }
+    replaced_and_missed(DEFAULT, "id_b");
+
+    // An object opened RTLD_GLOBAL joins the scope, and leaves it when
+    // closed, after lookups that copied the scope with it. (Lookups that
+    // walk past it: nothing finds a definition there, which would make it
+    // NODELETE.)
+    let b = open_with(&set.path("b"), libc::RTLD_NOW | libc::RTLD_GLOBAL);
+    assert_eq!(repeated(DEFAULT, "malloc"), glibc("malloc"));
+    for _ in 0..3 {
+        assert_eq!(sym(DEFAULT, "no_such_symbol"), 0);
+    }
+    // SAFETY: a handle dynload opened.
+    assert_eq!(unsafe { dlfcn::dl_close(b as *mut c_void) }, 0);
+    assert!(!testkit::mapped_here(&set.file("b")));
+    assert_eq!(sym(DEFAULT, "id_b"), 0);
+    assert_eq!(repeated(DEFAULT, "malloc"), glibc("malloc"));
+
+    // A definition found there from the main program makes the object
+    // NODELETE, as glibc does.
+    let theirs = Set::build("dlsym-repeat-default-g", &[Lib::node("b", 2)]);
+    for by_glibc in [false, true] {
+        let (set, h) = if by_glibc {
+            let flags = libc::RTLD_NOW | libc::RTLD_GLOBAL;
+            (&theirs, open_glibc_with(&theirs.path("b"), flags))
+        } else {
+            (
+                &set,
+                open_with(&set.path("b"), libc::RTLD_NOW | libc::RTLD_GLOBAL),
+            )
+        };
+        let found = if by_glibc {
+            glibc("id_b")
+        } else {
+            repeated(DEFAULT, "id_b")
+        };
+        assert_eq!(call(found), 2);
+        close_by(by_glibc, h);
+        assert!(testkit::mapped_here(&set.file("b")), "glibc: {by_glibc}");
+    }
+    assert_eq!(call(repeated(DEFAULT, "id_b")), 2);
+}
+
+/// One loader's `dlopen`, `dlsym` and `dlclose`.
+struct Loader {
+    open: fn(&str, c_int) -> usize,
+    sym: fn(usize, &str) -> usize,
+    close: unsafe extern "C" fn(*mut c_void) -> c_int,
+}
+
+#[test]
+fn rtld_default_from_a_loaded_object_answers_as_glibc_and_records_what_it_uses() {
+    type Lookup = extern "C" fn(*const c_char) -> usize;
+    for by_glibc in [false, true] {
+        let who = if by_glibc { "glibc" } else { "dynload" };
+        let set = Set::build(
+            if by_glibc {
+                "dlsym-repeat-default-from-g"
+            } else {
+                "dlsym-repeat-default-from-d"
+            },
+            &[
+                Lib::node("dep", 5),
+                Lib::src("looker", "default_lookup.c").dep("dep"),
+                Lib::node("g", 3),
+            ],
+        );
+        let loader = if by_glibc {
+            Loader {
+                open: open_glibc_with,
+                sym: sym_glibc,
+                close: libc::dlclose,
+            }
+        } else {
+            Loader {
+                open: open_with,
+                sym,
+                close: dlfcn::dl_close,
+            }
+        };
+        let (open_mode, lookup, close) = (loader.open, loader.sym, loader.close);
+        let looker = open_mode(&set.path("looker"), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        let g = open_mode(&set.path("g"), libc::RTLD_NOW | libc::RTLD_GLOBAL);
+        // SAFETY: `default_lookup` has this type.
+        let default_lookup: Lookup =
+            unsafe { std::mem::transmute(lookup(looker, "default_lookup")) };
+        let from_looker = |name: &str| {
+            let n = c(name);
+            let first = default_lookup(n.as_ptr());
+            for round in 1..5 {
+                assert_eq!(
+                    default_lookup(n.as_ptr()),
+                    first,
+                    "{who}: {name}, lookup {}",
+                    round + 1
+                );
+            }
+            first
+        };
+        // Its own dependency is in its scope, not in the program's.
+        assert_eq!(call(from_looker("id_dep")), 5, "{who}");
+        assert_eq!(lookup(DEFAULT, "id_dep"), 0, "{who}");
+        assert_eq!(from_looker("malloc"), sym_glibc(DEFAULT, "malloc"), "{who}");
+        if !by_glibc {
+            assert_eq!(
+                from_looker("dlopen"),
+                dlfcn::dlopen_entry as *const () as usize
+            );
+        }
+        // A definition in `g`, which the scope had when the lookups above
+        // were made: finding it makes `looker` depend on `g`, so closing
+        // `g`'s handle leaves it loaded until `looker` goes.
+        let n = c("id_g");
+        assert_eq!(call(default_lookup(n.as_ptr())), 3, "{who}");
+        // SAFETY: handles of the loader that opened them.
+        assert_eq!(unsafe { close(g as *mut c_void) }, 0);
+        assert!(testkit::mapped_here(&set.file("g")), "{who}: g unloaded");
+        assert_eq!(call(from_looker("id_g")), 3, "{who}");
+        // SAFETY: as above.
+        assert_eq!(unsafe { close(looker as *mut c_void) }, 0);
+        assert!(
+            !testkit::mapped_here(&set.file("g")),
+            "{who}: g still loaded"
+        );
+    }
 }

@@ -1,0 +1,232 @@
+//! `dlsym` without the loader lock, for what a thread looks up again and
+//! again: a handle (a plugin host resolving its entry points), or
+//! RTLD_DEFAULT from one call site (a program finding functions by name in
+//! its own scope).
+//!
+//! glibc takes its loader lock for every `dlsym`, and the lock costs about
+//! what the lookup does. But a handle's search list, and the scope a caller
+//! sees, do not change while nothing is loaded or unloaded, and the objects
+//! on them stay mapped: a thread can keep a copy of their symbol tables
+//! (pointers into read-only, mapped tables) and look up without the lock,
+//! as long as nothing in the registry has changed since the copy was made.
+//! The registry's epoch says so: it moves whenever the registry is taken
+//! mutably, before anything is closed or unmapped. A handle closed before
+//! the call therefore never reaches the copy; a handle closed by another
+//! thread *during* the call is the caller's race, as it is with glibc.
+//!
+//! Only what needs nothing but the tables is answered here: plain
+//! definitions for unversioned requests, and the functions dynload puts in
+//! place of glibc's. IFUNC, TLS and unique definitions, a definer that
+//! RTLD_DEFAULT's caller would come to depend on, and misses go through the
+//! locked lookup, which also keeps what `dlerror` needs.
+
+use std::cell::RefCell;
+
+use super::Target;
+use crate::debug;
+use crate::dlfcn;
+use crate::elf::symbols::{NameHash, SymbolTable};
+use crate::elf::{elf, SymExt};
+use crate::link::{self, Flags};
+use crate::object::ObjId;
+use crate::registry::{self, Registry};
+
+/// Copies kept per thread.
+const WAYS: usize = 4;
+
+/// What a copy answers for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Key {
+    /// `dlsym(handle, …)`.
+    Handle(usize),
+    /// `dlsym(RTLD_DEFAULT, …)` called from this address (the scope seen
+    /// depends on the caller's object; the address is what the call
+    /// gives, and one call site is one object).
+    Default { caller: usize },
+}
+
+impl Key {
+    /// The copy for `dlsym` through `target` from `caller`, if one may
+    /// answer it (RTLD_NEXT's are not kept).
+    pub(crate) fn of(target: Target, caller: usize) -> Option<Key> {
+        match target {
+            Target::Handle(h) => Some(Key::Handle(h)),
+            Target::Default => Some(Key::Default { caller }),
+            Target::Next => None,
+        }
+    }
+}
+
+/// One object of a copied search list.
+struct Copied {
+    symbols: SymbolTable,
+    /// dynload's object (else glibc's, whose dl* functions dynload's
+    /// replace).
+    ours: bool,
+    /// Its plain definitions may be answered from the copy: false when a
+    /// definition there would make RTLD_DEFAULT's caller depend on it,
+    /// which only the locked lookup records.
+    answers: bool,
+}
+
+/// One search list, in search order.
+struct Entry {
+    key: Key,
+    objects: Box<[Copied]>,
+}
+
+struct Cache {
+    /// The registry epoch the entries were copied in.
+    epoch: u64,
+    /// The last keys a locked lookup found a definition through: a second
+    /// one in the same epoch copies the list (a handle looked up once, as
+    /// Python's after each import, is not worth a copy).
+    seen: [Option<Key>; WAYS],
+    entries: [Option<Entry>; WAYS],
+    /// The next slot to reuse, in `seen` and in `entries`.
+    next_seen: usize,
+    next: usize,
+}
+
+impl Cache {
+    const fn new(epoch: u64) -> Cache {
+        Cache {
+            epoch,
+            seen: [None; WAYS],
+            entries: [const { None }; WAYS],
+            next_seen: 0,
+            next: 0,
+        }
+    }
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = const {
+        RefCell::new(Cache::new(u64::MAX))
+    };
+}
+
+/// The address `dlsym` returns for `key` and `name`, when this thread's
+/// copy of the search list can answer; None: ask the locked lookup.
+pub(crate) fn lookup(key: Key, name: &[u8]) -> Option<usize> {
+    CACHE
+        .try_with(|c| {
+            let c = c.try_borrow().ok()?;
+            if c.epoch != registry::epoch() {
+                return None;
+            }
+            let entry = c.entries.iter().flatten().find(|e| e.key == key)?;
+            let mut hash = NameHash::new(name);
+            let flags = Flags {
+                return_newest: true,
+                plt: false,
+            };
+            for o in entry.objects.iter() {
+                let symbols = &o.symbols;
+                let Some(idx) = link::lookup_in_symbols(symbols, name, &mut hash, None, flags)
+                else {
+                    continue;
+                };
+                // As the locked lookup: one of glibc's functions dynload
+                // replaces is dynload's, whoever asks.
+                if !o.ours {
+                    if let Some(ours) = dlfcn::replacement(name) {
+                        return Some(ours);
+                    }
+                }
+                let sym = symbols.sym(idx);
+                let plain = o.answers
+                    && sym.bind() != elf::STB_GNU_UNIQUE
+                    && !matches!(sym.kind(), elf::STT_TLS | elf::STT_GNU_IFUNC);
+                return plain.then(|| symbols.address(sym));
+            }
+            None
+        })
+        .ok()
+        .flatten()
+}
+
+/// After a locked lookup for `key` found a plain definition: the second
+/// time in one epoch, copy the search list for [`lookup`]. The loader lock
+/// is held.
+pub(super) fn remember(reg: &Registry, key: Key) {
+    let epoch = registry::epoch();
+    let _ = CACHE.try_with(|c| {
+        let Ok(mut c) = c.try_borrow_mut() else {
+            return;
+        };
+        if c.epoch != epoch {
+            *c = Cache::new(epoch);
+        }
+        if !c.seen.contains(&Some(key)) {
+            let slot = c.next_seen;
+            c.next_seen = (slot + 1) % WAYS;
+            c.seen[slot] = Some(key);
+            return;
+        }
+        if c.entries.iter().flatten().any(|e| e.key == key) {
+            // (The copy declined this name: an IFUNC, say.)
+            return;
+        }
+        if debug::enabled(debug::SYMBOLS) {
+            // (The locked lookup prints each object it visits.)
+            return;
+        }
+        let objects = match key {
+            Key::Handle(h) => reg.by_handle(h).and_then(|id| search_list_copy(reg, id)),
+            Key::Default { caller } => default_scope_copy(reg, caller),
+        };
+        if let Some(objects) = objects {
+            let slot = c.next;
+            c.next = (slot + 1) % WAYS;
+            c.entries[slot] = Some(Entry { key, objects });
+        }
+    });
+}
+
+/// The tables a lookup through `id`'s handle reads, when the locked lookup
+/// would read exactly these: not the main program (its handle searches the
+/// global scope, which grows), a search list of its own, and nothing being
+/// unloaded.
+fn search_list_copy(reg: &Registry, id: ObjId) -> Option<Box<[Copied]>> {
+    let o = reg.obj(id);
+    if o.is_main() || o.removed {
+        return None;
+    }
+    copy(reg, o.searchlist.as_ref()?.iter().copied(), |_| true)
+}
+
+/// The tables RTLD_DEFAULT from `caller` reads: the scope of the caller's
+/// object, as the locked lookup walks it. A definer the caller would come
+/// to depend on is left to the locked lookup, which records that.
+fn default_scope_copy(reg: &Registry, caller: usize) -> Option<Box<[Copied]>> {
+    let from = reg.caller_object(caller);
+    let objects = super::with_scope(reg, Target::Default, caller, |chunks, _, _| {
+        chunks
+            .iter()
+            .flat_map(|parts| parts.iter().flat_map(|list| list.iter().copied()))
+            .collect::<Vec<ObjId>>()
+    })
+    .ok()?;
+    copy(reg, objects.into_iter(), |m| !reg.needs_dependency(from, m))
+}
+
+/// The objects `ids` name, in order: None if one is being unloaded (the
+/// locked lookup then decides which it reads); left out, those glibc has
+/// unloaded (the locked lookup skips them).
+fn copy(
+    reg: &Registry,
+    ids: impl Iterator<Item = ObjId>,
+    answers: impl Fn(ObjId) -> bool,
+) -> Option<Box<[Copied]>> {
+    ids.filter(|&m| !reg.obj(m).is_gone())
+        .map(|m| {
+            let o = reg.obj(m);
+            (!o.removed).then(|| Copied {
+                symbols: o.view.symbols.clone(),
+                ours: o.is_ours(),
+                answers: answers(m),
+            })
+        })
+        .collect()
+}
