@@ -16,7 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, c_long, c_void, CStr, CString};
 
 use crate::error::{Error, ErrorKind};
-use crate::query::{self, Target};
+use crate::query::{self, Answer, Target};
 
 /// dynload's version, NUL-terminated for C.
 pub static VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
@@ -159,7 +159,7 @@ fn set_error(err: &Error) {
 
 /// Record a lookup that found nothing, without building its message.
 fn set_undefined(
-    object: &crate::object::Object,
+    object: &[u8],
     symbol: &[u8],
     version: Option<&[u8]>,
     target: Target,
@@ -179,7 +179,7 @@ fn set_undefined(
             caller,
         });
         u.object.clear();
-        u.object.extend_from_slice(object.name.to_bytes());
+        u.object.extend_from_slice(object);
         u.symbol.clear();
         u.symbol.extend_from_slice(symbol);
         u.version = version.map(<[u8]>::to_vec);
@@ -242,11 +242,19 @@ pub unsafe extern "C" fn dlsym_from(
     // anything else.
     let name = bytes(name);
     let target = target_of(handle);
-    if let Some(addr) = name.and_then(|n| query::cached_lookup(target, caller as usize, n)) {
-        clear_error();
-        return addr as *mut c_void;
+    let caller = caller as usize;
+    if let Some(n) = name {
+        let undefined = |object: &[u8]| set_undefined(object, n, None, target, caller);
+        match query::cached_lookup(target, caller, n, undefined) {
+            Some(Answer::Address(addr)) => {
+                clear_error();
+                return addr as *mut c_void;
+            }
+            Some(Answer::Undefined) => return std::ptr::null_mut(),
+            None => {}
+        }
     }
-    lookup(handle, name, None, caller)
+    lookup(handle, name, None, caller as *const c_void)
 }
 
 /// `dlvsym` with the caller's address.

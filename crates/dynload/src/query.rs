@@ -16,13 +16,20 @@ use crate::object::{Kind, LinkMap, ObjId};
 use crate::registry::{registry, registry_mut, Registry, LOADER};
 
 mod search_list_copies;
+pub(crate) use search_list_copies::Answer;
 use search_list_copies::Key;
 
 /// `dlsym` through `target` from `caller`, answered from this thread's copy
-/// of the search list when it can be (see `search_list_copies`); None: take the
-/// locked lookup.
-pub(crate) fn cached_lookup(target: Target, caller: usize, name: &[u8]) -> Option<usize> {
-    search_list_copies::lookup(Key::of(target, caller)?, name)
+/// of the search list when it can be (see `search_list_copies`); None: take
+/// the locked lookup. On a miss, `undefined` is given the path of the
+/// object the message names.
+pub(crate) fn cached_lookup(
+    target: Target,
+    caller: usize,
+    name: &[u8],
+    undefined: impl FnOnce(&[u8]),
+) -> Option<Answer> {
+    search_list_copies::lookup(Key::of(target, caller)?, name, undefined)
 }
 
 /// Where `dlsym` looks.
@@ -58,7 +65,8 @@ pub(crate) fn lookup_symbol(
     caller: usize,
 ) -> Result<usize, Error> {
     if version.is_none() {
-        if let Some(addr) = cached_lookup(target, caller, name) {
+        // (A miss takes the locked path, which builds the error.)
+        if let Some(Answer::Address(addr)) = cached_lookup(target, caller, name, |_| {}) {
             return Ok(addr);
         }
     }
@@ -78,7 +86,7 @@ pub(crate) fn lookup_symbol_or_miss(
     name: &[u8],
     version: Option<&[u8]>,
     caller: usize,
-    undefined: impl FnOnce(&crate::object::Object),
+    undefined: impl FnOnce(&[u8]),
 ) -> Result<Option<usize>, Error> {
     // (Callers ask the copies first.)
     let cacheable = version.is_none().then(|| Key::of(target, caller)).flatten();
@@ -88,7 +96,7 @@ pub(crate) fn lookup_symbol_or_miss(
         let hit = match find(&reg, target, name, version, caller)? {
             Ok(hit) => hit,
             Err(object) => {
-                undefined(reg.obj(object));
+                undefined(reg.obj(object).name.to_bytes());
                 return Ok(None);
             }
         };

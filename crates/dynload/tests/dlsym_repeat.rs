@@ -90,6 +90,26 @@ fn replaced_and_missed(h: usize, missing: &str) {
     }
 }
 
+/// A miss of `missing` through `h` on a thread with no copies (the locked
+/// lookup), then again once lookups of `hit` made the copy: the same
+/// message, given once.
+fn copy_misses_as_the_lock(h: usize, hit: &str, missing: &str) {
+    let (hit, missing) = (hit.to_string(), missing.to_string());
+    std::thread::spawn(move || {
+        assert_eq!(sym(h, &missing), 0);
+        let locked = error().expect("a message");
+        assert!(locked.ends_with(&format!("undefined symbol: {missing}")));
+        repeated(h, &hit);
+        for _ in 0..3 {
+            assert_eq!(sym(h, &missing), 0);
+            assert_eq!(error().as_deref(), Some(locked.as_str()));
+            assert_eq!(error(), None);
+        }
+    })
+    .join()
+    .unwrap();
+}
+
 /// Close `h` with the loader that opened it.
 fn close_by(glibc: bool, h: usize) {
     // SAFETY: a handle of the loader that opened it.
@@ -138,6 +158,7 @@ fn repeated_lookups_answer_as_the_first_and_as_glibc() {
     // miss.
     assert_eq!(repeated(top, "malloc"), sym_glibc(gtop, "malloc"));
     replaced_and_missed(top, "no_such_symbol");
+    copy_misses_as_the_lock(top, "id_top", "no_such_symbol");
 
     // The default version, as glibc picks it.
     let (ver, gver) = (ours("ver"), theirs("ver"));
@@ -265,6 +286,7 @@ fn rtld_default_repeated_lookups_answer_as_the_first_and_as_glibc() {
         assert_eq!(repeated(DEFAULT, name), glibc(name), "{name}");
     }
     replaced_and_missed(DEFAULT, "id_b");
+    copy_misses_as_the_lock(DEFAULT, "malloc", "id_b");
 
     // An object opened RTLD_GLOBAL joins the scope, and leaves it when
     // closed, after lookups that copied the scope with it. (Lookups that

@@ -15,10 +15,11 @@
 //! thread *during* the call is the caller's race, as it is with glibc.
 //!
 //! Only what needs nothing but the tables is answered here: plain
-//! definitions for unversioned requests, and the functions dynload puts in
-//! place of glibc's. IFUNC, TLS and unique definitions, a definer that
-//! RTLD_DEFAULT's caller would come to depend on, and misses go through the
-//! locked lookup, which also keeps what `dlerror` needs.
+//! definitions for unversioned requests, the functions dynload puts in
+//! place of glibc's, and names no object on the list defines (for the C
+//! ABI, which records the miss for `dlerror` as the locked lookup does).
+//! IFUNC, TLS and unique definitions and a definer that RTLD_DEFAULT's
+//! caller would come to depend on go through the locked lookup.
 
 use std::cell::RefCell;
 
@@ -73,6 +74,18 @@ struct Copied {
 struct Entry {
     key: Key,
     objects: Box<[Copied]>,
+    /// The path of the object an undefined-symbol message names (the
+    /// handle's, or RTLD_DEFAULT's caller's).
+    named: Box<[u8]>,
+}
+
+/// What a copy says of a name.
+pub(crate) enum Answer {
+    /// `dlsym` returns this address.
+    Address(usize),
+    /// No object on the list defines the name (`undefined` was told which
+    /// object the message names).
+    Undefined,
 }
 
 struct Cache {
@@ -106,9 +119,10 @@ thread_local! {
     };
 }
 
-/// The address `dlsym` returns for `key` and `name`, when this thread's
-/// copy of the search list can answer; None: ask the locked lookup.
-pub(crate) fn lookup(key: Key, name: &[u8]) -> Option<usize> {
+/// What `dlsym` gives for `key` and `name`, when this thread's copy of the
+/// search list can answer; None: ask the locked lookup. On a miss,
+/// `undefined` is given the path of the object the message names.
+pub(crate) fn lookup(key: Key, name: &[u8], undefined: impl FnOnce(&[u8])) -> Option<Answer> {
     CACHE
         .try_with(|c| {
             let c = c.try_borrow().ok()?;
@@ -131,16 +145,17 @@ pub(crate) fn lookup(key: Key, name: &[u8]) -> Option<usize> {
                 // replaces is dynload's, whoever asks.
                 if !o.ours {
                     if let Some(ours) = dlfcn::replacement(name) {
-                        return Some(ours);
+                        return Some(Answer::Address(ours));
                     }
                 }
                 let sym = symbols.sym(idx);
                 let plain = o.answers
                     && sym.bind() != elf::STB_GNU_UNIQUE
                     && !matches!(sym.kind(), elf::STT_TLS | elf::STT_GNU_IFUNC);
-                return plain.then(|| symbols.address(sym));
+                return plain.then(|| Answer::Address(symbols.address(sym)));
             }
-            None
+            undefined(&entry.named);
+            Some(Answer::Undefined)
         })
         .ok()
         .flatten()
@@ -172,14 +187,21 @@ pub(super) fn remember(reg: &Registry, key: Key) {
             // (The locked lookup prints each object it visits.)
             return;
         }
-        let objects = match key {
-            Key::Handle(h) => reg.by_handle(h).and_then(|id| search_list_copy(reg, id)),
+        let copied = match key {
+            Key::Handle(h) => reg
+                .by_handle(h)
+                .and_then(|id| Some((search_list_copy(reg, id)?, id))),
             Key::Default { caller } => default_scope_copy(reg, caller),
         };
-        if let Some(objects) = objects {
+        if let Some((objects, named)) = copied {
             let slot = c.next;
             c.next = (slot + 1) % WAYS;
-            c.entries[slot] = Some(Entry { key, objects });
+            let named = reg.obj(named).name.to_bytes().into();
+            c.entries[slot] = Some(Entry {
+                key,
+                objects,
+                named,
+            });
         }
     });
 }
@@ -197,9 +219,10 @@ fn search_list_copy(reg: &Registry, id: ObjId) -> Option<Box<[Copied]>> {
 }
 
 /// The tables RTLD_DEFAULT from `caller` reads: the scope of the caller's
-/// object, as the locked lookup walks it. A definer the caller would come
-/// to depend on is left to the locked lookup, which records that.
-fn default_scope_copy(reg: &Registry, caller: usize) -> Option<Box<[Copied]>> {
+/// object, as the locked lookup walks it, and that object. A definer the
+/// caller would come to depend on is left to the locked lookup, which
+/// records that.
+fn default_scope_copy(reg: &Registry, caller: usize) -> Option<(Box<[Copied]>, ObjId)> {
     let from = reg.caller_object(caller);
     let objects = super::with_scope(reg, Target::Default, caller, |chunks, _, _| {
         chunks
@@ -208,7 +231,8 @@ fn default_scope_copy(reg: &Registry, caller: usize) -> Option<Box<[Copied]>> {
             .collect::<Vec<ObjId>>()
     })
     .ok()?;
-    copy(reg, objects.into_iter(), |m| !reg.needs_dependency(from, m))
+    let copied = copy(reg, objects.into_iter(), |m| !reg.needs_dependency(from, m))?;
+    Some((copied, from))
 }
 
 /// The objects `ids` name, in order: None if one is being unloaded (the
