@@ -241,11 +241,10 @@ pub unsafe extern "C" fn dlsym_from(
     // again and again is answered from its copy of the search list, before
     // anything else.
     let name = bytes(name);
-    let target = target_of(handle);
-    let caller = caller as usize;
     if let Some(n) = name {
-        let undefined = |object: &[u8]| set_undefined(object, n, None, target, caller);
-        match query::cached_lookup(target, caller, n, undefined) {
+        let (h, c) = (handle as usize, caller as usize);
+        let undefined = |object: &[u8]| set_undefined(object, n, None, target_of(handle), c);
+        match query::cached_lookup(h, c, n, undefined) {
             Some(Answer::Address(addr)) => {
                 clear_error();
                 return addr as *mut c_void;
@@ -254,7 +253,7 @@ pub unsafe extern "C" fn dlsym_from(
             None => {}
         }
     }
-    lookup(handle, name, None, caller as *const c_void)
+    lookup(handle, name, None, caller)
 }
 
 /// `dlvsym` with the caller's address.

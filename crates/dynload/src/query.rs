@@ -19,17 +19,18 @@ mod search_list_copies;
 pub(crate) use search_list_copies::Answer;
 use search_list_copies::Key;
 
-/// `dlsym` through `target` from `caller`, answered from this thread's copy
-/// of the search list when it can be (see `search_list_copies`); None: take
-/// the locked lookup. On a miss, `undefined` is given the path of the
-/// object the message names.
+/// The C ABI's `dlsym(handle, name)` from `caller`, answered from this
+/// thread's copy of the search list when it can be (see
+/// `search_list_copies`); None: take the locked lookup. On a miss,
+/// `undefined` is given the path of the object the message names.
+#[inline(always)]
 pub(crate) fn cached_lookup(
-    target: Target,
+    handle: usize,
     caller: usize,
     name: &[u8],
     undefined: impl FnOnce(&[u8]),
 ) -> Option<Answer> {
-    search_list_copies::lookup(Key::of(target, caller)?, name, undefined)
+    search_list_copies::lookup(Key::of_call(handle, caller), name, undefined)
 }
 
 /// Where `dlsym` looks.
@@ -66,7 +67,9 @@ pub(crate) fn lookup_symbol(
 ) -> Result<usize, Error> {
     if version.is_none() {
         // (A miss takes the locked path, which builds the error.)
-        if let Some(Answer::Address(addr)) = cached_lookup(target, caller, name, |_| {}) {
+        let copied =
+            Key::of(target, caller).and_then(|key| search_list_copies::lookup(key, name, |_| {}));
+        if let Some(Answer::Address(addr)) = copied {
             return Ok(addr);
         }
     }

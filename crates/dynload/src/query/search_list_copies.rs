@@ -35,15 +35,15 @@ use crate::registry::{self, Registry};
 /// Copies kept per thread.
 const WAYS: usize = 4;
 
-/// What a copy answers for.
+/// What a copy answers for: `dlsym(handle, …)` (`caller` 0), or
+/// `dlsym(RTLD_DEFAULT, …)` called from `caller` (`handle` 0; the scope
+/// seen depends on the caller's object, and one call site is in one
+/// object). Two words compared: as an enum, its match cost a handle's
+/// lookup about ten more instructions.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Key {
-    /// `dlsym(handle, …)`.
-    Handle(usize),
-    /// `dlsym(RTLD_DEFAULT, …)` called from this address (the scope seen
-    /// depends on the caller's object; the address is what the call
-    /// gives, and one call site is one object).
-    Default { caller: usize },
+pub(crate) struct Key {
+    handle: usize,
+    caller: usize,
 }
 
 impl Key {
@@ -51,10 +51,18 @@ impl Key {
     /// answer it (RTLD_NEXT's are not kept).
     pub(crate) fn of(target: Target, caller: usize) -> Option<Key> {
         match target {
-            Target::Handle(h) => Some(Key::Handle(h)),
-            Target::Default => Some(Key::Default { caller }),
+            Target::Handle(handle) => Some(Key { handle, caller: 0 }),
+            Target::Default => Some(Key { handle: 0, caller }),
             Target::Next => None,
         }
+    }
+
+    /// [`Key::of`] for the C ABI's `handle` as given, without a branch:
+    /// RTLD_NEXT's key is one no copy is kept under.
+    #[inline(always)]
+    pub(crate) fn of_call(handle: usize, caller: usize) -> Key {
+        let caller = if handle == 0 { caller } else { 0 };
+        Key { handle, caller }
     }
 }
 
@@ -188,10 +196,10 @@ pub(super) fn remember(reg: &Registry, key: Key) {
             return;
         }
         let copied = match key {
-            Key::Handle(h) => reg
-                .by_handle(h)
+            Key { handle: 0, caller } => default_scope_copy(reg, caller),
+            Key { handle, .. } => reg
+                .by_handle(handle)
                 .and_then(|id| Some((search_list_copy(reg, id)?, id))),
-            Key::Default { caller } => default_scope_copy(reg, caller),
         };
         if let Some((objects, named)) = copied {
             let slot = c.next;
