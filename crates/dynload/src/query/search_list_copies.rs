@@ -39,7 +39,7 @@ const WAYS: usize = 4;
 /// `dlsym(RTLD_DEFAULT, …)` called from `caller` (`handle` 0; the scope
 /// seen depends on the caller's object, and one call site is in one
 /// object). Two words compared: as an enum, its match cost a handle's
-/// lookup about ten more instructions.
+/// lookup eight more instructions (callgrind: 331 against 323).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Key {
     handle: usize,
