@@ -51,8 +51,8 @@ impl Key {
     /// answer it (RTLD_NEXT's are not kept).
     pub(crate) fn of(target: Target, caller: usize) -> Option<Key> {
         match target {
-            Target::Handle(handle) => Some(Key { handle, caller: 0 }),
-            Target::Default => Some(Key { handle: 0, caller }),
+            Target::Handle(handle) => Some(Key::of_call(handle, caller)),
+            Target::Default => Some(Key::of_call(0, caller)),
             Target::Next => None,
         }
     }
