@@ -66,11 +66,13 @@ pub(crate) fn lookup_symbol(
     caller: usize,
 ) -> Result<usize, Error> {
     if version.is_none() {
-        // (A miss takes the locked path, which builds the error.)
         let copied =
             Key::of(target, caller).and_then(|key| search_list_copies::lookup(key, name, |_| {}));
-        if let Some(Answer::Address(addr)) = copied {
-            return Ok(addr);
+        match copied {
+            Some(Answer::Address(addr)) => return Ok(addr),
+            // The locked lookup would miss too: straight to the error.
+            Some(Answer::Undefined) => return Err(undefined_error(target, name, version, caller)),
+            None => {}
         }
     }
     match lookup_symbol_or_miss(target, name, version, caller, |_| {})? {

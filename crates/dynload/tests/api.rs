@@ -207,6 +207,40 @@ fn the_global_scope_handle() {
     );
 }
 
+/// Once repeated hits made this thread's copy of a handle's search list,
+/// a name later on the list is still found, and a miss gives the error a
+/// miss gave before the copy.
+#[test]
+fn lookups_after_the_copy_find_and_miss_as_before() {
+    let set = Set::build(
+        "api-copy",
+        &[Lib::node("dep", 5), Lib::node("top", 9).dep("dep")],
+    );
+    // A thread of its own: no copies yet.
+    std::thread::spawn(move || {
+        let lib = unsafe { Library::open(set.path("top"), OpenFlags::NOW) }.unwrap();
+        let miss = || {
+            unsafe { lib.get::<*mut c_void>("dynload_no_such_symbol") }
+                .unwrap_err()
+                .to_string()
+        };
+        let before = miss();
+        assert!(
+            before.ends_with(": undefined symbol: dynload_no_such_symbol"),
+            "{before}"
+        );
+        for _ in 0..3 {
+            let id_top = unsafe { lib.get::<extern "C" fn() -> i32>("id_top") }.unwrap();
+            assert_eq!(id_top(), 9);
+        }
+        let id_dep = unsafe { lib.get::<extern "C" fn() -> i32>("id_dep") }.unwrap();
+        assert_eq!(id_dep(), 5);
+        assert_eq!(miss(), before);
+    })
+    .join()
+    .unwrap();
+}
+
 /// 8 threads open, look up, call and close overlapping sets of libraries
 /// that share dependencies; at the end nothing of them is mapped.
 #[test]
