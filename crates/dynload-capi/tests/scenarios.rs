@@ -37,8 +37,8 @@ testkit::with_scenarios!(scenario_tests);
 
 /// Run a scenario through the C ABI with the files and scopes traced, check
 /// its output, and give the trace's lines and where in them a global
-/// scope filter was built, after checking that it was twice.
-fn filters_built(sc: &Scenario) -> (Vec<String>, Vec<usize>) {
+/// scope filter was built, after checking that it was `times` times.
+fn filters_built(sc: &Scenario, times: usize) -> (Vec<String>, Vec<usize>) {
     let run = testkit::run_driver(
         &sc.set,
         &sc.script(),
@@ -50,7 +50,7 @@ fn filters_built(sc: &Scenario) -> (Vec<String>, Vec<usize>) {
     let built: Vec<usize> = (0..lines.len())
         .filter(|&i| lines[i].contains("global scope filter:"))
         .collect();
-    assert_eq!(built.len(), 2, "filters built:\n{}", run.debug);
+    assert_eq!(built.len(), times, "filters built:\n{}", run.debug);
     (lines, built)
 }
 
@@ -59,7 +59,7 @@ fn filters_built(sc: &Scenario) -> (Vec<String>, Vec<usize>) {
 /// when `i` became global, and built again for `u2`.
 #[test]
 fn global_scope_filter_is_built_again_after_the_scope_changes() {
-    filters_built(&scenarios::global_scope_filter("capi-filter"));
+    filters_built(&scenarios::global_scope_filter("capi-filter"), 2);
 }
 
 /// The scenario `lazy_calls_and_the_global_scope_filter` checks the
@@ -69,17 +69,60 @@ fn global_scope_filter_is_built_again_after_the_scope_changes() {
 #[test]
 fn lazy_calls_are_made_with_the_global_scope_filter_built() {
     let sc = scenarios::lazy_calls_and_the_global_scope_filter("capi-lazy-filter");
-    let (lines, built) = filters_built(&sc);
-    let at = |object: &str| {
-        let file = sc.set.file(object);
-        lines
-            .iter()
-            .position(|l| l.contains(&file))
-            .unwrap_or_else(|| panic!("no {file:?} in:\n{}", lines.join("\n")))
-    };
+    let (lines, built) = filters_built(&sc, 2);
+    let at = |object: &str| first_mention(&sc, &lines, object);
     assert!(
         built[0] < at("u2") && built[1] < at("u4"),
         "{}",
         lines.join("\n")
+    );
+}
+
+/// Where the trace first names `object`'s file.
+fn first_mention(sc: &Scenario, lines: &[String], object: &str) -> usize {
+    let file = sc.set.file(object);
+    lines
+        .iter()
+        .position(|l| l.contains(&file))
+        .unwrap_or_else(|| panic!("no {file:?} in:\n{}", lines.join("\n")))
+}
+
+/// The scenario `global_scope_filter_refined` checks the bindings made with
+/// the finer filter; this checks that it was the finer one: built coarse
+/// for `u1`, rebuilt fine during `u1`'s loads, at twice the bytes for the
+/// same symbols, and built fine again for `u2` once `i` joined the scope.
+#[test]
+fn global_scope_filter_is_refined_after_many_lookups() {
+    let sc = scenarios::global_scope_filter_refined("capi-refined");
+    let (lines, built) = filters_built(&sc, 3);
+    let filter = |i: usize| {
+        let l = &lines[built[i]];
+        let field = |after: &str| -> usize {
+            let rest = &l[l.find(after).unwrap_or_else(|| panic!("{l}")) + after.len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().unwrap_or_else(|_| panic!("{l}"))
+        };
+        (
+            field("objects, "),
+            field("symbols, "),
+            l.ends_with("(Fine)"),
+        )
+    };
+    let (symbols, coarse_bytes, coarse_is_fine) = filter(0);
+    let (same_symbols, fine_bytes, fine) = filter(1);
+    assert!(!coarse_is_fine && fine, "{}", lines.join("\n"));
+    assert_eq!(symbols, same_symbols);
+    assert!(
+        fine_bytes >= 2 * coarse_bytes - 8 && fine_bytes <= 2 * coarse_bytes,
+        "{coarse_bytes} then {fine_bytes} bytes"
+    );
+    // Refined while `u1` came and went, before `i` was opened; and still fine
+    // when built again for `u2`.
+    let i = first_mention(&sc, &lines, "i");
+    assert!(built[1] < i && built[2] > i && filter(2).2);
+    // Enough loads to refine it: 512 lookups each.
+    assert!(
+        scenarios::REFINING_LOADS * 512 >= 4 * symbols,
+        "{symbols} symbols"
     );
 }

@@ -51,6 +51,12 @@ pub(crate) struct Registry {
     /// The filter over the global scope's symbols, once a relocation pass
     /// built it (`link::scope_filter`).
     pub(crate) global_filter: std::cell::OnceCell<crate::link::scope_filter::ScopeFilter>,
+    /// The density the next filter is built at: coarse until the process
+    /// has made many lookups through one (`link::scope_filter::worth_refining`).
+    pub(crate) filter_density: crate::link::scope_filter::Density,
+    /// Lookups of the relocation passes that used a coarse filter, counted
+    /// against [`Registry::filter_density`]'s switch.
+    filtered_lookups: u64,
     handles: FxHashMap<usize, ObjId>,
     /// dynload's objects by address: (start, end, id), sorted.
     ranges: Vec<(usize, usize, ObjId)>,
@@ -189,6 +195,8 @@ impl Registry {
             main: 0,
             our_global: Vec::new(),
             global_filter: Default::default(),
+            filter_density: Default::default(),
+            filtered_lookups: 0,
             handles: FxHashMap::default(),
             ranges: Vec::new(),
             finder,
@@ -672,6 +680,26 @@ impl Registry {
     /// wrongly reject names a new member defines.
     fn global_scope_changed(&mut self) {
         self.global_filter.take();
+    }
+
+    /// A relocation pass made about `lookups` lookups through the global
+    /// scope's filter: once a coarse one has seen enough of them, it is
+    /// dropped, and the next pass that wants one builds it fine (and so do
+    /// those after a change of the global scope: the process has shown
+    /// that it makes that many lookups).
+    pub(crate) fn count_filtered_lookups(&mut self, lookups: usize) {
+        use crate::link::scope_filter::{worth_refining, Density};
+        let Some(filter) = self.global_filter.get() else {
+            return;
+        };
+        if lookups == 0 || filter.density() == Density::Fine {
+            return;
+        }
+        self.filtered_lookups = self.filtered_lookups.saturating_add(lookups as u64);
+        if worth_refining(self.filtered_lookups, filter.symbols()) {
+            self.filter_density = Density::Fine;
+            self.global_filter.take();
+        }
     }
 
     /// The `dl_iterate_phdr` counters, glibc's plus dynload's.

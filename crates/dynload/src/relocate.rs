@@ -38,6 +38,9 @@ pub(crate) struct Outcome {
     pub relocations: u64,
     pub relative: u64,
     pub cached: u64,
+    /// About how many lookups went through the global scope's filter (the
+    /// pass's estimate, `symbolic_lookups`; 0 without the filter).
+    pub filtered_lookups: usize,
     /// The definer of the last binding: its dependency record is made.
     pub last_definer: Option<ObjId>,
 }
@@ -194,7 +197,13 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome,
         "\nrelocation processing: {name}{}",
         if lazy { " (lazy)" } else { "" }
     );
-    let scopes = reg.prepare_scope(id, symbolic_lookups(d, lazy));
+    let lookups = symbolic_lookups(d, lazy);
+    let scopes = reg.prepare_scope(id, lookups);
+    let filtered_lookups = if scopes.has_global_filter() {
+        lookups
+    } else {
+        0
+    };
     let mut rl = Relocator {
         reg,
         id,
@@ -224,6 +233,7 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome,
         rl.rela_table(t, true, lazy)?;
     }
     let mut out = rl.out;
+    out.filtered_lookups = filtered_lookups;
     out.reldeps.sort_unstable();
     out.reldeps.dedup();
     Ok(out)

@@ -115,6 +115,7 @@ macro_rules! with_scenarios {
             unique_symbols_after_a_failed_load,
             symbol_kinds,
             global_scope_filter,
+            global_scope_filter_refined,
             lazy_calls_and_the_global_scope_filter,
             unique_symbols_from_another_object,
             own_names_with_the_same_hash,
@@ -1726,6 +1727,44 @@ pub fn lazy_calls_and_the_global_scope_filter(p: &str) -> Scenario {
         &[
             "call probe_call: 1167\ncall call_all: 288640\n",
             "call probe_call: 2167\ncall call_all: 544640\ncall probe_call: 1167",
+        ],
+    )
+}
+
+/// How many times [`global_scope_filter_refined`] loads and unloads `u1`.
+pub const REFINING_LOADS: usize = 40;
+
+/// A process that makes many lookups through dynload's filter over the
+/// global scope gets it rebuilt at eight bits a symbol: here `u1`, with its
+/// 512 lookups, is loaded and unloaded [`REFINING_LOADS`] times, more than
+/// enough for the driver's scope. The finer filter must still let through
+/// every name the scope defines: once `i` is global, `u2` binds to it, and
+/// so does a lazily bound call of `u3`.
+pub fn global_scope_filter_refined(p: &str) -> Scenario {
+    let interposer = many_refs_definer("i", 2000);
+    let s = many_refs_set(p, "refined-filter", interposer, &["u1", "u2", "u3"]);
+    let mut script = Vec::new();
+    for k in 1..=REFINING_LOADS {
+        script.push("open $u1 NOW".to_string());
+        script.push(format!("call h{k} probe"));
+        script.push(format!("close h{k}"));
+    }
+    let n = REFINING_LOADS;
+    script.extend([
+        "open $i NOW|GLOBAL".to_string(),
+        "open $u2 NOW".to_string(),
+        format!("call h{} probe", n + 2),
+        "open $u3 LAZY".to_string(),
+        format!("call h{} probe_call", n + 3),
+    ]);
+    let script: Vec<&str> = script.iter().map(String::as_str).collect();
+    Scenario::new(
+        s,
+        &script,
+        &[
+            &format!("call probe: 1167\nclose h{n}: 0\n"),
+            "call probe: 2167\n",
+            "call probe_call: 2167",
         ],
     )
 }

@@ -256,6 +256,11 @@ impl Searched for PreparedScope<'_> {
 }
 
 impl<'r> PreparedScope<'r> {
+    /// Does it come with the global scope's filter?
+    pub(crate) fn has_global_filter(&self) -> bool {
+        self.global.is_some()
+    }
+
     /// May lookups take [`PreparedScope::lookup`]? (Not while an object
     /// in the scope is being unloaded, nor while lookups are traced.)
     pub(crate) fn walks_fast(&self) -> bool {
@@ -405,11 +410,12 @@ impl Registry {
         }
         let filter = self
             .global_filter
-            .get_or_init(|| ScopeFilter::build(tables(), symbols));
+            .get_or_init(|| ScopeFilter::build(tables(), symbols, self.filter_density));
         debug!(
             debug::SCOPES,
-            "global scope filter: {objects} objects, {symbols} symbols, {} bytes",
-            filter.bytes()
+            "global scope filter: {objects} objects, {symbols} symbols, {} bytes ({:?})",
+            filter.bytes(),
+            filter.density()
         );
         Some(filter)
     }

@@ -13,6 +13,10 @@
 //! Memory: four bits per symbol the scope's hash tables reach (about 1.6 KB
 //! for a program whose global scope is libc, libgcc_s and ld.so), built only
 //! for relocation passes whose lookups it pays for (see [`worth_building`]).
+//! A process that goes on to make many lookups through it gets it rebuilt
+//! at eight bits a symbol ([`worth_refining`]): a name passes falsely about
+//! a third as often (5% against 15%), and each false pass costs a Bloom
+//! check per global object.
 
 use crate::elf::symbols::SymbolTable;
 
@@ -21,10 +25,29 @@ use crate::elf::symbols::SymbolTable;
 /// the filter is built from them without rehashing a name.
 pub(crate) struct ScopeFilter {
     words: Box<[u64]>,
+    density: Density,
+    /// How many symbols it was built from.
+    symbols: usize,
 }
 
-/// Symbols per filter word: four bits each, two set per symbol.
-const SYMBOLS_PER_WORD: usize = 16;
+/// How many bits a symbol the filter spends (two of them set per symbol).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Density {
+    /// Four bits a symbol: about 15% of other names pass.
+    #[default]
+    Coarse,
+    /// Eight bits a symbol: about 5% of other names pass.
+    Fine,
+}
+
+impl Density {
+    fn symbols_per_word(self) -> usize {
+        match self {
+            Density::Coarse => 16,
+            Density::Fine => 8,
+        }
+    }
+}
 
 impl ScopeFilter {
     /// The filter over every symbol a lookup can find in `tables`, which
@@ -32,9 +55,13 @@ impl ScopeFilter {
     pub(crate) fn build<'a>(
         tables: impl Iterator<Item = &'a SymbolTable>,
         symbols: usize,
+        density: Density,
     ) -> ScopeFilter {
+        let words = symbols.div_ceil(density.symbols_per_word()).max(1);
         let mut filter = ScopeFilter {
-            words: vec![0u64; symbols.div_ceil(SYMBOLS_PER_WORD).max(1)].into_boxed_slice(),
+            words: vec![0u64; words].into_boxed_slice(),
+            density,
+            symbols,
         };
         for t in tables {
             t.for_each_gnu_hash(|h| {
@@ -69,6 +96,15 @@ impl ScopeFilter {
     pub(crate) fn bytes(&self) -> usize {
         self.words.len() * 8
     }
+
+    pub(crate) fn density(&self) -> Density {
+        self.density
+    }
+
+    /// How many symbols it was built from.
+    pub(crate) fn symbols(&self) -> usize {
+        self.symbols
+    }
 }
 
 /// Does a relocation pass of about `lookups` lookups through a global scope
@@ -79,6 +115,20 @@ impl ScopeFilter {
 /// the symbols.
 pub(crate) fn worth_building(lookups: usize, objects: usize, symbols: usize) -> bool {
     objects > 1 && lookups.saturating_mul(objects).saturating_mul(4) >= symbols
+}
+
+/// Has a process made enough lookups through a coarse filter over
+/// `symbols` symbols, `lookups` in all, to have it rebuilt fine? When they
+/// number four times the symbols: a lookup the coarse filter lets through
+/// falsely (15 in 100, against 5) costs a Bloom check for each global
+/// object (about 30 instructions each), so by then the rebuild (about 7
+/// instructions a symbol) has been paid for many times over. The memory
+/// (half a byte more a symbol, about 1.7 KB for libc's scope) goes only to
+/// processes that load that much: a single load of libz3 and its
+/// dependencies, about 3,000 lookups, stays coarse; the relocation
+/// benchmark's cycles, 2,000 lookups each, cross the line on the seventh.
+pub(crate) fn worth_refining(lookups: u64, symbols: usize) -> bool {
+    lookups >= 4 * symbols as u64
 }
 
 #[cfg(test)]
@@ -107,24 +157,33 @@ mod tests {
             .map(|(l, d)| SymbolTable::parse(&l.image, d).unwrap())
             .collect();
         let symbols = tables.iter().map(|t| t.hashed_count() as usize).sum();
-        let filter = ScopeFilter::build(tables.iter(), symbols);
-        let mut names = 0;
-        for t in &tables {
-            for (_, sym) in t.iter().filter(|(_, s)| !s.is_undefined()) {
-                let name = t.name(sym);
-                assert!(filter.may_contain(gnu_hash(name)), "{name:?} rejected");
-                names += 1;
-            }
-        }
-        assert!(names > 6_000, "only {names} names");
-        // Four bits a symbol, two set: about 15% of other names pass.
         let others = 20_000;
-        let passed = (0..others)
-            .filter(|i| filter.may_contain(gnu_hash(format!("no_such_name_{i}").as_bytes())))
-            .count();
+        let mut passed = [0; 2];
+        for (density, passed) in [Density::Coarse, Density::Fine]
+            .into_iter()
+            .zip(&mut passed)
+        {
+            let filter = ScopeFilter::build(tables.iter(), symbols, density);
+            assert_eq!((filter.density(), filter.symbols()), (density, symbols));
+            let mut names = 0;
+            for t in &tables {
+                for (_, sym) in t.iter().filter(|(_, s)| !s.is_undefined()) {
+                    let name = t.name(sym);
+                    assert!(filter.may_contain(gnu_hash(name)), "{name:?} rejected");
+                    names += 1;
+                }
+            }
+            assert!(names > 6_000, "only {names} names");
+            *passed = (0..others)
+                .filter(|i| filter.may_contain(gnu_hash(format!("no_such_name_{i}").as_bytes())))
+                .count();
+        }
+        // Four bits a symbol, two set: about 15% of other names pass; eight
+        // bits, about 5%, in twice the bytes.
+        let [coarse, fine] = passed;
         assert!(
-            passed < others / 4,
-            "{passed} of {others} unknown names pass"
+            coarse < others / 4 && fine < others / 14,
+            "{coarse} and {fine} of {others} unknown names pass"
         );
     }
 
@@ -147,7 +206,11 @@ mod tests {
         let (l, d) = crate::fuzzing::tables(&data).unwrap();
         assert!(d.gnu_hash().is_none() && d.hash().is_some());
         let t = SymbolTable::parse(&l.image, &d).unwrap();
-        let filter = ScopeFilter::build(std::iter::once(&t), t.hashed_count() as usize);
+        let filter = ScopeFilter::build(
+            std::iter::once(&t),
+            t.hashed_count() as usize,
+            Density::Coarse,
+        );
         assert!(filter.may_contain(gnu_hash(b"sysv_one")));
         assert!(filter.may_contain(gnu_hash(b"sysv_two")));
     }
@@ -161,5 +224,12 @@ mod tests {
         assert!(!worth_building(3, 4, 3_235));
         // One object: nothing to skip.
         assert!(!worth_building(100_000, 1, 10));
+    }
+
+    #[test]
+    fn refined_after_four_lookups_a_symbol() {
+        assert!(!worth_refining(3_012, 3_235));
+        assert!(!worth_refining(12_939, 3_235));
+        assert!(worth_refining(12_940, 3_235));
     }
 }
