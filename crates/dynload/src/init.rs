@@ -16,6 +16,11 @@ use crate::registry::Registry;
 /// first object is moved back to the front if a cycle displaced it (glibc
 /// 2.36 branch, bug 28937; Debian 12 ships it).
 pub(crate) fn sort(reg: &Registry, maps: &mut [ObjId], for_fini: bool, force_first: bool) {
+    // One object is in order: no walk, nor its table of visited ids (most
+    // loads and unloads are of one object with its dependencies loaded).
+    if maps.len() < 2 {
+        return;
+    }
     let first = maps.first().copied();
     /// Which objects the walk has entered, by id (ids are small: slots of
     /// the registry), without hashing.
