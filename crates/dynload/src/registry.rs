@@ -574,12 +574,16 @@ impl Registry {
     /// The objects the global scope's filter is built over: those of the
     /// global scope whose tables are there (glibc has not unloaded them).
     pub(crate) fn filter_covers(&self) -> Vec<ObjId> {
+        self.filter_covered().collect()
+    }
+
+    /// [`Registry::filter_covers`] without collecting them.
+    pub(crate) fn filter_covered(&self) -> impl Iterator<Item = ObjId> + '_ {
         self.global_parts()
             .into_iter()
             .flatten()
             .copied()
             .filter(|&id| !self.obj(id).is_gone())
-            .collect()
     }
 
     fn resolve_host_needed(&self, id: ObjId) -> Vec<ObjId> {

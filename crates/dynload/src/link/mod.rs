@@ -401,8 +401,9 @@ impl Registry {
         if let Some(f) = self.global_filter.get() {
             return Some(f);
         }
-        let covered = self.filter_covers();
-        let tables = || covered.iter().map(|&id| &self.obj(id).view.symbols);
+        // (Counted without a list of them: most passes, a small object's,
+        // go no further.)
+        let tables = || self.filter_covered().map(|id| &self.obj(id).view.symbols);
         let objects = tables().count();
         let symbols = tables().map(|t| t.hashed_count() as usize).sum();
         if !scope_filter::worth_building(lookups, objects, symbols) {
