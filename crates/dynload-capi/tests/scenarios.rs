@@ -122,7 +122,7 @@ fn global_scope_filter_is_refined_after_many_lookups() {
     assert!(built[1] < i && built[2] > i && filter(2).2);
     // Enough loads to refine it: 512 lookups each.
     assert!(
-        scenarios::REFINING_LOADS * 512 >= 4 * symbols,
+        scenarios::REFINING_LOADS * 512 >= 8 * symbols,
         "{symbols} symbols"
     );
 }

@@ -1732,7 +1732,7 @@ pub fn lazy_calls_and_the_global_scope_filter(p: &str) -> Scenario {
 }
 
 /// How many times [`global_scope_filter_refined`] loads and unloads `u1`.
-pub const REFINING_LOADS: usize = 40;
+pub const REFINING_LOADS: usize = 64;
 
 /// A process that makes many lookups through dynload's filter over the
 /// global scope gets it rebuilt at eight bits a symbol: here `u1`, with its
