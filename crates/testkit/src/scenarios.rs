@@ -119,6 +119,7 @@ macro_rules! with_scenarios {
             lazy_calls_and_the_global_scope_filter,
             unique_symbols_from_another_object,
             own_names_with_the_same_hash,
+            definers_that_change,
         );
     };
 }
@@ -1790,6 +1791,49 @@ pub fn unique_symbols_from_another_object(p: &str) -> Scenario {
         &[
             "call bump: 1\ncall bump: 2\n",
             "call bump_from_user: 3\ncall bump: 4",
+        ],
+    )
+}
+
+/// Relocations whose definer changes from one entry to the next (dynload
+/// skips the Bloom filter of the last definer, and binds plain runs of
+/// entries in a loop of their own): `mu`'s table must bind each name to
+/// the first of its scope (`ma`, then `mb`) that defines it, also right
+/// after a binding to `mb`; its IFUNC entry, in the middle, to what the
+/// resolver picks. Loaded `NOW` (JUMP_SLOT entries bound in the pass) and
+/// `LAZY`.
+pub fn definers_that_change(p: &str) -> Scenario {
+    let side =
+        |name: &str, define: &str| Lib::src(name, "mixed_refs.c").define(define, "1").no_log();
+    let s = set(
+        p,
+        "changing-definers",
+        &[
+            side("ma", "SIDE_A"),
+            side("mb", "SIDE_B"),
+            Lib::src("mu", "mixed_refs.c").no_log().dep("ma").dep("mb"),
+        ],
+    );
+    assert!(
+        relocations(s.path("mu")).contains("R_X86_64_64"),
+        "the table must be R_X86_64_64 entries"
+    );
+    Scenario::new(
+        s,
+        &[
+            "open $mu NOW",
+            "call h1 probe",
+            "call h1 probe_got",
+            "call h1 probe_call",
+            "close h1",
+            "open $mu LAZY",
+            "call h2 probe",
+            "call h2 probe_got",
+            "call h2 probe_call",
+        ],
+        &[
+            "call probe: 59222\ncall probe_got: 1142\ncall probe_call: 1431\n",
+            "call probe: 59222\ncall probe_got: 1142\ncall probe_call: 1431",
         ],
     )
 }
