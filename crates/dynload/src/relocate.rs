@@ -17,7 +17,7 @@ use crate::elf::versions::VersionEntry;
 use crate::elf::{elf, Rela, Sym, SymExt, LE, PAGE_SIZE};
 use crate::error::{Error, ErrorKind, Shown};
 use crate::lazy::LazyInfo;
-use crate::link::{Flags, Found, PreparedScope, Searched};
+use crate::link::{Flags, Found, PreparedScope, Searched, NO_DEFINER};
 use crate::object::{ObjId, Object};
 use crate::registry::Registry;
 use crate::tls::{self, TlsIndex};
@@ -328,6 +328,7 @@ impl<'a> Relocator<'a> {
                     continue;
                 }
             }
+            let here = rest;
             rest = tail;
             match rela_type(rela) {
                 r::IRELATIVE => {
@@ -338,8 +339,24 @@ impl<'a> Relocator<'a> {
                 r::JUMP_SLOT if lazy => {
                     self.rebase_slot_run(std::slice::from_ref(rela))?;
                 }
-                r::JUMP_SLOT => self.symbolic_word(rela, r::JUMP_SLOT)?,
-                r::GLOB_DAT | r::R64 if !plt => self.symbolic_word(rela, rela_type(rela))?,
+                r::JUMP_SLOT | r::GLOB_DAT | r::R64
+                    if self.plain_binds && (!plt || rela_type(rela) == r::JUMP_SLOT) =>
+                {
+                    let (done, walked) = self.plain_run(here, plt);
+                    match (walked, here.get(done)) {
+                        // The entry it stopped at, walked already.
+                        (Some(walked), Some(next)) => {
+                            rest = &here[done + 1..];
+                            self.symbolic_word(next, rela_type(next), Some(walked))?;
+                        }
+                        _ if done > 0 => rest = &here[done..],
+                        // (Stopped at once, without a walk: the checks of
+                        // the general path give its error.)
+                        _ => self.symbolic_word(rela, rela_type(rela), None)?,
+                    }
+                }
+                r::JUMP_SLOT => self.symbolic_word(rela, r::JUMP_SLOT, None)?,
+                r::GLOB_DAT | r::R64 if !plt => self.symbolic_word(rela, rela_type(rela), None)?,
                 _ => self.apply(rela, plt)?,
             }
         }
@@ -490,13 +507,96 @@ impl<'a> Relocator<'a> {
         Ok(done)
     }
 
+    /// Bind the GLOB_DAT, R_X86_64_64 (not in a PLT table) and JUMP_SLOT
+    /// entries at the head of `relas` that [`PlainWalk::bind_plain`] binds
+    /// to a plain definition, and return how many there were: the loop of
+    /// [`Relocator::symbolic_word`] for the common case, with the pass's
+    /// window, counts and one-entry cache in locals. It stops at the
+    /// first entry of another type, or whose target or symbol index is out
+    /// of range, or that binds otherwise; for that one it also hands back
+    /// the walk made, so that the general path does not walk again.
+    ///
+    /// Each walk is told the last definer, whose Bloom filter it then
+    /// skips (see [`PreparedScope::lookup`]): references to one library
+    /// come in runs, and for them that check passes anyway.
+    fn plain_run(&mut self, relas: &[Rela], plt: bool) -> (usize, Option<Walked<'a>>) {
+        let obj = self.obj;
+        let image = &obj.view.image;
+        let syms = &obj.view.symbols;
+        // (Made of the fields, not by `walk()`: the loop writes `self.out`.)
+        let walk = PlainWalk::new(obj, &self.scopes, self.plain_binds);
+        let mut window = self.word_segment;
+        let (mut last_key, mut last_value) = (self.cache_key, self.cache.value);
+        let mut definer = self.out.last_definer.unwrap_or(NO_DEFINER);
+        let (mut done, mut cached) = (0, 0);
+        let mut walked = None;
+        for (i, rela) in relas.iter().enumerate() {
+            if let Some(ahead) = relas.get(i + PREFETCH_AHEAD) {
+                syms.prefetch(rela_symbol(ahead));
+            }
+            let rtype = rela_type(rela);
+            let slot = match rtype {
+                r::JUMP_SLOT if plt => true,
+                r::GLOB_DAT | r::R64 if !plt => false,
+                _ => break,
+            };
+            let addr = image.addr(rela.r_offset.get(LE));
+            let symidx = rela_symbol(rela);
+            if !window.holds(image, addr) || symidx >= syms.count() {
+                break;
+            }
+            let key = cache_key(symidx, slot);
+            let value = if key == last_key {
+                cached += 1;
+                last_value
+            } else {
+                let (b, def) = match walk.bind_plain(symidx, slot, definer) {
+                    Walked::Plain(b, def) => (b, def),
+                    other => {
+                        walked = Some(other);
+                        break;
+                    }
+                };
+                if def.id != definer {
+                    note_new_definer(obj, def, &mut self.out);
+                    definer = def.id;
+                }
+                (last_key, last_value) = (key, b.value);
+                b.value
+            };
+            let value = if rtype == r::R64 {
+                value.wrapping_add(rela.r_addend.get(LE) as usize)
+            } else {
+                value
+            };
+            // SAFETY: `addr..addr + 8` is in a writable segment of this
+            // object (checked above, or for an earlier word in the same
+            // segment).
+            unsafe { (addr as *mut usize).write_unaligned(value) };
+            done = i + 1;
+        }
+        self.word_segment = window;
+        if last_key != self.cache_key {
+            // (Only the value was kept: the next reference walks.)
+            self.cache_key = NO_CACHE_KEY;
+        }
+        self.out.relocations += done as u64;
+        self.out.cached += cached;
+        (done, walked)
+    }
+
     /// GLOB_DAT, JUMP_SLOT and R_X86_64_64, the bulk of symbolic
     /// relocations, with [`Relocator::apply`]'s checks and results but
     /// without its general dispatch: the target is checked against the
     /// writable segment the previous word was in, and a repeated symbol
     /// comes from the one-entry cache before anything of it is read.
     #[inline(always)]
-    fn symbolic_word(&mut self, rela: &Rela, rtype: u32) -> Result<(), Error> {
+    fn symbolic_word(
+        &mut self,
+        rela: &Rela,
+        rtype: u32,
+        walked: Option<Walked<'a>>,
+    ) -> Result<(), Error> {
         let image = &self.obj.view.image;
         let offset = rela.r_offset.get(LE);
         let addr = image.addr(offset);
@@ -507,7 +607,12 @@ impl<'a> Relocator<'a> {
         if symidx >= self.obj.view.symbols.count() {
             return Err(symbol_index_error(self.name, symidx));
         }
-        let value = self.resolve(symidx, rtype == r::JUMP_SLOT)?.value;
+        let plt = rtype == r::JUMP_SLOT;
+        let value = match walked {
+            Some(walked) => self.resolve_walked(symidx, plt, walked)?,
+            None => self.resolve(symidx, plt)?,
+        }
+        .value;
         self.out.relocations += 1;
         let value = if rtype == r::R64 {
             value.wrapping_add(rela.r_addend.get(LE) as usize)
@@ -717,91 +822,9 @@ impl<'a> Relocator<'a> {
         )
     }
 
-    /// [`bind`] for a global or weak reference of default visibility
-    /// (nearly all of them), through the prepared walk, with the common
-    /// outcome kept in the relocation loop: a plain definition (not TLS,
-    /// IFUNC, unique, nor one of glibc's functions dynload replaces). Any
-    /// other outcome is handed back as the walk found it, for `bind`'s own
-    /// tail; references `bind` takes whole are handed back untouched.
-    #[inline(always)]
-    fn bind_plain(&mut self, symidx: u32, plt: bool) -> Walked<'a> {
-        if !self.plain_binds {
-            return Walked::NotPlain;
-        }
-        let obj = self.obj;
-        let syms = &obj.view.symbols;
-        let Some(sym) = syms.get(symidx) else {
-            return Walked::NotPlain;
-        };
-        if symidx == 0
-            || !matches!(sym.bind(), elf::STB_GLOBAL | elf::STB_WEAK)
-            || sym.visibility() != elf::STV_DEFAULT
-        {
-            return Walked::NotPlain;
-        }
-        let version = syms.versym(symidx).and_then(|v| obj.view.versions.entry(v));
-        let flags = Flags {
-            return_newest: false,
-            plt,
-        };
-        // A name this object defines: its hash comes from the object's
-        // table, and it is read only where the walk needs it (see
-        // `OwnName`), off this path. Any other is read and hashed here.
-        // (A name outside the string table is left to the path that reads
-        // it, which finds nothing under it, as before.)
-        if !sym.is_undefined() && syms.strings().holds(sym.name_offset()) {
-            if let Some(h) = syms.own_gnu_hash(symidx) {
-                return self.bind_own(sym, h, version, flags);
-            }
-        }
-        let name = syms.name(sym);
-        let found = self
-            .scopes
-            .lookup(name, &mut NameHash::new(name), version.as_ref(), flags);
-        self.plain_outcome(found, || name)
-    }
-
-    /// [`Relocator::bind_plain`] for a symbol the object defines, whose
-    /// GNU hash is `h`. (Not inlined: the other path keeps its registers.)
-    #[inline(never)]
-    fn bind_own(
-        &mut self,
-        sym: &'a Sym,
-        h: u32,
-        version: Option<VersionEntry>,
-        flags: Flags,
-    ) -> Walked<'a> {
-        let own = OwnName::new(&self.obj.view.symbols, sym);
-        let found = self
-            .scopes
-            .lookup(&own, &mut NameHash::of_gnu(h), version.as_ref(), flags);
-        self.plain_outcome(found, || own.bytes())
-    }
-
-    /// What [`Relocator::bind_plain`] makes of its walk's result: a plain
-    /// definition is bound here; anything else goes to `bind`'s tail.
-    #[inline(always)]
-    fn plain_outcome<'n>(
-        &mut self,
-        found: Option<(&'a Object, u32, &'a Sym)>,
-        name: impl FnOnce() -> &'n [u8],
-    ) -> Walked<'a> {
-        let Some((def, index, dsym)) = found else {
-            return Walked::Found(None);
-        };
-        let unique = dsym.bind() == elf::STB_GNU_UNIQUE;
-        if unique
-            || matches!(dsym.kind(), elf::STT_TLS | elf::STT_GNU_IFUNC)
-            || (!def.is_ours() && dlfcn::replacement(name()).is_some())
-        {
-            return Walked::Found(Some((def, index, unique)));
-        }
-        note_definer(self.obj, def, &mut self.out);
-        Walked::Plain(Binding {
-            found: Some(Found::new(def.id, index)),
-            value: plain_value(def, dsym),
-            size: dsym.size(),
-        })
+    /// The plain walk of this pass.
+    fn walk(&self) -> PlainWalk<'_, 'a> {
+        PlainWalk::new(self.obj, &self.scopes, self.plain_binds)
     }
 
     /// glibc's `RESOLVE_MAP`, with its one-entry cache.
@@ -812,17 +835,43 @@ impl<'a> Relocator<'a> {
             self.out.cached += 1;
             return Ok(self.cache);
         }
-        let b = match self.bind_plain(symidx, plt) {
-            Walked::Plain(b) => b,
-            walked => self.bind_general(symidx, plt, walked)?,
-        };
+        let definer = self.out.last_definer.unwrap_or(NO_DEFINER);
+        let walked = self.walk().bind_plain(symidx, plt, definer);
+        let b = self.bound_walk(symidx, plt, walked)?;
         self.cache_key = key;
         self.cache = b;
         Ok(b)
     }
 
+    /// [`Relocator::resolve`] for a reference whose walk was made (by
+    /// [`Relocator::plain_run`]).
+    fn resolve_walked(
+        &mut self,
+        symidx: u32,
+        plt: bool,
+        walked: Walked<'a>,
+    ) -> Result<Binding, Error> {
+        let b = self.bound_walk(symidx, plt, walked)?;
+        self.cache_key = cache_key(symidx, plt);
+        self.cache = b;
+        Ok(b)
+    }
+
+    /// The binding of reference `symidx` from what [`PlainWalk::bind_plain`]
+    /// made of it.
+    #[inline(always)]
+    fn bound_walk(&mut self, symidx: u32, plt: bool, walked: Walked<'a>) -> Result<Binding, Error> {
+        match walked {
+            Walked::Plain(b, def) => {
+                note_definer(self.obj, def, &mut self.out);
+                Ok(b)
+            }
+            walked => self.bind_general(symidx, plt, walked),
+        }
+    }
+
     /// The rest of [`bind`], out of the relocation loop, for what
-    /// [`Relocator::bind_plain`] handed back (few references): what its
+    /// [`PlainWalk::bind_plain`] handed back (few references): what its
     /// walk found goes to `bind`'s tail (a unique definition made the
     /// process-wide one, as `Registry::lookup` does); a reference it did
     /// not take, to `bind` whole.
@@ -859,10 +908,129 @@ impl<'a> Relocator<'a> {
     }
 }
 
-/// What [`Relocator::bind_plain`] made of a reference.
+/// What [`PlainWalk::bind_plain`] reads of a pass: the object, its
+/// prepared scope, and whether bindings may take the walk. (Apart from
+/// the [`Relocator`], so that [`Relocator::plain_run`] can hold it while
+/// it writes the pass's outcome.)
+#[derive(Clone, Copy)]
+struct PlainWalk<'s, 'a> {
+    obj: &'a Object,
+    scopes: &'s PreparedScope<'a>,
+    plain_binds: bool,
+}
+
+impl<'s, 'a> PlainWalk<'s, 'a> {
+    fn new(obj: &'a Object, scopes: &'s PreparedScope<'a>, plain_binds: bool) -> Self {
+        PlainWalk {
+            obj,
+            scopes,
+            plain_binds,
+        }
+    }
+
+    /// [`bind`] for a global or weak reference of default visibility
+    /// (nearly all of them), through the prepared walk, with the common
+    /// outcome kept in the relocation loop: a plain definition (not TLS,
+    /// IFUNC, unique, nor one of glibc's functions dynload replaces). Any
+    /// other outcome is handed back as the walk found it, for `bind`'s own
+    /// tail; references `bind` takes whole are handed back untouched.
+    #[inline(always)]
+    fn bind_plain(&self, symidx: u32, plt: bool, definer: ObjId) -> Walked<'a> {
+        if !self.plain_binds {
+            return Walked::NotPlain;
+        }
+        let obj = self.obj;
+        let syms = &obj.view.symbols;
+        let Some(sym) = syms.get(symidx) else {
+            return Walked::NotPlain;
+        };
+        if symidx == 0
+            || !matches!(sym.bind(), elf::STB_GLOBAL | elf::STB_WEAK)
+            || sym.visibility() != elf::STV_DEFAULT
+        {
+            return Walked::NotPlain;
+        }
+        let version = syms.versym(symidx).and_then(|v| obj.view.versions.entry(v));
+        let flags = Flags {
+            return_newest: false,
+            plt,
+        };
+        // A name this object defines: its hash comes from the object's
+        // table, and it is read only where the walk needs it (see
+        // `OwnName`), off this path. Any other is read and hashed here.
+        // (A name outside the string table is left to the path that reads
+        // it, which finds nothing under it, as before.)
+        if !sym.is_undefined() && syms.strings().holds(sym.name_offset()) {
+            if let Some(h) = syms.own_gnu_hash(symidx) {
+                return self.bind_own(sym, h, version, flags, definer);
+            }
+        }
+        let name = syms.name(sym);
+        let found = self.scopes.lookup(
+            name,
+            &mut NameHash::new(name),
+            version.as_ref(),
+            flags,
+            definer,
+        );
+        self.plain_outcome(found, || name)
+    }
+
+    /// [`PlainWalk::bind_plain`] for a symbol the object defines, whose
+    /// GNU hash is `h`. (Not inlined: the other path keeps its registers.)
+    #[inline(never)]
+    fn bind_own(
+        &self,
+        sym: &'a Sym,
+        h: u32,
+        version: Option<VersionEntry>,
+        flags: Flags,
+        definer: ObjId,
+    ) -> Walked<'a> {
+        let own = OwnName::new(&self.obj.view.symbols, sym);
+        let found = self.scopes.lookup(
+            &own,
+            &mut NameHash::of_gnu(h),
+            version.as_ref(),
+            flags,
+            definer,
+        );
+        self.plain_outcome(found, || own.bytes())
+    }
+
+    /// What [`PlainWalk::bind_plain`] makes of its walk's result: a plain
+    /// definition is bound here; anything else goes to `bind`'s tail.
+    #[inline(always)]
+    fn plain_outcome<'n>(
+        &self,
+        found: Option<(&'a Object, u32, &'a Sym)>,
+        name: impl FnOnce() -> &'n [u8],
+    ) -> Walked<'a> {
+        let Some((def, index, dsym)) = found else {
+            return Walked::Found(None);
+        };
+        let unique = dsym.bind() == elf::STB_GNU_UNIQUE;
+        if unique
+            || matches!(dsym.kind(), elf::STT_TLS | elf::STT_GNU_IFUNC)
+            || (!def.is_ours() && dlfcn::replacement(name()).is_some())
+        {
+            return Walked::Found(Some((def, index, unique)));
+        }
+        Walked::Plain(
+            Binding {
+                found: Some(Found::new(def.id, index)),
+                value: plain_value(def, dsym),
+                size: dsym.size(),
+            },
+            def,
+        )
+    }
+}
+
+/// What [`PlainWalk::bind_plain`] made of a reference.
 enum Walked<'a> {
-    /// Bound to a plain definition.
-    Plain(Binding),
+    /// Bound to a plain definition, of this definer.
+    Plain(Binding, &'a Object),
     /// Looked up, with this result (definer, index, unique); the rest is
     /// `bind`'s.
     Found(Option<(&'a Object, u32, bool)>),
@@ -1241,6 +1409,14 @@ fn note_definer(obj: &Object, def: &Object, out: &mut Outcome) {
     {
         out.reldeps.push(def.id);
     }
+}
+
+/// [`note_definer`] out of line, for [`Relocator::plain_run`], which calls it
+/// only when the definer changes.
+#[cold]
+#[inline(never)]
+fn note_new_definer(obj: &Object, def: &Object, out: &mut Outcome) {
+    note_definer(obj, def, out)
 }
 
 /// The value a binding to `found` (`def`'s symbol `sym`) writes. `name`

@@ -30,6 +30,10 @@ pub(crate) struct Flags {
     pub plt: bool,
 }
 
+/// An id no object has: [`PreparedScope::lookup`]'s likely definer when
+/// there is none.
+pub(crate) const NO_DEFINER: ObjId = ObjId::MAX;
+
 /// A definition found by a lookup: the object and the symbol's index.
 ///
 /// (The index is kept in a whole word: a binding is copied from a lookup's
@@ -272,6 +276,10 @@ impl<'r> PreparedScope<'r> {
     /// the global scope one probe of its filter when that rejects the name.
     /// Gives the definer, the definition's index and the definition (if
     /// it is STB_GNU_UNIQUE, the process-wide definition is to be asked).
+    ///
+    /// The Bloom filter of object `likely` (the previous lookup's definer,
+    /// or [`NO_DEFINER`]) is not asked: it would mostly pass, and where
+    /// the object does not define the name its hash table says so too.
     #[inline(always)]
     pub(crate) fn lookup<'n>(
         &self,
@@ -279,6 +287,7 @@ impl<'r> PreparedScope<'r> {
         hash: &mut NameHash,
         version: Option<&VersionEntry>,
         flags: Flags,
+        likely: ObjId,
     ) -> Option<(&'r Object, u32, &'r Sym)> {
         let h = hash.gnu;
         let all = self.objects.as_slice();
@@ -286,13 +295,13 @@ impl<'r> PreparedScope<'r> {
             Some((start, end, filter)) if !filter.may_contain(h) => {
                 // (The global scope usually comes first: then one run.)
                 if start > 0 {
-                    if let Some(found) = walk(&all[..start], name, hash, version, flags) {
+                    if let Some(found) = walk(&all[..start], name, hash, version, flags, likely) {
                         return Some(found);
                     }
                 }
-                walk(&all[end..], name, hash, version, flags)
+                walk(&all[end..], name, hash, version, flags, likely)
             }
-            _ => walk(all, name, hash, version, flags),
+            _ => walk(all, name, hash, version, flags, likely),
         }
     }
 }
@@ -305,10 +314,11 @@ fn walk<'r, 'n>(
     hash: &mut NameHash,
     version: Option<&VersionEntry>,
     flags: Flags,
+    likely: ObjId,
 ) -> Option<(&'r Object, u32, &'r Sym)> {
     let h = hash.gnu;
     for &(obj, bloom) in objects {
-        if !bloom.may_contain(h) {
+        if obj.id != likely && !bloom.may_contain(h) {
             continue;
         }
         let view = &obj.view;
@@ -435,7 +445,7 @@ impl Registry {
         undef: Option<ObjId>,
     ) -> Option<Found> {
         if let Some(p) = scopes.prepared().filter(|p| p.walks_fast()) {
-            let (def, sym, dsym) = p.lookup(name, &mut hash, version, flags)?;
+            let (def, sym, dsym) = p.lookup(name, &mut hash, version, flags, NO_DEFINER)?;
             let found = Found::new(def.id, sym);
             if dsym.bind() == elf::STB_GNU_UNIQUE {
                 return Some(self.unique_definition(name, hash.gnu, found));
