@@ -837,37 +837,28 @@ impl<'a> Relocator<'a> {
         }
         let definer = self.out.last_definer.unwrap_or(NO_DEFINER);
         let walked = self.walk().bind_plain(symidx, plt, definer);
-        let b = self.bound_walk(symidx, plt, walked)?;
-        self.cache_key = key;
-        self.cache = b;
-        Ok(b)
+        self.resolve_walked(symidx, plt, walked)
     }
 
-    /// [`Relocator::resolve`] for a reference whose walk was made (by
-    /// [`Relocator::plain_run`]).
+    /// [`Relocator::resolve`] once the walk is made (here, or by
+    /// [`Relocator::plain_run`]): the binding, kept in the cache.
+    #[inline(always)]
     fn resolve_walked(
         &mut self,
         symidx: u32,
         plt: bool,
         walked: Walked<'a>,
     ) -> Result<Binding, Error> {
-        let b = self.bound_walk(symidx, plt, walked)?;
+        let b = match walked {
+            Walked::Plain(b, def) => {
+                note_definer(self.obj, def, &mut self.out);
+                b
+            }
+            walked => self.bind_general(symidx, plt, walked)?,
+        };
         self.cache_key = cache_key(symidx, plt);
         self.cache = b;
         Ok(b)
-    }
-
-    /// The binding of reference `symidx` from what [`PlainWalk::bind_plain`]
-    /// made of it.
-    #[inline(always)]
-    fn bound_walk(&mut self, symidx: u32, plt: bool, walked: Walked<'a>) -> Result<Binding, Error> {
-        match walked {
-            Walked::Plain(b, def) => {
-                note_definer(self.obj, def, &mut self.out);
-                Ok(b)
-            }
-            walked => self.bind_general(symidx, plt, walked),
-        }
     }
 
     /// The rest of [`bind`], out of the relocation loop, for what
