@@ -550,8 +550,8 @@ impl<'a> Relocator<'a> {
                 cached += 1;
                 last_value
             } else {
-                let (b, def) = match walk.bind_plain(symidx, slot, definer) {
-                    Walked::Plain(b, def) => (b, def),
+                let (value, def) = match walk.bind_plain(symidx, slot, definer) {
+                    Walked::Plain(plain) => (plain.value(), plain.def),
                     other => {
                         walked = Some(other);
                         break;
@@ -561,8 +561,8 @@ impl<'a> Relocator<'a> {
                     note_new_definer(obj, def, &mut self.out);
                     definer = def.id;
                 }
-                (last_key, last_value) = (key, b.value);
-                b.value
+                (last_key, last_value) = (key, value);
+                value
             };
             let value = if rtype == r::R64 {
                 value.wrapping_add(rela.r_addend.get(LE) as usize)
@@ -850,9 +850,9 @@ impl<'a> Relocator<'a> {
         walked: Walked<'a>,
     ) -> Result<Binding, Error> {
         let b = match walked {
-            Walked::Plain(b, def) => {
-                note_definer(self.obj, def, &mut self.out);
-                b
+            Walked::Plain(plain) => {
+                note_definer(self.obj, plain.def, &mut self.out);
+                plain.binding()
             }
             walked => self.bind_general(symidx, plt, walked)?,
         };
@@ -1007,26 +1007,52 @@ impl<'s, 'a> PlainWalk<'s, 'a> {
         {
             return Walked::Found(Some((def, index, unique)));
         }
-        Walked::Plain(
-            Binding {
-                found: Some(Found::new(def.id, index)),
-                value: plain_value(def, dsym),
-                size: dsym.size(),
-            },
+        Walked::Plain(PlainDef {
             def,
-        )
+            index,
+            sym: dsym,
+        })
     }
 }
 
 /// What [`PlainWalk::bind_plain`] made of a reference.
 enum Walked<'a> {
-    /// Bound to a plain definition, of this definer.
-    Plain(Binding, &'a Object),
+    /// Bound to a plain definition.
+    Plain(PlainDef<'a>),
     /// Looked up, with this result (definer, index, unique); the rest is
     /// `bind`'s.
     Found(Option<(&'a Object, u32, bool)>),
     /// A reference `bind` takes whole.
     NotPlain,
+}
+
+/// A plain definition (not TLS, IFUNC, unique, nor replaced) that a walk
+/// found: what the binding is made of. (Apart from [`Binding`]: the
+/// relocation loop needs only the value, and the smaller result leaves
+/// out the binding's other fields there.)
+#[derive(Clone, Copy)]
+struct PlainDef<'a> {
+    def: &'a Object,
+    index: u32,
+    sym: &'a Sym,
+}
+
+impl PlainDef<'_> {
+    /// The address it binds to.
+    #[inline(always)]
+    fn value(&self) -> usize {
+        plain_value(self.def, self.sym)
+    }
+
+    /// The whole binding, as [`Relocator::resolve_walked`] keeps it.
+    #[inline(always)]
+    fn binding(&self) -> Binding {
+        Binding {
+            found: Some(Found::new(self.def.id, self.index)),
+            value: self.value(),
+            size: self.sym.size(),
+        }
+    }
 }
 
 /// The writable segment the last 8-byte word of a run of relocations was
