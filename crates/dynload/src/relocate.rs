@@ -528,8 +528,11 @@ impl<'a> Relocator<'a> {
         let obj = self.obj;
         let image = &obj.view.image;
         let syms = &obj.view.symbols;
-        // (Made of the fields, not by `walk()`: the loop writes `self.out`.)
-        let walk = PlainWalk::new(obj, &self.scopes, self.plain_binds);
+        // (Made of the fields, not by `walk()`: the loop writes `self.out`.
+        // Called only where bindings may take the walk: the flag is a
+        // constant here.)
+        debug_assert!(self.plain_binds);
+        let walk = PlainWalk::new(obj, &self.scopes, true);
         let mut window = self.word_segment;
         let (mut last_key, mut last_value) = (self.cache_key, self.cache.value);
         let mut definer = self.out.last_definer.unwrap_or(NO_DEFINER);
@@ -556,8 +559,8 @@ impl<'a> Relocator<'a> {
                 last_value
             } else {
                 let (value, def) = match walk.bind_plain(symidx, slot, definer) {
-                    Walked::Plain(plain) => (plain.value(), plain.def),
-                    other => {
+                    Ok(plain) => (plain.value(), plain.def),
+                    Err(other) => {
                         walked = Some(other);
                         break;
                     }
@@ -841,7 +844,10 @@ impl<'a> Relocator<'a> {
             return Ok(self.cache);
         }
         let definer = self.out.last_definer.unwrap_or(NO_DEFINER);
-        let walked = self.walk().bind_plain(symidx, plt, definer);
+        let walked = match self.walk().bind_plain(symidx, plt, definer) {
+            Ok(plain) => Walked::Plain(plain),
+            Err(other) => other,
+        };
         self.resolve_walked(symidx, plt, walked)
     }
 
@@ -931,20 +937,20 @@ impl<'s, 'a> PlainWalk<'s, 'a> {
     /// other outcome is handed back as the walk found it, for `bind`'s own
     /// tail; references `bind` takes whole are handed back untouched.
     #[inline(always)]
-    fn bind_plain(&self, symidx: u32, plt: bool, definer: ObjId) -> Walked<'a> {
+    fn bind_plain(&self, symidx: u32, plt: bool, definer: ObjId) -> PlainOr<'a> {
         if !self.plain_binds {
-            return Walked::NotPlain;
+            return Err(Walked::NotPlain);
         }
         let obj = self.obj;
         let syms = &obj.view.symbols;
         let Some(sym) = syms.get(symidx) else {
-            return Walked::NotPlain;
+            return Err(Walked::NotPlain);
         };
         if symidx == 0
             || !matches!(sym.bind(), elf::STB_GLOBAL | elf::STB_WEAK)
             || sym.visibility() != elf::STV_DEFAULT
         {
-            return Walked::NotPlain;
+            return Err(Walked::NotPlain);
         }
         let version = syms.versym(symidx).and_then(|v| obj.view.versions.entry(v));
         let flags = Flags {
@@ -982,7 +988,7 @@ impl<'s, 'a> PlainWalk<'s, 'a> {
         version: Option<VersionEntry>,
         flags: Flags,
         definer: ObjId,
-    ) -> Walked<'a> {
+    ) -> PlainOr<'a> {
         let own = OwnName::new(&self.obj.view.symbols, sym);
         let found = self.scopes.lookup(
             &own,
@@ -1001,24 +1007,29 @@ impl<'s, 'a> PlainWalk<'s, 'a> {
         &self,
         found: Option<(&'a Object, u32, &'a Sym)>,
         name: impl FnOnce() -> &'n [u8],
-    ) -> Walked<'a> {
+    ) -> PlainOr<'a> {
         let Some((def, index, dsym)) = found else {
-            return Walked::Found(None);
+            return Err(Walked::Found(None));
         };
         let unique = dsym.bind() == elf::STB_GNU_UNIQUE;
         if unique
             || matches!(dsym.kind(), elf::STT_TLS | elf::STT_GNU_IFUNC)
             || (!def.is_ours() && dlfcn::replacement(name()).is_some())
         {
-            return Walked::Found(Some((def, index, unique)));
+            return Err(Walked::Found(Some((def, index, unique))));
         }
-        Walked::Plain(PlainDef {
+        Ok(PlainDef {
             def,
             index,
             sym: dsym,
         })
     }
 }
+
+/// What [`PlainWalk::bind_plain`] gives: the plain definition, or what
+/// else it made of the reference. (A `Result`, so that the plain case,
+/// nearly every reference, stays in registers.)
+type PlainOr<'a> = Result<PlainDef<'a>, Walked<'a>>;
 
 /// What [`PlainWalk::bind_plain`] made of a reference.
 enum Walked<'a> {
