@@ -416,10 +416,10 @@ def first_load(loader, load, search=True, heap_offset=0):
 def read_whole(loads):
     """Read every file the loads map, each loader's copies too, so that all
     their pages are in the page cache: the kernel maps around a fault only
-    pages it has there, so a file whose pages a loader's own reads had left
-    partly uncached showed fewer resident pages (`many`: glibc's copy at
-    208 KiB against 248 in one run, 64 KiB of its code resident for either
-    loader once the file had been read again)."""
+    pages it has there, and a file with pages missing showed fewer resident
+    pages (`many`: glibc's copy at 208 KiB against 248 in one run, with 12
+    KiB of its code resident; 64 KiB for either loader once the file had
+    been read again)."""
     for load in loads:
         for loader in LOADERS:
             for name in filter(None, (load.object, load.warm)):
