@@ -617,7 +617,7 @@ impl<'a> Relocator<'a> {
         }
         let plt = rtype == r::JUMP_SLOT;
         let value = match walked {
-            Some(walked) => self.resolve_walked(symidx, plt, walked)?,
+            Some(walked) => self.resolve_walked(symidx, plt, Err(walked))?,
             None => self.resolve(symidx, plt)?,
         }
         .value;
@@ -844,10 +844,7 @@ impl<'a> Relocator<'a> {
             return Ok(self.cache);
         }
         let definer = self.out.last_definer.unwrap_or(NO_DEFINER);
-        let walked = match self.walk().bind_plain(symidx, plt, definer) {
-            Ok(plain) => Walked::Plain(plain),
-            Err(other) => other,
-        };
+        let walked = self.walk().bind_plain(symidx, plt, definer);
         self.resolve_walked(symidx, plt, walked)
     }
 
@@ -858,14 +855,14 @@ impl<'a> Relocator<'a> {
         &mut self,
         symidx: u32,
         plt: bool,
-        walked: Walked<'a>,
+        walked: PlainOr<'a>,
     ) -> Result<Binding, Error> {
         let b = match walked {
-            Walked::Plain(plain) => {
+            Ok(plain) => {
                 note_definer(self.obj, plain.def, &mut self.out);
                 plain.binding()
             }
-            walked => self.bind_general(symidx, plt, walked)?,
+            Err(other) => self.bind_general(symidx, plt, other)?,
         };
         self.cache_key = cache_key(symidx, plt);
         self.cache = b;
@@ -1031,10 +1028,9 @@ impl<'s, 'a> PlainWalk<'s, 'a> {
 /// nearly every reference, stays in registers.)
 type PlainOr<'a> = Result<PlainDef<'a>, Walked<'a>>;
 
-/// What [`PlainWalk::bind_plain`] made of a reference.
+/// What [`PlainWalk::bind_plain`] made of a reference it did not bind to
+/// a plain definition.
 enum Walked<'a> {
-    /// Bound to a plain definition.
-    Plain(PlainDef<'a>),
     /// Looked up, with this result (definer, index, unique); the rest is
     /// `bind`'s.
     Found(Option<(&'a Object, u32, bool)>),
