@@ -55,3 +55,32 @@ pub(crate) fn injected(call: Syscall) -> Option<i32> {
         _ => None,
     }
 }
+
+/// A test's function, called by a lookup answered from a thread's copy of
+/// a search list (see `query::search_list_copies`) once it has found the
+/// copy current and before it reads any object's tables: there, a test can
+/// have another thread unload an object, as a thread that is preempted at
+/// that point would see it done.
+static COPY_READ_HOOK: std::sync::atomic::AtomicPtr<()> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// Set (or, with None, clear) the function [`copy_read`] calls.
+pub fn on_copy_read(hook: Option<fn()>) {
+    let p = hook.map_or(std::ptr::null_mut(), |f| f as *mut ());
+    COPY_READ_HOOK.store(p, Ordering::Release);
+}
+
+/// Called where a copy is about to be read: runs the test's function, if
+/// one is set (one relaxed load otherwise).
+#[inline]
+pub(crate) fn copy_read() {
+    if COPY_READ_HOOK.load(Ordering::Relaxed).is_null() {
+        return;
+    }
+    let p = COPY_READ_HOOK.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: only `on_copy_read` stores here, and it stores `fn()`s.
+        let f: fn() = unsafe { std::mem::transmute::<*mut (), fn()>(p) };
+        f();
+    }
+}

@@ -411,3 +411,79 @@ fn rtld_default_from_a_loaded_object_answers_as_glibc_and_records_what_it_uses()
         );
     }
 }
+
+/// The handle [`close_on_another_thread`] closes (0: none, or done).
+static TO_CLOSE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Close [`TO_CLOSE`]'s handle on a thread of its own and wait for it: what
+/// another thread can do while this one, preempted, is between finding its
+/// copy current and reading it.
+fn close_on_another_thread() {
+    let h = TO_CLOSE.swap(0, std::sync::atomic::Ordering::SeqCst);
+    if h != 0 {
+        std::thread::spawn(move || {
+            // SAFETY: a handle dynload opened, closed once.
+            assert_eq!(unsafe { dlfcn::dl_close(h as *mut c_void) }, 0);
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_copy_never_reads_an_object_another_thread_can_unload() {
+    const CHILD: &str = "DYNLOAD_COPY_UNLOAD_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        // (In a process of its own: the failure it guards against is a
+        // read of unmapped memory.)
+        testkit::rerun_in_child(
+            "a_copy_never_reads_an_object_another_thread_can_unload",
+            None,
+            &[(CHILD, "1")],
+        );
+        return;
+    }
+    let set = Set::build(
+        "dlsym-repeat-unload",
+        &[
+            Lib::node("b", 2),
+            Lib::node("dep", 5),
+            Lib::src("looker", "default_lookup.c").dep("dep"),
+        ],
+    );
+    // `b` joins the global scope, held by its handle alone: another thread
+    // may close it at any time. (Opened after `looker`, which then binds
+    // nothing to it.)
+    let looker = open_with(&set.path("looker"), libc::RTLD_NOW | libc::RTLD_LOCAL);
+    let b = open_with(&set.path("b"), libc::RTLD_NOW | libc::RTLD_GLOBAL);
+    // What lies after `b` in a scope is found there, by the locked lookup:
+    // `looker`'s own dependency, in its RTLD_DEFAULT scope.
+    // SAFETY: `default_lookup` has this type.
+    let default_lookup: extern "C" fn(*const c_char) -> usize =
+        unsafe { std::mem::transmute(sym(looker, "default_lookup")) };
+    let id_dep = c("id_dep");
+    for round in 0..5 {
+        let found = default_lookup(id_dep.as_ptr());
+        assert_eq!(call(found), 5, "lookup {}", round + 1);
+    }
+    // The lookups of `malloc` make this thread's copy of the main
+    // program's scope (`malloc` is found in libc, before `b`).
+    assert_eq!(repeated(DEFAULT, "malloc"), sym_glibc(DEFAULT, "malloc"));
+    // A miss walks the whole scope. `b` is closed, and unmapped, once this
+    // thread has found its copy current, before it reads it.
+    TO_CLOSE.store(b, std::sync::atomic::Ordering::SeqCst);
+    dynload::testing::on_copy_read(Some(close_on_another_thread));
+    let missed = sym(DEFAULT, "no_such_symbol");
+    dynload::testing::on_copy_read(None);
+    assert_eq!(
+        TO_CLOSE.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the lookup did not reach the copy"
+    );
+    assert!(!testkit::mapped_here(&set.file("b")));
+    assert_eq!(missed, 0);
+    let e = error().expect("a message");
+    assert!(e.ends_with("undefined symbol: no_such_symbol"), "{e}");
+    // What lies before such an object is still answered, as glibc does.
+    assert_eq!(repeated(DEFAULT, "malloc"), sym_glibc(DEFAULT, "malloc"));
+}

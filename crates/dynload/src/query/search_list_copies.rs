@@ -14,12 +14,22 @@
 //! the call therefore never reaches the copy; a handle closed by another
 //! thread *during* the call is the caller's race, as it is with glibc.
 //!
+//! A copy holds only objects no other thread can unmap while this one
+//! reads them without the lock: a handle's list is held by the handle
+//! (closing it during the call is the caller's race, as above), but the
+//! global scope that RTLD_DEFAULT searches may hold objects that another
+//! thread's `dlclose` unloads at any time, after this thread found its
+//! copy current and before it read it. RTLD_DEFAULT's copy therefore ends
+//! before the first object that the caller's object does not hold and
+//! that can be unloaded (the objects it would come to depend on, which is
+//! also what only the locked lookup records); a name not found before it
+//! is left to the locked lookup.
+//!
 //! Only what needs nothing but the tables is answered here: plain
 //! definitions for unversioned requests, the functions dynload puts in
-//! place of glibc's, and names no object on the list defines (for the C
-//! ABI, which records the miss for `dlerror` as the locked lookup does).
-//! IFUNC, TLS and unique definitions and a definer that RTLD_DEFAULT's
-//! caller would come to depend on go through the locked lookup.
+//! place of glibc's, and names no object on a whole list defines (for the
+//! C ABI, which records the miss for `dlerror` as the locked lookup does).
+//! IFUNC, TLS and unique definitions go through the locked lookup.
 
 use std::cell::RefCell;
 
@@ -72,16 +82,19 @@ struct Copied {
     /// dynload's object (else glibc's, whose dl* functions dynload's
     /// replace).
     ours: bool,
-    /// Its plain definitions may be answered from the copy: false when a
-    /// definition there would make RTLD_DEFAULT's caller depend on it,
-    /// which only the locked lookup records.
-    answers: bool,
 }
 
-/// One search list, in search order.
+/// A copied search list, in search order: the whole list, or its start.
+struct List {
+    objects: Box<[Copied]>,
+    /// The whole list: a name none of `objects` defines is a miss.
+    whole: bool,
+}
+
+/// One search list and what it answers for.
 struct Entry {
     key: Key,
-    objects: Box<[Copied]>,
+    list: List,
     /// The path of the object an undefined-symbol message names (the
     /// handle's, or RTLD_DEFAULT's caller's).
     named: Box<[u8]>,
@@ -138,12 +151,13 @@ pub(crate) fn lookup(key: Key, name: &[u8], undefined: impl FnOnce(&[u8])) -> Op
                 return None;
             }
             let entry = c.entries.iter().flatten().find(|e| e.key == key)?;
+            crate::fault::copy_read();
             let mut hash = NameHash::new(name);
             let flags = Flags {
                 return_newest: true,
                 plt: false,
             };
-            for o in entry.objects.iter() {
+            for o in entry.list.objects.iter() {
                 let symbols = &o.symbols;
                 let Some(idx) = link::lookup_in_symbols(symbols, name, &mut hash, None, flags)
                 else {
@@ -157,10 +171,12 @@ pub(crate) fn lookup(key: Key, name: &[u8], undefined: impl FnOnce(&[u8])) -> Op
                     }
                 }
                 let sym = symbols.sym(idx);
-                let plain = o.answers
-                    && sym.bind() != elf::STB_GNU_UNIQUE
+                let plain = sym.bind() != elf::STB_GNU_UNIQUE
                     && !matches!(sym.kind(), elf::STT_TLS | elf::STT_GNU_IFUNC);
                 return plain.then(|| Answer::Address(symbols.address(sym)));
+            }
+            if !entry.list.whole {
+                return None;
             }
             undefined(&entry.named);
             Some(Answer::Undefined)
@@ -201,15 +217,11 @@ pub(super) fn remember(reg: &Registry, key: Key) {
                 .by_handle(handle)
                 .and_then(|id| Some((search_list_copy(reg, id)?, id))),
         };
-        if let Some((objects, named)) = copied {
+        if let Some((list, named)) = copied {
             let slot = c.next;
             c.next = (slot + 1) % WAYS;
             let named = reg.obj(named).name.to_bytes().into();
-            c.entries[slot] = Some(Entry {
-                key,
-                objects,
-                named,
-            });
+            c.entries[slot] = Some(Entry { key, list, named });
         }
     });
 }
@@ -218,7 +230,7 @@ pub(super) fn remember(reg: &Registry, key: Key) {
 /// would read exactly these: not the main program (its handle searches the
 /// global scope, which grows), a search list of its own, and nothing being
 /// unloaded.
-fn search_list_copy(reg: &Registry, id: ObjId) -> Option<Box<[Copied]>> {
+fn search_list_copy(reg: &Registry, id: ObjId) -> Option<List> {
     let o = reg.obj(id);
     if o.is_main() || o.removed {
         return None;
@@ -226,11 +238,12 @@ fn search_list_copy(reg: &Registry, id: ObjId) -> Option<Box<[Copied]>> {
     copy(reg, o.searchlist.as_ref()?.iter().copied(), |_| true)
 }
 
-/// The tables RTLD_DEFAULT from `caller` reads: the scope of the caller's
-/// object, as the locked lookup walks it, and that object. A definer the
-/// caller would come to depend on is left to the locked lookup, which
-/// records that.
-fn default_scope_copy(reg: &Registry, caller: usize) -> Option<(Box<[Copied]>, ObjId)> {
+/// The tables RTLD_DEFAULT from `caller` reads (the scope of the caller's
+/// object, as the locked lookup walks it, and that object), up to the
+/// first object another thread could unload under the lookup (see the
+/// module's notes): one the caller would come to depend on by a
+/// definition found there, which the locked lookup records.
+fn default_scope_copy(reg: &Registry, caller: usize) -> Option<(List, ObjId)> {
     let from = reg.caller_object(caller);
     let objects = super::with_scope(reg, Target::Default, caller, |chunks, _, _| {
         chunks
@@ -243,22 +256,34 @@ fn default_scope_copy(reg: &Registry, caller: usize) -> Option<(Box<[Copied]>, O
     Some((copied, from))
 }
 
-/// The objects `ids` name, in order: None if one is being unloaded (the
-/// locked lookup then decides which it reads); left out, those glibc has
+/// The objects `ids` name, in order, up to the first that `held` says
+/// another thread may unmap: None if one is being unloaded (the locked
+/// lookup then decides which it reads); left out, those glibc has
 /// unloaded (the locked lookup skips them).
 fn copy(
     reg: &Registry,
     ids: impl Iterator<Item = ObjId>,
-    answers: impl Fn(ObjId) -> bool,
-) -> Option<Box<[Copied]>> {
-    ids.filter(|&m| !reg.obj(m).is_gone())
-        .map(|m| {
-            let o = reg.obj(m);
-            (!o.removed).then(|| Copied {
-                symbols: o.view.symbols.clone(),
-                ours: o.is_ours(),
-                answers: answers(m),
-            })
-        })
-        .collect()
+    held: impl Fn(ObjId) -> bool,
+) -> Option<List> {
+    let mut objects = Vec::new();
+    for m in ids.filter(|&m| !reg.obj(m).is_gone()) {
+        let o = reg.obj(m);
+        if o.removed {
+            return None;
+        }
+        if !held(m) {
+            return Some(List {
+                objects: objects.into(),
+                whole: false,
+            });
+        }
+        objects.push(Copied {
+            symbols: o.view.symbols.clone(),
+            ours: o.is_ours(),
+        });
+    }
+    Some(List {
+        objects: objects.into(),
+        whole: true,
+    })
 }
