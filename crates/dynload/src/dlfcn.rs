@@ -244,16 +244,30 @@ pub unsafe extern "C" fn dlsym_from(
     if let Some(n) = name {
         let (h, c) = (handle as usize, caller as usize);
         let undefined = |object: &[u8]| set_undefined(object, n, None, target_of(handle), c);
-        match query::cached_lookup(h, c, n, undefined) {
-            Some(Answer::Address(addr)) => {
-                clear_error();
-                return addr as *mut c_void;
-            }
-            Some(Answer::Undefined) => return std::ptr::null_mut(),
-            None => {}
+        if let Some(found) = answered(query::cached_lookup(h, c, n, undefined)) {
+            return found;
         }
     }
     lookup(handle, name, None, caller)
+}
+
+/// What `dlsym` or `dlvsym` returns for a copy's answer (None: take the
+/// locked lookup).
+#[inline(always)]
+fn answered(answer: Option<Answer>) -> Option<*mut c_void> {
+    match answer? {
+        Answer::Address(addr) => {
+            clear_error();
+            Some(addr as *mut c_void)
+        }
+        Answer::Resolver(at) => {
+            clear_error();
+            // SAFETY: the resolver of a relocated object, which the search
+            // list holds; no arguments.
+            Some(unsafe { crate::relocate::call_resolver(at) } as *mut c_void)
+        }
+        Answer::Undefined => Some(std::ptr::null_mut()),
+    }
 }
 
 /// `dlvsym` with the caller's address.
@@ -266,7 +280,16 @@ pub unsafe extern "C" fn dlvsym_from(
     version: *const c_char,
     caller: *const c_void,
 ) -> *mut c_void {
-    lookup(handle, bytes(name), Some(version), caller)
+    // As `dlsym`: this thread's copy of the search list first.
+    let name = bytes(name);
+    if let (Some(n), Some(v)) = (name, bytes(version)) {
+        let (h, c) = (handle as usize, caller as usize);
+        let undefined = |object: &[u8]| set_undefined(object, n, Some(v), target_of(handle), c);
+        if let Some(found) = answered(query::cached_lookup_version(h, c, n, v, undefined)) {
+            return found;
+        }
+    }
+    lookup(handle, name, Some(version), caller)
 }
 
 /// `name` is the C string's bytes, measured by the caller (None: NULL).

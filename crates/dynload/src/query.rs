@@ -33,6 +33,18 @@ pub(crate) fn cached_lookup(
     search_list_copies::lookup(Key::of_call(handle, caller), name, undefined)
 }
 
+/// [`cached_lookup`] for `dlvsym(handle, name, version)`.
+pub(crate) fn cached_lookup_version(
+    handle: usize,
+    caller: usize,
+    name: &[u8],
+    version: &[u8],
+    undefined: impl FnOnce(&[u8]),
+) -> Option<Answer> {
+    let want = wanted_version(version);
+    search_list_copies::lookup_version(Key::of_call(handle, caller), name, Some(&want), undefined)
+}
+
 /// Where `dlsym` looks.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Target {
@@ -65,15 +77,17 @@ pub(crate) fn lookup_symbol(
     version: Option<&[u8]>,
     caller: usize,
 ) -> Result<usize, Error> {
-    if version.is_none() {
-        let copied =
-            Key::of(target, caller).and_then(|key| search_list_copies::lookup(key, name, |_| {}));
-        match copied {
-            Some(Answer::Address(addr)) => return Ok(addr),
-            // The locked lookup would miss too: straight to the error.
-            Some(Answer::Undefined) => return Err(undefined_error(target, name, version, caller)),
-            None => {}
-        }
+    let want = version.map(wanted_version);
+    let copied = Key::of(target, caller)
+        .and_then(|key| search_list_copies::lookup_version(key, name, want.as_ref(), |_| {}));
+    match copied {
+        Some(Answer::Address(addr)) => return Ok(addr),
+        // SAFETY: the resolver of a relocated object, which the list holds;
+        // no arguments.
+        Some(Answer::Resolver(at)) => return Ok(unsafe { crate::relocate::call_resolver(at) }),
+        // The locked lookup would miss too: straight to the error.
+        Some(Answer::Undefined) => return Err(undefined_error(target, name, version, caller)),
+        None => {}
     }
     match lookup_symbol_or_miss(target, name, version, caller, |_| {})? {
         Some(addr) => Ok(addr),
@@ -94,7 +108,7 @@ pub(crate) fn lookup_symbol_or_miss(
     undefined: impl FnOnce(&[u8]),
 ) -> Result<Option<usize>, Error> {
     // (Callers ask the copies first.)
-    let cacheable = version.is_none().then(|| Key::of(target, caller)).flatten();
+    let cacheable = Key::of(target, caller);
     let guard = LOADER.lock();
     let hit = {
         let reg = registry(&guard)?;
@@ -106,7 +120,7 @@ pub(crate) fn lookup_symbol_or_miss(
             }
         };
         if let Some(key) = cacheable {
-            if !hit.unique && !hit.ifunc && hit.tls.is_none() && hit.dependent.is_none() {
+            if !hit.unique && hit.tls.is_none() && hit.dependent.is_none() {
                 search_list_copies::remember(&reg, key);
             }
         }

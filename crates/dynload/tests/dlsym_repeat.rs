@@ -487,3 +487,92 @@ fn a_copy_never_reads_an_object_another_thread_can_unload() {
     // What lies before such an object is still answered, as glibc does.
     assert_eq!(repeated(DEFAULT, "malloc"), sym_glibc(DEFAULT, "malloc"));
 }
+
+fn vsym(h: usize, name: &str, version: &str) -> usize {
+    let (n, v) = (c(name), c(version));
+    // SAFETY: a handle (open or not: dynload checks it) and C strings.
+    unsafe { dlfcn::dlvsym_from(h as *mut c_void, n.as_ptr(), v.as_ptr(), caller()) as usize }
+}
+
+fn vsym_glibc(h: usize, name: &str, version: &str) -> usize {
+    let (n, v) = (c(name), c(version));
+    // SAFETY: an open glibc handle (or RTLD_DEFAULT) and C strings.
+    unsafe { libc::dlvsym(h as *mut c_void, n.as_ptr(), v.as_ptr()) as usize }
+}
+
+/// Five `dlvsym` lookups of `name` at `version`, all the same (the first
+/// is locked, the second makes the copy, the rest are answered from it).
+fn repeated_version(h: usize, name: &str, version: &str) -> usize {
+    let first = vsym(h, name, version);
+    for round in 1..5 {
+        let again = vsym(h, name, version);
+        assert_eq!(again, first, "{name}@{version}, lookup {}", round + 1);
+    }
+    first
+}
+
+#[test]
+fn repeated_versioned_lookups_answer_as_the_first_and_as_glibc() {
+    let ours = Set::build("dlsym-repeat-ver-d", &[Lib::versioned("current")]);
+    let theirs = Set::build("dlsym-repeat-ver-g", &[Lib::versioned("current")]);
+    let h = open(&ours.path("ver"));
+    let g = open_glibc(&theirs.path("ver"));
+    // The hidden old version, the default one, and a name with one version.
+    for (name, version, value) in [("f", "V1", 1), ("f", "V2", 2), ("g", "V1", 7)] {
+        assert_eq!(
+            call(repeated_version(h, name, version)),
+            value,
+            "{name}@{version}"
+        );
+        assert_eq!(
+            call(vsym_glibc(g, name, version)),
+            value,
+            "glibc: {name}@{version}"
+        );
+    }
+    // Versions the object does not define for the name: misses, with
+    // glibc's message, each time.
+    for (name, version) in [("f", "V3"), ("g", "V2"), ("nope", "V1")] {
+        assert_eq!(vsym_glibc(g, name, version), 0);
+        // SAFETY: dlerror takes no arguments; it returns its string or NULL.
+        let theirs = unsafe { CStr::from_ptr(libc::dlerror()) }.to_string_lossy();
+        let tail = format!("undefined symbol: {name}, version {version}");
+        assert!(theirs.ends_with(&tail), "{theirs}");
+        for _ in 0..4 {
+            assert_eq!(vsym(h, name, version), 0, "{name}@{version}");
+            let e = error().expect("a message");
+            assert!(e.ends_with(&tail), "{e}");
+        }
+    }
+    // libc's through RTLD_DEFAULT: `memcpy` at both its versions is an
+    // IFUNC, whose resolver's pick is the answer; `malloc` is plain.
+    for (name, version) in [
+        ("memcpy", "GLIBC_2.14"),
+        ("memcpy", "GLIBC_2.2.5"),
+        ("malloc", "GLIBC_2.2.5"),
+    ] {
+        let glibc = vsym_glibc(DEFAULT, name, version);
+        assert_ne!(glibc, 0);
+        assert_eq!(
+            repeated_version(DEFAULT, name, version),
+            glibc,
+            "{name}@{version}"
+        );
+    }
+    assert_eq!(repeated_version(DEFAULT, "memcpy", "GLIBC_2.0"), 0);
+
+    // The Rust API's versioned lookups take the same copies.
+    // SAFETY: the library's constructor only logs.
+    let lib = unsafe { dynload::Library::open(ours.path("ver"), dynload::OpenFlags::NOW) }.unwrap();
+    for round in 0..5 {
+        // SAFETY: `f` at V1 is `int (void)`.
+        let old = unsafe { lib.get_versioned::<extern "C" fn() -> c_int>("f", "V1") }.unwrap();
+        assert_eq!(old(), 1, "lookup {}", round + 1);
+        // SAFETY: as above (never called).
+        let err = unsafe { lib.get_versioned::<extern "C" fn() -> c_int>("f", "V9") }.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{}: undefined symbol: f, version V9", ours.path("ver"))
+        );
+    }
+}

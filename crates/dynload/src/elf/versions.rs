@@ -64,8 +64,9 @@ impl Record {
 /// No record at this version index.
 const NONE: u32 = u32::MAX;
 
-/// The decoded version information of one object.
-#[derive(Debug)]
+/// The decoded version information of one object. (A copy reads the same
+/// string table: query's search-list copies keep copies.)
+#[derive(Debug, Clone)]
 pub(crate) struct Versions {
     strings: Strings,
     /// Requirements in DT_VERNEED order, then definitions (base version

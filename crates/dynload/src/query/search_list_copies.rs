@@ -25,11 +25,11 @@
 //! also what only the locked lookup records); a name not found before it
 //! is left to the locked lookup.
 //!
-//! Only what needs nothing but the tables is answered here: plain
-//! definitions for unversioned requests, the functions dynload puts in
+//! Only what needs nothing but the tables is answered here: plain and
+//! IFUNC definitions (`dlsym` and `dlvsym`), the functions dynload puts in
 //! place of glibc's, and names no object on a whole list defines (for the
 //! C ABI, which records the miss for `dlerror` as the locked lookup does).
-//! IFUNC, TLS and unique definitions go through the locked lookup.
+//! TLS and unique definitions go through the locked lookup.
 
 use std::cell::RefCell;
 
@@ -37,6 +37,7 @@ use super::Target;
 use crate::debug;
 use crate::dlfcn;
 use crate::elf::symbols::{NameHash, SymbolTable};
+use crate::elf::versions::{VersionEntry, Versions};
 use crate::elf::{elf, SymExt};
 use crate::link::{self, Flags};
 use crate::object::ObjId;
@@ -79,6 +80,8 @@ impl Key {
 /// One object of a copied search list.
 struct Copied {
     symbols: SymbolTable,
+    /// Its version definitions, for `dlvsym`.
+    versions: Versions,
     /// dynload's object (else glibc's, whose dl* functions dynload's
     /// replace).
     ours: bool,
@@ -104,6 +107,10 @@ struct Entry {
 pub(crate) enum Answer {
     /// `dlsym` returns this address.
     Address(usize),
+    /// `dlsym` returns what the IFUNC resolver at this address returns
+    /// (called by the caller, once this thread's copies are no longer
+    /// borrowed: the resolver may call `dlsym`).
+    Resolver(usize),
     /// No object on the list defines the name (`undefined` was told which
     /// object the message names).
     Undefined,
@@ -143,7 +150,19 @@ thread_local! {
 /// What `dlsym` gives for `key` and `name`, when this thread's copy of the
 /// search list can answer; None: ask the locked lookup. On a miss,
 /// `undefined` is given the path of the object the message names.
+#[inline(always)]
 pub(crate) fn lookup(key: Key, name: &[u8], undefined: impl FnOnce(&[u8])) -> Option<Answer> {
+    lookup_version(key, name, None, undefined)
+}
+
+/// [`lookup`] for `dlvsym` (`version` given) or `dlsym` (None).
+#[inline(always)]
+pub(crate) fn lookup_version(
+    key: Key,
+    name: &[u8],
+    version: Option<&VersionEntry>,
+    undefined: impl FnOnce(&[u8]),
+) -> Option<Answer> {
     CACHE
         .try_with(|c| {
             let c = c.try_borrow().ok()?;
@@ -153,13 +172,15 @@ pub(crate) fn lookup(key: Key, name: &[u8], undefined: impl FnOnce(&[u8])) -> Op
             let entry = c.entries.iter().flatten().find(|e| e.key == key)?;
             crate::fault::copy_read();
             let mut hash = NameHash::new(name);
+            // (As the locked lookup: plain dlsym takes the default version.)
             let flags = Flags {
-                return_newest: true,
+                return_newest: version.is_none(),
                 plt: false,
             };
             for o in entry.list.objects.iter() {
                 let symbols = &o.symbols;
-                let Some(idx) = link::lookup_in_symbols(symbols, name, &mut hash, None, flags)
+                let wanted = version.map(|v| (v, &o.versions));
+                let Some(idx) = link::lookup_in_symbols(symbols, name, &mut hash, wanted, flags)
                 else {
                     continue;
                 };
@@ -171,9 +192,14 @@ pub(crate) fn lookup(key: Key, name: &[u8], undefined: impl FnOnce(&[u8])) -> Op
                     }
                 }
                 let sym = symbols.sym(idx);
-                let plain = sym.bind() != elf::STB_GNU_UNIQUE
-                    && !matches!(sym.kind(), elf::STT_TLS | elf::STT_GNU_IFUNC);
-                return plain.then(|| Answer::Address(symbols.address(sym)));
+                if sym.bind() == elf::STB_GNU_UNIQUE || sym.kind() == elf::STT_TLS {
+                    return None;
+                }
+                let address = symbols.address(sym);
+                if sym.kind() == elf::STT_GNU_IFUNC && !sym.is_undefined() {
+                    return Some(Answer::Resolver(address));
+                }
+                return Some(Answer::Address(address));
             }
             if !entry.list.whole {
                 return None;
@@ -185,9 +211,9 @@ pub(crate) fn lookup(key: Key, name: &[u8], undefined: impl FnOnce(&[u8])) -> Op
         .flatten()
 }
 
-/// After a locked lookup for `key` found a plain definition: the second
-/// time in one epoch, copy the search list for [`lookup`]. The loader lock
-/// is held.
+/// After a locked lookup for `key` found a plain or IFUNC definition: the
+/// second time in one epoch, copy the search list for [`lookup`]. The
+/// loader lock is held.
 pub(super) fn remember(reg: &Registry, key: Key) {
     let epoch = registry::epoch();
     let _ = CACHE.try_with(|c| {
@@ -204,7 +230,7 @@ pub(super) fn remember(reg: &Registry, key: Key) {
             return;
         }
         if c.entries.iter().flatten().any(|e| e.key == key) {
-            // (The copy declined this name: an IFUNC, say.)
+            // (The copy declined this name: a TLS definition, say.)
             return;
         }
         if debug::enabled(debug::SYMBOLS) {
@@ -279,6 +305,7 @@ fn copy(
         }
         objects.push(Copied {
             symbols: o.view.symbols.clone(),
+            versions: o.view.versions.clone(),
             ours: o.is_ours(),
         });
     }
