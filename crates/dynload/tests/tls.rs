@@ -147,3 +147,57 @@ fn threads_that_existed_before_the_open() {
     let counter = *unsafe { gd.get::<*mut i64>("counter") }.unwrap();
     assert_eq!(unsafe { *counter }, 42);
 }
+
+/// More TLS modules than a thread's first table holds (169, a page's
+/// worth): the table grows, each module keeps its own block through the
+/// move (values written before it are read back after it), in the thread
+/// that grew it and in another, and all are freed at unload.
+#[test]
+fn a_threads_table_grows_past_its_first_page() {
+    if in_parent("a_threads_table_grows_past_its_first_page") {
+        return;
+    }
+    let set = tls_objects("api-tlsgrow");
+    let copies = testkit::scenarios::copies(&set, "gd", 200);
+    // (A thread first, whose stack glibc keeps for the next.)
+    std::thread::spawn(|| ()).join().unwrap();
+    let before = mappings();
+    let libs: Vec<Library> = copies
+        .iter()
+        .map(|p| unsafe { Library::open(p, OpenFlags::NOW) }.unwrap())
+        .collect();
+    type AddrFn = extern "C" fn() -> *mut i64;
+    let counters: Vec<AddrFn> = libs
+        .iter()
+        .map(|lib| *unsafe { lib.get::<AddrFn>("counter_address") }.unwrap())
+        .collect();
+    let check = || {
+        // Each module's first use in this thread, the table growing on the
+        // way; each block written as it comes, then all read back.
+        let addresses: Vec<*mut i64> = counters.iter().map(|f| f()).collect();
+        for (k, &a) in addresses.iter().enumerate() {
+            // SAFETY: this thread's copy of module k's `counter`.
+            unsafe {
+                assert_eq!(*a, 42, "m{k}: its initial value");
+                *a = k as i64;
+            }
+        }
+        for (k, f) in counters.iter().enumerate() {
+            assert_eq!(f(), addresses[k], "m{k}: its block moved");
+            // SAFETY: as above.
+            assert_eq!(unsafe { *f() }, k as i64, "m{k}: its value");
+        }
+        let mut distinct = addresses.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), addresses.len());
+    };
+    check();
+    std::thread::scope(|s| s.spawn(check).join().unwrap());
+    for lib in libs {
+        lib.close().unwrap();
+    }
+    // (The main thread's table, grown, stays: one mapping more.)
+    assert!(mappings() <= before + 1, "{before} -> {}", mappings());
+    assert!(!testkit::mapped_here("/m199.so"));
+}
