@@ -260,12 +260,6 @@ fn answered(answer: Option<Answer>) -> Option<*mut c_void> {
             clear_error();
             Some(addr as *mut c_void)
         }
-        Answer::Resolver(at) => {
-            clear_error();
-            // SAFETY: the resolver of a relocated object, which the search
-            // list holds; no arguments.
-            Some(unsafe { crate::relocate::call_resolver(at) } as *mut c_void)
-        }
         Answer::Undefined => Some(std::ptr::null_mut()),
     }
 }

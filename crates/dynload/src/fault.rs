@@ -71,12 +71,9 @@ pub fn on_copy_read(hook: Option<fn()>) {
 }
 
 /// Called where a copy is about to be read: runs the test's function, if
-/// one is set (one relaxed load otherwise).
+/// one is set (one load otherwise).
 #[inline]
 pub(crate) fn copy_read() {
-    if COPY_READ_HOOK.load(Ordering::Relaxed).is_null() {
-        return;
-    }
     let p = COPY_READ_HOOK.load(Ordering::Acquire);
     if !p.is_null() {
         // SAFETY: only `on_copy_read` stores here, and it stores `fn()`s.

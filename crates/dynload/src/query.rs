@@ -82,9 +82,6 @@ pub(crate) fn lookup_symbol(
         .and_then(|key| search_list_copies::lookup_version(key, name, want.as_ref(), |_| {}));
     match copied {
         Some(Answer::Address(addr)) => return Ok(addr),
-        // SAFETY: the resolver of a relocated object, which the list holds;
-        // no arguments.
-        Some(Answer::Resolver(at)) => return Ok(unsafe { crate::relocate::call_resolver(at) }),
         // The locked lookup would miss too: straight to the error.
         Some(Answer::Undefined) => return Err(undefined_error(target, name, version, caller)),
         None => {}

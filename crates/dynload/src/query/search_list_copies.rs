@@ -105,12 +105,8 @@ struct Entry {
 
 /// What a copy says of a name.
 pub(crate) enum Answer {
-    /// `dlsym` returns this address.
+    /// `dlsym` returns this address (an IFUNC's: what its resolver gave).
     Address(usize),
-    /// `dlsym` returns what the IFUNC resolver at this address returns
-    /// (called by the caller, once this thread's copies are no longer
-    /// borrowed: the resolver may call `dlsym`).
-    Resolver(usize),
     /// No object on the list defines the name (`undefined` was told which
     /// object the message names).
     Undefined,
@@ -163,7 +159,7 @@ pub(crate) fn lookup_version(
     version: Option<&VersionEntry>,
     undefined: impl FnOnce(&[u8]),
 ) -> Option<Answer> {
-    CACHE
+    let read = CACHE
         .try_with(|c| {
             let c = c.try_borrow().ok()?;
             if c.epoch != registry::epoch() {
@@ -188,7 +184,7 @@ pub(crate) fn lookup_version(
                 // replaces is dynload's, whoever asks.
                 if !o.ours {
                     if let Some(ours) = dlfcn::replacement(name) {
-                        return Some(Answer::Address(ours));
+                        return Some(Read::Answer(Answer::Address(ours)));
                     }
                 }
                 let sym = symbols.sym(idx);
@@ -197,18 +193,36 @@ pub(crate) fn lookup_version(
                 }
                 let address = symbols.address(sym);
                 if sym.kind() == elf::STT_GNU_IFUNC && !sym.is_undefined() {
-                    return Some(Answer::Resolver(address));
+                    return Some(Read::Resolver(address));
                 }
-                return Some(Answer::Address(address));
+                return Some(Read::Answer(Answer::Address(address)));
             }
             if !entry.list.whole {
                 return None;
             }
             undefined(&entry.named);
-            Some(Answer::Undefined)
+            Some(Read::Answer(Answer::Undefined))
         })
         .ok()
-        .flatten()
+        .flatten()?;
+    match read {
+        Read::Answer(answer) => Some(answer),
+        // (Called once this thread's copies are no longer borrowed: the
+        // resolver may call `dlsym`.)
+        Read::Resolver(at) => {
+            // SAFETY: the resolver of a relocated object, which the list
+            // holds; no arguments.
+            let value = unsafe { crate::relocate::call_resolver(at) };
+            Some(Answer::Address(value))
+        }
+    }
+}
+
+/// What [`lookup_version`] read in a copy.
+enum Read {
+    Answer(Answer),
+    /// An IFUNC definition, whose resolver is at this address.
+    Resolver(usize),
 }
 
 /// After a locked lookup for `key` found a plain or IFUNC definition: the
