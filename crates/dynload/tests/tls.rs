@@ -37,6 +37,15 @@ fn address_space_kb() -> usize {
 
 type IntFn = extern "C" fn() -> i32;
 
+/// Each of `paths`, opened `RTLD_NOW`.
+fn open_all(paths: &[String]) -> Vec<Library> {
+    paths
+        .iter()
+        // SAFETY: the test fixture, whose initialisers do nothing of note.
+        .map(|p| unsafe { Library::open(p, OpenFlags::NOW) }.unwrap())
+        .collect()
+}
+
 /// 64 TLS objects loaded, used from the main thread and short-lived
 /// threads, and unloaded, five times, while a thread keeps using TLS of
 /// an object that stays: every value is right, and after the first round
@@ -63,10 +72,7 @@ fn tls_modules_load_and_unload_with_threads_running() {
         });
         let mut mark = None;
         for round in 0..5 {
-            let libs: Vec<Library> = copies
-                .iter()
-                .map(|p| unsafe { Library::open(p, OpenFlags::NOW) }.unwrap())
-                .collect();
+            let libs = open_all(&copies);
             for (k, lib) in libs.iter().enumerate() {
                 let initial = *unsafe { lib.get::<IntFn>("tls_initial_ok") }.unwrap();
                 assert_eq!(initial(), 1, "round {round}, m{k}");
@@ -162,10 +168,7 @@ fn a_threads_table_grows_past_its_first_page() {
     // (A thread first, whose stack glibc keeps for the next.)
     std::thread::spawn(|| ()).join().unwrap();
     let before = mappings();
-    let libs: Vec<Library> = copies
-        .iter()
-        .map(|p| unsafe { Library::open(p, OpenFlags::NOW) }.unwrap())
-        .collect();
+    let libs = open_all(&copies);
     type AddrFn = extern "C" fn() -> *mut i64;
     let counters: Vec<AddrFn> = libs
         .iter()
