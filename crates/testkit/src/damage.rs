@@ -152,3 +152,16 @@ pub fn dynamic_entry(b: &[u8], tag: u64) -> usize {
 pub fn dynamic_value(b: &[u8], tag: u64) -> u64 {
     u64_at(b, dynamic_entry(b, tag) + 8)
 }
+
+/// Give dynamic symbol `name` visibility `stv` (STV_HIDDEN is 2).
+pub fn set_symbol_visibility(b: &mut [u8], name: &str, stv: u8) {
+    let e = dynsym_entry(b, name);
+    b[e + 5] = (b[e + 5] & !3) | stv;
+}
+
+/// Give dynamic symbol `name` binding `stb` (STB_LOCAL is 0,
+/// STB_GNU_UNIQUE 10), keeping its type.
+pub fn set_symbol_binding(b: &mut [u8], name: &str, stb: u8) {
+    let e = dynsym_entry(b, name);
+    b[e + 4] = (stb << 4) | (b[e + 4] & 0xf);
+}

@@ -120,6 +120,7 @@ macro_rules! with_scenarios {
             unique_symbols_from_another_object,
             own_names_with_the_same_hash,
             definers_that_change,
+            fast_lane_refusals,
         );
     };
 }
@@ -1834,6 +1835,104 @@ pub fn definers_that_change(p: &str) -> Scenario {
         &[
             "call probe: 59222\ncall probe_got: 1142\ncall probe_call: 1431\n",
             "call probe: 59222\ncall probe_got: 1142\ncall probe_call: 1431",
+        ],
+    )
+}
+
+/// Definitions the relocation pass's fast lane must leave to the general
+/// walk (tests run with `dynload::testing::check_fast_lane`): names in
+/// several versions, of which a reference without a version binds the
+/// oldest, V1, wherever the chain meets it (h's V1 comes last in the
+/// file, k's first); and, in the first of two dependencies that define
+/// the same names, a definition made hidden and one made local, which a
+/// lookup passes over for the second's, and one made unique, which binds
+/// to the unique definition an object loaded before entered; and the
+/// first's reference to a name only the second defines, which keeps the
+/// second loaded while the first is.
+pub fn fast_lane_refusals(p: &str) -> Scenario {
+    let dep =
+        |name: &str, value: &str| Lib::src(name, "lane_dep.c").define("VALUE", value).no_log();
+    let s = set(
+        p,
+        "lane",
+        &[
+            Lib::src("lv", "lane_defs_unversioned.c")
+                .subdir("unversioned")
+                .no_log(),
+            dep("w1", "1"),
+            dep("w2", "2"),
+            dep("w0", "5"),
+        ],
+    );
+    s.compile(
+        &Lib::src("lv", "lane_defs.c")
+            .flag("-Wl,--version-script={src}/lane_defs.map")
+            .no_log(),
+    );
+    s.compile(
+        &Lib::src("lu", "lane_user.c")
+            .flag("-L{dir}/unversioned")
+            .dep("lv")
+            .dep("w1")
+            .dep("w2")
+            .no_log(),
+    );
+    let damage = |name: &str, f: &dyn Fn(&mut Vec<u8>)| {
+        let path = s.path(name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        f(&mut bytes);
+        std::fs::write(&path, bytes).unwrap();
+    };
+    damage("w1", &|b| {
+        crate::damage::set_symbol_visibility(b, "which", 2); // STV_HIDDEN
+        crate::damage::set_symbol_binding(b, "local_in_first", 0); // STB_LOCAL
+        crate::damage::set_symbol_binding(b, "shared_data", 10); // STB_GNU_UNIQUE
+    });
+    damage("w0", &|b| {
+        crate::damage::set_symbol_binding(b, "shared_data", 10)
+    });
+    // The versions as the file lists them (the hash chain's order).
+    let syms = dynamic_symbols(s.path("lv"));
+    let order = |name: &str| -> Vec<String> {
+        syms.lines()
+            .filter_map(|l| l.split_whitespace().last())
+            .filter(|n| n.starts_with(&format!("{name}@")))
+            .map(str::to_owned)
+            .collect()
+    };
+    let (h, k) = (order("h"), order("k"));
+    assert!(
+        h.len() == 3 && k.len() == 3 && (h[0] != "h@V1" || k[0] != "k@V1"),
+        "a name's V1 must come after another of its versions: {h:?} {k:?}"
+    );
+    let refs = relocations(s.path("lu"));
+    for kind in ["R_X86_64_64", "R_X86_64_GLOB_DAT", "R_X86_64_JUMP_SLO"] {
+        assert!(refs.contains(kind), "no {kind} in lu:\n{refs}");
+    }
+    Scenario::new(
+        s,
+        &[
+            "open $w0 NOW",
+            "call h1 read_own_shared",
+            "open $lu NOW",
+            "call h2 call_h",
+            "call h2 call_k",
+            "call h2 h_via_data",
+            "call h2 k_via_got",
+            "call h2 call_which",
+            "call h2 read_local_in_first",
+            "call h2 read_shared",
+            "open $w1 NOW",
+            "close h2",
+            "maps @w2",
+            "call h3 call_second",
+            "close h3",
+            "maps @w2",
+        ],
+        &[
+            "call call_h: 1\ncall call_k: 1\ncall h_via_data: 1\ncall k_via_got: 1\n",
+            "call call_which: 2\ncall read_local_in_first: 2\ncall read_shared: 5",
+            "maps @w2: 1\ncall call_second: 22\nclose h3: 0\nmaps @w2: 0",
         ],
     )
 }
