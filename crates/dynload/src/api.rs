@@ -454,13 +454,14 @@ pub(crate) fn summary() -> Option<String> {
         .count();
     let s = reg.stats;
     let mut out = format!(
-        "dynload: {} dlopen calls; {} objects loaded by dynload ({} still loaded), {} by glibc; {} relocations ({} from the lookup cache), {} relative; {}{}{:.1} ms in dlopen\n",
+        "dynload: {} dlopen calls; {} objects loaded by dynload ({} still loaded), {} by glibc; {} relocations ({} from the lookup cache, {} in the fast lane), {} relative; {}{}{:.1} ms in dlopen\n",
         s.dlopen_calls,
         s.objects_loaded,
         ours.len(),
         glibc,
         s.relocations,
         s.lookups_cached,
+        s.fast_lane,
         s.relative_relocations,
         if s.relro_copied > 0 {
             format!("{} KiB of RELRO copied into huge pages; ", s.relro_copied / 1024)

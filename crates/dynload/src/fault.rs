@@ -81,3 +81,22 @@ pub(crate) fn copy_read() {
         f();
     }
 }
+
+/// Is every binding of the relocation pass's fast lane checked against the
+/// general walk? (See [`check_fast_lane`].)
+static CHECK_FAST_LANE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Check (or stop checking) every binding the relocation pass's fast lane
+/// makes against the general walk's binding of the same entry, panicking
+/// where they differ; and build the global scope's filter, which the lane
+/// needs, for every pass, so that small tests' loads take the lane too.
+/// (Differential tests run whole scenarios so.)
+pub fn check_fast_lane(on: bool) {
+    CHECK_FAST_LANE.store(on, Ordering::Relaxed);
+}
+
+/// See [`check_fast_lane`].
+#[inline]
+pub(crate) fn fast_lane_checked() -> bool {
+    CHECK_FAST_LANE.load(Ordering::Relaxed)
+}

@@ -1075,6 +1075,7 @@ fn relocate_all(
         reg.stats.relocations += outcome.relocations;
         reg.stats.relative_relocations += outcome.relative;
         reg.stats.lookups_cached += outcome.cached;
+        reg.stats.fast_lane += outcome.in_lane;
         reg.count_filtered_lookups(outcome.filtered_lookups);
         reg.record_bindings(id, &outcome.reldeps, &outcome.unique_definers);
         // Each object is relocated once: these start empty.

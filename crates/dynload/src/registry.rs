@@ -24,6 +24,8 @@ pub(crate) struct Stats {
     pub relocations: u64,
     pub relative_relocations: u64,
     pub lookups_cached: u64,
+    /// Relocations bound in the relocation pass's fast lane.
+    pub fast_lane: u64,
     /// Bytes of PT_GNU_RELRO copied into huge pages
     /// (`map::copy_relro_into_huge_pages`).
     pub relro_copied: u64,

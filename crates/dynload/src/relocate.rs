@@ -38,12 +38,16 @@ pub(crate) struct Outcome {
     pub relocations: u64,
     pub relative: u64,
     pub cached: u64,
+    /// Of `relocations`, how many the fast lane bound (see `lane`).
+    pub in_lane: u64,
     /// About how many lookups went through the global scope's filter (the
     /// pass's estimate, `symbolic_lookups`; 0 without the filter).
     pub filtered_lookups: usize,
     /// The definer of the last binding: its dependency record is made.
     pub last_definer: Option<ObjId>,
 }
+
+mod lane;
 
 /// x86_64 relocation types (psABI).
 pub(crate) mod r {
@@ -79,6 +83,10 @@ pub(crate) struct Binding {
 /// How many entries ahead the relocation loop prefetches the symbol an
 /// entry names.
 const PREFETCH_AHEAD: usize = 4;
+
+/// When the entries the fast lane stopped at outnumber those it bound by
+/// this many, the rest of the table is left to the general walk.
+const LANE_MISSES: i64 = 8;
 
 /// A run of RELATIVE relocations this long or longer is applied on two
 /// threads (see `Relocator::relative_prefix_on_two_threads`). libLLVM-15
@@ -219,10 +227,15 @@ pub(crate) fn relocate(reg: &Registry, id: ObjId, lazy: bool) -> Result<Outcome,
         slot_segments: (WordWindow::EMPTY, (1, 0)),
         word_segment: WordWindow::EMPTY,
         plain_binds: false,
+        lane: None,
+        lane_credit: 0,
         out: Outcome::default(),
         name,
     };
     rl.plain_binds = rl.scopes.walks_fast() && !debug::enabled(debug::BINDINGS);
+    if rl.plain_binds {
+        rl.lane = lane::Lane::new(obj, &rl.scopes);
+    }
     if let Some(t) = d.relr() {
         rl.relr(t)?;
     }
@@ -271,6 +284,11 @@ struct Relocator<'a> {
     /// May bindings take `bind_plain`? (Not while bindings are traced, nor
     /// when the prepared walk cannot be taken.)
     plain_binds: bool,
+    /// The fast lane, where the scope has its shape (see `lane`), until
+    /// the entries it stopped at outnumber those it bound by
+    /// [`LANE_MISSES`]; `lane_credit` is the difference.
+    lane: Option<lane::Lane<'a>>,
+    lane_credit: i64,
     out: Outcome,
     name: Shown<'a>,
 }
@@ -342,7 +360,32 @@ impl<'a> Relocator<'a> {
                 r::JUMP_SLOT | r::GLOB_DAT | r::R64
                     if self.plain_binds && (!plt || rela_type(rela) == r::JUMP_SLOT) =>
                 {
-                    let (done, walked) = self.plain_run(here, plt);
+                    let mut general = here;
+                    if let Some(l) = &self.lane {
+                        let done = l.run(here, plt, &mut self.word_segment, &mut self.out);
+                        if done > 0 {
+                            if crate::fault::fast_lane_checked() {
+                                self.check_lane(&here[..done], plt);
+                            }
+                            self.lane_credit += done as i64;
+                            rest = &here[done..];
+                            continue;
+                        }
+                        // The general walk takes this entry, then the lane
+                        // tries again: where it stopped, the global scope's
+                        // filter mostly passed a name it does not hold. But
+                        // a table the lane stops at more often than it
+                        // binds (references to the object's own names, or
+                        // versioned ones: libLLVM-15's) is the general
+                        // walk's.
+                        self.lane_credit -= 1;
+                        if self.lane_credit < -LANE_MISSES {
+                            self.lane = None;
+                        } else {
+                            general = &here[..1];
+                        }
+                    }
+                    let (done, walked) = self.plain_run(general, plt);
                     match (walked, here.get(done)) {
                         // The entry it stopped at, walked already.
                         (Some(walked), Some(next)) => {
@@ -364,6 +407,34 @@ impl<'a> Relocator<'a> {
             self.apply(rela, plt)?;
         }
         Ok(())
+    }
+
+    /// For tests (see `fault::check_fast_lane`): the words the fast lane
+    /// wrote for `relas` are the general walk's bindings.
+    #[cold]
+    fn check_lane(&self, relas: &[Rela], plt: bool) {
+        let syms = &self.obj.view.symbols;
+        for rela in relas {
+            let symidx = rela_symbol(rela);
+            let name = syms.get(symidx).map(|s| syms.name(s)).unwrap_or(b"");
+            let name = String::from_utf8_lossy(name);
+            let mut scratch = Outcome::default();
+            let general = bind(self.reg, self.id, &self.scopes, symidx, plt, &mut scratch)
+                .unwrap_or_else(|e| panic!("the fast lane bound {name}, the general walk: {e}"));
+            let mut value = general.value;
+            if rela_type(rela) == r::R64 {
+                value = value.wrapping_add(rela.r_addend.get(LE) as usize);
+            }
+            let addr = self.obj.view.image.addr(rela.r_offset.get(LE));
+            // SAFETY: the lane wrote this word: it is in a writable segment
+            // of this object.
+            let written = unsafe { (addr as *const usize).read_unaligned() };
+            assert_eq!(
+                written, value,
+                "{}: the fast lane bound {name} to {written:#x}, the general walk to {value:#x}",
+                self.name
+            );
+        }
     }
 
     /// Apply the R_X86_64_RELATIVE entries at the head of `relas` (linkers

@@ -16,6 +16,22 @@ type IntFn = extern "C" fn() -> i32;
 
 /// Is `file` mapped executable in this process (dynload's code mapping,
 /// not a read-only copy some backtrace symboliser mapped)?
+/// Every binding the relocation pass's fast lane makes in this process is
+/// checked against the general walk (see `dynload::testing::check_fast_lane`).
+fn lane_checked() {
+    dynload::testing::check_fast_lane(true);
+}
+
+/// Run test `name` again in a child process with `var` set, for a process
+/// of its own; true in that child.
+fn in_child(name: &str, var: &str) -> bool {
+    if std::env::var_os(var).is_some() {
+        return true;
+    }
+    testkit::rerun_in_child(name, None, &[(var, "1")]);
+    false
+}
+
 fn code_mapped(file: &str) -> bool {
     testkit::self_maps()
         .lines()
@@ -44,6 +60,7 @@ fn cxx_set(name: &str) -> Set {
 
 #[test]
 fn cxx_exceptions_and_casts_through_dynloads_dl_find_object() {
+    lane_checked();
     // The program's `_dl_find_object`, as its libgcc_s was bound to it, is
     // dynload's (this program's own), not ld.so's.
     unsafe extern "C" {
@@ -114,7 +131,13 @@ impl Worker {
 
 #[test]
 fn thread_local_destructor_keeps_its_object_until_the_thread_exits() {
-    let set = cxx_set("api-cxx-tls");
+    lane_checked();
+    destructor_keeps_its_object(&cxx_set("api-cxx-tls"));
+}
+
+/// Another thread's thread_local destructor keeps `set`'s `thrower` loaded
+/// after its last handle is closed, until that thread exits.
+fn destructor_keeps_its_object(set: &Set) {
     let file = set.file("thrower");
     let lib = unsafe { Library::open(set.path("thrower"), OpenFlags::NOW) }.unwrap();
     let touch = unsafe { lib.get::<extern "C" fn(i32) -> i32>("touch_thread_local") }.unwrap();
@@ -127,8 +150,64 @@ fn thread_local_destructor_keeps_its_object_until_the_thread_exits() {
     assert!(!code_mapped(&file), "still mapped after the thread exited");
 }
 
+/// As above, in a process where glibc loaded libstdc++ itself, RTLD_LOCAL:
+/// it is in the plugin's scope after the global scope, not in it, and the
+/// plugin's reference to its `__cxa_thread_atexit` must still bind to
+/// dynload's, which knows the object whose destructor it registers.
+#[test]
+fn thread_local_destructor_keeps_its_object_beside_a_local_libstdcxx() {
+    if !in_child(
+        "thread_local_destructor_keeps_its_object_beside_a_local_libstdcxx",
+        "DYNLOAD_TEST_LOCAL_LIBSTDCXX",
+    ) {
+        return;
+    }
+    lane_checked();
+    // SAFETY: glibc's dlopen of a system library.
+    let h = unsafe {
+        libc::dlopen(
+            c"libstdc++.so.6".as_ptr(),
+            libc::RTLD_NOW | libc::RTLD_LOCAL,
+        )
+    };
+    assert!(!h.is_null());
+    destructor_keeps_its_object(&cxx_objects("api-cxx-local-libstdcxx"));
+}
+
+/// A reference without a version to `__cxa_thread_atexit`, which only an
+/// object glibc loaded RTLD_LOCAL defines (in the scope after the global
+/// scope, where the fast lane looks): bound to dynload's function, not to
+/// that object's, as every reference of a dynload object to it is.
+#[test]
+fn thread_exit_registration_found_in_a_glibc_object_goes_to_dynload() {
+    if !in_child(
+        "thread_exit_registration_found_in_a_glibc_object_goes_to_dynload",
+        "DYNLOAD_TEST_FAKE_THREAD_ATEXIT",
+    ) {
+        return;
+    }
+    lane_checked();
+    let set = Set::build(
+        "api-fake-thread-atexit",
+        &[
+            testkit::Lib::src("fake", "fake_thread_atexit.c").no_log(),
+            testkit::Lib::src("user", "uses_thread_atexit.c")
+                .dep("fake")
+                .no_log(),
+        ],
+    );
+    let fake = std::ffi::CString::new(set.path("fake")).unwrap();
+    // SAFETY: glibc's dlopen of a test object without constructors.
+    let h = unsafe { libc::dlopen(fake.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    assert!(!h.is_null());
+    let lib = unsafe { Library::open(set.path("user"), OpenFlags::NOW) }.unwrap();
+    let register = unsafe { lib.get::<extern "C" fn() -> i32>("register_thread_exit") }.unwrap();
+    assert_eq!(register(), 0, "bound to the glibc object's function");
+}
+
 #[test]
 fn closing_thread_runs_its_own_pending_destructors() {
+    lane_checked();
     let set = cxx_set("api-cxx-own-tls");
     let file = set.file("thrower");
     let lib = unsafe { Library::open(set.path("thrower"), OpenFlags::NOW) }.unwrap();
@@ -149,6 +228,7 @@ fn closing_thread_runs_its_own_pending_destructors() {
 
 #[test]
 fn closing_thread_keeps_its_values_while_another_thread_keeps_the_object() {
+    lane_checked();
     // Another thread's destructor keeps the object loaded through the
     // close, so the closing thread's values must survive too: a reopen
     // gets the same object, and its value.
@@ -166,6 +246,7 @@ fn closing_thread_keeps_its_values_while_another_thread_keeps_the_object() {
 
 #[test]
 fn libgcc_s_loaded_by_dynload_finds_frames_of_both_worlds() {
+    lane_checked();
     let set = cxx_set("api-libgcc-copy");
     // A second libgcc_s: a copy at another path is a new object, mapped by
     // dynload, whose `_dl_find_object` reference dynload binds.
@@ -190,6 +271,7 @@ fn libgcc_s_loaded_by_dynload_finds_frames_of_both_worlds() {
 
 #[test]
 fn rust_cdylib_rebuilt_and_reloaded_at_the_same_path() {
+    lane_checked();
     let set = Set::build("api-rust-reload", &[]);
     let path = set.dir.join("librust_plugin.so");
     cargo_cdylib("rust_plugin", &[("PLUGIN_VERSION", "1")], &path);
@@ -214,6 +296,7 @@ fn rust_cdylib_rebuilt_and_reloaded_at_the_same_path() {
 
 #[test]
 fn gdb_bt_names_frames_without_preload() {
+    lane_checked();
     // The body runs in a child of this test binary, under gdb; the Rust API
     // loads the object, whose function stops the program with SIGUSR1.
     const CHILD: &str = "DYNLOAD_GDB_TEST_CHILD";
@@ -252,6 +335,7 @@ fn gdb_bt_names_frames_without_preload() {
 
 #[test]
 fn destructors_of_objects_still_loaded_run_at_exit() {
+    lane_checked();
     // In a child, objects opened through the Rust API are left open; their
     // destructors run when the child exits (object before dependency).
     const CHILD: &str = "DYNLOAD_EXIT_DTORS_CHILD";

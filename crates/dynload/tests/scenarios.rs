@@ -15,7 +15,10 @@ const CHILD: &str = "DYNLOAD_TEST_SCENARIO_CHILD";
 
 fn run(name: &str, make: fn(&str) -> Scenario) {
     if let Some(dir) = std::env::var_os(CHILD) {
-        // In the child: run the parent's script on the parent's set.
+        // In the child: run the parent's script on the parent's set, with
+        // every binding of the relocation pass's fast lane checked against
+        // the general walk (and the lane taken wherever a scope allows).
+        dynload::testing::check_fast_lane(true);
         let set = testkit::Set {
             dir: dir.into(),
             prefix: std::env::var("DYNLOAD_TEST_PREFIX").unwrap(),

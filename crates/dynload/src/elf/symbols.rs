@@ -98,6 +98,17 @@ impl<'a> Wanted<'a> for &OwnName<'a> {
     }
 }
 
+/// What [`SymbolTable::find_plain`] made of a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlainFind {
+    /// Nothing here is named so.
+    Absent,
+    /// A plain definition, at this address.
+    Found(usize),
+    /// Something only the general lookup decides.
+    Other,
+}
+
 /// A DT_GNU_HASH Bloom filter, copied out of its table so that a lookup
 /// can reject an object by reading one word (and nothing of the object).
 #[derive(Debug, Clone, Copy)]
@@ -495,6 +506,22 @@ impl SymbolTable {
         self.find_sym_in(name, hash, check_bloom, f).map(|(i, _)| i)
     }
 
+    /// A GNU table's bucket count, first hashed symbol, buckets and chain
+    /// words (see `HashTable::Gnu`).
+    #[inline(always)]
+    fn gnu_chains(&self) -> Option<(Buckets, u32, *const u32, *const u32)> {
+        match self.hash {
+            HashTable::Gnu {
+                nbuckets,
+                symoffset,
+                buckets,
+                chain,
+                ..
+            } => Some((nbuckets, symoffset, buckets, chain)),
+            _ => None,
+        }
+    }
+
     /// The GNU hash of symbol `i`'s name, read from this table instead of
     /// computed from the name: the chain word holds it but for its lowest
     /// bit, which is the one of the two bucket choices that holds `i`
@@ -506,16 +533,7 @@ impl SymbolTable {
     /// be found under that hash.
     #[inline(always)]
     pub(crate) fn own_gnu_hash(&self, i: u32) -> Option<u32> {
-        let HashTable::Gnu {
-            nbuckets,
-            symoffset,
-            buckets,
-            chain,
-            ..
-        } = self.hash
-        else {
-            return None;
-        };
+        let (nbuckets, symoffset, buckets, chain) = self.gnu_chains()?;
         if i < symoffset || i >= self.nsyms {
             return None;
         }
@@ -547,6 +565,67 @@ impl SymbolTable {
             }
             Some(h)
         }
+    }
+
+    /// The definition of `name` (GNU hash `h`, its Bloom check made) for
+    /// a lookup that asks for no version, when it is a plain one: a
+    /// defined, global or weak function, object or untyped symbol of
+    /// default or protected visibility, not of a non-default version.
+    /// Where the general lookup would have more to decide (another kind
+    /// of definition under the name, or a table that is not GNU), says so
+    /// instead of deciding. (The relocation pass's fast lane; see
+    /// `relocate::lane`.)
+    #[inline(always)]
+    pub(crate) fn find_plain(&self, name: &[u8], h: u32) -> PlainFind {
+        let Some((nbuckets, symoffset, buckets, chain)) = self.gnu_chains() else {
+            return PlainFind::Other;
+        };
+        // SAFETY: as in `find_wanted`: the bucket index comes from
+        // `nbuckets.of`, and every chain walked from a bucket ends before
+        // index `nsyms - symoffset` (both checked in parse_gnu).
+        unsafe {
+            let mut idx = *buckets.add(nbuckets.of(h) as usize);
+            if idx == 0 {
+                return PlainFind::Absent;
+            }
+            loop {
+                let ch = *chain.add((idx - symoffset) as usize);
+                if (ch ^ h) >> 1 == 0 {
+                    let sym = &*self.syms.add(idx as usize);
+                    if self.strings.eq_at(sym.name_offset(), name) {
+                        return self.plain_definition(idx, sym);
+                    }
+                }
+                if ch & 1 != 0 {
+                    return PlainFind::Absent;
+                }
+                idx += 1;
+            }
+        }
+    }
+
+    /// [`SymbolTable::find_plain`]'s verdict on symbol `idx`, named as
+    /// asked.
+    #[inline(always)]
+    fn plain_definition(&self, idx: u32, sym: &Sym) -> PlainFind {
+        use super::elf;
+        let plain_kind = matches!(
+            sym.kind(),
+            elf::STT_NOTYPE | elf::STT_OBJECT | elf::STT_FUNC
+        );
+        let plain_bind = matches!(sym.bind(), elf::STB_GLOBAL | elf::STB_WEAK);
+        let placed = sym.value() != 0 && !matches!(sym.shndx(), elf::SHN_UNDEF | elf::SHN_ABS);
+        if !(plain_kind && plain_bind && placed) || sym.binds_locally() {
+            return PlainFind::Other;
+        }
+        // (An unversioned request takes the base and global versions and
+        // the first one defined, as `link::lookup_after_bloom` does.)
+        if let Some(vs) = self.versym(idx) {
+            if vs & 0x7fff >= 3 {
+                return PlainFind::Other;
+            }
+        }
+        PlainFind::Found(self.base.wrapping_add(sym.value() as usize))
     }
 
     /// [`SymbolTable::find_in`], giving the symbol found with its index.
@@ -840,14 +919,8 @@ impl SymbolTable {
     /// Symbol indices in the order glibc's `dladdr` scan visits them: the
     /// GNU hash buckets and their chains, or every symbol for SysV.
     pub(crate) fn hash_order(&self) -> Vec<u32> {
-        match self.hash {
-            HashTable::Gnu {
-                nbuckets,
-                symoffset,
-                buckets,
-                chain,
-                ..
-            } => {
+        match self.gnu_chains() {
+            Some((nbuckets, symoffset, buckets, chain)) => {
                 let mut out = Vec::with_capacity(self.nsyms.saturating_sub(symoffset) as usize);
                 for b in 0..nbuckets.count() {
                     // SAFETY: checked in parse_gnu (see `find`).
@@ -867,7 +940,7 @@ impl SymbolTable {
                 }
                 out
             }
-            _ => (0..self.nsyms).collect(),
+            None => (0..self.nsyms).collect(),
         }
     }
 }

@@ -230,6 +230,15 @@ impl Searched for [[&[ObjId]; 2]] {
     }
 }
 
+/// A scope that starts with the global scope: the global scope's filter,
+/// its objects, and the objects after it (see
+/// [`PreparedScope::after_global`]).
+pub(crate) type GlobalFirst<'p, 'r> = (
+    &'r ScopeFilter,
+    &'p [(&'r Object, Bloom)],
+    &'p [(&'r Object, Bloom)],
+);
+
 /// Scopes flattened once for the many lookups of one relocation pass, each
 /// object with its Bloom filter beside it: most objects of a scope do not
 /// define a given name, and rejecting one then reads one word instead of
@@ -269,6 +278,20 @@ impl<'r> PreparedScope<'r> {
     /// in the scope is being unloaded, nor while lookups are traced.)
     pub(crate) fn walks_fast(&self) -> bool {
         !self.any_removed && !debug::enabled(debug::SYMBOLS)
+    }
+
+    /// For a scope that starts with the global scope, under its filter:
+    /// that filter, the global scope's objects, and the objects after it.
+    /// (What the relocation pass's fast lane walks; None where lookups may
+    /// not walk fast.)
+    pub(crate) fn after_global(&self) -> Option<GlobalFirst<'_, 'r>> {
+        match self.global {
+            Some((0, end, filter)) if self.walks_fast() => {
+                let (global, after) = self.objects.split_at(end);
+                Some((filter, global, after))
+            }
+            _ => None,
+        }
     }
 
     /// glibc's lookup loop for the common case (no object being unloaded,
@@ -416,7 +439,8 @@ impl Registry {
         let tables = || self.filter_covered().map(|id| &self.obj(id).view.symbols);
         let objects = tables().count();
         let symbols = tables().map(|t| t.hashed_count() as usize).sum();
-        if !scope_filter::worth_building(lookups, objects, symbols) {
+        let always = crate::fault::fast_lane_checked() && objects > 1;
+        if !always && !scope_filter::worth_building(lookups, objects, symbols) {
             return None;
         }
         let filter = self
