@@ -225,7 +225,7 @@ def machine_line(m):
 
 def build():
     """The measuring programs and `dynload run` must match the sources."""
-    for argv in (["cargo", "build", "--release", "-p", "dynload-bench", "--bins"],
+    for argv in (["cargo", "build", "--release", "-p", "dynload-bench", "--examples"],
                  ["cargo", "build", "--release", "-p", "dynload-cli", "-p", "dynload-capi"]):
         log("$ " + " ".join(argv))
         if subprocess.run(argv, cwd=ROOT).returncode != 0:
@@ -378,7 +378,7 @@ def first_load_argv(loader, load):
     # and for `dynload run`: a program that links dynload exports its
     # `_dl_find_object`, and a preloaded libdynload.so would be a second
     # loader in it.
-    program = RELEASE / {"dlopen-rs": "first-load-dlopen-rs", "dynload": "first-load"}.get(
+    program = RELEASE / "examples" / {"dlopen-rs": "first-load-dlopen-rs", "dynload": "first-load"}.get(
         loader, "first-load-glibc")
     argv = [existing(program), "glibc" if loader == PRELOAD else loader, load.mode, object_path(loader, load.object)]
     if load.warm:
