@@ -22,11 +22,14 @@ use std::time::{Duration, Instant};
 mod cases;
 #[path = "common/dl.rs"]
 mod dl;
+#[path = "common/lazy_floor.rs"]
+mod lazy_floor;
 #[path = "common/system_calls.rs"]
 mod system_calls;
 use cases::{Case, Routine, Setup};
 use dl::{Dynload, Glibc};
 use dynload_bench::Loader;
+use lazy_floor::LazyFloor;
 use system_calls::SystemCallsAlone;
 
 /// How long each batch runs, at least.
@@ -65,38 +68,44 @@ impl Paired {
             return;
         }
         let path = self.dynload.fx.c_path("tiny");
-        let file = path.to_str().expect("a UTF-8 path");
         let alone = SystemCallsAlone::new(&path);
-        let base = alone.map();
-        let replayed = testkit::layout_of(file);
-        alone.unmap(base);
-        let h = dl::open::<Dynload>(&path, libc::RTLD_NOW);
-        let dynloads = testkit::layout_of(file);
-        cases::close::<Dynload>(h);
-        assert_eq!(
-            replayed, dynloads,
-            "the system calls alone do not map tiny as dynload does"
-        );
-        // As many faults a cycle, populated pages included.
-        let faults = |cycle: &mut dyn FnMut()| {
-            cycle();
-            let before = SystemCallsAlone::faults();
-            for _ in 0..100 {
-                cycle();
-            }
-            (SystemCallsAlone::faults() - before) as f64 / 100.0
-        };
-        let (replayed_faults, dynload_faults) = (
-            faults(&mut || alone.unmap(alone.map())),
-            faults(&mut || cases::close::<Dynload>(dl::open::<Dynload>(&path, libc::RTLD_NOW))),
-        );
-        assert!(
-            (replayed_faults - dynload_faults).abs() < 0.5,
-            "the system calls alone take {replayed_faults} faults a cycle, dynload {dynload_faults}"
-        );
         let glibc = cases::OpenCloseTiny::prepare::<Glibc>(&self.glibc);
+        let replay = Replay {
+            path: &path,
+            map: &|| alone.map(),
+            unmap: &|base| alone.unmap(base),
+        };
+        replay.check(libc::RTLD_NOW);
         let calls = Routine::timed(move || alone.unmap(alone.map()));
         self.pair(GROUP, glibc, calls, ", \"dynload\": \"system calls alone\"");
+    }
+
+    /// glibc's `RTLD_LAZY` open+close of `reloc` against the least any
+    /// loader could take for it (see `lazy_floor.rs`): dynload's system
+    /// calls and faults, and the relocation work with no checks.
+    /// Reported as `dynload_ns`, with `"dynload": "floor"`.
+    fn relocations_lazy_floor(&mut self) {
+        const GROUP: &str = "relocations_lazy_floor";
+        if !self.chosen(GROUP) {
+            return;
+        }
+        let (path, dependency) = (
+            self.dynload.fx.c_path("reloc"),
+            self.dynload.fx.c_path("relocdep"),
+        );
+        let floor = LazyFloor::new(&path, &dependency);
+        let glibc = cases::RelocationsLazy::prepare::<Glibc>(&self.glibc);
+        // dynload's cycle binds to its own copy of the dependency.
+        let dep = dl::open::<Dynload>(&dependency, libc::RTLD_NOW);
+        let replay = Replay {
+            path: &path,
+            map: &|| floor.map(),
+            unmap: &|base| floor.unmap(base),
+        };
+        replay.check(libc::RTLD_LAZY);
+        cases::close::<Dynload>(dep);
+        let cycles = Routine::timed(move || floor.unmap(floor.map()));
+        self.pair(GROUP, glibc, cycles, ", \"dynload\": \"floor\"");
     }
 
     /// Time `glibc` and `dynload` in pairs of batches and print the case's
@@ -148,6 +157,49 @@ impl Paired {
     }
 }
 
+/// A replay of dynload's cycle of one object, with no loader code
+/// around its system calls (`system_calls.rs`, `lazy_floor.rs`).
+struct Replay<'r> {
+    path: &'r std::ffi::CStr,
+    map: &'r dyn Fn() -> *mut u8,
+    unmap: &'r dyn Fn(*mut u8),
+}
+
+impl Replay<'_> {
+    /// Check that the replay makes the mappings dynload makes for the
+    /// same file (opened with `mode`) and as many faults a cycle,
+    /// populated pages included.
+    fn check(&self, mode: std::ffi::c_int) {
+        let file = self.path.to_str().expect("a UTF-8 path");
+        let base = (self.map)();
+        let replayed = testkit::layout_of(file);
+        (self.unmap)(base);
+        let h = dl::open::<Dynload>(self.path, mode);
+        let dynloads = testkit::layout_of(file);
+        cases::close::<Dynload>(h);
+        assert_eq!(
+            replayed, dynloads,
+            "the replay does not map {file} as dynload does"
+        );
+        let faults = |cycle: &mut dyn FnMut()| {
+            cycle();
+            let before = SystemCallsAlone::faults();
+            for _ in 0..100 {
+                cycle();
+            }
+            (SystemCallsAlone::faults() - before) as f64 / 100.0
+        };
+        let (replayed_faults, dynload_faults) = (
+            faults(&mut || (self.unmap)((self.map)())),
+            faults(&mut || cases::close::<Dynload>(dl::open::<Dynload>(self.path, mode))),
+        );
+        assert!(
+            (replayed_faults - dynload_faults).abs() < 0.5,
+            "the replay of {file} takes {replayed_faults} faults a cycle, dynload {dynload_faults}"
+        );
+    }
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -165,4 +217,5 @@ fn main() {
     };
     each_case!(paired.run);
     paired.open_close_system_calls();
+    paired.relocations_lazy_floor();
 }

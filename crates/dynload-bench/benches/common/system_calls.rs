@@ -1,21 +1,25 @@
-//! The kernel's part of dynload's open+close of a small object, with no
-//! loader around it: the system calls dynload makes for it (`strace`: the
-//! file's `openat`, `read` of its headers, `statx` for its identity, one
-//! `mmap` over the whole span, an `mprotect` for each segment that span
-//! already holds but with other permissions, one `mmap` of the writable
-//! segment, populated when `map::written_whole` says so, `close`, the
-//! RELRO `mprotect`, then `munmap`), and the two page faults its load
-//! still takes (the first read of the object's tables and the first call
-//! into its code). Paired with glibc's open+close, it gives what the
-//! kernel's part of dynload's cycle costs, as a fraction of glibc's whole
-//! cycle: the least dynload's open+close can take while it makes these
-//! calls.
+//! The kernel's part of dynload's open+close of an object, with no loader
+//! around it: the system calls dynload makes for it (`strace`: the file's
+//! `openat`, `read` of its headers, `statx` for its identity, one `mmap`
+//! over the whole span, an `mprotect` for each segment that span already
+//! holds but with other permissions, one `mmap` of the writable segment,
+//! populated when `map::written_whole` says so, or else its RELRO pages
+//! populated by `madvise` (`map::populate_relro`), `close`, the RELRO
+//! `mprotect`, then `munmap`), and the page faults its load still takes
+//! (the first read of the object's tables and the first call into its
+//! code). Paired with glibc's open+close of the small object `tiny`, it
+//! gives what the kernel's part of dynload's cycle costs, as a fraction of
+//! glibc's whole cycle: the least dynload's open+close can take while it
+//! makes these calls. [`SystemCallsAlone::map_with`] runs a relocation
+//! step between the `close` and the RELRO `mprotect`, where dynload
+//! relocates (`lazy_floor.rs`).
 //!
-//! Built for GNU ld's layout of a small object (a read-only first segment
-//! at file offset 0 that holds the symbol tables, then code, read-only
-//! data and one writable segment); [`SystemCallsAlone::new`] refuses any
-//! other. The paired bench checks, before timing, that the replay makes
-//! the mappings dynload makes for the same file and takes as many faults.
+//! Built for GNU ld's layout (a read-only first segment at file offset 0
+//! that holds the symbol tables, then code, read-only data and one
+//! writable segment, RELRO at its start); [`SystemCallsAlone::new`]
+//! refuses any other. The paired bench checks, before timing, that the
+//! replay makes the mappings dynload makes for the same file and takes as
+//! many faults.
 
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::os::unix::ffi::OsStrExt;
@@ -69,6 +73,9 @@ pub struct SystemCallsAlone {
     protect: Vec<(usize, usize, c_int)>,
     /// (start, length, file offset, populated) of the writable segment.
     writable: (usize, usize, usize, bool),
+    /// (start, length) of RELRO's pages, populated by `madvise` where the
+    /// writable segment is not populated when mapped.
+    populate: Option<(usize, usize)>,
     /// (start, length) of RELRO, rounded as glibc and dynload round it.
     relro: (usize, usize),
     /// The first byte of the symbol table, and of the code.
@@ -76,7 +83,7 @@ pub struct SystemCallsAlone {
 }
 
 impl SystemCallsAlone {
-    /// The cycle for the small object at `path`.
+    /// The cycle for the object at `path`.
     pub fn new(path: &CStr) -> SystemCallsAlone {
         let b = std::fs::read(std::ffi::OsStr::from_bytes(path.to_bytes())).expect("the fixture");
         let mut loads: Vec<_> = phdrs_of(&b, PT_LOAD)
@@ -115,6 +122,10 @@ impl SystemCallsAlone {
             (memsz > filesz && (vaddr + filesz) % PAGE != 0).then(|| page_down(vaddr + filesz));
         let whole = relro_start <= start
             && (relro_last >= end || bss_page.is_some_and(|p| p == relro_last && p + PAGE >= end));
+        assert!(
+            relro.4 < 2 << 20,
+            "RELRO that may go to huge pages is copied otherwise"
+        );
         let text = middle
             .iter()
             .find(|l| l.0 & 1 != 0)
@@ -125,6 +136,8 @@ impl SystemCallsAlone {
             span: end,
             protect,
             writable: (start, end - start, page_down(offset), whole),
+            populate: (!whole && relro_start >= start)
+                .then(|| (relro_start, relro_last - relro_start)),
             relro: (relro_start, relro_end - relro_start),
             touch: [section(&b, ".dynsym").0, text],
         }
@@ -132,6 +145,12 @@ impl SystemCallsAlone {
 
     /// Open and map the object as dynload does: its base.
     pub fn map(&self) -> *mut u8 {
+        self.map_with(|_| {})
+    }
+
+    /// [`SystemCallsAlone::map`], with `relocate` given the base where
+    /// dynload relocates: after the `close`, before the RELRO `mprotect`.
+    pub fn map_with(&self, relocate: impl FnOnce(*mut u8)) -> *mut u8 {
         let ok = |r: c_int| assert!(r >= 0, "{}", std::io::Error::last_os_error());
         // SAFETY: system calls on a file this owns and on the span the
         // first mmap gave it; each result is checked.
@@ -169,7 +188,11 @@ impl SystemCallsAlone {
                 libc::mmap(at(start), len, rw, flags, fd, offset as i64),
                 libc::MAP_FAILED
             );
+            if let Some((start, len)) = self.populate {
+                ok(libc::madvise(at(start), len, libc::MADV_POPULATE_WRITE));
+            }
             ok(libc::close(fd));
+            relocate(base.cast());
             ok(libc::mprotect(
                 at(self.relro.0),
                 self.relro.1,
