@@ -1412,6 +1412,17 @@ pub(crate) fn bind(
     // Symbol 0, local symbols and hidden ones bind to this object itself.
     if symidx == 0 || sym.bind() == elf::STB_LOCAL || sym.binds_locally() {
         let own = Found::new(id, symidx);
+        if symidx != 0 && sym.is_undefined() && sym.kind() != elf::STT_TLS {
+            // Not looked up, so nothing defines it: as in glibc, its value
+            // relocated (the object's base for a hidden reference left
+            // undefined). (Symbol 0 keeps 0: the TLS relocations of
+            // local-dynamic code name it and take its value, 0.)
+            return Ok(Binding {
+                found: Some(own),
+                value: obj.view.image.base.wrapping_add(sym.value() as usize),
+                size: sym.size(),
+            });
+        }
         return value_at(reg, id, own, obj, sym, None);
     }
     let name = syms.name(sym);

@@ -132,6 +132,13 @@ pub fn retype_symbol(b: &mut [u8], name: &str, stt: u8) {
     b[e + 4] = (b[e + 4] & 0xf0) | stt;
 }
 
+/// Make dynamic symbol `name` undefined (section index 0, value 0).
+pub fn make_undefined(b: &mut [u8], name: &str) {
+    let e = dynsym_entry(b, name);
+    b[e + 6..e + 8].copy_from_slice(&0u16.to_le_bytes());
+    put_u64(b, e + 8, 0);
+}
+
 /// Set the value of dynamic symbol `name`.
 pub fn set_symbol_value(b: &mut [u8], name: &str, value: u64) {
     let e = dynsym_entry(b, name);

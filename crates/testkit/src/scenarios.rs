@@ -125,6 +125,13 @@ macro_rules! with_scenarios {
     };
 }
 
+/// Rewrite the object file at `path` with `f`.
+fn damage_file(path: &str, f: &dyn Fn(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(path).unwrap();
+    f(&mut bytes);
+    std::fs::write(path, bytes).unwrap();
+}
+
 fn set(prefix: &str, name: &str, libs: &[Lib]) -> Set {
     Set::build(&format!("{prefix}-{name}"), libs)
 }
@@ -1601,6 +1608,12 @@ pub fn symbol_kinds(p: &str) -> Scenario {
             Lib::src("user", "symkinds_user.c").no_log().dep("defs"),
         ],
     );
+    // The link editor gave the user a definition of its own of the
+    // absolute symbol (a copy of its value): made a reference again, so
+    // that the lookup finds the definition in `defs`.
+    damage_file(&s.path("user"), &|b| {
+        crate::damage::make_undefined(b, "abs_sym")
+    });
     let defs = s.path("defs");
     let mut bytes = std::fs::read(&defs).unwrap();
     crate::damage::retype_symbol(&mut bytes, "common_var", 5); // STT_COMMON
@@ -1877,12 +1890,10 @@ pub fn fast_lane_refusals(p: &str) -> Scenario {
             .dep("w2")
             .no_log(),
     );
-    let damage = |name: &str, f: &dyn Fn(&mut Vec<u8>)| {
-        let path = s.path(name);
-        let mut bytes = std::fs::read(&path).unwrap();
-        f(&mut bytes);
-        std::fs::write(&path, bytes).unwrap();
-    };
+    damage_file(&s.path("lu"), &|b| {
+        crate::damage::set_symbol_visibility(b, "own_base", 2) // STV_HIDDEN
+    });
+    let damage = |name: &str, f: &dyn Fn(&mut Vec<u8>)| damage_file(&s.path(name), f);
     damage("w1", &|b| {
         crate::damage::set_symbol_visibility(b, "which", 2); // STV_HIDDEN
         crate::damage::set_symbol_binding(b, "local_in_first", 0); // STB_LOCAL
@@ -1922,6 +1933,7 @@ pub fn fast_lane_refusals(p: &str) -> Scenario {
             "call h2 call_which",
             "call h2 read_local_in_first",
             "call h2 read_shared",
+            "call h2 own_base_is_own",
             "open $w1 NOW",
             "close h2",
             "maps @w2",
@@ -1931,7 +1943,7 @@ pub fn fast_lane_refusals(p: &str) -> Scenario {
         ],
         &[
             "call call_h: 1\ncall call_k: 1\ncall h_via_data: 1\ncall k_via_got: 1\n",
-            "call call_which: 2\ncall read_local_in_first: 2\ncall read_shared: 5",
+            "call call_which: 2\ncall read_local_in_first: 2\ncall read_shared: 5\ncall own_base_is_own: 1",
             "maps @w2: 1\ncall call_second: 22\nclose h3: 0\nmaps @w2: 0",
         ],
     )
