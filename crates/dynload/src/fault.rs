@@ -88,8 +88,9 @@ static CHECK_FAST_LANE: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 
 /// Check (or stop checking) every binding the relocation pass's fast lane
 /// makes against the general walk's binding of the same entry, panicking
-/// where they differ; and build the global scope's filter, which the lane
-/// needs, for every pass, so that small tests' loads take the lane too.
+/// where they differ; build the global scope's filter, which the lane
+/// needs, for every pass, and keep the lane however often it stops, so
+/// that small tests' loads take the lane for every entry it knows.
 /// (Differential tests run whole scenarios so.)
 pub fn check_fast_lane(on: bool) {
     CHECK_FAST_LANE.store(on, Ordering::Relaxed);
