@@ -53,6 +53,37 @@ pub(crate) trait SymExt {
     fn binds_locally(&self) -> bool {
         matches!(self.visibility(), elf::STV_HIDDEN | elf::STV_INTERNAL)
     }
+    /// `st_info`, `st_other` and `st_shndx` in one word, in that order from
+    /// the lowest byte, for tests of several of them at once.
+    fn class_word(&self) -> u32;
+    /// An undefined reference, global or weak, of default visibility (the
+    /// fast lane's; any type): `shndx`, `bind` and `visibility` tested at
+    /// once.
+    #[inline(always)]
+    fn is_plain_reference(&self) -> bool {
+        // The shndx (0), the visibility bits (0) and the binding (1 or 2).
+        let w = self.class_word() & 0xffff_03f0;
+        w == u32::from(elf::STB_GLOBAL) << 4 || w == u32::from(elf::STB_WEAK) << 4
+    }
+    /// A definition a plain lookup takes without more questions: a
+    /// function, object or untyped symbol, global or weak, not hidden or
+    /// internal, in a section and not absolute (the value is tested
+    /// apart).
+    #[inline(always)]
+    fn is_plain_definition(&self) -> bool {
+        let w = self.class_word();
+        // Types 0 to 2 (NOTYPE, OBJECT, FUNC) of binding 1 or 2: the
+        // `st_info` values 0x10 to 0x12 and 0x20 to 0x22, bits of a mask.
+        let info = (w & 0xff).wrapping_sub(0x10);
+        let plain_info = info < 32 && (0x0007_0007u32 >> info) & 1 != 0;
+        // Visibility 0 (default) or 3 (protected): (v + 1) & 2 is 0.
+        let visible = ((w >> 8) + 1) & 2 == 0;
+        let shndx = w >> 16;
+        plain_info
+            && visible
+            && shndx != u32::from(elf::SHN_UNDEF)
+            && shndx != u32::from(elf::SHN_ABS)
+    }
 }
 
 impl SymExt for Sym {
@@ -76,5 +107,11 @@ impl SymExt for Sym {
     }
     fn visibility(&self) -> u8 {
         self.st_other & 0x3
+    }
+    #[inline(always)]
+    fn class_word(&self) -> u32 {
+        u32::from(self.st_info)
+            | u32::from(self.st_other) << 8
+            | u32::from(self.st_shndx.get(LE)) << 16
     }
 }

@@ -612,14 +612,7 @@ impl SymbolTable {
     /// asked.
     #[inline(always)]
     fn plain_definition(&self, idx: u32, sym: &Sym) -> PlainFind {
-        use super::elf;
-        let plain_kind = matches!(
-            sym.kind(),
-            elf::STT_NOTYPE | elf::STT_OBJECT | elf::STT_FUNC
-        );
-        let plain_bind = matches!(sym.bind(), elf::STB_GLOBAL | elf::STB_WEAK);
-        let placed = sym.value() != 0 && !matches!(sym.shndx(), elf::SHN_UNDEF | elf::SHN_ABS);
-        if !(plain_kind && plain_bind && placed) || sym.binds_locally() {
+        if !sym.is_plain_definition() || sym.value() == 0 {
             return PlainFind::Other;
         }
         // (An unversioned request takes the base and global versions and

@@ -15,7 +15,7 @@
 
 use super::{note_new_definer, r, rela_symbol, rela_type, Outcome, WordWindow, PREFETCH_AHEAD};
 use crate::elf::symbols::{Bloom, PlainFind};
-use crate::elf::{elf, Rela, SymExt, LE};
+use crate::elf::{Rela, SymExt, LE};
 use crate::link::scope_filter::ScopeFilter;
 use crate::link::{PreparedScope, NO_DEFINER};
 use crate::object::Object;
@@ -95,11 +95,7 @@ impl<'a> Lane<'a> {
                 }
             };
             let unversioned = syms.versym(symidx).is_none_or(|vs| vs & 0x7fff < 2);
-            if !sym.is_undefined()
-                || !matches!(sym.bind(), elf::STB_GLOBAL | elf::STB_WEAK)
-                || sym.visibility() != elf::STV_DEFAULT
-                || !unversioned
-            {
+            if !sym.is_plain_reference() || !unversioned {
                 done = i;
                 break;
             }
