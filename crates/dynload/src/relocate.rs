@@ -833,7 +833,11 @@ impl<'a> Relocator<'a> {
                 ),
             )
         })?;
-        let offset = b.value.wrapping_add(addend as usize);
+        // (The symbol's value in its module's block: for symbol 0, which
+        // local-dynamic code names, its st_value, 0, as in glibc, not the
+        // address other relocations take from `bind`.)
+        let value = if symidx == 0 { 0 } else { b.value };
+        let offset = value.wrapping_add(addend as usize);
         // glibc's start-up modules are in its static TLS, and so may be
         // those it loaded later with DF_STATIC_TLS (if an initial-exec
         // relocation asked for it; checked): a variable there is at one
@@ -1416,11 +1420,12 @@ pub(crate) fn bind(
     // Symbol 0, local symbols and hidden ones bind to this object itself.
     if symidx == 0 || sym.bind() == elf::STB_LOCAL || sym.binds_locally() {
         let own = Found::new(id, symidx);
-        if symidx != 0 && sym.is_undefined() && sym.kind() != elf::STT_TLS {
+        if sym.is_undefined() && sym.kind() != elf::STT_TLS {
             // Not looked up, so nothing defines it: as in glibc, its value
-            // relocated (the object's base for a hidden reference left
-            // undefined). (Symbol 0 keeps 0: the TLS relocations of
-            // local-dynamic code name it and take its value, 0.)
+            // relocated (the object's base for symbol 0 and for a hidden
+            // reference left undefined; glibc's SYMBOL_ADDRESS). (The TLS
+            // relocations of local-dynamic code name symbol 0 and take its
+            // value, 0, instead: see `apply_tls`.)
             return Ok(Binding {
                 found: Some(own),
                 value: obj.view.image.base.wrapping_add(sym.value() as usize),

@@ -80,6 +80,22 @@ pub fn retype_relocation(b: &mut [u8], from: u32, to: u32) {
     panic!("no relocation of type {from}");
 }
 
+/// Make the first `.rela.dyn` entry naming dynamic symbol `name` name
+/// symbol 0 instead, keeping its type and addend.
+pub fn unname_relocation(b: &mut [u8], name: &str) {
+    let (syms, _) = section(b, ".dynsym");
+    let index = ((dynsym_entry(b, name) - syms) / 24) as u64;
+    let (off, size) = section(b, ".rela.dyn");
+    for e in (off..off + size).step_by(24) {
+        let info = u64_at(b, e + 8);
+        if info >> 32 == index {
+            put_u64(b, e + 8, info & 0xffff_ffff);
+            return;
+        }
+    }
+    panic!("no relocation names {name}");
+}
+
 /// File offsets of the `.rela.plt` entries (Elf64_Rela: r_offset, r_info,
 /// r_addend).
 pub fn plt_relocations(b: &[u8]) -> Vec<usize> {

@@ -1891,7 +1891,8 @@ pub fn fast_lane_refusals(p: &str) -> Scenario {
             .no_log(),
     );
     damage_file(&s.path("lu"), &|b| {
-        crate::damage::set_symbol_visibility(b, "own_base", 2) // STV_HIDDEN
+        crate::damage::set_symbol_visibility(b, "own_base", 2); // STV_HIDDEN
+        crate::damage::unname_relocation(b, "unnamed");
     });
     let damage = |name: &str, f: &dyn Fn(&mut Vec<u8>)| damage_file(&s.path(name), f);
     damage("w1", &|b| {
@@ -1934,6 +1935,7 @@ pub fn fast_lane_refusals(p: &str) -> Scenario {
             "call h2 read_local_in_first",
             "call h2 read_shared",
             "call h2 own_base_is_own",
+            "call h2 unnamed_is_base",
             "open $w1 NOW",
             "close h2",
             "maps @w2",
@@ -1943,7 +1945,7 @@ pub fn fast_lane_refusals(p: &str) -> Scenario {
         ],
         &[
             "call call_h: 1\ncall call_k: 1\ncall h_via_data: 1\ncall k_via_got: 1\n",
-            "call call_which: 2\ncall read_local_in_first: 2\ncall read_shared: 5\ncall own_base_is_own: 1",
+            "call call_which: 2\ncall read_local_in_first: 2\ncall read_shared: 5\ncall own_base_is_own: 1\ncall unnamed_is_base: 1",
             "maps @w2: 1\ncall call_second: 22\nclose h3: 0\nmaps @w2: 0",
         ],
     )
