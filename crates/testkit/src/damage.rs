@@ -148,11 +148,11 @@ pub fn retype_symbol(b: &mut [u8], name: &str, stt: u8) {
     b[e + 4] = (b[e + 4] & 0xf0) | stt;
 }
 
-/// Make dynamic symbol `name` undefined (section index 0, value 0).
-pub fn make_undefined(b: &mut [u8], name: &str) {
+/// Make dynamic symbol `name` absolute (SHN_ABS) with value `value`.
+pub fn make_absolute(b: &mut [u8], name: &str, value: u64) {
     let e = dynsym_entry(b, name);
-    b[e + 6..e + 8].copy_from_slice(&0u16.to_le_bytes());
-    put_u64(b, e + 8, 0);
+    b[e + 6..e + 8].copy_from_slice(&0xfff1u16.to_le_bytes());
+    put_u64(b, e + 8, value);
 }
 
 /// Set the value of dynamic symbol `name`.

@@ -1608,22 +1608,27 @@ pub fn symbol_kinds(p: &str) -> Scenario {
             Lib::src("user", "symkinds_user.c").no_log().dep("defs"),
         ],
     );
-    // The link editor gave the user a definition of its own of the
-    // absolute symbol (a copy of its value): made a reference again, so
-    // that the lookup finds the definition in `defs`.
-    damage_file(&s.path("user"), &|b| {
-        crate::damage::make_undefined(b, "abs_sym")
-    });
+    // (Made absolute after the user's link: linked against an absolute
+    // symbol, the link editor gives the user a definition of its own, a
+    // copy of the value, and its lookup would stop there.)
     let defs = s.path("defs");
     let mut bytes = std::fs::read(&defs).unwrap();
     crate::damage::retype_symbol(&mut bytes, "common_var", 5); // STT_COMMON
     crate::damage::set_symbol_value(&mut bytes, "zeroed", 0);
+    crate::damage::make_absolute(&mut bytes, "abs_sym", 0x1234);
     std::fs::write(&defs, bytes).unwrap();
     let syms = dynamic_symbols(defs);
+    for (kind, name) in [("COMMON", "common_var"), ("ABS", "abs_sym")] {
+        assert!(
+            syms.lines().any(|l| l.contains(kind) && l.contains(name)),
+            "{syms}"
+        );
+    }
+    let user = dynamic_symbols(s.path("user"));
     assert!(
-        syms.lines()
-            .any(|l| l.contains("COMMON") && l.contains("common_var")),
-        "{syms}"
+        user.lines()
+            .any(|l| l.contains("UND") && l.contains("abs_sym")),
+        "{user}"
     );
     Scenario::new(
         s,
