@@ -433,6 +433,19 @@ pub fn find_address(addr: *const c_void) -> Option<AddressInfo> {
     })
 }
 
+/// For tests: how many filters over the global scope this process built
+/// (`link::scope_filter`), and the one it keeps, if any: its size in bytes
+/// and whether it is a one-off (dropped when the `dlopen` that built it
+/// ends).
+pub fn global_filter_state() -> (u32, Option<(usize, bool)>) {
+    let guard = LOADER.lock();
+    let Ok(reg) = registry(&guard) else {
+        return (0, None);
+    };
+    let kept = reg.global_filter.get().map(|f| (f.bytes(), f.is_one_off()));
+    (reg.filters_built.get(), kept)
+}
+
 /// A summary of what dynload did in this process, for `dynload run
 /// --stats`. None when the loader was never used or is busy.
 pub(crate) fn summary() -> Option<String> {

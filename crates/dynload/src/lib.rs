@@ -62,6 +62,7 @@ pub use error::{Error, ErrorKind, Result};
 /// Hooks for tests of failure paths; not a stable interface.
 #[doc(hidden)]
 pub mod testing {
+    pub use crate::api::global_filter_state;
     pub use crate::fault::{check_fast_lane, fail_nth, on_copy_read, Syscall, PANIC};
     pub use crate::two_cores::splits as work_split_over_two_threads;
 }

@@ -173,7 +173,9 @@ fn open_locked(
         }
         Stage1::Continue(id) => id,
     };
-    if let Err(e) = relocate_all(guard, root, mode, &mut tx.relro_files) {
+    let relocated = relocate_all(guard, root, mode, &mut tx.relro_files);
+    registry_mut(guard)?.drop_one_off_filter();
+    if let Err(e) = relocated {
         let mut reg = registry_mut(guard)?;
         rollback(&mut reg, tx);
         return Err(e);

@@ -41,6 +41,46 @@ impl Drop for Mapping {
     }
 }
 
+/// Zeroed words in an anonymous mapping of their own, returned to the
+/// kernel when dropped: for a structure a process may build once and drop
+/// (a one-off global scope filter, see `link::scope_filter`), whose heap
+/// pages would stay resident after it is freed. (The mapping, its page
+/// and the unmapping cost about 6.5 µs here, in a C program.)
+#[derive(Debug)]
+pub(crate) struct AnonWords {
+    mapping: Mapping,
+    len: usize,
+}
+
+impl AnonWords {
+    /// `len` zeroed words (None if `len` is 0 or the mapping fails).
+    pub(crate) fn new(len: usize) -> Option<AnonWords> {
+        let bytes = len.checked_mul(8).filter(|&b| b > 0)?;
+        // SAFETY: a new private anonymous mapping placed by the kernel
+        // where nothing else is; only this value uses it.
+        let start = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                bytes,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE,
+            )
+        }
+        .ok()? as usize;
+        Some(AnonWords {
+            mapping: Mapping { start, len: bytes },
+            len,
+        })
+    }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u64] {
+        // SAFETY: the mapping holds `len` words, readable and writable,
+        // aligned (a page), zeroed when made; `&mut self` makes this the
+        // only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.mapping.start as *mut u64, self.len) }
+    }
+}
+
 /// A whole file mapped read-only and private (`/etc/ld.so.cache`, as glibc
 /// maps it): its pages are the page cache's, shared with every process,
 /// where a copy read into the heap was private memory of this one.

@@ -1164,6 +1164,57 @@ fn a_load_shared_with_a_helper_thread_leaves_the_program_single_threaded() {
     );
 }
 
+/// A process's first filter over the global scope is a one-off, in a
+/// mapping of its own, dropped when the `dlopen` that built it ends (a
+/// process that loads once keeps none); the next is built on the heap and
+/// kept, and lookups through either find what glibc's do.
+#[test]
+fn the_first_global_scope_filter_is_dropped_after_its_dlopen() {
+    use testkit::scenarios::{many_refs_definer, many_refs_user};
+    const CHILD: &str = "DYNLOAD_TEST_FILTER_CHILD";
+    let set = Set::build(
+        "api-one-off-filter",
+        &[
+            many_refs_definer("d", 1000),
+            many_refs_user("u1"),
+            many_refs_user("u2"),
+        ],
+    );
+    if std::env::var_os(CHILD).is_none() {
+        // (A process of its own: the filters built are counted per process.)
+        testkit::rerun_in_child(
+            "the_first_global_scope_filter_is_dropped_after_its_dlopen",
+            None,
+            &[(CHILD, "1")],
+        );
+        return;
+    }
+    assert_eq!(dynload::testing::global_filter_state(), (0, None));
+    // 512 lookups each, enough for the filter (see the test below).
+    let probe = |name: &str| {
+        // SAFETY: the fixture's constructors only register.
+        let lib = unsafe { Library::open(set.path(name), OpenFlags::NOW) }.unwrap();
+        // SAFETY: probe is `int (void)`.
+        let value = unsafe { lib.get::<extern "C" fn() -> i32>("probe") }.unwrap()();
+        assert_eq!(value, 1167, "{name}");
+        lib
+    };
+    let u1 = probe("u1");
+    assert_eq!(dynload::testing::global_filter_state(), (1, None));
+    drop(u1);
+    let _u2 = probe("u2");
+    let (built, kept) = dynload::testing::global_filter_state();
+    assert_eq!(built, 2);
+    let (bytes, one_off) = kept.expect("the second filter is kept");
+    assert!(bytes > 0 && !one_off, "{kept:?}");
+    // Loaded again, u1 binds through the kept filter, which is not rebuilt.
+    let _u1 = probe("u1");
+    assert_eq!(
+        dynload::testing::global_filter_state(),
+        (2, Some((bytes, false)))
+    );
+}
+
 /// glibc's own loads change its list of objects. One it loads locally
 /// leaves its global scope, and so dynload's filter over that scope, as it
 /// was; one it makes global (`i`, defining the same functions as `d`) is
@@ -1178,6 +1229,7 @@ fn the_global_scope_filter_follows_glibcs_own_loads() {
             many_refs_definer("d", 1000),
             many_refs_definer("i", 2000),
             Lib::src("other", "relro.c").no_log(),
+            many_refs_user("u0"),
             many_refs_user("u1"),
             many_refs_user("u2"),
             many_refs_user("u3"),
@@ -1198,8 +1250,16 @@ fn the_global_scope_filter_follows_glibcs_own_loads() {
         let value = unsafe { lib.get::<extern "C" fn() -> i32>("probe") }.unwrap()();
         (lib, value)
     };
+    // (The process's first filter is dropped when its dlopen ends: u0's,
+    // unless a test before built one. u1's is kept for u2's load.)
+    let (_u0, value) = probe("u0");
+    assert_eq!(value, 1167);
     let (_u1, value) = probe("u1");
     assert_eq!(value, 1167);
+    assert!(matches!(
+        dynload::testing::global_filter_state().1,
+        Some((_, false))
+    ));
     let _other = glibc_open("other", libc::RTLD_NOW | libc::RTLD_LOCAL);
     let (_u2, value) = probe("u2");
     assert_eq!(value, 1167, "after glibc's local load");

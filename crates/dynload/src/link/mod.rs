@@ -443,9 +443,13 @@ impl Registry {
         if !always && !scope_filter::worth_building(lookups, objects, symbols) {
             return None;
         }
+        // (The process's first is a one-off: see `Registry::drop_one_off_filter`.)
+        let built = self.filters_built.get();
+        self.filters_built.set(built.saturating_add(1));
+        let one_off = built == 0;
         let filter = self
             .global_filter
-            .get_or_init(|| ScopeFilter::build(tables(), symbols, self.filter_density));
+            .get_or_init(|| ScopeFilter::build(tables(), symbols, self.filter_density, one_off));
         debug!(
             debug::SCOPES,
             "global scope filter: {objects} objects, {symbols} symbols, {} bytes ({:?})",

@@ -16,7 +16,10 @@
 //! A process that goes on to make many lookups through it gets it rebuilt
 //! at eight bits a symbol ([`worth_refining`]): a name passes falsely about
 //! a third as often (5% against 15%), and each false pass costs a Bloom
-//! check per global object.
+//! check per global object. A process's first filter is a one-off: in a
+//! mapping of its own, dropped when the `dlopen` that built it ends, so
+//! that a process that loads once keeps none (see
+//! `Registry::drop_one_off_filter`).
 
 use crate::elf::symbols::SymbolTable;
 
@@ -24,10 +27,44 @@ use crate::elf::symbols::SymbolTable;
 /// hash values without their lowest bit: hash chains store the rest, so
 /// the filter is built from them without rehashing a name.
 pub(crate) struct ScopeFilter {
-    words: Box<[u64]>,
+    /// The `len` words, where `storage` says (read through the pointer on
+    /// the lookups' path: one load each, where a match on the storage's
+    /// kind added a test to every lookup).
+    words: *mut u64,
+    len: usize,
+    storage: Storage,
     density: Density,
     /// How many symbols it was built from.
     symbols: usize,
+}
+
+// SAFETY: the filter owns its words (see `Storage`), and no one writes
+// them after `build`.
+unsafe impl Send for ScopeFilter {}
+// SAFETY: as above: shared references only read.
+unsafe impl Sync for ScopeFilter {}
+
+/// Where a filter's words are.
+enum Storage {
+    /// A boxed slice, turned into `words` (`Box::into_raw`) and freed by
+    /// `drop` (a `Box` kept here would be moved with the filter, which
+    /// the aliasing rules say invalidates a pointer taken from it).
+    Heap,
+    /// A mapping of their own, for a filter the process may drop at once
+    /// (see [`ScopeFilter::is_one_off`]).
+    Mapped(#[allow(dead_code)] crate::map::AnonWords),
+}
+
+impl Drop for ScopeFilter {
+    fn drop(&mut self) {
+        if let Storage::Heap = self.storage {
+            // SAFETY: `words` and `len` are the boxed slice `build` gave
+            // up, freed once, here.
+            drop(unsafe {
+                Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.words, self.len))
+            });
+        }
+    }
 }
 
 /// How many bits a symbol the filter spends (two of them set per symbol).
@@ -52,49 +89,63 @@ impl Density {
 impl ScopeFilter {
     /// The filter over every symbol a lookup can find in `tables`, which
     /// together hash `symbols` symbols.
+    ///
+    /// A `one_off` filter has its words in a mapping of their own, which
+    /// goes back to the kernel when the filter is dropped (the registry
+    /// drops it when the `dlopen` that built it ends; see
+    /// `Registry::drop_one_off_filter`); others are on the heap.
     pub(crate) fn build<'a>(
         tables: impl Iterator<Item = &'a SymbolTable>,
         symbols: usize,
         density: Density,
+        one_off: bool,
     ) -> ScopeFilter {
-        let words = symbols.div_ceil(density.symbols_per_word()).max(1);
-        let mut filter = ScopeFilter {
-            words: vec![0u64; words].into_boxed_slice(),
+        let len = symbols.div_ceil(density.symbols_per_word()).max(1);
+        let (words, storage) = match one_off.then(|| crate::map::AnonWords::new(len)).flatten() {
+            Some(mut mapped) => (mapped.as_mut_slice().as_mut_ptr(), Storage::Mapped(mapped)),
+            None => (
+                Box::into_raw(vec![0u64; len].into_boxed_slice()).cast::<u64>(),
+                Storage::Heap,
+            ),
+        };
+        let filter = ScopeFilter {
+            words,
+            len,
+            storage,
             density,
             symbols,
         };
+        // SAFETY: `len` zeroed words, which only this filter refers to.
+        let words = unsafe { std::slice::from_raw_parts_mut(filter.words, len) };
         for t in tables {
             t.for_each_gnu_hash(|h| {
-                let (word, bits) = filter.probe(h);
-                filter.words[word] |= bits;
+                let (word, bits) = probe(len, h);
+                words[word] |= bits;
             });
         }
         filter
-    }
-
-    /// The word and the two bits that stand for GNU hash `h`.
-    #[inline(always)]
-    fn probe(&self, h: u32) -> (usize, u64) {
-        // Bit 0 is not part of a chain's stored hash.
-        let g = h >> 1;
-        // The word from a multiplicative mix of all bits, reduced to the
-        // word count without a division; the bits from the low twelve.
-        let mixed = g.wrapping_mul(0x9e37_79b1);
-        let word = ((mixed as u64 * self.words.len() as u64) >> 32) as usize;
-        (word, (1u64 << (g & 63)) | (1u64 << ((g >> 6) & 63)))
     }
 
     /// False when no object of the scope can define a name with GNU hash
     /// `h`.
     #[inline(always)]
     pub(crate) fn may_contain(&self, h: u32) -> bool {
-        let (word, bits) = self.probe(h);
-        self.words[word] & bits == bits
+        let (word, bits) = probe(self.len, h);
+        // SAFETY: `probe` gives a word below `len`, and `words` points to
+        // `len` words owned by `storage`.
+        let w = unsafe { *self.words.add(word) };
+        w & bits == bits
+    }
+
+    /// Is it in a mapping of its own, to be dropped when the `dlopen` that
+    /// built it ends?
+    pub(crate) fn is_one_off(&self) -> bool {
+        matches!(self.storage, Storage::Mapped(_))
     }
 
     /// The filter's size in bytes.
     pub(crate) fn bytes(&self) -> usize {
-        self.words.len() * 8
+        self.len * 8
     }
 
     pub(crate) fn density(&self) -> Density {
@@ -105,6 +156,20 @@ impl ScopeFilter {
     pub(crate) fn symbols(&self) -> usize {
         self.symbols
     }
+}
+
+/// The word (of `len`, which is not 0) and the two bits that stand for GNU
+/// hash `h`.
+#[inline(always)]
+fn probe(len: usize, h: u32) -> (usize, u64) {
+    // Bit 0 is not part of a chain's stored hash.
+    let g = h >> 1;
+    // The word from a multiplicative mix of all bits, reduced to the word
+    // count without a division (below `len`: the product of a 32-bit
+    // fraction and `len`, shifted down 32); the bits from the low twelve.
+    let mixed = g.wrapping_mul(0x9e37_79b1);
+    let word = ((mixed as u64 * len as u64) >> 32) as usize;
+    (word, (1u64 << (g & 63)) | (1u64 << ((g >> 6) & 63)))
 }
 
 /// Does a relocation pass of about `lookups` lookups through a global scope
@@ -165,20 +230,31 @@ mod tests {
             .into_iter()
             .zip(&mut passed)
         {
-            let filter = ScopeFilter::build(tables.iter(), symbols, density);
-            assert_eq!((filter.density(), filter.symbols()), (density, symbols));
-            let mut names = 0;
-            for t in &tables {
-                for (_, sym) in t.iter().filter(|(_, s)| !s.is_undefined()) {
-                    let name = t.name(sym);
-                    assert!(filter.may_contain(gnu_hash(name)), "{name:?} rejected");
-                    names += 1;
+            // The same filter on the heap and in a mapping of its own.
+            let mut counts = Vec::new();
+            for one_off in [false, true] {
+                let filter = ScopeFilter::build(tables.iter(), symbols, density, one_off);
+                assert_eq!((filter.density(), filter.symbols()), (density, symbols));
+                assert_eq!(filter.is_one_off(), one_off);
+                let mut names = 0;
+                for t in &tables {
+                    for (_, sym) in t.iter().filter(|(_, s)| !s.is_undefined()) {
+                        let name = t.name(sym);
+                        assert!(filter.may_contain(gnu_hash(name)), "{name:?} rejected");
+                        names += 1;
+                    }
                 }
+                assert!(names > 6_000, "only {names} names");
+                counts.push(
+                    (0..others)
+                        .filter(|i| {
+                            filter.may_contain(gnu_hash(format!("no_such_name_{i}").as_bytes()))
+                        })
+                        .count(),
+                );
             }
-            assert!(names > 6_000, "only {names} names");
-            *passed = (0..others)
-                .filter(|i| filter.may_contain(gnu_hash(format!("no_such_name_{i}").as_bytes())))
-                .count();
+            assert_eq!(counts[0], counts[1], "{density:?}");
+            *passed = counts[0];
         }
         // Four bits a symbol, two set: about 15% of other names pass; eight
         // bits, about 5%, in twice the bytes.
@@ -212,6 +288,7 @@ mod tests {
             std::iter::once(&t),
             t.hashed_count() as usize,
             Density::Coarse,
+            false,
         );
         assert!(filter.may_contain(gnu_hash(b"sysv_one")));
         assert!(filter.may_contain(gnu_hash(b"sysv_two")));
