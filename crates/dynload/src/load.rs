@@ -174,7 +174,10 @@ fn open_locked(
         Stage1::Continue(id) => id,
     };
     let relocated = relocate_all(guard, root, mode, &mut tx.relro_files);
-    registry_mut(guard)?.drop_one_off_filter();
+    // (Not `?`: an early return here would skip the rollback below.)
+    if let Ok(mut reg) = registry_mut(guard) {
+        reg.drop_one_off_filter();
+    }
     if let Err(e) = relocated {
         let mut reg = registry_mut(guard)?;
         rollback(&mut reg, tx);
