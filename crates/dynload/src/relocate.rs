@@ -816,7 +816,8 @@ impl<'a> Relocator<'a> {
             return Ok(());
         };
         let def = self.reg.obj(found.obj);
-        if symidx != 0 && def.view.symbols.sym(found.sym()).kind() != elf::STT_TLS {
+        let dsym = def.view.symbols.sym(found.sym());
+        if symidx != 0 && dsym.kind() != elf::STT_TLS {
             let syms = &self.obj.view.symbols;
             let n = String::from_utf8_lossy(syms.name(syms.sym(symidx))).into_owned();
             return Err(Error::invalid(
@@ -833,11 +834,10 @@ impl<'a> Relocator<'a> {
                 ),
             )
         })?;
-        // (The symbol's value in its module's block: for symbol 0, which
-        // local-dynamic code names, its st_value, 0, as in glibc, not the
-        // address other relocations take from `bind`.)
-        let value = if symidx == 0 { 0 } else { b.value };
-        let offset = value.wrapping_add(addend as usize);
+        // The definition's offset in its module's block: its st_value, as
+        // in glibc (symbol 0, which local-dynamic code names, gives 0; its
+        // binding's value is the object's address, as for other types).
+        let offset = (dsym.value() as usize).wrapping_add(addend as usize);
         // glibc's start-up modules are in its static TLS, and so may be
         // those it loaded later with DF_STATIC_TLS (if an initial-exec
         // relocation asked for it; checked): a variable there is at one
@@ -1419,20 +1419,10 @@ pub(crate) fn bind(
         .ok_or_else(|| symbol_index_error(obj.display_name(), symidx))?;
     // Symbol 0, local symbols and hidden ones bind to this object itself.
     if symidx == 0 || sym.bind() == elf::STB_LOCAL || sym.binds_locally() {
-        let own = Found::new(id, symidx);
-        if sym.is_undefined() && sym.kind() != elf::STT_TLS {
-            // Not looked up, so nothing defines it: as in glibc, its value
-            // relocated (the object's base for symbol 0 and for a hidden
-            // reference left undefined; glibc's SYMBOL_ADDRESS). (The TLS
-            // relocations of local-dynamic code name symbol 0 and take its
-            // value, 0, instead: see `apply_tls`.)
-            return Ok(Binding {
-                found: Some(own),
-                value: obj.view.image.base.wrapping_add(sym.value() as usize),
-                size: sym.size(),
-            });
-        }
-        return value_at(reg, id, own, obj, sym, None);
+        // (Not looked up: one left undefined, symbol 0 or a hidden
+        // reference, stands for the object's base plus its value, as in
+        // glibc; see `plain_value`.)
+        return value_at(reg, id, Found::new(id, symidx), obj, sym, None);
     }
     let name = syms.name(sym);
     let hash = NameHash::new(name);
@@ -1587,16 +1577,14 @@ fn value_at(
     })
 }
 
-/// The address `def`'s definition `sym` stands for, before IFUNC
-/// resolution or dynload's replacements (an undefined entry with value 0
-/// stands for 0).
+/// The address `def`'s symbol `sym` stands for, before IFUNC resolution or
+/// dynload's replacements: its value relocated unless it is absolute, as
+/// glibc's SYMBOL_ADDRESS (so an undefined entry bound inside its own
+/// object, symbol 0 or a hidden reference, stands for the object's base
+/// plus its value).
 #[inline(always)]
 fn plain_value(def: &Object, sym: &Sym) -> usize {
-    if sym.is_undefined() && sym.value() == 0 {
-        0
-    } else {
-        def.view.symbols.address(sym)
-    }
+    def.view.symbols.address(sym)
 }
 
 /// Is `addr` inside an executable PT_LOAD of `obj`?
