@@ -22,8 +22,12 @@ use std::time::{Duration, Instant};
 mod cases;
 #[path = "common/dl.rs"]
 mod dl;
+#[path = "common/gnu_table.rs"]
+mod gnu_table;
 #[path = "common/lazy_floor.rs"]
 mod lazy_floor;
+#[path = "common/open_close_floor.rs"]
+mod open_close_floor;
 #[path = "common/replay.rs"]
 mod replay;
 #[path = "common/system_calls.rs"]
@@ -32,6 +36,7 @@ use cases::{Case, Routine, Setup};
 use dl::{Dynload, Glibc};
 use dynload_bench::Loader;
 use lazy_floor::LazyFloor;
+use open_close_floor::OpenCloseFloor;
 use replay::Replay;
 use system_calls::SystemCallsAlone;
 
@@ -67,20 +72,55 @@ impl Paired {
     /// Reported as `dynload_ns`, with `"dynload": "system calls alone"`.
     fn open_close_system_calls(&mut self) {
         const GROUP: &str = "open_close_tiny_system_calls_alone";
-        if !self.chosen(GROUP) {
-            return;
+        if self.chosen(GROUP) {
+            let path = self.dynload.fx.c_path("tiny");
+            let alone = SystemCallsAlone::new(&path);
+            let map = || alone.map();
+            self.pair_tiny_replay(
+                GROUP,
+                &path,
+                map,
+                |base| alone.unmap(base),
+                "system calls alone",
+            );
         }
-        let path = self.dynload.fx.c_path("tiny");
-        let alone = SystemCallsAlone::new(&path);
+    }
+
+    /// glibc's open+close of `tiny` against the least any loader could
+    /// take for it (see `open_close_floor.rs`): dynload's system calls and
+    /// faults, and between them the headers read, the relocations applied
+    /// and the initializers and finalizers run, with no records and no
+    /// checks. Reported as `dynload_ns`, with `"dynload": "floor"`.
+    fn open_close_floor(&mut self) {
+        const GROUP: &str = "open_close_tiny_floor";
+        if self.chosen(GROUP) {
+            let path = self.dynload.fx.c_path("tiny");
+            let floor = OpenCloseFloor::new(&path);
+            let map = || floor.map();
+            self.pair_tiny_replay(GROUP, &path, map, |base| floor.unmap(base), "floor");
+        }
+    }
+
+    /// Pair glibc's open+close of `tiny` (at `path`) with a replay of
+    /// dynload's cycle of it, once the replay is checked against dynload's
+    /// (see `replay.rs`); `label` names the replay in the case's line.
+    fn pair_tiny_replay(
+        &self,
+        group: &str,
+        path: &std::ffi::CStr,
+        map: impl Fn() -> *mut u8,
+        unmap: impl Fn(*mut u8),
+        label: &str,
+    ) {
         let glibc = cases::OpenCloseTiny::prepare::<Glibc>(&self.glibc);
-        let replay = Replay {
-            path: &path,
-            map: &|| alone.map(),
-            unmap: &|base| alone.unmap(base),
-        };
-        replay.check(libc::RTLD_NOW);
-        let calls = Routine::timed(move || alone.unmap(alone.map()));
-        self.pair(GROUP, glibc, calls, ", \"dynload\": \"system calls alone\"");
+        Replay {
+            path,
+            map: &map,
+            unmap: &unmap,
+        }
+        .check(libc::RTLD_NOW);
+        let cycles = Routine::timed(move || unmap(map()));
+        self.pair(group, glibc, cycles, &format!(", \"dynload\": \"{label}\""));
     }
 
     /// glibc's `RTLD_LAZY` open+close of `reloc` against the least any
@@ -177,5 +217,6 @@ fn main() {
     };
     each_case!(paired.run);
     paired.open_close_system_calls();
+    paired.open_close_floor();
     paired.relocations_lazy_floor();
 }

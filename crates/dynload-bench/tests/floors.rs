@@ -1,5 +1,5 @@
 //! The paired bench's floors replay dynload's cycles: `system_calls.rs`
-//! for `tiny`, `lazy_floor.rs` for `reloc` opened `RTLD_LAZY` (which also
+//! and `open_close_floor.rs` for `tiny`, `lazy_floor.rs` for `reloc` opened `RTLD_LAZY` (which also
 //! binds every one of its R_X86_64_64 entries, checked when it is made).
 //! Each must map its object as dynload does and take as many page faults,
 //! or what the bench reports beside glibc's cycle is not dynload's floor.
@@ -14,8 +14,12 @@ mod cases;
 #[allow(dead_code)]
 #[path = "../benches/common/dl.rs"]
 mod dl;
+#[path = "../benches/common/gnu_table.rs"]
+mod gnu_table;
 #[path = "../benches/common/lazy_floor.rs"]
 mod lazy_floor;
+#[path = "../benches/common/open_close_floor.rs"]
+mod open_close_floor;
 #[path = "../benches/common/replay.rs"]
 mod replay;
 #[path = "../benches/common/system_calls.rs"]
@@ -23,6 +27,7 @@ mod system_calls;
 
 use dynload_bench::{Fixtures, Loader};
 use lazy_floor::LazyFloor;
+use open_close_floor::OpenCloseFloor;
 use replay::Replay;
 use system_calls::SystemCallsAlone;
 
@@ -35,6 +40,14 @@ fn the_floors_map_as_dynload_does_and_take_as_many_faults() {
         path: &tiny,
         map: &|| alone.map(),
         unmap: &|base| alone.unmap(base),
+    }
+    .check(libc::RTLD_NOW);
+
+    let floor = OpenCloseFloor::new(&tiny);
+    Replay {
+        path: &tiny,
+        map: &|| floor.map(),
+        unmap: &|base| floor.unmap(base),
     }
     .check(libc::RTLD_NOW);
 
