@@ -476,13 +476,14 @@ pub(crate) fn summary() -> Option<String> {
         s.lookups_cached,
         s.fast_lane,
         s.relative_relocations,
-        if s.relro_copied > 0 {
-            format!("{} KiB of RELRO copied into huge pages; ", s.relro_copied / 1024)
+        if s.relro_populated > 0 {
+            format!("{} KiB of RELRO copied before relocation; ", s.relro_populated / 1024)
         } else {
             String::new()
         },
         match crate::two_cores::splits() {
             0 => String::new(),
+            1 => "1 piece of work shared with a helper thread; ".to_owned(),
             n => format!("{n} pieces of work shared with a helper thread; "),
         },
         s.nanos as f64 / 1e6

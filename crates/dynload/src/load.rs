@@ -43,13 +43,6 @@ struct Tx {
     /// Past the point from which nothing fails (constructors may have run):
     /// no rollback any more.
     committed: bool,
-    /// The files of new objects whose PT_GNU_RELRO may go to huge pages,
-    /// kept open until the object is relocated: the copy is made then, so
-    /// that a load that fails or starts over before relocation (a
-    /// dependency missing, a C-runtime library glibc must load first)
-    /// does not copy megabytes for nothing.
-    /// (With the name the object was asked for, which errors use.)
-    relro_files: Vec<(ObjId, std::fs::File, Vec<u8>)>,
 }
 
 /// What a dlopen may change on an object that was already loaded.
@@ -173,7 +166,7 @@ fn open_locked(
         }
         Stage1::Continue(id) => id,
     };
-    let relocated = relocate_all(guard, root, mode, &mut tx.relro_files);
+    let relocated = relocate_all(guard, root, mode);
     // (Not `?`: an early return here would skip the rollback below.)
     if let Ok(mut reg) = registry_mut(guard) {
         reg.drop_one_off_filter();
@@ -247,42 +240,6 @@ fn note_opened(reg: &Registry, id: ObjId) {
         o.display_name(),
         o.direct_opencount
     );
-}
-
-/// `map::copy_relro_into_huge_pages` for object `id`, read from `file`,
-/// just before its relocation; errors name it as it was `asked` for, as
-/// `map::map`'s do.
-fn copy_relro(
-    guard: &registry::Guard,
-    id: ObjId,
-    file: &std::fs::File,
-    asked: &[u8],
-) -> Result<(), Error> {
-    let mut reg = registry_mut(guard)?;
-    let o = reg.obj(id);
-    let Kind::Ours(m) = &o.kind else {
-        return Ok(());
-    };
-    // (A copy: `phdr` may point into the mapped image, whose pages are
-    // about to be replaced.)
-    // SAFETY: `phdr` and `phnum` describe the object's program headers,
-    // which stay mapped (or allocated) while its record lives.
-    let phdrs = unsafe { std::slice::from_raw_parts(o.phdr, o.phnum) }.to_vec();
-    let view = &o.view;
-    // SAFETY: called just before the object's relocation (`relocate_all`
-    // relocates each new object once, and constructors run after all are
-    // relocated; an IFUNC resolver of an object not yet relocated is
-    // refused, so none of its code has run); its views and other objects'
-    // relocated words hold addresses into its pages, not references, and
-    // the bytes at them stay the same.
-    let copied = unsafe {
-        map::copy_relro_into_huge_pages(m, &phdrs, file, |lo, hi| {
-            crate::relocate::relative_dense(&view.image, &view.dyn_info, lo, hi)
-        })
-    }
-    .map_err(|_| map::map_failed(Shown(asked)))?;
-    reg.stats.relro_copied += copied as u64;
-    Ok(())
 }
 
 /// Run the constructors of `order` that have not run, without holding the
@@ -459,7 +416,6 @@ fn rollback(reg: &mut Registry, tx: &mut Tx) {
         drop(obj);
     }
     tx.new_objects.clear();
-    tx.relro_files.clear();
 }
 
 /// glibc's `_dl_map_object_deps`: breadth-first over DT_NEEDED, mapping
@@ -708,7 +664,6 @@ fn map_new_object(
             t.align as usize,
         ));
     }
-    let keep_file = matches!(&obj.kind, Kind::Ours(m) if map::relro_may_go_to_huge_pages(m));
     let id = reg.insert(obj);
     tx.new_objects.push(id);
     if debug::enabled(debug::FILES) {
@@ -723,9 +678,6 @@ fn map_new_object(
             o.phdr as usize,
             o.phnum
         );
-    }
-    if keep_file {
-        tx.relro_files.push((id, opened.file, name.to_vec()));
     }
     Ok(Some(id))
 }
@@ -1031,12 +983,7 @@ fn close_text(guard: &registry::Guard, id: ObjId, ranges: &[(usize, usize)]) -> 
 
 /// Relocate every object of the new search list that needs it, from the
 /// end of the initialisation list (dependencies first).
-fn relocate_all(
-    guard: &registry::Guard,
-    root: ObjId,
-    mode: c_int,
-    relro_files: &mut Vec<(ObjId, std::fs::File, Vec<u8>)>,
-) -> Result<(), Error> {
+fn relocate_all(guard: &registry::Guard, root: ObjId, mode: c_int) -> Result<(), Error> {
     let order: Vec<ObjId> = {
         let reg = registry(guard)?;
         reg.obj(root)
@@ -1052,11 +999,8 @@ fn relocate_all(
     // DF_1_NOW), as in glibc.
     let lazy_mode = mode & RTLD_LAZY != 0 && !crate::process::settings().bind_now;
     for id in order {
-        if let Some(i) = relro_files.iter().position(|(o, _, _)| *o == id) {
-            let (_, file, asked) = relro_files.swap_remove(i);
-            copy_relro(guard, id, &file, &asked)?;
-        }
         let text = open_text(guard, id)?;
+        let mut populated = 0;
         let outcome = {
             let reg = registry(guard)?;
             let o = reg.obj(id);
@@ -1065,6 +1009,14 @@ fn relocate_all(
                 if !m.populated {
                     map::populate_slots(&o.view.image, relocate::plt_slots(&o.view));
                 }
+                // SAFETY: `phdr` and `phnum` describe the object's program
+                // headers, which stay mapped (or allocated) while its
+                // record lives.
+                let phdrs = unsafe { std::slice::from_raw_parts(o.phdr, o.phnum) };
+                let view = &o.view;
+                populated = map::populate_big_relro(m, phdrs, |lo, hi| {
+                    relocate::relative_dense(&view.image, &view.dyn_info, lo, hi)
+                });
             }
             let lazy = lazy_mode && !o.view.dyn_info.wants_bind_now();
             relocate::relocate(&reg, id, lazy)
@@ -1079,6 +1031,7 @@ fn relocate_all(
         }
         reg.stats.relocations += outcome.relocations;
         reg.stats.relative_relocations += outcome.relative;
+        reg.stats.relro_populated += populated as u64;
         reg.stats.lookups_cached += outcome.cached;
         reg.stats.fast_lane += outcome.in_lane;
         reg.count_filtered_lookups(outcome.filtered_lookups);

@@ -423,9 +423,7 @@ fn map_for(o: &Opened, name: impl Into<String> + Copy, purpose: Purpose) -> Resu
         // page), the others replace their parts of it or keep them (below),
         // and what lies between segments is made inaccessible.
         let reserved = if align > PAGE_SIZE {
-            Some(reserve(span, align, 0).map_err(|_| map_failed(name))?)
-        } else if let Some(skew) = relro_huge_page_skew(purpose, first, relro) {
-            Some(reserve(span, HUGE_PAGE, skew).map_err(|_| map_failed(name))?)
+            Some(reserve(span, align).map_err(|_| map_failed(name))?)
         } else {
             None
         };
@@ -442,10 +440,7 @@ fn map_for(o: &Opened, name: impl Into<String> + Copy, purpose: Purpose) -> Resu
         let mapping = reserved.unwrap_or_else(|| Mapping { start, len: span });
         (mapping, true)
     } else {
-        (
-            reserve(span, align, 0).map_err(|_| map_failed(name))?,
-            false,
-        )
+        (reserve(span, align).map_err(|_| map_failed(name))?, false)
     };
     let base = mapping.start.wrapping_sub(first.mapstart);
     let mut populated = false;
@@ -496,10 +491,10 @@ fn map_for(o: &Opened, name: impl Into<String> + Copy, purpose: Purpose) -> Resu
 /// mapped by the same read, paid the same. (The 4,000-relocation fixture's
 /// `RTLD_LAZY` cycle: 2 TLB flushes instead of 10, by the `tlb:tlb_flush`
 /// tracepoint, and 37.3 µs of system time instead of 47.5, medians of 12
-/// interleaved runs.) Not for RELRO that may go to huge pages, copied
-/// otherwise (see [`copy_relro_into_huge_pages`]).
+/// interleaved runs.) Not for a big RELRO, populated at relocation (see
+/// [`populate_big_relro`]).
 fn populate_relro(base: usize, loads: &[Load], relro: Option<(u64, u64)>) {
-    if relro_is_huge_page_sized(relro) {
+    if relro_is_big(relro) {
         return;
     }
     let Some((vaddr, memsz)) = relro.filter(|&(_, memsz)| memsz > 0) else {
@@ -541,11 +536,10 @@ unsafe fn populate_write(start: usize, end: usize) {
     };
 }
 
-/// Reserve `span` bytes, PROT_NONE, starting `skew` bytes before a
-/// multiple of `align` (a power of two; `skew` is page-aligned): gaps
-/// between segments stay inaccessible, and nothing else can be mapped in
-/// between.
-fn reserve(span: usize, align: usize, skew: usize) -> Result<Mapping, rustix::io::Errno> {
+/// Reserve `span` bytes, PROT_NONE, starting at a multiple of `align` (a
+/// power of two): gaps between segments stay inaccessible, and nothing
+/// else can be mapped in between.
+fn reserve(span: usize, align: usize) -> Result<Mapping, rustix::io::Errno> {
     let reserve = span + (align - PAGE_SIZE);
     // SAFETY: a fresh anonymous mapping at an address the kernel chooses.
     let raw = unsafe {
@@ -556,8 +550,7 @@ fn reserve(span: usize, align: usize, skew: usize) -> Result<Mapping, rustix::io
             MapFlags::PRIVATE | MapFlags::NORESERVE,
         )
     }? as usize;
-    let skew = skew & (align - 1);
-    let aligned = ((raw + skew + align - 1) & !(align - 1)) - skew;
+    let aligned = (raw + align - 1) & !(align - 1);
     // SAFETY: trimming the parts of our own reservation outside the
     // aligned span; nothing refers to them.
     unsafe {
@@ -616,7 +609,7 @@ enum Pages {
 /// start of `.bss` in one page. Its load then takes two faults instead of
 /// five, and the open+close benchmark's ratio went from 1.02 to 0.91.)
 fn written_whole(l: &Load, relro: Option<(u64, u64)>) -> bool {
-    let Some((vaddr, memsz)) = relro.filter(|&(_, memsz)| memsz < HUGE_PAGE as u64) else {
+    let Some((vaddr, memsz)) = relro.filter(|_| !relro_is_big(relro)) else {
         return false;
     };
     let Some(end) = vaddr.checked_add(memsz).and_then(|e| page_up(e as usize)) else {
@@ -717,133 +710,121 @@ fn map_segment(o: &Opened, base: usize, l: &Load, pages: Pages, populate: bool) 
     Ok(())
 }
 
-/// The size of a transparent huge page (a PMD) on x86_64.
-const HUGE_PAGE: usize = 2 << 20;
+/// PT_GNU_RELRO this big or bigger is populated just before its object is
+/// relocated ([`populate_big_relro`]), not when it is mapped
+/// ([`populate_relro`]).
+const BIG_RELRO: usize = 2 << 20;
 
-/// For an object whose PT_GNU_RELRO may hold whole huge pages, and which
-/// asks for no alignment beyond a page: how far before a 2 MiB boundary
-/// its mapping should start so that RELRO's first page lies on one (see
-/// [`copy_relro_into_huge_pages`]); for libLLVM-15, 4 huge pages of its
-/// 8.1 MiB instead of 3. The address is still the kernel's choice (a
-/// reservation 2 MiB less a page larger, trimmed); only its offset within
-/// 2 MiB is chosen. (The code lost no huge pages by it on the machines
-/// measured: glibc's mapping of libLLVM-15's code, 2 MiB-aligned, had none
-/// either, `FilePmdMapped: 0` in `/proc/self/smaps`, kernel 6.18.)
-fn relro_huge_page_skew(
-    purpose: Purpose,
-    first: &Load,
-    relro: Option<(u64, u64)>,
-) -> Option<usize> {
-    let (vaddr, memsz) = relro?;
-    if purpose != Purpose::Load || memsz < HUGE_PAGE as u64 {
-        return None;
-    }
-    let from_start = page_down(vaddr as usize).checked_sub(first.mapstart)?;
-    Some(from_start % HUGE_PAGE)
+/// Is PT_GNU_RELRO (vaddr, memsz) big enough to be populated at relocation
+/// rather than when mapped?
+fn relro_is_big(relro: Option<(u64, u64)>) -> bool {
+    relro.is_some_and(|(_, memsz)| memsz >= BIG_RELRO as u64)
 }
 
-/// Give the 2 MiB-aligned stretches of PT_GNU_RELRO that lie inside a
-/// writable segment's file data, and in which `dense` finds at least as
-/// many RELATIVE relocations as pages, anonymous memory that may use
-/// transparent huge pages, and read the file's bytes into it.
+/// Have the kernel make the private copies of a big PT_GNU_RELRO's pages
+/// (see [`BIG_RELRO`]) just before the object is relocated, each stretch
+/// of 2 MiB in which `dense` finds at least as many RELATIVE relocations
+/// as pages, with `madvise(MADV_POPULATE_WRITE)` for each run of such
+/// stretches, on both cores when the run is long ([`populate_on_two_cores`]),
+/// instead of one write fault a page. Where relocations are sparse, the
+/// pages are left to their first write, so that those no relocation
+/// writes stay the file's, shared, as under glibc.
 ///
-/// Why: each first write to a page of a private file mapping costs a
-/// copy-on-write fault, under both loaders. For libLLVM-15's 8 MiB of
-/// `.data.rel.ro` that was 2,048 of its load's 3,336 faults; one huge-page
-/// fault and one `pread` per 2 MiB do the same work in a fifth of the time
-/// (a C program: 6.5 ms against 1.4 ms for 8.4 MiB, on the AMD machine),
-/// and the load went from 1.00 of glibc's time to 0.83 (30 interleaved
-/// runs). Only where relocations are dense, because those pages would be
-/// private copies anyway: a page no relocation writes would have stayed
-/// the file's, shared (libLLVM-15 has 5 such pages among the 2,048, 20
-/// KiB). What differs from glibc, visibly, is that `/proc/self/maps` shows
-/// these stretches as anonymous memory.
+/// Why at relocation: a load that fails, or starts over because glibc
+/// must first load a C-runtime library (libLLVM-15's libm, in a program
+/// without it), would copy megabytes for nothing when mapping. Why not
+/// anonymous huge pages filled with `pread`, as dynload did before: in
+/// back-to-back loads of libLLVM-15 that was no faster than this (0.796
+/// and 0.772 of glibc's time against 0.781 and 0.770, two series of 41
+/// interleaved fresh processes each),
+/// but the kernel zeroes each fresh huge page, and on a virtual machine
+/// that hands free 2 MiB blocks back to its host (free page reporting) a
+/// block the host must back again made that zeroing slow: some loads took
+/// twice as long, and series of loads 1.5 s apart took 0.75 to 1.47 of
+/// glibc's time, against 0.80 to 0.84 for small pages, which are copied
+/// from the page cache and never zeroed (docs/performance.md).
 ///
 /// `phdrs` are the object's program headers (`mapped.phdrs` may be empty
-/// once the object is built). Returns the bytes copied.
-///
-/// # Safety
-/// The object must not be relocated yet, none of its code run, and no
-/// Rust reference into its RELRO alive: the pages are replaced, by the
-/// same bytes.
-pub(crate) unsafe fn copy_relro_into_huge_pages(
+/// once the object is built). Returns the bytes populated.
+pub(crate) fn populate_big_relro(
     mapped: &Mapped,
     phdrs: &[Phdr],
-    file: &std::fs::File,
     dense: impl Fn(u64, u64) -> bool,
-) -> Result<usize, i32> {
-    if !relro_may_go_to_huge_pages(mapped) {
-        return Ok(0);
-    }
-    let Some((vaddr, memsz)) = mapped.relro else {
-        return Ok(0);
+) -> usize {
+    let Some((vaddr, memsz)) = mapped.relro.filter(|_| relro_is_big(mapped.relro)) else {
+        return 0;
     };
-    // Chunks are aligned in memory; the rest is reckoned in the file's
-    // addresses.
-    let base = mapped.base;
-    let relro_end = vaddr.saturating_add(memsz) as usize;
-    let Some(first) = base
-        .wrapping_add(page_down(vaddr as usize))
-        .checked_next_multiple_of(HUGE_PAGE)
-        .map(|a| a.wrapping_sub(base))
-    else {
-        return Ok(0);
-    };
-    // The writable segment whose file data holds the first 2 MiB boundary
-    // of RELRO.
+    let lo = page_down(vaddr as usize);
+    // The writable segment that holds RELRO's first page: its pages, up to
+    // the last the file backs.
     let segment = phdrs.iter().find(|p| {
         let (start, filesz) = (p.p_vaddr.get(LE) as usize, p.p_filesz.get(LE) as usize);
         p.p_type.get(LE) == elf::PT_LOAD
             && p.p_flags.get(LE) & elf::PF_W != 0
-            && page_down(start) <= first
-            && first < start.saturating_add(filesz)
+            && page_down(start) <= lo
+            && lo < start.saturating_add(filesz)
     });
     let Some(p) = segment else {
-        return Ok(0);
+        return 0;
     };
     let data_end = (p.p_vaddr.get(LE) as usize).saturating_add(p.p_filesz.get(LE) as usize);
-    let end = (base.wrapping_add(relro_end.min(data_end)) & !(HUGE_PAGE - 1)).wrapping_sub(base);
-    // The file offset of the segment's first page (`plan` checked that
-    // address and offset agree modulo the page size).
-    let (page, page_offset) = (
-        page_down(p.p_vaddr.get(LE) as usize),
-        page_down(p.p_offset.get(LE) as usize) as u64,
-    );
-    let is_dense = |chunk: usize| dense(chunk as u64, (chunk + HUGE_PAGE) as u64);
-    let mut copied = 0;
-    let mut chunk = first;
-    while chunk < end {
-        if !is_dense(chunk) {
-            chunk += HUGE_PAGE;
+    let Some(end) = page_up((vaddr.saturating_add(memsz) as usize).min(data_end)) else {
+        return 0;
+    };
+    let base = mapped.base;
+    if base.wrapping_add(lo) < mapped.mapping.start()
+        || base.wrapping_add(end) > mapped.mapping.end()
+    {
+        // (Not reached: `plan` checked that segments lie in the span.)
+        return 0;
+    }
+    let stretch_end = |from: usize| (from + BIG_RELRO).min(end);
+    let is_dense = |from: usize| dense(from as u64, stretch_end(from) as u64);
+    let mut populated = 0;
+    let mut from = lo;
+    while from < end {
+        if !is_dense(from) {
+            from = stretch_end(from);
             continue;
         }
-        // A run of consecutive chunks that qualify, copied together.
-        let mut run_end = chunk + HUGE_PAGE;
-        while run_end < end && is_dense(run_end) {
-            run_end += HUGE_PAGE;
+        // A run of consecutive stretches that qualify, populated together.
+        let mut to = stretch_end(from);
+        while to < end && is_dense(to) {
+            to = stretch_end(to);
         }
-        let (start, len) = (base + chunk, run_end - chunk);
-        if start < mapped.mapping.start() || start + len > mapped.mapping.end() {
-            // (Not reached: the chunks lie in a segment's file data, which
-            // `plan` checked lies in the span.)
-            return Err(libc::EINVAL);
-        }
-        // SAFETY: the range is inside this object's own mapping (checked
-        // just above), in a writable segment's file data; the object is not
-        // relocated yet, and nothing refers into its RELRO (this function's
-        // contract).
-        unsafe { copy_into_huge_pages(file, start, len, page_offset + (chunk - page) as u64)? };
-        copied += len;
-        // (`run_end`, if not the end, was found not dense.)
-        chunk = run_end + HUGE_PAGE;
+        // SAFETY: whole pages of a writable segment's file data in this
+        // object's own mapping (checked above), not yet relocated or
+        // protected; populating them changes no byte of them.
+        unsafe { populate_on_two_cores(base + from, base + to) };
+        populated += to - from;
+        from = to;
     }
-    Ok(copied)
+    populated
+}
+
+/// [`populate_write`] of `[start, end)`, split in two halves, one of them
+/// on a helper thread (see `two_cores`) when it is two stretches or more.
+///
+/// # Safety
+/// As for [`populate_write`].
+unsafe fn populate_on_two_cores(start: usize, end: usize) {
+    if end - start < 2 * BIG_RELRO {
+        // SAFETY: the caller's.
+        return unsafe { populate_write(start, end) };
+    }
+    let half = start + (end - start) / 2 / PAGE_SIZE * PAGE_SIZE;
+    crate::two_cores::join(
+        // SAFETY: the caller's, for each half.
+        || unsafe { populate_write(half, end) },
+        || unsafe { populate_write(start, half) },
+    );
 }
 
 /// Have the kernel make the private copies of the PLT slots' pages at
 /// `[slots.0, slots.1)` (each slot is written, bound or rebased) in one
 /// call instead of one write fault a page, just before relocation (RELRO's
-/// were copied when the object was mapped, see [`populate_relro`]). No
+/// were copied when the object was mapped, see [`populate_relro`], or, if
+/// big, just before, see [`populate_big_relro`]). No
 /// other page is copied: `.data` that no relocation touches stays the
 /// file's, as under glibc. A stretch of one page is left to its fault,
 /// which costs about what the call does. For an object whose writable
@@ -866,87 +847,6 @@ pub(crate) fn populate_slots(image: &Image, slots: Option<(usize, usize)>) {
         // relocated.
         unsafe { populate_write(lo, hi) };
     }
-}
-
-/// Is PT_GNU_RELRO big enough for [`copy_relro_into_huge_pages`] to have
-/// anything to look at? (Loads keep the file open until relocation for
-/// those objects alone.)
-pub(crate) fn relro_may_go_to_huge_pages(mapped: &Mapped) -> bool {
-    relro_is_huge_page_sized(mapped.relro)
-}
-
-/// [`relro_may_go_to_huge_pages`] for PT_GNU_RELRO's (vaddr, memsz), before
-/// there is a [`Mapped`].
-fn relro_is_huge_page_sized(relro: Option<(u64, u64)>) -> bool {
-    relro.is_some_and(|(_, memsz)| memsz >= HUGE_PAGE as u64)
-}
-
-/// Replace `len` bytes at `start` (read-write pages of a segment, 2 MiB
-/// aligned) with anonymous memory, ask for huge pages, and read the file's
-/// bytes from `offset` into it.
-///
-/// # Safety
-/// `start..start + len` must lie in pages this loader mapped for an object
-/// not yet relocated, with no Rust reference into them alive; what they
-/// held is replaced (by the same bytes, if `offset` is where they came
-/// from).
-unsafe fn copy_into_huge_pages(
-    file: &std::fs::File,
-    start: usize,
-    len: usize,
-    offset: u64,
-) -> Result<(), i32> {
-    if let Some(errno) = crate::fault::injected(crate::fault::Syscall::Mmap) {
-        return Err(errno);
-    }
-    let err = |e: rustix::io::Errno| e.raw_os_error();
-    // SAFETY: per the contract, our own pages, no reference into them
-    // alive. (What was read from them already, the dynamic section's
-    // values, was copied out; the bytes put back are the same.)
-    unsafe {
-        rustix::mm::mmap_anonymous(
-            start as *mut _,
-            len,
-            ProtFlags::READ | ProtFlags::WRITE,
-            MapFlags::PRIVATE | MapFlags::FIXED,
-        )
-        .map_err(err)?;
-        // Only a hint: without huge pages the copy below works the same.
-        let _ = rustix::mm::madvise(start as *mut _, len, rustix::mm::Advice::LinuxHugepage);
-    }
-    // SAFETY: the anonymous pages just mapped, writable, ours alone.
-    let dest = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, len) };
-    if len < 2 * HUGE_PAGE {
-        return read_fully(file, dest, offset);
-    }
-    // Most of a copy's time is the kernel zeroing each fresh huge page as
-    // the read first touches it, then the copy itself: work for two cores
-    // (see `two_cores`), split on a huge-page boundary.
-    let half = len / HUGE_PAGE / 2 * HUGE_PAGE;
-    let (low, high) = dest.split_at_mut(half);
-    let (high, low) = crate::two_cores::join(
-        || read_fully(file, high, offset + half as u64),
-        || read_fully(file, low, offset),
-    );
-    low.and(high)
-}
-
-/// Fill `dest` with the file's bytes from `offset` on.
-fn read_fully(file: &std::fs::File, dest: &mut [u8], mut offset: u64) -> Result<(), i32> {
-    let mut done = 0;
-    while done < dest.len() {
-        match rustix::io::pread(file, &mut dest[done..], offset) {
-            // (`plan` checked that the segment lies inside the file.)
-            Ok(0) => return Err(libc::EIO),
-            Ok(n) => {
-                done += n;
-                offset += n as u64;
-            }
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.raw_os_error()),
-        }
-    }
-    Ok(())
 }
 
 fn mprotect_flags(p: ProtFlags) -> MprotectFlags {

@@ -26,9 +26,9 @@ pub(crate) struct Stats {
     pub lookups_cached: u64,
     /// Relocations bound in the relocation pass's fast lane.
     pub fast_lane: u64,
-    /// Bytes of PT_GNU_RELRO copied into huge pages
-    /// (`map::copy_relro_into_huge_pages`).
-    pub relro_copied: u64,
+    /// Bytes of big PT_GNU_RELRO populated just before relocation
+    /// (`map::populate_big_relro`).
+    pub relro_populated: u64,
     pub nanos: u64,
 }
 

@@ -1260,10 +1260,9 @@ pub(crate) fn plt_slots(view: &crate::host::View) -> Option<(usize, usize)> {
 /// DT_RELACOUNT entries of DT_RELA, which link editors sort by address
 /// (`-z combreloc`, the default), counted with two binary searches.
 /// (Checking each page instead meant reading all of libLLVM-15's 8.7 MB
-/// of entries early: 1.7 ms, more than the huge pages saved, measured
-/// when the copy was made at mapping time, not since.) Unsorted
-/// entries only make the answer wrong, never unsafe. Used by
-/// [`crate::map::copy_relro_into_huge_pages`].
+/// of entries early: 1.7 ms, measured when RELRO was copied at mapping
+/// time.) Unsorted entries only make the answer wrong, never unsafe. Used
+/// by [`crate::map::populate_big_relro`].
 pub(crate) fn relative_dense(
     image: &Image,
     d: &crate::elf::dynamic::DynInfo,

@@ -414,78 +414,15 @@ fn failed_system_calls_leave_nothing_behind() {
     }
 }
 
-/// The copy of a big RELRO into huge pages is made when the object is
-/// about to be relocated, after its dependency was: an `mmap` failing
-/// there (one failure point more than the same chain whose RELRO stays
-/// the file's) rolls the whole load back, relocated dependency included.
-#[test]
-fn a_failed_relro_copy_at_relocation_leaves_nothing_behind() {
-    if !in_child() {
-        let big = |name: &str, every: &str| {
-            Lib::src(name, "big_relro.c")
-                .flag("{src}/big_relro_table.S")
-                .flag("-Wl,-z,nopack-relative-relocs")
-                .define("POINTER_EVERY", every)
-                .define("DENSE_FROM", "0")
-                .dep("leaf")
-        };
-        Set::build(
-            "sec-relro-copy",
-            &[
-                Lib::node("leaf", 3),
-                big("dense", "256"),
-                big("sparse", "8192"),
-            ],
-        );
-        let out = testkit::rerun_in_child(
-            "a_failed_relro_copy_at_relocation_leaves_nothing_behind",
-            None,
-            &[(CHILD, "1")],
-        );
-        let points = |build: &str| -> u32 {
-            let line = out
-                .lines()
-                .find_map(|l| l.split_once(&format!("{build}: ")).map(|(_, rest)| rest))
-                .unwrap_or_else(|| panic!("no {build} line in:\n{out}"));
-            line.split(' ').next().unwrap().parse().unwrap()
-        };
-        assert_eq!(points("dense"), points("sparse") + 1, "{out}");
-        return;
-    }
-    let set = testkit::Set {
-        dir: testkit::out_root().join("sec-relro-copy"),
-        prefix: "sec_relro_copy".into(),
-    };
-    for build in ["dense", "sparse"] {
-        let segment = "failed to map segment from shared object";
-        let failures = fail_each_call(
-            Syscall::Mmap,
-            libc::ENOMEM,
-            &set.path(build),
-            &set.dir,
-            &[segment],
-            |lib| {
-                // SAFETY: the fixture's function, `long (void)`.
-                let f = unsafe { lib.get::<unsafe extern "C" fn() -> i64>("big_relro_mismatches") }
-                    .unwrap();
-                assert_eq!(unsafe { f() }, 0, "{build}");
-                lib.close().unwrap();
-            },
-        );
-        println!("{build}: {failures} failure points");
-        assert!(mapped_under(&set.dir).is_empty());
-    }
-}
-
 /// The longest runs of RELATIVE relocations and the biggest RELRO copies
 /// are split over two threads. The fixture has 655,360 RELATIVE entries,
-/// one for every word of its 5 MiB table, and two whole 2 MiB stretches of
-/// RELRO to copy: both pieces of work run on two threads, and the table
-/// comes out byte for byte as glibc makes it. So it does when no thread can
-/// be started (each start made to fail in turn: that piece runs on one
-/// thread), and when two entries, one in each half, write one word (the
-/// later must win, as in table order): the two halves' last and first
-/// entries, or two entries further apart.
+/// one for every word of its 5 MiB table, and 5 MiB of RELRO to copy: both
+/// pieces of work run on two threads, and the table comes out byte for
+/// byte as glibc makes it. So it does when no thread can be started (each
+/// start made to fail in turn: that piece runs on one thread), and when
+/// two entries, one in each half, write one word (the later must win, as
+/// in table order): the two halves' last and first entries, or two
+/// entries further apart.
 #[test]
 fn big_relocation_runs_and_copies_on_two_threads_give_the_serial_result() {
     use dynload::testing::work_split_over_two_threads as splits;

@@ -124,7 +124,7 @@ impl SystemCallsAlone {
             && (relro_last >= end || bss_page.is_some_and(|p| p == relro_last && p + PAGE >= end));
         assert!(
             relro.4 < 2 << 20,
-            "RELRO that may go to huge pages is copied otherwise"
+            "a big RELRO is populated at relocation, not when mapped"
         );
         let text = middle
             .iter()
