@@ -113,6 +113,14 @@ impl Dynamic {
         d
     }
 
+    /// The relocation tables the section names (`DT_RELA`, `DT_JMPREL`),
+    /// as (address, bytes); an absent one is left out.
+    fn relocation_tables(&self) -> impl Iterator<Item = (usize, usize)> {
+        [self.rela, self.jmprel]
+            .into_iter()
+            .filter(|&(table, size)| table != 0 && size != 0)
+    }
+
     /// The object's hash table.
     ///
     /// # Safety
@@ -237,7 +245,7 @@ impl OpenCloseFloor {
             self.loaded.set(d);
             let own = d.table();
             let syms = d.symtab as *const Sym;
-            for (table, size) in [d.rela, d.jmprel] {
+            for (table, size) in d.relocation_tables() {
                 let entries = std::slice::from_raw_parts(table as *const Rela, size / 24);
                 for r in entries {
                     let target = base.add(r.offset as usize).cast::<usize>();
@@ -310,7 +318,7 @@ impl OpenCloseFloor {
         // SAFETY: the tables `relocate` just read.
         unsafe {
             let syms = d.symtab as *const Sym;
-            for (table, size) in [d.rela, d.jmprel] {
+            for (table, size) in d.relocation_tables() {
                 for r in std::slice::from_raw_parts(table as *const Rela, size / 24) {
                     let kind = r.info as u32;
                     if kind == R_X86_64_RELATIVE {
