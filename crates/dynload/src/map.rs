@@ -734,10 +734,11 @@ fn relro_is_big(relro: Option<(u64, u64)>) -> bool {
 /// must first load a C-runtime library (libLLVM-15's libm, in a program
 /// without it), would copy megabytes for nothing when mapping. Why not
 /// anonymous huge pages filled with `pread`, as dynload did before: in
-/// back-to-back loads of libLLVM-15 that was no faster than this (0.796
-/// and 0.772 of glibc's time against 0.781 and 0.770, two series of 41
-/// interleaved fresh processes each),
-/// but the kernel zeroes each fresh huge page, and on a virtual machine
+/// back-to-back loads of libLLVM-15 that was about as fast as this (0.796
+/// and 0.772 of glibc's time against 0.781 and 0.770 in two series of 41
+/// interleaved fresh processes each, 0.776 and 0.760 against 0.806 and
+/// 0.823 in two of 31), but the kernel zeroes each fresh huge page, and
+/// on a virtual machine
 /// that hands free 2 MiB blocks back to its host (free page reporting) a
 /// block the host must back again made that zeroing slow: some loads took
 /// twice as long, and series of loads 1.5 s apart took 0.75 to 1.47 of
