@@ -1009,14 +1009,16 @@ fn relocate_all(guard: &registry::Guard, root: ObjId, mode: c_int) -> Result<(),
                 if !m.populated {
                     map::populate_slots(&o.view.image, relocate::plt_slots(&o.view));
                 }
-                // SAFETY: `phdr` and `phnum` describe the object's program
-                // headers, which stay mapped (or allocated) while its
-                // record lives.
-                let phdrs = unsafe { std::slice::from_raw_parts(o.phdr, o.phnum) };
-                let view = &o.view;
-                populated = map::populate_big_relro(m, phdrs, |lo, hi| {
-                    relocate::relative_dense(&view.image, &view.dyn_info, lo, hi)
-                });
+                if map::relro_is_big(m.relro) {
+                    // SAFETY: `phdr` and `phnum` describe the object's
+                    // program headers, which stay mapped (or allocated)
+                    // while its record lives.
+                    let phdrs = unsafe { std::slice::from_raw_parts(o.phdr, o.phnum) };
+                    let view = &o.view;
+                    populated = map::populate_big_relro(m, phdrs, |lo, hi| {
+                        relocate::relative_dense(&view.image, &view.dyn_info, lo, hi)
+                    });
+                }
             }
             let lazy = lazy_mode && !o.view.dyn_info.wants_bind_now();
             relocate::relocate(&reg, id, lazy)

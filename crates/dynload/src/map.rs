@@ -609,7 +609,7 @@ enum Pages {
 /// start of `.bss` in one page. Its load then takes two faults instead of
 /// five, and the open+close benchmark's ratio went from 1.02 to 0.91.)
 fn written_whole(l: &Load, relro: Option<(u64, u64)>) -> bool {
-    let Some((vaddr, memsz)) = relro.filter(|_| !relro_is_big(relro)) else {
+    let Some((vaddr, memsz)) = relro.filter(|&(_, memsz)| memsz < BIG_RELRO as u64) else {
         return false;
     };
     let Some(end) = vaddr.checked_add(memsz).and_then(|e| page_up(e as usize)) else {
@@ -717,7 +717,7 @@ const BIG_RELRO: usize = 2 << 20;
 
 /// Is PT_GNU_RELRO (vaddr, memsz) big enough to be populated at relocation
 /// rather than when mapped?
-fn relro_is_big(relro: Option<(u64, u64)>) -> bool {
+pub(crate) fn relro_is_big(relro: Option<(u64, u64)>) -> bool {
     relro.is_some_and(|(_, memsz)| memsz >= BIG_RELRO as u64)
 }
 
@@ -752,7 +752,7 @@ pub(crate) fn populate_big_relro(
     phdrs: &[Phdr],
     dense: impl Fn(u64, u64) -> bool,
 ) -> usize {
-    let Some((vaddr, memsz)) = mapped.relro.filter(|_| relro_is_big(mapped.relro)) else {
+    let Some((vaddr, memsz)) = mapped.relro.filter(|&(_, memsz)| memsz >= BIG_RELRO as u64) else {
         return 0;
     };
     let lo = page_down(vaddr as usize);
