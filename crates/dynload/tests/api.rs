@@ -369,28 +369,6 @@ fn segments_are_laid_out_as_glibc_lays_them_out() {
     }
 }
 
-/// The mappings of this process that overlap `[lo, hi)`, from
-/// `/proc/self/maps`: (start, end, permissions, anonymous).
-fn maps_over(lo: usize, hi: usize) -> Vec<(usize, usize, String, bool)> {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let mut rows = Vec::new();
-    for line in maps.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let Some((a, b)) = fields.first().and_then(|f| f.split_once('-')) else {
-            continue;
-        };
-        let (a, b) = (
-            usize::from_str_radix(a, 16).unwrap(),
-            usize::from_str_radix(b, 16).unwrap(),
-        );
-        if a < hi && lo < b {
-            // (Inode 0: anonymous memory.)
-            rows.push((a, b, fields[1].to_owned(), fields[4] == "0"));
-        }
-    }
-    rows
-}
-
 /// A PT_GNU_RELRO of megabytes is populated just before its object is
 /// relocated, in 2 MiB stretches that hold at least as many RELATIVE
 /// relocations as pages (two pointers a page here); where relocations are
@@ -479,14 +457,24 @@ fn big_relro_is_copied_before_relocation_only_where_relocations_are_dense() {
             |start: usize, bytes: usize| (start & !4095, (start + bytes).next_multiple_of(4096));
         let (lo, hi) = table(start(), bytes());
         let (glibc_lo, glibc_hi) = table(glibc_start(), glibc_bytes());
-        for (who, lo, hi) in [("glibc", glibc_lo, glibc_hi), ("dynload", lo, hi)] {
-            let rows = maps_over(lo, hi);
-            for r in &rows {
-                assert!(
-                    r.2.starts_with("r--") && !r.3,
-                    "{name} under {who}: not the file's read-only pages: {rows:x?}"
-                );
-            }
+        let files = [
+            set.path(&format!("g_{name}")),
+            set.path(&format!("d_{name}")),
+        ];
+        for (who, file, lo, hi) in [
+            ("glibc", &files[0], glibc_lo, glibc_hi),
+            ("dynload", &files[1], lo, hi),
+        ] {
+            // The file's own mappings, read-only, cover the whole table.
+            let rows: Vec<_> = testkit::mappings_of(file)
+                .into_iter()
+                .filter(|r| r.0 < hi && lo < r.1)
+                .collect();
+            let covered: usize = rows.iter().map(|r| r.1.min(hi) - r.0.max(lo)).sum();
+            assert!(
+                covered == hi - lo && rows.iter().all(|r| r.2.starts_with("r--")),
+                "{name} under {who}: not the file's read-only pages: {rows:x?}"
+            );
         }
         // The same pages are private copies (each page's offset in the
         // table, which the two loaders place alike within a page).
