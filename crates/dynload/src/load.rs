@@ -981,6 +981,44 @@ fn close_text(guard: &registry::Guard, id: ObjId, ranges: &[(usize, usize)]) -> 
     map::text_writable(ranges, false, flags_of, &o.display_name())
 }
 
+/// Start the copies of the big RELRO of the first object in `order` that
+/// has one (see `map::copy_big_relro`), so that a helper thread makes them
+/// while this one relocates the objects before it.
+fn start_big_relro_copies(
+    guard: &registry::Guard,
+    order: &[ObjId],
+) -> Result<Option<(ObjId, map::BigRelroCopies)>, Error> {
+    let reg = registry(guard)?;
+    let big = order.iter().find_map(|&id| match &reg.obj(id).kind {
+        Kind::Ours(m) if map::relro_is_big(m.relro) => Some((id, m)),
+        _ => None,
+    });
+    Ok(big.map(|(id, m)| {
+        // SAFETY: `relocate_all` keeps the object mapped while the value
+        // lives (it drops it before returning, and rollback comes after),
+        // and relocates it only once the copies are finished; relocating
+        // other objects writes none of its pages.
+        (id, unsafe { copy_big_relro(reg.obj(id), m) })
+    }))
+}
+
+/// `map::copy_big_relro` for object `o`, mapped as `m`.
+///
+/// # Safety
+/// As for `map::copy_big_relro`.
+unsafe fn copy_big_relro(o: &Object, m: &map::Mapped) -> map::BigRelroCopies {
+    // SAFETY: `phdr` and `phnum` describe the object's program headers,
+    // which stay mapped (or allocated) while its record lives.
+    let phdrs = unsafe { std::slice::from_raw_parts(o.phdr, o.phnum) };
+    let view = &o.view;
+    // SAFETY: the caller's.
+    unsafe {
+        map::copy_big_relro(m, phdrs, &|lo, hi| {
+            relocate::relative_dense(&view.image, &view.dyn_info, lo, hi)
+        })
+    }
+}
+
 /// Relocate every object of the new search list that needs it, from the
 /// end of the initialisation list (dependencies first).
 fn relocate_all(guard: &registry::Guard, root: ObjId, mode: c_int) -> Result<(), Error> {
@@ -998,6 +1036,8 @@ fn relocate_all(guard: &registry::Guard, root: ObjId, mode: c_int) -> Result<(),
     // the object asks to be bound at load (DT_BIND_NOW, DF_BIND_NOW,
     // DF_1_NOW), as in glibc.
     let lazy_mode = mode & RTLD_LAZY != 0 && !crate::process::settings().bind_now;
+    // (Dropped, if a relocation fails, before the caller unmaps anything.)
+    let mut ahead = start_big_relro_copies(guard, &order)?;
     for id in order {
         let text = open_text(guard, id)?;
         let mut populated = 0;
@@ -1010,14 +1050,12 @@ fn relocate_all(guard: &registry::Guard, root: ObjId, mode: c_int) -> Result<(),
                     map::populate_slots(&o.view.image, relocate::plt_slots(&o.view));
                 }
                 if map::relro_is_big(m.relro) {
-                    // SAFETY: `phdr` and `phnum` describe the object's
-                    // program headers, which stay mapped (or allocated)
-                    // while its record lives.
-                    let phdrs = unsafe { std::slice::from_raw_parts(o.phdr, o.phnum) };
-                    let view = &o.view;
-                    populated = map::populate_big_relro(m, phdrs, |lo, hi| {
-                        relocate::relative_dense(&view.image, &view.dyn_info, lo, hi)
-                    });
+                    populated = match ahead.take_if(|(first, _)| *first == id) {
+                        Some((_, copies)) => copies.finish(),
+                        // SAFETY: the object stays mapped, and nothing
+                        // writes it, until its copies are finished here.
+                        None => unsafe { copy_big_relro(o, m) }.finish(),
+                    };
                 }
             }
             let lazy = lazy_mode && !o.view.dyn_info.wants_bind_now();

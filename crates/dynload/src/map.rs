@@ -492,7 +492,7 @@ fn map_for(o: &Opened, name: impl Into<String> + Copy, purpose: Purpose) -> Resu
 /// `RTLD_LAZY` cycle: 2 TLB flushes instead of 10, by the `tlb:tlb_flush`
 /// tracepoint, and 37.3 µs of system time instead of 47.5, medians of 12
 /// interleaved runs.) Not for a big RELRO, populated at relocation (see
-/// [`populate_big_relro`]).
+/// [`copy_big_relro`]).
 fn populate_relro(base: usize, loads: &[Load], relro: Option<(u64, u64)>) {
     if relro_is_big(relro) {
         return;
@@ -710,9 +710,9 @@ fn map_segment(o: &Opened, base: usize, l: &Load, pages: Pages, populate: bool) 
     Ok(())
 }
 
-/// PT_GNU_RELRO this big or bigger is populated just before its object is
-/// relocated ([`populate_big_relro`]), not when it is mapped
-/// ([`populate_relro`]).
+/// PT_GNU_RELRO this big or bigger is copied when its object is about to
+/// be relocated, or while its dependencies are ([`copy_big_relro`]), not
+/// when it is mapped ([`populate_relro`]).
 const BIG_RELRO: usize = 2 << 20;
 
 /// Is PT_GNU_RELRO (vaddr, memsz) big enough to be populated at relocation
@@ -722,38 +722,141 @@ pub(crate) fn relro_is_big(relro: Option<(u64, u64)>) -> bool {
 }
 
 /// Have the kernel make the private copies of a big PT_GNU_RELRO's pages
-/// (see [`BIG_RELRO`]) just before the object is relocated, each stretch
-/// of 2 MiB in which `dense` finds at least as many RELATIVE relocations
-/// as pages, with `madvise(MADV_POPULATE_WRITE)` for each run of such
-/// stretches, on both cores when the run is long ([`populate_on_two_cores`]),
-/// instead of one write fault a page. Where relocations are sparse, the
-/// pages are left to their first write, so that those no relocation
-/// writes stay the file's, shared, as under glibc.
+/// (see [`BIG_RELRO`]) before the object is relocated, each stretch of
+/// 2 MiB in which `dense` finds at least as many RELATIVE relocations as
+/// pages. Where relocations are sparse, the pages are left to their first
+/// write, so that those no relocation writes stay the file's, shared, as
+/// under glibc.
 ///
-/// Why at relocation: a load that fails, or starts over because glibc
+/// When there are two stretches or more, a helper thread starts on them at
+/// once, in chunks (see `two_cores::Ahead`), while this thread relocates
+/// the object's dependencies, and this thread joins in when it reaches the
+/// object ([`BigRelroCopies::finish`]). The helper copies each page by a
+/// fault ([`copy_by_touch`]); this thread, which by then does nothing
+/// else, has the kernel copy each chunk it takes with one
+/// `madvise(MADV_POPULATE_WRITE)`, as it does all the pages of a smaller
+/// RELRO.
+///
+/// Why not when mapping: a load that fails, or starts over because glibc
 /// must first load a C-runtime library (libLLVM-15's libm, in a program
-/// without it), would copy megabytes for nothing when mapping. Why not
-/// anonymous huge pages filled with `pread`, as dynload did before: in
-/// back-to-back loads of libLLVM-15 that was about as fast as this (0.796
+/// without it), would copy megabytes for nothing. Why not anonymous huge
+/// pages filled with `pread`, as dynload did before: in back-to-back loads
+/// of libLLVM-15 that was about as fast as populating at relocation (0.796
 /// and 0.772 of glibc's time against 0.781 and 0.770 in two series of 41
 /// interleaved fresh processes each, 0.776 and 0.760 against 0.806 and
 /// 0.823 in two of 31), but the kernel zeroes each fresh huge page, and
-/// on a virtual machine
-/// that hands free 2 MiB blocks back to its host (free page reporting) a
-/// block the host must back again made that zeroing slow: some loads took
-/// twice as long, and series of loads 1.5 s apart took 0.75 to 1.47 of
-/// glibc's time, against 0.80 to 0.84 for small pages, which are copied
-/// from the page cache and never zeroed (docs/performance.md).
+/// on a virtual machine that hands free 2 MiB blocks back to its host
+/// (free page reporting) a block the host must back again made that
+/// zeroing slow: some loads took twice as long, and series of loads 1.5 s
+/// apart took 0.75 to 1.47 of glibc's time, against 0.80 to 0.84 for small
+/// pages, which are copied from the page cache and never zeroed
+/// (docs/performance.md).
 ///
 /// `phdrs` are the object's program headers (`mapped.phdrs` may be empty
-/// once the object is built). Returns the bytes populated.
-pub(crate) fn populate_big_relro(
+/// once the object is built).
+///
+/// # Safety
+/// The object's pages must stay mapped until the returned value is
+/// finished or dropped, and nothing may write them before it is finished.
+pub(crate) unsafe fn copy_big_relro(
     mapped: &Mapped,
     phdrs: &[Phdr],
-    dense: impl Fn(u64, u64) -> bool,
-) -> usize {
+    dense: &dyn Fn(u64, u64) -> bool,
+) -> BigRelroCopies {
+    let runs = big_relro_runs(mapped, phdrs, dense);
+    let bytes: usize = runs.iter().map(|&(from, to)| to - from).sum();
+    // Each run's chunks, as (start, end) addresses.
+    let chunks: Vec<(usize, usize)> = runs
+        .iter()
+        .flat_map(|&(from, to)| {
+            (from..to)
+                .step_by(RELRO_CHUNK)
+                .map(move |at| (at, (at + RELRO_CHUNK).min(to)))
+        })
+        .collect();
+    // (Fewer than 2^32 chunks: the address space has room for 2^47 bytes.)
+    let count = u32::try_from(chunks.len()).expect("fewer than 2^32 chunks");
+    let threaded = bytes >= 2 * BIG_RELRO;
+    let work: ChunkWork = Box::new(move |i: usize, on_helper: bool| {
+        let (start, end) = chunks[i];
+        // SAFETY: whole pages of a writable segment's file data in this
+        // object's own mapping (checked by `big_relro_runs`), which the
+        // caller keeps mapped, and does not write, until the copies are
+        // done; neither way of copying changes a byte of them.
+        unsafe {
+            if on_helper {
+                copy_by_touch(start, end)
+            } else {
+                populate_write(start, end)
+            }
+        }
+    });
+    let ahead = if threaded {
+        crate::two_cores::Ahead::start(count, work)
+    } else {
+        crate::two_cores::Ahead::here(count, work)
+    };
+    BigRelroCopies { ahead, bytes }
+}
+
+/// The bytes of a big RELRO copied at a time by one thread or the other.
+const RELRO_CHUNK: usize = 256 << 10;
+
+/// Have the kernel make the private copy of each page of `[start, end)` by
+/// writing its first word back to itself with a locked `or` of zero: one
+/// write fault a page, and no byte changes, whatever another thread does
+/// meanwhile.
+///
+/// For the helper, while the loading thread relocates other objects. Why
+/// not `madvise(MADV_POPULATE_WRITE)` there, which saves the faults: it
+/// holds the process's memory map for reading while it works, and the
+/// other thread's `mprotect` calls and faults waited for it. Beside it,
+/// libLLVM-15's dependencies took 2.5 to 5.8 ms to relocate, against 0.9
+/// to 1.3 ms beside these faults (0.85 with no helper); its first load
+/// took 0.784 of glibc's time against 0.685 (31 interleaved fresh
+/// processes each). (Calls of 32 KiB or less slowed the other thread less,
+/// but the kernel's lock makes no promise of it.)
+///
+/// # Safety
+/// Whole pages of this loader's writable private mappings of file data
+/// (a page past the file's end would raise SIGBUS), which stay mapped
+/// while this runs.
+unsafe fn copy_by_touch(start: usize, end: usize) {
+    for page in (start..end).step_by(PAGE_SIZE) {
+        // SAFETY: a writable page (the caller's), whose first word is
+        // aligned; a locked read-modify-write keeps its value.
+        unsafe { core::arch::asm!("lock or qword ptr [{0}], 0", in(reg) page, options(nostack)) };
+    }
+}
+
+/// A big RELRO's copies under way ([`copy_big_relro`]).
+pub(crate) struct BigRelroCopies {
+    ahead: crate::two_cores::Ahead<ChunkWork>,
+    bytes: usize,
+}
+
+/// Copies chunk `i` of a big RELRO, on the helper thread or not.
+type ChunkWork = Box<dyn Fn(usize, bool) + Sync>;
+
+impl BigRelroCopies {
+    /// Make the copies the helper has not made yet, here, and wait for the
+    /// rest; returns the bytes populated.
+    pub(crate) fn finish(self) -> usize {
+        self.ahead.finish();
+        self.bytes
+    }
+}
+
+/// The dense runs of a big RELRO, as page-aligned address ranges (see
+/// [`copy_big_relro`]).
+fn big_relro_runs(
+    mapped: &Mapped,
+    phdrs: &[Phdr],
+    dense: &dyn Fn(u64, u64) -> bool,
+) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
     let Some((vaddr, memsz)) = mapped.relro.filter(|&(_, memsz)| memsz >= BIG_RELRO as u64) else {
-        return 0;
+        return runs;
     };
     let lo = page_down(vaddr as usize);
     // The writable segment that holds RELRO's first page: its pages, up to
@@ -766,22 +869,21 @@ pub(crate) fn populate_big_relro(
             && lo < start.saturating_add(filesz)
     });
     let Some(p) = segment else {
-        return 0;
+        return runs;
     };
     let data_end = (p.p_vaddr.get(LE) as usize).saturating_add(p.p_filesz.get(LE) as usize);
     let Some(end) = page_up((vaddr.saturating_add(memsz) as usize).min(data_end)) else {
-        return 0;
+        return runs;
     };
     let base = mapped.base;
     if base.wrapping_add(lo) < mapped.mapping.start()
         || base.wrapping_add(end) > mapped.mapping.end()
     {
         // (Not reached: `plan` checked that segments lie in the span.)
-        return 0;
+        return runs;
     }
     let stretch_end = |from: usize| (from + BIG_RELRO).min(end);
     let is_dense = |from: usize| dense(from as u64, stretch_end(from) as u64);
-    let mut populated = 0;
     let mut from = lo;
     while from < end {
         if !is_dense(from) {
@@ -793,39 +895,17 @@ pub(crate) fn populate_big_relro(
         while to < end && is_dense(to) {
             to = stretch_end(to);
         }
-        // SAFETY: whole pages of a writable segment's file data in this
-        // object's own mapping (checked above), not yet relocated or
-        // protected; populating them changes no byte of them.
-        unsafe { populate_on_two_cores(base + from, base + to) };
-        populated += to - from;
+        runs.push((base + from, base + to));
         from = to;
     }
-    populated
-}
-
-/// [`populate_write`] of `[start, end)`, split in two halves, one of them
-/// on a helper thread (see `two_cores`) when it is two stretches or more.
-///
-/// # Safety
-/// As for [`populate_write`].
-unsafe fn populate_on_two_cores(start: usize, end: usize) {
-    if end - start < 2 * BIG_RELRO {
-        // SAFETY: the caller's.
-        return unsafe { populate_write(start, end) };
-    }
-    let half = start + (end - start) / 2 / PAGE_SIZE * PAGE_SIZE;
-    crate::two_cores::join(
-        // SAFETY: the caller's, for each half.
-        || unsafe { populate_write(half, end) },
-        || unsafe { populate_write(start, half) },
-    );
+    runs
 }
 
 /// Have the kernel make the private copies of the PLT slots' pages at
 /// `[slots.0, slots.1)` (each slot is written, bound or rebased) in one
 /// call instead of one write fault a page, just before relocation (RELRO's
 /// were copied when the object was mapped, see [`populate_relro`], or, if
-/// big, just before, see [`populate_big_relro`]). No
+/// big, just before, see [`copy_big_relro`]). No
 /// other page is copied: `.data` that no relocation touches stays the
 /// file's, as under glibc. A stretch of one page is left to its fault,
 /// which costs about what the call does. For an object whose writable

@@ -26,8 +26,8 @@ pub(crate) struct Stats {
     pub lookups_cached: u64,
     /// Relocations bound in the relocation pass's fast lane.
     pub fast_lane: u64,
-    /// Bytes of big PT_GNU_RELRO populated just before relocation
-    /// (`map::populate_big_relro`).
+    /// Bytes of big PT_GNU_RELRO copied before relocation
+    /// (`map::copy_big_relro`).
     pub relro_populated: u64,
     pub nanos: u64,
 }

@@ -1262,7 +1262,7 @@ pub(crate) fn plt_slots(view: &crate::host::View) -> Option<(usize, usize)> {
 /// (Checking each page instead meant reading all of libLLVM-15's 8.7 MB
 /// of entries early: 1.7 ms, measured when RELRO was copied at mapping
 /// time.) Unsorted entries only make the answer wrong, never unsafe. Used
-/// by [`crate::map::populate_big_relro`].
+/// by [`crate::map::copy_big_relro`].
 pub(crate) fn relative_dense(
     image: &Image,
     d: &crate::elf::dynamic::DynInfo,

@@ -1,6 +1,6 @@
-//! One big piece of memory work split over two threads: the largest
-//! objects' RELRO copies (`map::populate_big_relro`) and their run of
-//! RELATIVE relocations.
+//! Big pieces of memory work split over two threads: the largest objects'
+//! RELRO copies (`map::copy_big_relro`, started ahead, see [`Ahead`]) and
+//! their run of RELATIVE relocations ([`join`]).
 //!
 //! Why: libLLVM-15's load spends milliseconds having the kernel copy 8 MiB
 //! of RELRO and writing 362,379 RELATIVE relocations, on one core while
@@ -16,6 +16,9 @@
 
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+
+use rustix::process::Pid;
+use rustix::thread::CpuSet;
 
 /// Pieces of work that ran on two threads (for `--stats` and tests).
 static SPLIT: AtomicU64 = AtomicU64::new(0);
@@ -66,6 +69,130 @@ pub(crate) fn join<A: Send, B, F: FnOnce() -> A + Send>(
     (a, b)
 }
 
+/// A piece of work cut in chunks, which a helper thread starts on at once
+/// and this thread joins in when it gets there ([`Ahead::finish`]): for
+/// work this thread would otherwise do later, such as a big object's RELRO
+/// copies, which the helper makes while the object's dependencies are
+/// relocated. Chunks are handed out one at a time from a shared counter,
+/// so that whichever thread is free takes the next. Dropping it unfinished
+/// (a load that failed) stops the helper after its current chunk and waits
+/// for it.
+///
+/// `work(i, on_helper)` does chunk `i`, on the helper or on this thread as
+/// `on_helper` says; on the helper it runs under the rules of [`join`] (no
+/// thread-local storage). `'static`: nothing it refers to may
+/// go away while the helper runs, even if this value is leaked.
+pub(crate) struct Ahead<W: Fn(usize, bool) + Sync + 'static> {
+    chunks: Box<Chunks<W>>,
+    thread: Option<Started>,
+}
+
+/// The chunks of an [`Ahead`]: the helper takes them from the front, this
+/// thread from the back, so that the two seldom work on the same 2 MiB of
+/// memory (whose page table one lock guards) until they meet.
+struct Chunks<W> {
+    /// The chunks left, `front..back`: `front` in the low 32 bits, `back`
+    /// in the high ones.
+    left: AtomicU64,
+    work: W,
+}
+
+/// `front..back` as [`Chunks::left`] holds it.
+fn pack(front: u32, back: u32) -> u64 {
+    u64::from(back) << 32 | u64::from(front)
+}
+
+impl<W: Fn(usize, bool)> Chunks<W> {
+    /// Take the next chunk from the front or from the back, if any is left.
+    fn take(&self, from_back: bool) -> Option<usize> {
+        let mut left = self.left.load(Ordering::Relaxed);
+        loop {
+            let (front, back) = (left as u32, (left >> 32) as u32);
+            if front >= back {
+                return None;
+            }
+            let (rest, taken) = if from_back {
+                (pack(front, back - 1), back - 1)
+            } else {
+                (pack(front + 1, back), front)
+            };
+            match self
+                .left
+                .compare_exchange_weak(left, rest, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(taken as usize),
+                Err(now) => left = now,
+            }
+        }
+    }
+
+    /// Do chunks until there are none left.
+    fn take_all(&self, from_back: bool) {
+        while let Some(i) = self.take(from_back) {
+            (self.work)(i, !from_back);
+        }
+    }
+}
+
+impl<W: Fn(usize, bool) + Sync + 'static> Ahead<W> {
+    /// Start a helper on chunks `0..count` of `work`. If no thread can be
+    /// started, nothing is done until [`Ahead::finish`].
+    pub(crate) fn start(count: u32, work: W) -> Self {
+        Self::new(count, work, true)
+    }
+
+    /// Chunks `0..count` of `work`, all left for [`Ahead::finish`] (work too
+    /// small to be worth a thread).
+    pub(crate) fn here(count: u32, work: W) -> Self {
+        Self::new(count, work, false)
+    }
+
+    fn new(count: u32, work: W, helper: bool) -> Self {
+        let chunks = Box::new(Chunks {
+            left: AtomicU64::new(pack(0, count)),
+            work,
+        });
+        let thread = if !helper || crate::fault::injected(crate::fault::Syscall::Thread).is_some() {
+            None
+        } else {
+            let arg = (&*chunks as *const Chunks<W>).cast_mut().cast();
+            // SAFETY: the box stays where it is until the thread has ended
+            // (`drop` waits for it first, and a leaked value leaks the box
+            // too); `run_chunks::<W>` matches its type; `W: Sync`, so both
+            // threads may call it.
+            unsafe { Started::new(run_chunks::<W>, arg) }
+        };
+        Ahead { chunks, thread }
+    }
+
+    /// Do the chunks the helper has not taken, here, then wait for the
+    /// helper's last one.
+    pub(crate) fn finish(mut self) {
+        self.chunks.take_all(true);
+        if let Some(thread) = self.thread.take() {
+            drop(thread);
+            SPLIT.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<W: Fn(usize, bool) + Sync + 'static> Drop for Ahead<W> {
+    fn drop(&mut self) {
+        // (Unfinished: no chunk is taken any more.)
+        self.chunks.left.store(0, Ordering::Relaxed);
+        drop(self.thread.take());
+    }
+}
+
+/// The helper thread's entry point for an [`Ahead`].
+extern "C" fn run_chunks<W: Fn(usize, bool)>(chunks: *mut c_void) -> c_int {
+    // SAFETY: `Ahead::start` passed its `Chunks<W>`, which stays in place
+    // until this thread has ended, and is only read (the counter is atomic).
+    let chunks = unsafe { &*chunks.cast::<Chunks<W>>() };
+    chunks.take_all(false);
+    0
+}
+
 /// The helper's work and, once done, its result.
 struct Task<F, A> {
     work: Option<F>,
@@ -90,6 +217,27 @@ struct Started {
     /// The thread's id until it ends; the kernel clears it then and wakes
     /// a waiter (`CLONE_CHILD_CLEARTID`, as `pthread_join` waits).
     tid: Box<AtomicI32>,
+    /// What the thread runs, and where: read by it until it ends.
+    _launch: Box<Launch>,
+}
+
+/// A helper thread's entry point, argument and CPUs ([`launch`]).
+struct Launch {
+    entry: extern "C" fn(*mut c_void) -> c_int,
+    arg: *mut c_void,
+    cpus: CpuSet,
+}
+
+/// A helper thread's first function: off its parent's CPU, then to work.
+extern "C" fn launch(launch: *mut c_void) -> c_int {
+    // SAFETY: `Started::new` passed its `Launch`, kept until this thread
+    // has ended.
+    let launch = unsafe { &*launch.cast::<Launch>() };
+    // (The parent does the same once `clone` returns; this covers a helper
+    // that runs first, on the parent's CPU, holding the parent off it.
+    // rustix's raw system call sets no `errno`.)
+    let _ = rustix::thread::sched_setaffinity(None, &launch.cpus);
+    (launch.entry)(launch.arg)
 }
 
 impl Started {
@@ -99,6 +247,11 @@ impl Started {
     /// What `arg` points to must stay valid until the returned value is
     /// dropped, and `entry` must keep to what `join` says a helper may do.
     unsafe fn new(entry: extern "C" fn(*mut c_void) -> c_int, arg: *mut c_void) -> Option<Started> {
+        let launch = Box::new(Launch {
+            entry,
+            arg,
+            cpus: other_cpus()?,
+        });
         // SAFETY: a fresh private anonymous mapping; no address is given.
         let stack = unsafe {
             libc::mmap(
@@ -132,13 +285,14 @@ impl Started {
             // SAFETY: `top` is the top of a stack of HELPER_STACK bytes that
             // lives until the thread has ended (`drop`); the thread shares
             // this one's memory and runs `entry(arg)` under the caller's
-            // promise; `tid_ptr` lives in `tid`, kept as long as the stack.
+            // promise, through `launch` with the `Launch` kept as long as
+            // the stack; `tid_ptr` lives in `tid`, kept as long too.
             unsafe {
                 libc::clone(
-                    entry,
+                    self::launch,
                     top,
                     flags,
-                    arg,
+                    (&*launch as *const Launch).cast_mut().cast(),
                     tid_ptr,
                     std::ptr::null_mut::<c_void>(),
                     tid_ptr,
@@ -150,8 +304,32 @@ impl Started {
             unsafe { libc::munmap(stack, HELPER_STACK) };
             return None;
         }
-        Some(Started { stack, tid })
+        // (If this fails, the helper may share this thread's CPU: the
+        // results are the same.)
+        let _ = rustix::thread::sched_setaffinity(Pid::from_raw(made), &launch.cpus);
+        Some(Started {
+            stack,
+            tid,
+            _launch: launch,
+        })
     }
+}
+
+/// The CPUs this thread may run on but is not running on now, for a
+/// helper: None if there are none (a helper would only take turns with
+/// this thread) or they cannot be read.
+///
+/// Why a helper is kept off this thread's CPU: a new thread often starts
+/// queued on its parent's CPU, and does not run until the parent blocks
+/// (in [`Started`]'s `drop`, waiting for it) or the scheduler moves it,
+/// which on a virtual machine with an idle second CPU took from 0.4 to
+/// 3 ms; the work was then done one piece after the other. libLLVM-15's
+/// first load took 0.835 of glibc's time with an unpinned helper, 0.685
+/// with this (31 interleaved fresh processes each, docs/performance.md).
+fn other_cpus() -> Option<CpuSet> {
+    let mut set = rustix::thread::sched_getaffinity(None).ok()?;
+    set.unset(rustix::thread::sched_getcpu());
+    (set.count() > 0).then_some(set)
 }
 
 impl Drop for Started {
@@ -226,6 +404,32 @@ mod tests {
         );
         assert_eq!(a + b, data.iter().sum::<u64>());
         assert!(splits() > before);
+    }
+
+    #[test]
+    fn every_chunk_is_done_once_by_one_thread_or_the_other() {
+        let before = splits();
+        let done: &'static [AtomicU64] = Box::leak((0..1000).map(|_| AtomicU64::new(0)).collect());
+        let ahead = Ahead::start(done.len() as u32, move |i, _| {
+            done[i].fetch_add(1, Ordering::Relaxed);
+        });
+        ahead.finish();
+        assert!(done.iter().all(|d| d.load(Ordering::Relaxed) == 1));
+        assert_eq!(splits(), before + 1);
+    }
+
+    #[test]
+    fn an_unfinished_ahead_stops_and_waits_for_its_helper() {
+        let done: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
+        let ahead = Ahead::start(u32::MAX, move |_, _| {
+            done.fetch_add(1, Ordering::Relaxed);
+        });
+        drop(ahead);
+        // (Once dropped, the helper has ended: the count stays.)
+        let after = done.load(Ordering::Relaxed);
+        assert!(after < u64::from(u32::MAX));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(done.load(Ordering::Relaxed), after);
     }
 
     /// This thread's signal mask.

@@ -376,8 +376,9 @@ fn segments_are_laid_out_as_glibc_lays_them_out() {
 /// In the mixed build, sparse for its first 2 MiB and dense after, only
 /// what follows is populated. Under either loader the table is then the
 /// file's bytes, relocated, read-only and mapped from the file, and the
-/// very same pages are private copies; dynload's load takes no fault in
-/// the pages it populated, where glibc's takes one a page. (The fixtures
+/// very same pages are private copies; dynload's loading thread takes no
+/// fault in the pages it populated (a helper thread copies part of them by
+/// faults of its own), where glibc's takes one a page. (The fixtures
 /// count on gcc's defaults here: RELA with DT_RELACOUNT, not
 /// `-z pack-relative-relocs`.)
 #[test]
