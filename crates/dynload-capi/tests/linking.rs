@@ -324,6 +324,44 @@ fn tls_churn_under_valgrind() {
     );
 }
 
+/// A load that shares work with a helper thread (a 5 MiB RELRO's copies,
+/// started ahead, and 655,360 RELATIVE relocations) runs under valgrind's
+/// memcheck as well: no invalid access, and the table comes out right.
+/// (Placing the helper once read the vDSO, which valgrind does not map.)
+#[test]
+fn work_shared_with_a_helper_thread_under_valgrind() {
+    let set = Set::build(
+        "capi-helper-valgrind",
+        &[Lib::src("table", "big_relro.c")
+            .flag("{src}/big_relro_table.S")
+            .flag("-Wl,-z,nopack-relative-relocs")
+            .define("POINTER_EVERY", "1")
+            .define("DENSE_FROM", "0")],
+    );
+    let out = std::process::Command::new("valgrind")
+        .args(["-q", "--error-exitcode=99", "--trace-children=no"])
+        .arg(testkit::driver())
+        .arg(format!("open {} NOW", set.path("table")))
+        .arg("call h1 big_relro_mismatches")
+        .env("LD_PRELOAD", testkit::libdynload())
+        .env("DYNLOAD_STATS", "1")
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("this test runs valgrind: install it (CI does)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "valgrind: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("call big_relro_mismatches: 0"), "{stdout}");
+    assert!(
+        stderr.contains("2 pieces of work shared with a helper thread"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn unique_symbols_are_shared_with_preloaded_objects() {
     // ua is preloaded (glibc loads it and registers its unique symbol);

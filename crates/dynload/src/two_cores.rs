@@ -326,9 +326,15 @@ impl Started {
 /// 3 ms; the work was then done one piece after the other. libLLVM-15's
 /// first load took 0.835 of glibc's time with an unpinned helper, 0.685
 /// with this (31 interleaved fresh processes each, docs/performance.md).
+///
+/// (glibc's `sched_getcpu`, not rustix's: rustix finds the vDSO through
+/// the auxiliary vector and reads its ELF header, which is not mapped
+/// under valgrind.)
 fn other_cpus() -> Option<CpuSet> {
     let mut set = rustix::thread::sched_getaffinity(None).ok()?;
-    set.unset(rustix::thread::sched_getcpu());
+    // SAFETY: no arguments; on this (loading) thread, which may set errno.
+    let here = usize::try_from(unsafe { libc::sched_getcpu() }).ok()?;
+    set.unset(here);
     (set.count() > 0).then_some(set)
 }
 
