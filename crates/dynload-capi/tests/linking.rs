@@ -7,7 +7,9 @@
 //! bound PLT slot whose entry follows a TLS descriptor's.
 //! Each run is compared with glibc's run of the same script.
 
-use testkit::scenarios::{copies, dtor_lazy_objects, lazy_objects, tls_objects, unique_objects};
+use testkit::scenarios::{
+    big_relative_table, copies, dtor_lazy_objects, lazy_objects, tls_objects, unique_objects,
+};
 use testkit::{compare, compare_env, damage, run_driver, run_driver_status, Lib, Loader, Set};
 
 /// Where in DYNLOAD_DEBUG output the first binding of `symbol` is.
@@ -292,26 +294,16 @@ fn tls_churn_under_valgrind() {
         next += 8;
     }
     let debug = set.dir.join("valgrind-debug");
-    let out = std::process::Command::new("valgrind")
-        .args(["-q", "--error-exitcode=99", "--trace-children=no"])
-        .arg(testkit::driver())
-        .args(&script)
-        .env("LD_PRELOAD", testkit::libdynload())
-        .env("DYNLOAD_DEBUG", "files")
-        .env("DYNLOAD_DEBUG_OUTPUT", &debug)
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .unwrap();
+    let (stdout, _) = driver_under_valgrind(
+        &script,
+        &[
+            ("DYNLOAD_DEBUG", "files"),
+            ("DYNLOAD_DEBUG_OUTPUT", &debug.display().to_string()),
+        ],
+    );
     // dynload, not glibc, loaded the objects under valgrind.
     let debug = testkit::read_debug_files(&set.dir, "valgrind-debug");
     assert!(testkit::mapped_in(&debug, "/m7.so"), "{debug}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "valgrind: {}\n{stdout}\n{stderr}",
-        out.status
-    );
     assert_eq!(
         stdout.matches("call tls_initial_ok: 1").count(),
         24,
@@ -324,37 +316,41 @@ fn tls_churn_under_valgrind() {
     );
 }
 
+/// Run the driver with `script` and `env`, libdynload.so preloaded, under
+/// valgrind's memcheck, which must find no error; its standard output and
+/// error.
+fn driver_under_valgrind(script: &[String], env: &[(&str, &str)]) -> (String, String) {
+    let out = std::process::Command::new("valgrind")
+        .args(["-q", "--error-exitcode=99", "--trace-children=no"])
+        .arg(testkit::driver())
+        .args(script)
+        .env("LD_PRELOAD", testkit::libdynload())
+        .envs(env.iter().copied())
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("these tests run valgrind: install it (CI does)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "valgrind: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    (stdout, stderr)
+}
+
 /// A load that shares work with a helper thread (a 5 MiB RELRO's copies,
 /// started ahead, and 655,360 RELATIVE relocations) runs under valgrind's
 /// memcheck as well: no invalid access, and the table comes out right.
 /// (Placing the helper once read the vDSO, which valgrind does not map.)
 #[test]
 fn work_shared_with_a_helper_thread_under_valgrind() {
-    let set = Set::build(
-        "capi-helper-valgrind",
-        &[Lib::src("table", "big_relro.c")
-            .flag("{src}/big_relro_table.S")
-            .flag("-Wl,-z,nopack-relative-relocs")
-            .define("POINTER_EVERY", "1")
-            .define("DENSE_FROM", "0")],
-    );
-    let out = std::process::Command::new("valgrind")
-        .args(["-q", "--error-exitcode=99", "--trace-children=no"])
-        .arg(testkit::driver())
-        .arg(format!("open {} NOW", set.path("table")))
-        .arg("call h1 big_relro_mismatches")
-        .env("LD_PRELOAD", testkit::libdynload())
-        .env("DYNLOAD_STATS", "1")
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("this test runs valgrind: install it (CI does)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "valgrind: {}\n{stdout}\n{stderr}",
-        out.status
-    );
+    let set = Set::build("capi-helper-valgrind", &[big_relative_table()]);
+    let script = [
+        format!("open {} NOW", set.path("table")),
+        "call h1 big_relro_mismatches".to_owned(),
+    ];
+    let (stdout, stderr) = driver_under_valgrind(&script, &[("DYNLOAD_STATS", "1")]);
     assert!(stdout.contains("call big_relro_mismatches: 0"), "{stdout}");
     assert!(
         stderr.contains("2 pieces of work shared with a helper thread"),

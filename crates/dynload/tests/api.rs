@@ -1137,12 +1137,7 @@ fn unique_symbols_are_shared_with_glibcs_objects() {
 fn a_load_shared_with_a_helper_thread_leaves_the_program_single_threaded() {
     let set = Set::build(
         "api-two-cores",
-        &[Lib::src("table", "big_relro.c")
-            .flag("{src}/big_relro_table.S")
-            .flag("-Wl,-z,nopack-relative-relocs")
-            .define("POINTER_EVERY", "1")
-            .define("DENSE_FROM", "0")
-            .no_log()],
+        &[testkit::scenarios::big_relative_table().no_log()],
     );
     let program = testkit::program("single_threaded.c");
     let args = [set.path("table")];

@@ -427,14 +427,7 @@ fn failed_system_calls_leave_nothing_behind() {
 fn big_relocation_runs_and_copies_on_two_threads_give_the_serial_result() {
     use dynload::testing::work_split_over_two_threads as splits;
     if !in_child() {
-        Set::build(
-            "sec-two-cores",
-            &[Lib::src("table", "big_relro.c")
-                .flag("{src}/big_relro_table.S")
-                .flag("-Wl,-z,nopack-relative-relocs")
-                .define("POINTER_EVERY", "1")
-                .define("DENSE_FROM", "0")],
-        );
+        Set::build("sec-two-cores", &[testkit::scenarios::big_relative_table()]);
         let out = testkit::rerun_in_child(
             "big_relocation_runs_and_copies_on_two_threads_give_the_serial_result",
             None,

@@ -1964,3 +1964,14 @@ pub fn fast_lane_refusals(p: &str) -> Scenario {
         ],
     )
 }
+
+/// `table`: big_relro.c with a 5 MiB table of pointers, one RELATIVE entry
+/// a word (655,360), RELA and not packed: a load big enough for dynload to
+/// share its RELRO copies and RELATIVE relocations with a helper thread.
+pub fn big_relative_table() -> Lib {
+    Lib::src("table", "big_relro.c")
+        .flag("{src}/big_relro_table.S")
+        .flag("-Wl,-z,nopack-relative-relocs")
+        .define("POINTER_EVERY", "1")
+        .define("DENSE_FROM", "0")
+}
