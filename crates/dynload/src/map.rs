@@ -811,9 +811,9 @@ const RELRO_CHUNK: usize = 256 << 10;
 /// not `madvise(MADV_POPULATE_WRITE)` there, which saves the faults: it
 /// holds the process's memory map for reading while it works, and the
 /// other thread's `mprotect` calls and faults waited for it. Beside it,
-/// libLLVM-15's dependencies took 2.5 to 5.8 ms to relocate, against 0.9
-/// to 1.3 ms beside these faults (0.85 with no helper); its first load
-/// took 0.784 of glibc's time against 0.685 (31 interleaved fresh
+/// libLLVM-15's dependencies took 2.7 to 4.9 ms to relocate, against 0.9
+/// to 1.3 ms beside these faults (0.8 to 0.95 with no helper); its first
+/// load took 0.784 of glibc's time against 0.685 (31 interleaved fresh
 /// processes each). (Calls of 32 KiB or less slowed the other thread less,
 /// but the kernel's lock makes no promise of it.)
 ///

@@ -73,8 +73,9 @@ pub(crate) fn join<A: Send, B, F: FnOnce() -> A + Send>(
 /// and this thread joins in when it gets there ([`Ahead::finish`]): for
 /// work this thread would otherwise do later, such as a big object's RELRO
 /// copies, which the helper makes while the object's dependencies are
-/// relocated. Chunks are handed out one at a time from a shared counter,
-/// so that whichever thread is free takes the next. Dropping it unfinished
+/// relocated. Chunks are handed out one at a time, the helper's from the
+/// front and this thread's from the back, so that whichever thread is free
+/// takes the next. Dropping it unfinished
 /// (a load that failed) stops the helper after its current chunk and waits
 /// for it.
 ///
@@ -421,7 +422,8 @@ mod tests {
         });
         ahead.finish();
         assert!(done.iter().all(|d| d.load(Ordering::Relaxed) == 1));
-        assert_eq!(splits(), before + 1);
+        // (Other tests may split work meanwhile: at least this one.)
+        assert!(splits() > before);
     }
 
     #[test]
