@@ -358,6 +358,34 @@ fn work_shared_with_a_helper_thread_under_valgrind() {
     );
 }
 
+/// A process that may run on one CPU only gets no helper thread: the copies
+/// and relocations a helper would share run on the loading thread, with
+/// the same table (a helper could only take turns with it there).
+#[test]
+fn a_process_on_one_cpu_shares_no_work_with_a_helper() {
+    let set = Set::build("capi-one-cpu", &[big_relative_table()]);
+    let out = std::process::Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(testkit::driver())
+        .arg(format!("open {} NOW", set.path("table")))
+        .arg("call h1 big_relro_mismatches")
+        .env("LD_PRELOAD", testkit::libdynload())
+        .env("DYNLOAD_STATS", "1")
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("taskset (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}\n{stdout}\n{stderr}", out.status);
+    assert!(stdout.contains("call big_relro_mismatches: 0"), "{stdout}");
+    // The copies were made before relocation all the same, by this thread.
+    assert!(
+        stderr.contains("KiB of RELRO copied before relocation")
+            && !stderr.contains("shared with a helper thread"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn unique_symbols_are_shared_with_preloaded_objects() {
     // ua is preloaded (glibc loads it and registers its unique symbol);
