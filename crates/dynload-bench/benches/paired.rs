@@ -37,7 +37,7 @@ use dl::{Dynload, Glibc};
 use dynload_bench::Loader;
 use lazy_floor::LazyFloor;
 use open_close_floor::OpenCloseFloor;
-use replay::Replay;
+use replay::Cycle;
 use system_calls::SystemCallsAlone;
 
 /// How long each batch runs, at least.
@@ -75,14 +75,7 @@ impl Paired {
         if self.chosen(GROUP) {
             let path = self.dynload.fx.c_path("tiny");
             let alone = SystemCallsAlone::new(&path);
-            let map = || alone.map();
-            self.pair_tiny_replay(
-                GROUP,
-                &path,
-                map,
-                |base| alone.unmap(base),
-                "system calls alone",
-            );
+            self.pair_tiny_replay(GROUP, &path, &alone, "system calls alone");
         }
     }
 
@@ -96,30 +89,17 @@ impl Paired {
         if self.chosen(GROUP) {
             let path = self.dynload.fx.c_path("tiny");
             let floor = OpenCloseFloor::new(&path);
-            let map = || floor.map();
-            self.pair_tiny_replay(GROUP, &path, map, |base| floor.unmap(base), "floor");
+            self.pair_tiny_replay(GROUP, &path, &floor, "floor");
         }
     }
 
     /// Pair glibc's open+close of `tiny` (at `path`) with a replay of
     /// dynload's cycle of it, once the replay is checked against dynload's
     /// (see `replay.rs`); `label` names the replay in the case's line.
-    fn pair_tiny_replay(
-        &self,
-        group: &str,
-        path: &std::ffi::CStr,
-        map: impl Fn() -> *mut u8,
-        unmap: impl Fn(*mut u8),
-        label: &str,
-    ) {
+    fn pair_tiny_replay(&self, group: &str, path: &std::ffi::CStr, cycle: &dyn Cycle, label: &str) {
         let glibc = cases::OpenCloseTiny::prepare::<Glibc>(&self.glibc);
-        Replay {
-            path,
-            map: &map,
-            unmap: &unmap,
-        }
-        .check(libc::RTLD_NOW);
-        let cycles = Routine::timed(move || unmap(map()));
+        replay::check(path, cycle, libc::RTLD_NOW);
+        let cycles = Routine::timed(move || cycle.unmap(cycle.map()));
         self.pair(group, glibc, cycles, &format!(", \"dynload\": \"{label}\""));
     }
 
@@ -140,12 +120,7 @@ impl Paired {
         let glibc = cases::RelocationsLazy::prepare::<Glibc>(&self.glibc);
         // dynload's cycle binds to its own copy of the dependency.
         let dep = dl::open::<Dynload>(&dependency, libc::RTLD_NOW);
-        let replay = Replay {
-            path: &path,
-            map: &|| floor.map(),
-            unmap: &|base| floor.unmap(base),
-        };
-        replay.check(libc::RTLD_LAZY);
+        replay::check(&path, &floor, libc::RTLD_LAZY);
         cases::close::<Dynload>(dep);
         let cycles = Routine::timed(move || floor.unmap(floor.map()));
         self.pair(GROUP, glibc, cycles, ", \"dynload\": \"floor\"");

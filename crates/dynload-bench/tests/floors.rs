@@ -28,37 +28,18 @@ mod system_calls;
 use dynload_bench::{Fixtures, Loader};
 use lazy_floor::LazyFloor;
 use open_close_floor::OpenCloseFloor;
-use replay::Replay;
 use system_calls::SystemCallsAlone;
 
 #[test]
 fn the_floors_map_as_dynload_does_and_take_as_many_faults() {
     let fx = Fixtures::for_loader(Loader::Dynload);
     let tiny = fx.c_path("tiny");
-    let alone = SystemCallsAlone::new(&tiny);
-    Replay {
-        path: &tiny,
-        map: &|| alone.map(),
-        unmap: &|base| alone.unmap(base),
-    }
-    .check(libc::RTLD_NOW);
-
-    let floor = OpenCloseFloor::new(&tiny);
-    Replay {
-        path: &tiny,
-        map: &|| floor.map(),
-        unmap: &|base| floor.unmap(base),
-    }
-    .check(libc::RTLD_NOW);
+    replay::check(&tiny, &SystemCallsAlone::new(&tiny), libc::RTLD_NOW);
+    replay::check(&tiny, &OpenCloseFloor::new(&tiny), libc::RTLD_NOW);
 
     let (reloc, relocdep) = (fx.c_path("reloc"), fx.c_path("relocdep"));
     let floor = LazyFloor::new(&reloc, &relocdep);
     let dep = dl::open::<dl::Dynload>(&relocdep, libc::RTLD_NOW);
-    Replay {
-        path: &reloc,
-        map: &|| floor.map(),
-        unmap: &|base| floor.unmap(base),
-    }
-    .check(libc::RTLD_LAZY);
+    replay::check(&reloc, &floor, libc::RTLD_LAZY);
     cases::close::<dl::Dynload>(dep);
 }
