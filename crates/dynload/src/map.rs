@@ -491,8 +491,8 @@ fn map_for(o: &Opened, name: impl Into<String> + Copy, purpose: Purpose) -> Resu
 /// mapped by the same read, paid the same. (The 4,000-relocation fixture's
 /// `RTLD_LAZY` cycle: 2 TLB flushes instead of 10, by the `tlb:tlb_flush`
 /// tracepoint, and 37.3 µs of system time instead of 47.5, medians of 12
-/// interleaved runs.) Not for a big RELRO, populated at relocation (see
-/// [`copy_big_relro`]).
+/// interleaved runs.) Not for a big RELRO, copied once relocation starts
+/// (see [`copy_big_relro`]).
 fn populate_relro(base: usize, loads: &[Load], relro: Option<(u64, u64)>) {
     if relro_is_big(relro) {
         return;
@@ -715,8 +715,8 @@ fn map_segment(o: &Opened, base: usize, l: &Load, pages: Pages, populate: bool) 
 /// when it is mapped ([`populate_relro`]).
 const BIG_RELRO: usize = 2 << 20;
 
-/// Is PT_GNU_RELRO (vaddr, memsz) big enough to be populated at relocation
-/// rather than when mapped?
+/// Is PT_GNU_RELRO (vaddr, memsz) big enough to be copied once relocation
+/// starts rather than when mapped?
 pub(crate) fn relro_is_big(relro: Option<(u64, u64)>) -> bool {
     relro.is_some_and(|(_, memsz)| memsz >= BIG_RELRO as u64)
 }
@@ -905,7 +905,7 @@ fn big_relro_runs(
 /// `[slots.0, slots.1)` (each slot is written, bound or rebased) in one
 /// call instead of one write fault a page, just before relocation (RELRO's
 /// were copied when the object was mapped, see [`populate_relro`], or, if
-/// big, just before, see [`copy_big_relro`]). No
+/// big, once relocation started, see [`copy_big_relro`]). No
 /// other page is copied: `.data` that no relocation touches stays the
 /// file's, as under glibc. A stretch of one page is left to its fault,
 /// which costs about what the call does. For an object whose writable

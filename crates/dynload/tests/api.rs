@@ -514,8 +514,9 @@ fn big_relro_is_copied_before_relocation_only_where_relocations_are_dense() {
     }
 }
 
-/// A big RELRO is populated when the object is about to be relocated, not
-/// when it is mapped: a load that fails on a missing dependency copies
+/// A big RELRO is copied once relocation starts (by a helper thread while
+/// the dependencies are relocated), not when the object is mapped: a load
+/// that fails on a missing dependency copies
 /// nothing, and one that starts over because glibc must first load a
 /// C-runtime library it needs (here librt, which the driver has not
 /// loaded) copies once. The `--stats` summary counts the bytes.
